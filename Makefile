@@ -1,0 +1,34 @@
+# sj2lava: `make test` and `make demo` work on a fresh machine; the venv is built on first use.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.sj2lava-installed
+PYTEST_ARGS ?=
+
+.PHONY: test demo bench lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
+	  py=$$(./tools/find_python310.sh) || exit 1; \
+	  echo "creating $(VENV) with $$py"; rm -rf $(VENV); "$$py" -m venv $(VENV) || exit 1; \
+	fi
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade "pip>=23,<25"
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[lava,dev]'
+	@touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m sj2lava.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_block.py
+
+# Re-pin the tested stack from the current venv.
+lock: $(STAMP)
+	{ head -2 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v '^sj2lava'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,63 @@
+"""sj2lava: spiking nets trained in PyTorch, deployed on Intel Loihi through Lava, exactly.
+
+The core (this package's import) needs only torch, numpy and h5py; lava-dl, lava-nc and
+SpikingJelly are imported where they are used.
+"""
+from __future__ import annotations
+
+import logging as _logging
+
+from .block import BlockContainer
+from .errors import ExportError, NetFileError, UnsupportedLayerError
+from .layers import SumPool2d
+from .layout import NXT_to_TNX, TNX_to_NXT
+from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba, to_lava_neuron
+from .translate import (
+    avgpool2d_to_lava_synapse_pool,
+    conv2d_to_lava_synapse_conv,
+    linear_to_lava_synapse_dense,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockContainer",
+    "CubaLIFNode",
+    "ExportError",
+    "NetFileError",
+    "NXT_to_TNX",
+    "Sigmoid",
+    "SumPool2d",
+    "TNX_to_NXT",
+    "UnsupportedLayerError",
+    "avgpool2d_to_lava_synapse_pool",
+    "conv2d_to_lava_synapse_conv",
+    "cuba_lif",
+    "linear_to_lava_synapse_dense",
+    "reset_net",
+    "to_cuba",
+    "to_lava_neuron",
+]
+
+
+def reset_net(net) -> None:
+    """Reset every stateful module of ``net`` (same as SpikingJelly's ``functional.reset_net``)."""
+    for m in net.modules():
+        if hasattr(m, "reset"):
+            m.reset()
+
+
+class _QuietSJReset(_logging.Filter):
+    # SpikingJelly's reset_net logs a warning for every module with reset() that is not its own
+    # MemoryModule. Ours are plain nn.Modules (subclassing would import SpikingJelly and lava-dl
+    # on `import sj2lava`), so drop exactly that warning for our classes. SpikingJelly's own
+    # CubaLIFNode is a MemoryModule and never logs it.
+    _prefix = "Trying to call `reset()` of "
+    _ours = ("CubaLIFNode(", "BlockContainer(")
+
+    def filter(self, record: _logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not (msg.startswith(self._prefix) and msg[len(self._prefix):].startswith(self._ours))
+
+
+_logging.getLogger().addFilter(_QuietSJReset())

@@ -1,0 +1,44 @@
+"""Torch layers that sj2lava adds to what PyTorch has."""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_Pair = Union[int, Tuple[int, int]]
+
+
+def _pair(v: _Pair) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class SumPool2d(nn.Module):
+    """Sum pooling, Loihi's pooling synapse: ``y[c, i, j] = sum_{a<kH, b<kW} x[c, i*sH + a, j*sW + b]``.
+
+    Every tap has weight 1.0 (64 in NetX's integer units). Output size follows PyTorch's floor rule,
+    ``H_out = (H - kH) // sH + 1``: rows and columns that do not fill a window are dropped. (lava-dl's
+    ``slayer.synapse.Pool`` instead pads odd sizes with zeros at the bottom/right; NetX cannot load
+    its ``pool`` layer, so sj2lava exports sum-pools as depthwise convolutions, which drop them.)
+
+    Args:
+        kernel_size: window size ``kH`` or ``(kH, kW)``.
+        stride: step between windows; default ``kernel_size``.
+    """
+
+    def __init__(self, kernel_size: _Pair, stride: Optional[_Pair] = None):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride) if stride is not None else self.kernel_size
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(
+                f"SumPool2d: kernel_size {self.kernel_size} and stride {self.stride} must be >= 1"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # divisor_override=1 turns the average into an exact integer sum (no 1/k^2 round trip).
+        return F.avg_pool2d(x, self.kernel_size, self.stride, divisor_override=1)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"

@@ -1,0 +1,561 @@
+"""The quantization-aware CUBA-LIF neuron of Loihi, and conversions into and out of it.
+
+One step of the neuron, in integer state units (1/4096), exactly as lava-dl and Lava compute it::
+
+    u[t] = rs0(u[t-1] * (4096 - iDecay), 12) + trunc(4096 * z[t])
+    v[t] = rs0(v[t-1] * (4096 - vDecay), 12) + u[t] + 64 * bias_mant
+    s[t] = v[t] > vThMant * 64                  (strict, in integers)
+    v[t] = 0 where s[t]                         (u is never reset)
+
+with ``rs0(a, 12) = sign(a) * (|a| >> 12)``, decays rounded to 1/4096 and the threshold floored
+to 1/64 (see :mod:`sj2lava.quant`). ``z`` is the synaptic input in float units (a weight of 1.0
+is 64 mantissa units). Gradients use a surrogate derivative of the spike, as in SpikingJelly.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Callable, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from . import quant
+from ._deps import slayer as _slayer
+from .errors import UnsupportedLayerError
+
+__all__ = [
+    "Sigmoid",
+    "CubaLIFNode",
+    "cuba_lif",
+    "to_cuba",
+    "to_lava_neuron",
+]
+
+
+# --------------------------------------------------------------------------- surrogate
+class _SigmoidSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        sg = torch.sigmoid(ctx.alpha * x)
+        return grad * ctx.alpha * sg * (1 - sg), None
+
+
+class Sigmoid(nn.Module):
+    """Heaviside step with the sigmoid surrogate derivative ``alpha * sig(alpha x) * (1 - sig(alpha x))``.
+
+    The same function as SpikingJelly's ``surrogate.Sigmoid`` (its default ``alpha=4``), so that
+    sj2lava needs no SpikingJelly install. Any SpikingJelly surrogate, or any elementwise callable
+    whose forward is a step and whose autograd gives the surrogate derivative, can be used instead.
+    """
+
+    def __init__(self, alpha: float = 4.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _SigmoidSpike.apply(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+def _surrogate_derivative(surrogate: Callable, x: torch.Tensor) -> torch.Tensor:
+    """d surrogate(x) / dx for an elementwise surrogate, for every element of ``x`` at once."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        y = surrogate(x)
+        (d,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    return d
+
+
+# --------------------------------------------------------------------------- fused dynamics
+class _CubaLIF(torch.autograd.Function):
+    """All time steps of the CUBA-LIF neuron in one autograd node.
+
+    Forward is integer arithmetic (float64 tensors holding integers). Backward is
+    backpropagation through time of the float relaxation
+    ``u = a_u u + z``, ``v = a_v v + u + b``, ``s = H(v - th)``, ``v = v (1 - s)`` with the
+    surrogate derivative for ``dH`` and straight-through rounding.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        z: torch.Tensor,  # [T, N, *] synaptic input, float units
+        bias: Optional[torch.Tensor],  # broadcastable to [N, *], on the 1/64 grid
+        di: torch.Tensor,  # current decay, integer-valued float, 1/4096
+        dv: torch.Tensor,  # voltage decay, integer-valued float, 1/4096
+        u0: torch.Tensor,  # [N, *] float64 state in float units
+        v0: torch.Tensor,
+        th_mant: int,
+        surrogate: Callable,
+        detach_reset: bool,
+        record: bool,
+    ):
+        steps = z.shape[0]
+        zi = quant.to_state(z)
+        keep_u = (quant.P_SCALE - di.detach().double()) / quant.P_SCALE
+        keep_v = (quant.P_SCALE - dv.detach().double()) / quant.P_SCALE
+        u_leaks = bool((keep_u != 0).any())  # iDecay = 4096: u is just this step's input
+        v_leaks = bool((keep_v != 1).any())  # vDecay = 0: v does not decay (IF)
+        bi = None if bias is None else (bias.detach().double() * quant.S_SCALE)
+        th = float(th_mant << (quant.DECAY_BITS - 6))
+
+        u = u0.detach().double() * quant.S_SCALE
+        v = v0.detach().double() * quant.S_SCALE
+        spikes = torch.empty(z.shape, dtype=z.dtype, device=z.device)
+        v_pre = torch.empty(z.shape, dtype=torch.float32, device=z.device)
+        need_hist = ctx.needs_input_grad[2] or ctx.needs_input_grad[3] or record
+        u_hist = torch.empty(z.shape, dtype=torch.float64, device=z.device) if need_hist else None
+        v_hist = torch.empty(z.shape, dtype=torch.float64, device=z.device) if need_hist else None
+        for t in range(steps):
+            # quant.decay_step inlined on float64 integers: trunc(x * (4096 - d) / 4096).
+            u = torch.trunc(u * keep_u).add_(zi[t]) if u_leaks else zi[t]
+            # v is a fresh tensor every step (trunc, or u0 * 4096 at t = 0): in-place is safe.
+            v = torch.trunc(v * keep_v).add_(u) if v_leaks else v.add_(u)
+            if bi is not None:
+                v.add_(bi)
+            s = v > th
+            v_pre[t] = v
+            spikes[t] = s
+            v.masked_fill_(s, 0.0)
+            if need_hist:
+                u_hist[t] = u
+                v_hist[t] = v
+
+        v_pre.div_(quant.S_SCALE)
+        u_out = u / quant.S_SCALE
+        v_out = v / quant.S_SCALE
+        ctx.th = th_mant / quant.W_SCALE
+        ctx.surrogate = surrogate
+        ctx.detach_reset = detach_reset
+        ctx.has_bias = bias is not None
+        ctx.bias_shape = None if bias is None else bias.shape
+        ctx.save_for_backward(
+            v_pre, spikes, keep_u.float(), keep_v.float(),
+            u0.detach().float(), v0.detach().float(),
+            u_hist.float() / quant.S_SCALE if need_hist else None,
+            v_hist.float() / quant.S_SCALE if need_hist else None,
+        )
+        if record:
+            u_seq = u_hist / quant.S_SCALE
+            v_seq = v_hist / quant.S_SCALE
+            ctx.mark_non_differentiable(u_seq, v_seq)
+        else:
+            u_seq = v_seq = torch.empty(0, device=z.device)
+        return spikes, u_out, v_out, u_seq, v_seq
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_uT, g_vT, _g_useq, _g_vseq):  # type: ignore[override]
+        v_pre, spikes, keep_u, keep_v, u0, v0, u_hist, v_hist = ctx.saved_tensors
+        steps = v_pre.shape[0]
+        dsdv = _surrogate_derivative(ctx.surrogate, v_pre - ctx.th).to(g_spikes.dtype)
+        need_z = ctx.needs_input_grad[0]
+        need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+
+        g_z = torch.empty_like(g_spikes)
+        gu_next = g_uT.to(g_spikes.dtype)  # dL/du[t] arriving from step t+1 (and the final state)
+        gv_next = g_vT.to(g_spikes.dtype)  # dL/dv[t] (after reset) arriving from step t+1
+        g_bias = torch.zeros_like(g_spikes[0]) if ctx.has_bias else None
+        ga_u = torch.zeros((), dtype=g_spikes.dtype, device=g_spikes.device)
+        ga_v = torch.zeros_like(ga_u)
+        for t in range(steps - 1, -1, -1):
+            not_s = 1.0 - spikes[t]
+            g_s = g_spikes[t]
+            if not ctx.detach_reset:
+                g_s = g_s - gv_next * v_pre[t]
+            g_vpre = gv_next * not_s + g_s * dsdv[t]
+            g_u = gu_next + g_vpre
+            g_z[t] = g_u
+            if g_bias is not None:
+                g_bias += g_vpre
+            if need_du:
+                ga_u += (g_u * (u_hist[t - 1] if t > 0 else u0)).sum()
+            if need_dv:
+                ga_v += (g_vpre * (v_hist[t - 1] if t > 0 else v0)).sum()
+            gv_next = keep_v * g_vpre
+            gu_next = keep_u * g_u
+
+        g_b = g_bias.sum_to_size(ctx.bias_shape) if g_bias is not None else None
+        # a = 1 - d/4096  =>  dL/dd = -dL/da / 4096
+        g_di = (-ga_u / quant.P_SCALE).reshape(keep_u.shape) if need_du else None
+        g_dv = (-ga_v / quant.P_SCALE).reshape(keep_v.shape) if need_dv else None
+        return (g_z if need_z else None, g_b, g_di, g_dv,
+                gu_next.double(), gv_next.double(), None, None, None, None)
+
+
+def cuba_lif(
+    z: torch.Tensor,
+    current_decay: torch.Tensor,
+    voltage_decay: torch.Tensor,
+    threshold_mant: int,
+    *,
+    bias: Optional[torch.Tensor] = None,
+    state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+    surrogate_function: Optional[Callable] = None,
+    detach_reset: bool = False,
+    record: bool = False,
+):
+    """Functional multi-step CUBA-LIF (the equations in the module docstring).
+
+    Args:
+        z: synaptic input ``[T, N, *]`` in float units (binary spikes times weights on 2/64).
+        current_decay, voltage_decay: stored decay parameters in 1/4096 (rounded here, STE).
+        threshold_mant: ``vThMant`` (see :func:`sj2lava.quant.threshold_mant`).
+        bias: float bias added to ``v`` each step, broadcastable to ``z[0]``; quantized to 1/64.
+        state: ``(u, v)`` at ``t = -1`` in float units (float64), default zeros.
+        surrogate_function: elementwise step with a surrogate gradient (default :class:`Sigmoid`).
+        detach_reset: cut the gradient through the reset ``v (1 - s)``.
+        record: also return the current and (after reset) voltage of every step.
+
+    Returns:
+        ``(spikes [T, N, *], (u, v) final state)`` and, with ``record``, ``(u_seq, v_seq)``.
+    """
+    if z.dim() < 2:
+        raise ValueError(f"cuba_lif expects [T, N, *] input, got shape {tuple(z.shape)}")
+    sg = surrogate_function if surrogate_function is not None else Sigmoid()
+    if state is None:
+        zeros = torch.zeros(z.shape[1:], dtype=torch.float64, device=z.device)
+        state = (zeros, zeros)
+    di = quant.quantize_decay(current_decay)
+    dv = quant.quantize_decay(voltage_decay)
+    b = None if bias is None else quant.quantize_bias(bias)
+    spikes, u, v, u_seq, v_seq = _CubaLIF.apply(
+        z, b, di, dv, state[0], state[1], int(threshold_mant), sg, bool(detach_reset), bool(record)
+    )
+    if record:
+        return spikes, (u, v), (u_seq, v_seq)
+    return spikes, (u, v)
+
+
+# --------------------------------------------------------------------------- module
+class CubaLIFNode(nn.Module):
+    """Loihi's CUBA-LIF neuron, quantization-aware, as a SpikingJelly-style memory module.
+
+    Forward equals lava-dl's ``slayer.neuron.cuba.Neuron`` and Lava's fixed-point LIF spike for
+    spike (equations in the :mod:`sj2lava.neuron` docstring). Differences from lava-dl, all in
+    favour of Lava: the threshold test is strict in integers, so thresholds >= 64 behave as Lava
+    does (slayer compares in float32 and spikes at equality there).
+
+    Args:
+        current_decay: fraction of ``u`` lost per step, in [0, 1] (stored as ``4096 * decay``).
+        voltage_decay: fraction of ``v`` lost per step, in [0, 1].
+        v_threshold: spike threshold, floored to 1/64 (``vThMant = int(64 * v_threshold)``).
+        scale: weight scale; Loihi and NetX fix it at 64.
+        requires_grad: learn the decays.
+        surrogate_function: spike function with a surrogate gradient (default :class:`Sigmoid`).
+        detach_reset: detach the reset from the graph.
+        step_mode: ``'s'`` (input ``[N, *]`` per call) or ``'m'`` (input ``[T, N, *]``).
+        store_v_seq, store_i_seq: in multi-step mode keep ``v_seq`` / ``i_seq`` (float units,
+            ``v`` after reset) of the last call, for inspection.
+
+    State ``current_state`` and ``voltage_state`` (float64, float units) persist between calls
+    until :meth:`reset` (or SpikingJelly's ``functional.reset_net``).
+    """
+
+    def __init__(
+        self,
+        current_decay: Union[float, torch.Tensor],
+        voltage_decay: Union[float, torch.Tensor],
+        v_threshold: float = 1.0,
+        scale: int = 1 << 6,
+        requires_grad: bool = False,
+        surrogate_function: Optional[Callable] = None,
+        detach_reset: bool = False,
+        step_mode: str = "s",
+        store_v_seq: bool = False,
+        store_i_seq: bool = False,
+    ):
+        super().__init__()
+        if int(scale) != quant.W_SCALE:
+            raise UnsupportedLayerError(
+                f"CubaLIFNode: scale={scale} is not supported; Loihi/NetX fix the weight scale at 64. "
+                "Use scale=64 (the default)."
+            )
+        if not math.isfinite(float(v_threshold)) or float(v_threshold) < 0:
+            raise UnsupportedLayerError(
+                f"CubaLIFNode: v_threshold={v_threshold} must be a finite number >= 0."
+            )
+        for name, d in (("current_decay", current_decay), ("voltage_decay", voltage_decay)):
+            if isinstance(d, torch.Tensor) and d.numel() != 1:
+                raise UnsupportedLayerError(
+                    f"CubaLIFNode: {name} must be a scalar (one decay per layer); got shape "
+                    f"{tuple(d.shape)}."
+                )
+        cd = quant.decay_param(current_decay).reshape(1)
+        vd = quant.decay_param(voltage_decay).reshape(1)
+        self.requires_grad = bool(requires_grad)
+        if self.requires_grad:
+            self.current_decay = nn.Parameter(cd)
+            self.voltage_decay = nn.Parameter(vd)
+        else:
+            self.register_buffer("current_decay", cd)
+            self.register_buffer("voltage_decay", vd)
+        self.v_threshold = float(v_threshold)
+        self.scale = quant.W_SCALE
+        self.surrogate_function = surrogate_function if surrogate_function is not None else Sigmoid()
+        self.detach_reset = bool(detach_reset)
+        self.step_mode = step_mode
+        self.store_v_seq = store_v_seq
+        self.store_i_seq = store_i_seq
+        self.input_scale = 1.0
+        """Factor the enclosing synapse folds into its weights (``1/tau`` for a converted
+        SpikingJelly ``LIFNode(decay_input=True)``); 1.0 otherwise."""
+        self.reset()
+
+    # -- fixed-point views of the parameters
+    @property
+    def v_threshold_mant(self) -> int:
+        """``vThMant``: the threshold in 1/64 units, floored."""
+        return quant.threshold_mant(self.v_threshold)
+
+    @property
+    def threshold(self) -> float:
+        """The threshold actually used, ``vThMant / 64``."""
+        return self.v_threshold_mant / quant.W_SCALE
+
+    @property
+    def i_decay(self) -> int:
+        """``iDecay`` in 1/4096 as exported (rounded, clamped to [0, 4096])."""
+        return int(quant.decay_int(self.current_decay).item())
+
+    @property
+    def v_decay(self) -> int:
+        """``vDecay`` in 1/4096 as exported."""
+        return int(quant.decay_int(self.voltage_decay).item())
+
+    @property
+    def step_mode(self) -> str:
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        if value not in ("s", "m"):
+            raise ValueError(f"step_mode must be 's' or 'm', got {value!r}")
+        self._step_mode = value
+
+    def reset(self) -> None:
+        """Forget the state (``u = v = 0``)."""
+        self.current_state: Optional[torch.Tensor] = None
+        self.voltage_state: Optional[torch.Tensor] = None
+        self.v_seq: Optional[torch.Tensor] = None
+        self.i_seq: Optional[torch.Tensor] = None
+
+    def clamp_decays(self) -> None:
+        """Keep learned decays inside [0, 4096] (as lava-dl does before each use)."""
+        with torch.no_grad():
+            self.current_decay.clamp_(0, quant.P_SCALE)
+            self.voltage_decay.clamp_(0, quant.P_SCALE)
+
+    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Spikes for input ``x`` (``[N, *]`` in mode 's', ``[T, N, *]`` in mode 'm').
+
+        ``bias`` (float, broadcastable to one step) is added to ``v`` every step on NetX's 1/64 grid.
+        """
+        seq = x.unsqueeze(0) if self.step_mode == "s" else x
+        if self.requires_grad:
+            self.clamp_decays()
+        state = None
+        if self.current_state is not None:
+            if self.current_state.shape != seq.shape[1:]:
+                raise ValueError(
+                    f"CubaLIFNode: input shape {tuple(seq.shape[1:])} does not match the stored state "
+                    f"{tuple(self.current_state.shape)}; call reset() between batches of different shape."
+                )
+            state = (self.current_state, self.voltage_state)
+        record = self.step_mode == "m" and (self.store_v_seq or self.store_i_seq)
+        out = cuba_lif(
+            seq, self.current_decay, self.voltage_decay, self.v_threshold_mant,
+            bias=bias, state=state, surrogate_function=self.surrogate_function,
+            detach_reset=self.detach_reset, record=record,
+        )
+        spikes, (self.current_state, self.voltage_state) = out[0], out[1]
+        if record:
+            self.i_seq, self.v_seq = out[2]
+        return spikes[0] if self.step_mode == "s" else spikes
+
+    def extra_repr(self) -> str:
+        return (
+            f"iDecay={self.i_decay}, vDecay={self.v_decay}, vThMant={self.v_threshold_mant}, "
+            f"requires_grad={self.requires_grad}, detach_reset={self.detach_reset}, "
+            f"step_mode={self.step_mode!r}"
+        )
+
+
+# --------------------------------------------------------------------------- conversion
+def _from_package(obj: object, prefix: str) -> bool:
+    return type(obj).__module__.startswith(prefix)
+
+
+def _sj_neuron_module():
+    # Only reached for objects whose class lives in spikingjelly, so it is already imported.
+    return sys.modules.get("spikingjelly.activation_based.neuron")
+
+
+def _check_hard_reset(neuron: nn.Module, where: str) -> None:
+    v_reset = getattr(neuron, "v_reset", 0.0)
+    if v_reset is None:
+        raise UnsupportedLayerError(
+            f"{where}: v_reset=None (soft reset, v -= threshold) has no Loihi CUBA equivalent; "
+            "CUBA resets v to 0. Use v_reset=0.0 and retrain (or fine-tune) the model."
+        )
+    if float(v_reset) != 0.0:
+        raise UnsupportedLayerError(
+            f"{where}: v_reset={v_reset} is not supported; Loihi's CUBA neuron resets v to 0. "
+            "Use v_reset=0.0 and retrain."
+        )
+
+
+def _sj_common(neuron: nn.Module) -> dict:
+    return dict(
+        surrogate_function=getattr(neuron, "surrogate_function", None),
+        detach_reset=bool(getattr(neuron, "detach_reset", False)),
+        step_mode=getattr(neuron, "step_mode", "s"),
+    )
+
+
+def to_cuba(
+    neuron: nn.Module, *, with_input_scale: bool = False, where: Optional[str] = None
+) -> Union[CubaLIFNode, Tuple[CubaLIFNode, float]]:
+    """Convert a neuron to an equivalent :class:`CubaLIFNode`.
+
+    Accepted, with their CUBA parameters (``current_decay``, ``voltage_decay``):
+
+    - :class:`CubaLIFNode`: returned as is.
+    - SpikingJelly ``IFNode(v_reset=0)``: (1, 0). Note SpikingJelly fires on ``v >= th`` and
+      Loihi on ``v > th``: a float-trained net is close, not identical.
+    - SpikingJelly ``LIFNode(v_reset=0, decay_input=False)``: (1, 1/tau).
+    - SpikingJelly ``LIFNode(v_reset=0, decay_input=True)``: (1, 1/tau) and an input scale of
+      1/tau that the synapse must fold into its weights; pass ``with_input_scale=True`` to get
+      ``(node, input_scale)`` (``BlockContainer`` does this for you).
+    - SpikingJelly ``lava_exchange.CubaLIFNode``: decays (learned values included), threshold,
+      surrogate and ``detach_reset`` kept.
+    - lava-dl ``slayer.neuron.cuba.Neuron`` (shared parameters, no norm, binary spikes).
+
+    The surrogate function and ``detach_reset`` of SpikingJelly neurons are kept.
+
+    Raises:
+        UnsupportedLayerError: soft reset, ``v_reset != 0``, other neuron types, per-neuron decays,
+            graded spikes; the message names the neuron and what to change.
+    """
+    where = where or type(neuron).__name__
+    node: CubaLIFNode
+    scale = 1.0
+    if isinstance(neuron, CubaLIFNode):
+        node, scale = neuron, neuron.input_scale
+    elif _from_package(neuron, "spikingjelly") and type(neuron).__name__ == "CubaLIFNode":
+        node = _from_sj_cuba(neuron, where)
+    elif _from_package(neuron, "spikingjelly") and _is_sj(neuron, ("IFNode", "LIFNode")):
+        _check_hard_reset(neuron, where)
+        sjn = _sj_neuron_module()
+        if isinstance(neuron, sjn.LIFNode):
+            tau = float(neuron.tau)
+            node = CubaLIFNode(1.0, 1.0 / tau, float(neuron.v_threshold), **_sj_common(neuron))
+            if neuron.decay_input:
+                scale = 1.0 / tau
+        else:
+            node = CubaLIFNode(1.0, 0.0, float(neuron.v_threshold), **_sj_common(neuron))
+    elif _from_package(neuron, "lava.lib.dl") and type(neuron).__name__ == "Neuron" \
+            and type(neuron).__module__.endswith("neuron.cuba"):
+        node = _from_slayer(neuron, where)
+    else:
+        raise UnsupportedLayerError(
+            f"{where}: {type(neuron).__module__}.{type(neuron).__name__} is not a neuron sj2lava can "
+            "map to Loihi's CUBA-LIF. Use SpikingJelly IFNode/LIFNode with v_reset=0, "
+            "sj2lava.CubaLIFNode, SpikingJelly lava_exchange.CubaLIFNode or lava-dl "
+            "slayer.neuron.cuba.Neuron."
+        )
+    if scale != 1.0 and node is not neuron:
+        node.input_scale = scale
+    if with_input_scale:
+        return node, scale
+    if scale != 1.0:
+        raise UnsupportedLayerError(
+            f"{where}: LIFNode(decay_input=True) scales its input by 1/tau={scale:g}, which belongs "
+            "in the synapse weights. Call to_cuba(neuron, with_input_scale=True) and fold the "
+            "scale, or wrap it in sj2lava.BlockContainer, which folds it for you."
+        )
+    return node
+
+
+def _is_sj(neuron: nn.Module, names: Tuple[str, ...]) -> bool:
+    sjn = _sj_neuron_module()
+    if sjn is None:
+        return False
+    classes = tuple(getattr(sjn, n) for n in names if hasattr(sjn, n))
+    # Only the exact classes: subclasses (ParametricLIF, QIF, ...) have other dynamics.
+    return type(neuron) in classes
+
+
+def _from_sj_cuba(neuron: nn.Module, where: str) -> CubaLIFNode:
+    _check_hard_reset(neuron, where)
+    if getattr(neuron, "norm", None) is not None:
+        raise UnsupportedLayerError(
+            f"{where}: lava_exchange.CubaLIFNode with a norm (BatchNorm2d) is not supported; fold "
+            "the batch norm into the synapse (sj2lava.convert does this) and use norm=None."
+        )
+    node = CubaLIFNode(
+        1.0, 1.0, float(neuron.v_threshold), requires_grad=bool(neuron.requires_grad),
+        **_sj_common(neuron),
+    )
+    with torch.no_grad():  # copy the stored (possibly learned) 4096-unit parameters bit for bit
+        node.current_decay.copy_(neuron.current_decay.detach().reshape(1).float())
+        node.voltage_decay.copy_(neuron.voltage_decay.detach().reshape(1).float())
+    return node
+
+
+def _from_slayer(neuron: nn.Module, where: str) -> CubaLIFNode:
+    if int(neuron.w_scale) != quant.W_SCALE:
+        raise UnsupportedLayerError(f"{where}: lava-dl neuron with scale={neuron.w_scale}; use 64.")
+    if neuron.current_decay.numel() != 1 or not neuron.shared_param:
+        raise UnsupportedLayerError(
+            f"{where}: lava-dl neuron with per-channel decays (shared_param=False) is not supported; "
+            "use shared_param=True."
+        )
+    if getattr(neuron, "norm", None) is not None or getattr(neuron, "graded_spike", False):
+        raise UnsupportedLayerError(
+            f"{where}: lava-dl neuron with norm or graded_spike is not supported; use norm=None, "
+            "graded_spike=False (a bias belongs to sj2lava.BlockContainer's synapse)."
+        )
+    node = CubaLIFNode(1.0, 1.0, float(neuron.threshold), requires_grad=bool(neuron.requires_grad))
+    with torch.no_grad():
+        node.current_decay.copy_(neuron.current_decay.detach().reshape(1).float())
+        node.voltage_decay.copy_(neuron.voltage_decay.detach().reshape(1).float())
+    return node
+
+
+def lava_neuron_params(node: CubaLIFNode) -> dict:
+    """Keyword arguments of lava-dl's ``cuba.Neuron`` equal to ``node`` (floored threshold)."""
+    return dict(
+        threshold=node.threshold,
+        current_decay=float(node.current_decay.detach()[0]) / quant.P_SCALE,
+        voltage_decay=float(node.voltage_decay.detach()[0]) / quant.P_SCALE,
+        scale=quant.W_SCALE,
+        requires_grad=node.requires_grad,
+    )
+
+
+def copy_decays_to_lava(node: CubaLIFNode, lava_neuron: nn.Module) -> None:
+    """Copy the stored decay parameters bit for bit, so lava-dl rounds exactly what we round."""
+    with torch.no_grad():
+        lava_neuron.current_decay.data = node.current_decay.detach().clone().reshape(1)
+        lava_neuron.voltage_decay.data = node.voltage_decay.detach().clone().reshape(1)
+
+
+def to_lava_neuron(neuron: nn.Module) -> nn.Module:
+    """The equivalent lava-dl ``slayer.neuron.cuba.Neuron`` (learned decays, floored threshold).
+
+    Accepts anything :func:`to_cuba` accepts. Needs lava-dl.
+    """
+    node = to_cuba(neuron, with_input_scale=True)[0]
+    lava = _slayer().neuron.cuba.Neuron(**lava_neuron_params(node))
+    copy_decays_to_lava(node, lava)
+    return lava

@@ -1,0 +1,148 @@
+"""Loihi's fixed-point rules, in one place.
+
+Every other module of sj2lava calls these functions; none keeps its own copy of a
+rounding rule. The rules are those of lava-dl 0.6.0 (``slayer.neuron.cuba``,
+``slayer.neuron.base.quantize_8bit``) and NetX / Lava 0.10.0 (``PyLifModelBitAcc``).
+
+Units
+-----
+- Weights: 8-bit mantissas in steps of 2, ``w_mant in {-256, -254, ..., 254}``; the float
+  weight is ``w_mant / 64``, so the float grid step is ``2/64``.
+- Thresholds: ``vThMant = int(threshold * 64)`` (floored to 1/64); compared with the voltage
+  as ``vThMant << 6`` in state units.
+- State (current ``u`` and voltage ``v``): integers in 1/4096 of a float unit.
+- Decays: integers in 1/4096 (``iDecay``, ``vDecay`` in [0, 4096]).
+- Bias: integer ``bias_mant`` with exponent 6, i.e. ``bias_mant * 64`` state units added to
+  ``v`` each step; the float bias is ``bias_mant / 64``.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+
+W_SCALE = 64
+"""Float 1.0 in weight (and threshold) mantissa units."""
+S_SCALE = 4096
+"""Float 1.0 in neuron state units (``W_SCALE << 6``)."""
+P_SCALE = 4096
+"""Decay 1.0 in decay units (12 fractional bits)."""
+DECAY_BITS = 12
+WEIGHT_STEP = 2 / W_SCALE
+W_MANT_MIN = -256
+W_MANT_MAX = 254
+BIAS_EXP = 6
+STATE_BITS = 24
+"""Lava's fixed-point LIF keeps ``u`` and ``v`` in 24-bit signed registers."""
+STATE_MAX = (1 << (STATE_BITS - 1)) - 1
+
+
+class _RoundSTE(torch.autograd.Function):
+    """``round(x / step) * step`` with a straight-through gradient (lava-dl's ``_quantize``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, step: float) -> torch.Tensor:  # type: ignore[override]
+        # Same expression, same float32 operations as slayer.utils.quantize.
+        return torch.round(x / step) * step
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return grad, None
+
+
+def round_ste(x: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+    """Round to the nearest multiple of ``step`` (half to even), gradient passed straight."""
+    return _RoundSTE.apply(x, step)
+
+
+def quantize_weight(w: torch.Tensor) -> torch.Tensor:
+    """Loihi's 8-bit weight quantizer (lava-dl ``quantize_8bit``), in float units.
+
+    ``w_q = clamp(round(w / (2/64)) * (2/64), -256/64, 254/64)``.
+    The rounding has a straight-through gradient; the clamp has the usual zero gradient
+    outside the range, as in lava-dl.
+    """
+    return round_ste(w, WEIGHT_STEP).clamp(W_MANT_MIN / W_SCALE, W_MANT_MAX / W_SCALE)
+
+
+def weight_mant(w: torch.Tensor) -> torch.Tensor:
+    """Integer weight mantissas ``64 * quantize_weight(w)`` (even, in [-256, 254]), int64."""
+    return torch.round(quantize_weight(w.detach()) * W_SCALE).to(torch.int64)
+
+
+def quantize_bias(b: torch.Tensor) -> torch.Tensor:
+    """Bias on NetX's grid (``bias_mant`` with exponent 6): ``round(b * 64) / 64``, STE."""
+    return round_ste(b, 1.0 / W_SCALE)
+
+
+def bias_mant(b: torch.Tensor) -> torch.Tensor:
+    """Integer ``bias_mant = round(64 * b)`` that NetX applies with ``bias_exp = 6``, int64."""
+    return torch.round(b.detach() * W_SCALE).to(torch.int64)
+
+
+def decay_param(decay: Union[float, torch.Tensor]) -> torch.Tensor:
+    """The stored decay parameter ``4096 * decay`` in float32, computed as lava-dl does.
+
+    lava-dl computes the product in Python float64 and stores float32; learned values are then
+    rounded from that float32 parameter. Keeping the same storage keeps the same rounding.
+    """
+    if isinstance(decay, torch.Tensor):
+        return (P_SCALE * decay.detach().double()).float()
+    return torch.tensor(P_SCALE * float(decay), dtype=torch.float32)
+
+
+def quantize_decay(decay_param: torch.Tensor) -> torch.Tensor:
+    """Decay as used on chip, in 1/4096: ``round(clamp(p, 0, 4096))`` (half to even), STE.
+
+    ``decay_param`` is the stored parameter in 1/4096 units (see :func:`decay_param`).
+    """
+    return round_ste(decay_param.clamp(0, P_SCALE), 1.0)
+
+
+def decay_int(decay_param: torch.Tensor) -> torch.Tensor:
+    """Integer ``iDecay`` / ``vDecay`` in [0, 4096] (what NetX stores), int64."""
+    return quantize_decay(decay_param.detach()).to(torch.int64)
+
+
+def threshold_mant(threshold: float) -> int:
+    """``vThMant = int(threshold * 64)``: the threshold floored to the 1/64 grid (lava-dl)."""
+    return int(float(threshold) * W_SCALE)
+
+
+def threshold_state(threshold: float) -> int:
+    """Threshold in state units, ``vThMant << 6``; a neuron spikes when ``v > this``."""
+    return threshold_mant(threshold) << (DECAY_BITS - 6)
+
+
+def to_state(x: torch.Tensor) -> torch.Tensor:
+    """Synaptic input in state units, truncated toward zero: ``trunc(4096 * x)`` (float64).
+
+    For binary spikes and weights on the 2/64 grid this is exact: ``4096 * x`` is a multiple of 128.
+    """
+    return torch.trunc(x.detach().double() * S_SCALE)
+
+
+def decay_step(x: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+    """``rs0(x * (4096 - decay), 12)``: one decay of an integer state, rounded toward zero.
+
+    ``rs0(a, 12) = sign(a) * (|a| >> 12)``. Works on int64 tensors, and on float64 tensors
+    holding integers (exact while ``|x| < 2**41``), which is what the training path uses
+    because float64 arithmetic needs no sign/abs/shift round trip.
+    """
+    if x.dtype.is_floating_point:
+        keep = (P_SCALE - decay.to(x.dtype)) / P_SCALE  # k/4096: exact in float64
+        return torch.trunc(x * keep)
+    prod = x * (P_SCALE - decay.to(x.dtype))
+    return torch.sign(prod) * (prod.abs() >> DECAY_BITS)
+
+
+def wrap_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:
+    """Two's-complement wrap of an int64 tensor to ``bits`` signed bits (Lava's ``u`` register)."""
+    half = 1 << (bits - 1)
+    return ((x + half) % (1 << bits)) - half
+
+
+def clip_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:
+    """Saturate to ``+-(2**(bits-1) - 1)`` (Lava's ``v`` register)."""
+    m = (1 << (bits - 1)) - 1
+    return x.clamp(-m, m)
