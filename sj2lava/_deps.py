@@ -4,17 +4,37 @@ The core of sj2lava imports with torch, numpy and h5py only; these are imported 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import logging
+import sys
 from types import ModuleType
 from typing import Optional
 
 _HINT = "Install the Lava extra: pip install 'sj2lava[lava]' (needs Python 3.10)."
 
 
+_log = logging.getLogger("sj2lava")
+
+
+def quiet_import(name: str) -> ModuleType:
+    """Import ``name`` with its import-time prints (lava-dl's and SpikingJelly's notices about CUDA
+    and optional datasets) sent to the debug log instead of the user's terminal."""
+    if name in sys.modules:
+        return sys.modules[name]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        mod = importlib.import_module(name)
+    if out.getvalue().strip():
+        _log.debug("import %s said: %s", name, out.getvalue().strip())
+    return mod
+
+
 def slayer() -> ModuleType:
     """``lava.lib.dl.slayer``, or an ImportError that says how to install it."""
     try:
-        return importlib.import_module("lava.lib.dl.slayer")
+        return quiet_import("lava.lib.dl.slayer")
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(f"lava-dl is needed for this: {e}. {_HINT}") from e
 

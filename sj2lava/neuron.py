@@ -100,8 +100,8 @@ class _CubaLIF(torch.autograd.Function):
         detach_reset: bool,
         record: bool,
     ):
+        ctx.set_materialize_grads(False)
         steps = z.shape[0]
-        zi = quant.to_state(z)
         keep_u = (quant.P_SCALE - di.detach().double()) / quant.P_SCALE
         keep_v = (quant.P_SCALE - dv.detach().double()) / quant.P_SCALE
         u_leaks = bool((keep_u != 0).any())  # iDecay = 4096: u is just this step's input
@@ -109,87 +109,95 @@ class _CubaLIF(torch.autograd.Function):
         bi = None if bias is None else (bias.detach().double() * quant.S_SCALE)
         th = float(th_mant << (quant.DECAY_BITS - 6))
 
+        # u[t] overwrites zi[t] in place, so zi ends as the current history.
+        zi = quant.to_state(z)
+        v_pre = torch.empty(z.shape, dtype=torch.float64, device=z.device)
+        fired = torch.empty(z.shape, dtype=torch.bool, device=z.device)
         u = u0.detach().double() * quant.S_SCALE
         v = v0.detach().double() * quant.S_SCALE
-        spikes = torch.empty(z.shape, dtype=z.dtype, device=z.device)
-        v_pre = torch.empty(z.shape, dtype=torch.float32, device=z.device)
-        need_hist = ctx.needs_input_grad[2] or ctx.needs_input_grad[3] or record
-        u_hist = torch.empty(z.shape, dtype=torch.float64, device=z.device) if need_hist else None
-        v_hist = torch.empty(z.shape, dtype=torch.float64, device=z.device) if need_hist else None
         for t in range(steps):
-            # quant.decay_step inlined on float64 integers: trunc(x * (4096 - d) / 4096).
-            u = torch.trunc(u * keep_u).add_(zi[t]) if u_leaks else zi[t]
-            # v is a fresh tensor every step (trunc, or u0 * 4096 at t = 0): in-place is safe.
-            v = torch.trunc(v * keep_v).add_(u) if v_leaks else v.add_(u)
+            # quant.decay_step inlined for float64 integers: trunc(x * (4096 - d) / 4096).
+            if u_leaks:
+                zi[t].add_(torch.trunc(u * keep_u))
+            u = zi[t]
+            vp = v_pre[t]
+            if v_leaks:
+                torch.mul(v, keep_v, out=vp).trunc_().add_(u)
+            else:
+                torch.add(v, u, out=vp)
             if bi is not None:
-                v.add_(bi)
-            s = v > th
-            v_pre[t] = v
-            spikes[t] = s
-            v.masked_fill_(s, 0.0)
-            if need_hist:
-                u_hist[t] = u
-                v_hist[t] = v
+                vp.add_(bi)
+            torch.gt(vp, th, out=fired[t])
+            v = vp.masked_fill(fired[t], 0.0)
 
-        v_pre.div_(quant.S_SCALE)
-        u_out = u / quant.S_SCALE
-        v_out = v / quant.S_SCALE
+        spikes = fired.to(z.dtype)
+        v_post = v_pre.masked_fill(fired, 0.0)
         ctx.th = th_mant / quant.W_SCALE
         ctx.surrogate = surrogate
         ctx.detach_reset = detach_reset
-        ctx.has_bias = bias is not None
         ctx.bias_shape = None if bias is None else bias.shape
+        ctx.leaks = (u_leaks, v_leaks)
+        need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         ctx.save_for_backward(
-            v_pre, spikes, keep_u.float(), keep_v.float(),
+            (v_pre / quant.S_SCALE).float(), spikes, keep_u.float(), keep_v.float(),
             u0.detach().float(), v0.detach().float(),
-            u_hist.float() / quant.S_SCALE if need_hist else None,
-            v_hist.float() / quant.S_SCALE if need_hist else None,
+            (zi / quant.S_SCALE).float() if need_du else None,
+            (v_post / quant.S_SCALE).float() if need_dv else None,
         )
         if record:
-            u_seq = u_hist / quant.S_SCALE
-            v_seq = v_hist / quant.S_SCALE
+            u_seq, v_seq = zi / quant.S_SCALE, v_post / quant.S_SCALE
             ctx.mark_non_differentiable(u_seq, v_seq)
         else:
             u_seq = v_seq = torch.empty(0, device=z.device)
-        return spikes, u_out, v_out, u_seq, v_seq
+        return spikes, u / quant.S_SCALE, v / quant.S_SCALE, u_seq, v_seq
 
     @staticmethod
     def backward(ctx, g_spikes, g_uT, g_vT, _g_useq, _g_vseq):  # type: ignore[override]
         v_pre, spikes, keep_u, keep_v, u0, v0, u_hist, v_hist = ctx.saved_tensors
-        steps = v_pre.shape[0]
-        dsdv = _surrogate_derivative(ctx.surrogate, v_pre - ctx.th).to(g_spikes.dtype)
-        need_z = ctx.needs_input_grad[0]
+        u_leaks, v_leaks = ctx.leaks
         need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
-
+        if g_spikes is None:
+            g_spikes = torch.zeros_like(spikes)
+        dsdv = _surrogate_derivative(ctx.surrogate, v_pre - ctx.th).to(g_spikes.dtype)
+        # dL/dv_pre[t] = A[t] + dL/dv[t] * C[t]   (v[t] = v_pre[t] (1 - s[t]), s = H(v_pre - th))
+        a_term = g_spikes * dsdv
+        c_term = 1.0 - spikes
+        if not ctx.detach_reset:
+            c_term = c_term - v_pre * dsdv
         g_z = torch.empty_like(g_spikes)
-        gu_next = g_uT.to(g_spikes.dtype)  # dL/du[t] arriving from step t+1 (and the final state)
-        gv_next = g_vT.to(g_spikes.dtype)  # dL/dv[t] (after reset) arriving from step t+1
-        g_bias = torch.zeros_like(g_spikes[0]) if ctx.has_bias else None
+        gu = None if g_uT is None else g_uT.to(g_spikes.dtype)  # dL/du[t] from step t+1
+        gv = None if g_vT is None else g_vT.to(g_spikes.dtype)  # dL/dv[t] from step t+1
+        g_bias = torch.zeros_like(g_spikes[0]) if ctx.bias_shape is not None else None
         ga_u = torch.zeros((), dtype=g_spikes.dtype, device=g_spikes.device)
         ga_v = torch.zeros_like(ga_u)
-        for t in range(steps - 1, -1, -1):
-            not_s = 1.0 - spikes[t]
-            g_s = g_spikes[t]
-            if not ctx.detach_reset:
-                g_s = g_s - gv_next * v_pre[t]
-            g_vpre = gv_next * not_s + g_s * dsdv[t]
-            g_u = gu_next + g_vpre
-            g_z[t] = g_u
+        for t in range(spikes.shape[0] - 1, -1, -1):
+            gvp = g_z[t]
+            if gv is None:
+                gvp.copy_(a_term[t])
+            else:
+                torch.addcmul(a_term[t], gv, c_term[t], out=gvp)
             if g_bias is not None:
-                g_bias += g_vpre
-            if need_du:
-                ga_u += (g_u * (u_hist[t - 1] if t > 0 else u0)).sum()
+                g_bias += gvp
             if need_dv:
-                ga_v += (g_vpre * (v_hist[t - 1] if t > 0 else v0)).sum()
-            gv_next = keep_v * g_vpre
-            gu_next = keep_u * g_u
+                ga_v += (gvp * (v_hist[t - 1] if t > 0 else v0)).sum()
+            if v_leaks:
+                gv = gvp * keep_v
+            else:  # gvp becomes dL/du below; keep dL/dv apart when they differ
+                gv = gvp.clone() if gu is not None else gvp
+            if gu is not None:
+                gvp.add_(gu)  # g_z[t] = dL/du[t] = dL/dz[t]
+            if need_du:
+                ga_u += (gvp * (u_hist[t - 1] if t > 0 else u0)).sum()
+            gu = gvp * keep_u if u_leaks else None
 
         g_b = g_bias.sum_to_size(ctx.bias_shape) if g_bias is not None else None
         # a = 1 - d/4096  =>  dL/dd = -dL/da / 4096
         g_di = (-ga_u / quant.P_SCALE).reshape(keep_u.shape) if need_du else None
         g_dv = (-ga_v / quant.P_SCALE).reshape(keep_v.shape) if need_dv else None
-        return (g_z if need_z else None, g_b, g_di, g_dv,
-                gu_next.double(), gv_next.double(), None, None, None, None)
+        g_u0 = None if gu is None else gu.double()
+        g_v0 = None if gv is None else gv.double()
+        return (g_z if ctx.needs_input_grad[0] else None, g_b, g_di, g_dv,
+                g_u0, g_v0, None, None, None, None)
 
 
 def cuba_lif(
