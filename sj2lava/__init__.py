@@ -9,6 +9,10 @@ import logging as _logging
 
 from .block import BlockContainer
 from .errors import ExportError, NetFileError, UnsupportedLayerError
+from .export import export, to_spec
+from .lava_run import run_lava
+from .netfile import load
+from .spec import NetSpec
 from .layers import SumPool2d
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba, to_lava_neuron
@@ -26,6 +30,7 @@ __all__ = [
     "ExportError",
     "NetFileError",
     "NXT_to_TNX",
+    "NetSpec",
     "Sigmoid",
     "SumPool2d",
     "TNX_to_NXT",
@@ -33,6 +38,10 @@ __all__ = [
     "avgpool2d_to_lava_synapse_pool",
     "conv2d_to_lava_synapse_conv",
     "cuba_lif",
+    "export",
+    "load",
+    "run_lava",
+    "to_spec",
     "linear_to_lava_synapse_dense",
     "reset_net",
     "to_cuba",

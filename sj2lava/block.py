@@ -77,6 +77,7 @@ class BlockContainer(nn.Module):
             self.neuron = node
         self.delay_shift = bool(delay_shift)
         self.step_mode = step_mode
+        self.input_shape: Optional[tuple] = None
         self.reset()
 
     @property
@@ -114,6 +115,8 @@ class BlockContainer(nn.Module):
         return b.view(-1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # per-sample input shape, so export() needs no input_shape for a model that has run
+        self.input_shape = tuple(x.shape[2:] if self.step_mode == "m" else x.shape[1:])
         z = self.synaptic_input(x)
         if self.neuron is None:
             return z

@@ -1,0 +1,133 @@
+"""The ``sj2lava`` command line.
+
+    sj2lava inspect FILE.net
+    sj2lava run FILE.net --input SPIKES.npy [--layout TNX|NXT] [--out OUT.npy] [--steps N]
+    sj2lava demo
+
+Exit codes: 0 ok, 2 bad arguments or file, 1 any other failure. Messages go to stderr, without
+tracebacks for user errors.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _UserError(Exception):
+    """Bad arguments or input file: exit 2 with one line on stderr."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sj2lava", description="Deploy PyTorch spiking nets on Loihi via Lava.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    i = sub.add_parser("inspect", help="print the layers of a .net file")
+    i.add_argument("file", type=Path)
+    r = sub.add_parser("run", help="run a .net file in Lava's CPU simulation of Loihi")
+    r.add_argument("file", type=Path)
+    r.add_argument("--input", required=True, type=Path, help=".npy spikes, [T, N, *shape] or [N, *shape, T]")
+    r.add_argument("--layout", choices=("TNX", "NXT"), default="TNX")
+    r.add_argument("--out", type=Path, help="where to save the output spikes (.npy)")
+    r.add_argument("--steps", type=int, help="time steps per sample (default: T of the input)")
+    sub.add_parser("demo", help="run the main demo job")
+    return p
+
+
+def _inspect(args) -> int:
+    from .errors import NetFileError
+    from .netfile import load
+
+    try:
+        spec = load(args.file)
+    except NetFileError as e:
+        raise _UserError(str(e)) from None
+    print(f"{args.file}: {len(spec.layers)} layers, input {spec.input_shape}, output {spec.output_shape}")
+    print(spec.table())
+    return EXIT_OK
+
+
+def _run(args) -> int:
+    import numpy as np
+    import torch
+
+    from .errors import NetFileError
+    from .lava_run import run_lava
+    from .netfile import load
+
+    try:
+        spec = load(args.file)
+    except NetFileError as e:
+        raise _UserError(str(e)) from None
+    if not args.input.is_file():
+        raise _UserError(f"{args.input}: no such file")
+    try:
+        x = torch.from_numpy(np.load(args.input, allow_pickle=False))
+    except Exception as e:
+        raise _UserError(f"{args.input}: not a readable .npy array ({e})") from None
+    n = x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0]
+    bar = _Bar(n, f"Lava {args.file.name}")
+    try:
+        y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to)
+    except ValueError as e:
+        raise _UserError(str(e)) from None
+    finally:
+        bar.close()
+    print(f"{tuple(x.shape)} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} output spikes, "
+          f"{len(spec.layers)} layers")
+    if args.out:
+        tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.npy")
+        np.save(tmp, y.numpy())
+        os.replace(tmp, args.out)
+        print(f"saved {args.out}")
+    return EXIT_OK
+
+
+class _Bar:
+    """tqdm over samples on stderr (a no-op if tqdm is missing)."""
+
+    def __init__(self, total: int, desc: str):
+        try:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit="sample", file=sys.stderr)
+        except ImportError:
+            self._bar = None
+        self._done = 0
+
+    def update_to(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)  # argparse exits 2 on bad arguments
+    try:
+        if args.cmd == "inspect":
+            return _inspect(args)
+        if args.cmd == "run":
+            return _run(args)
+        from .demo import main as demo
+
+        return demo([])
+    except _UserError as e:
+        print(f"sj2lava {args.cmd}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"sj2lava {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an unexpected failure: say what, keep the traceback out of the user's way
+        print(f"sj2lava {args.cmd}: failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

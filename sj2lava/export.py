@@ -1,0 +1,281 @@
+"""Export a model of BlockContainers (or lava-dl blocks) to a NetX ``.net`` file, with h5py alone.
+
+The file holds an ``input`` layer with the input shape, then one layer per block (schema in
+:mod:`sj2lava.netfile`). Sum-pools become depthwise ``conv`` layers (tap weight 64, groups = C,
+stride = pool stride), because NetX cannot load ``pool``. Export refuses, with
+:class:`~sj2lava.errors.ExportError`, whatever would not run identically in Lava.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import netfile, quant
+from .block import BlockContainer
+from .errors import ExportError
+from .spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape
+from .translate import rule_for
+
+__all__ = ["export", "to_spec", "load"]
+
+load = netfile.load
+
+BIAS_MANT_RANGE = (-(1 << 12), (1 << 12) - 1)  # Lava's bias_mant: signed 13 bits
+V_TH_MANT_MAX = (1 << 17) - 1  # Lava's vth: unsigned 17 bits (vth << 6 fits v's 24 bits)
+
+
+def export(model: Union[nn.Module, Sequence[nn.Module]], path: Union[str, Path],
+           input_shape: Optional[Sequence[int]] = None, *, strict: bool = True) -> Path:
+    """Write ``model`` as a NetX ``.net`` file at ``path`` and return the path.
+
+    Args:
+        model: ``nn.Sequential`` (nesting allowed) or list of :class:`BlockContainer` or lava-dl
+            ``slayer.block.cuba`` ``Dense`` / ``Conv`` / ``Pool`` / ``Flatten`` blocks.
+        path: destination; written to a temporary file and renamed, so a failure never leaves a
+            half-written file nor truncates an existing one.
+        input_shape: per-sample input ``(C, H, W)`` or ``(features,)``; may be omitted when the
+            model has run on an input (BlockContainers remember its shape) or starts with a dense.
+        strict: refuse (``ExportError``) what would not run identically in Lava; ``False`` warns
+            and writes anyway.
+    """
+    spec = to_spec(model, input_shape, strict=strict)
+    return netfile.write(spec, path)
+
+
+def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[Sequence[int]] = None,
+            *, strict: bool = True) -> NetSpec:
+    """The :class:`NetSpec` ``export`` would write (same checks)."""
+    blocks = list(_blocks(model))
+    if not blocks:
+        raise ExportError("export: the model has no blocks")
+    shape = _input_shape(blocks, input_shape)
+    layers: List[Layer] = []
+    for i, blk in enumerate(blocks):
+        where = f"block {i} ({type(blk).__name__})"
+        layer = _layer(blk, shape, where, strict)
+        if isinstance(layer, Flatten) and (not layers or len(shape) == 1):
+            shape = layer.out_shape  # a leading flatten is the input's layout: NetX cannot start with one
+            if not layers:
+                input_shape = shape
+            continue
+        for problem in _problems(layer, where):
+            _refuse(problem, strict)
+        layers.append(layer)
+        shape = layer.out_shape
+    if not layers:
+        raise ExportError("export: the model has no synaptic layer")
+    return NetSpec(tuple(input_shape if input_shape is not None else _input_shape(blocks, None)), layers)
+
+
+def _refuse(msg: str, strict: bool) -> None:
+    if strict:
+        raise ExportError(msg)
+    warnings.warn(msg + " (written anyway: strict=False)", stacklevel=4)
+
+
+def _blocks(model) -> Iterable[nn.Module]:
+    items = model if isinstance(model, (list, tuple, nn.Sequential, nn.ModuleList)) else [model]
+    for m in items:
+        if isinstance(m, (nn.Sequential, nn.ModuleList)):
+            yield from _blocks(m)
+        else:
+            yield m
+
+
+def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Shape:
+    if given is not None:
+        shape = tuple(int(s) for s in given)
+        if len(shape) not in (1, 3) or min(shape) <= 0:
+            raise ExportError(f"export: input_shape {tuple(given)} must be (C, H, W) or (features,)")
+        return shape
+    first = blocks[0]
+    if isinstance(first, BlockContainer) and first.input_shape is not None:
+        return tuple(first.input_shape)
+    if isinstance(first, BlockContainer) and first.kind == "dense":
+        return (first.synapse.in_features,)
+    if _lava_kind(first) == "dense":
+        return (int(first.synapse.in_channels),)
+    raise ExportError(
+        f"export: the input shape is unknown ({type(first).__name__} has not seen an input). "
+        "Pass input_shape=(C, H, W) or (features,), or run the model on one batch first."
+    )
+
+
+# --------------------------------------------------------------------------- block -> layer
+def _neuron(i_decay: int, v_decay: int, v_th_mant: int) -> Neuron:
+    return Neuron(np.asarray(i_decay), np.asarray(v_decay), np.asarray(v_th_mant))
+
+
+def _conv_out(in_shape: Shape, c_out: int, k, stride, padding, dilation) -> Shape:
+    return (c_out,) + tuple(
+        (in_shape[1 + d] + 2 * padding[d] - dilation[d] * (k[d] - 1) - 1) // stride[d] + 1 for d in range(2)
+    )
+
+
+def _need_image(shape: Shape, where: str) -> None:
+    if len(shape) != 3:
+        raise ExportError(f"export: {where} needs a (C, H, W) input but gets {shape}")
+
+
+def _layer(blk: nn.Module, shape: Shape, where: str, strict: bool) -> Layer:
+    if isinstance(blk, BlockContainer):
+        return _container_layer(blk, shape, where, strict)
+    kind = _lava_kind(blk)
+    if kind is None:
+        raise ExportError(
+            f"export: {where} is not a block sj2lava can export. Use sj2lava.BlockContainer (or "
+            "lava-dl slayer.block.cuba Dense/Conv/Pool/Flatten); sj2lava.convert turns a SpikingJelly "
+            "net into BlockContainers."
+        )
+    return _lava_layer(blk, kind, shape, where, strict)
+
+
+def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool) -> Layer:
+    if blk.kind == "flatten":
+        return Flatten(shape, (int(np.prod(shape)),))
+    if not blk.delay_shift:
+        _refuse(f"export: {where} has delay_shift=False, but Lava delays every synaptic layer by one "
+                "step, so the .net would lag the model. Build it with delay_shift=True (the default).",
+                strict)
+    n = blk.neuron
+    neuron = _neuron(n.i_decay, n.v_decay, n.v_threshold_mant)
+    bias = blk.bias()
+    bias = None if bias is None else quant.bias_mant(bias).reshape(-1).numpy()
+    syn, scale = blk.synapse, blk.input_scale
+    if blk.kind == "conv":
+        _need_image(shape, where)
+        if shape[0] != syn.in_channels:
+            raise ExportError(f"export: {where} takes {syn.in_channels} channels but gets {shape}")
+        w = quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight).numpy()
+        out = _conv_out(shape, syn.out_channels, syn.kernel_size, syn.stride, syn.padding, syn.dilation)
+        return Conv(shape, out, w, tuple(syn.stride), tuple(syn.padding), tuple(syn.dilation), syn.groups,
+                    neuron, bias)
+    if blk.kind == "dense":
+        if len(shape) != 1:
+            raise ExportError(f"export: {where} is a Linear after a {shape} layer; put "
+                              "BlockContainer(nn.Flatten(), None) before it.")
+        if shape[0] != syn.in_features:
+            raise ExportError(f"export: {where} takes {syn.in_features} features but gets {shape[0]}")
+        w = quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight).numpy()
+        return Dense(shape, (syn.out_features,), w, neuron, bias)
+    # sum-pool: a depthwise conv with every tap weighing quantize(input_scale) (1.0 -> 64)
+    _need_image(shape, where)
+    tap = int(quant.weight_mant(torch.tensor(float(scale))))
+    k, s = syn.kernel_size, syn.stride
+    w = np.full((shape[0], 1, *k), tap, dtype=np.int64)
+    return Conv(shape, _conv_out(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),
+                shape[0], neuron, None)
+
+
+def _lava_kind(blk: nn.Module) -> Optional[str]:
+    mod = type(blk).__module__
+    if not mod.startswith("lava.lib.dl.slayer.block"):
+        return None
+    return {"Dense": "dense", "Conv": "conv", "Pool": "pool", "Flatten": "flatten"}.get(type(blk).__name__)
+
+
+def _lava_layer(blk: nn.Module, kind: str, shape: Shape, where: str, strict: bool) -> Layer:
+    if kind == "flatten":
+        return Flatten(shape, (int(np.prod(shape)),))
+    if getattr(blk, "delay", None) is not None:
+        raise ExportError(f"export: {where} has axonal delays, which sj2lava does not export; use delay=False")
+    if not blk.delay_shift:
+        _refuse(f"export: {where} has delay_shift=False, but Lava delays every synaptic layer by one "
+                "step. Build it with delay_shift=True.", strict)
+    p = blk.neuron.device_params
+    if p.get("type") != "CUBA" or p.get("gradedSpike"):
+        raise ExportError(f"export: {where} has a {p.get('type')} neuron (graded={p.get('gradedSpike')}); "
+                          "sj2lava exports binary CUBA neurons")
+    if np.size(p["iDecay"]) != 1:
+        raise ExportError(f"export: {where} has per-channel decays; use shared_param=True")
+    neuron = _neuron(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
+    syn = blk.synapse
+    w = torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)).to(torch.int64).numpy()
+    norm = getattr(blk.neuron, "norm", None)
+    bias = None
+    if norm is not None:
+        bias = np.rint(norm.bias.detach().cpu().numpy().reshape(-1)).astype(np.int64)
+    if kind == "dense":
+        w = w.reshape(w.shape[:2])
+        if int(np.prod(shape)) != w.shape[1] or (len(shape) != 1 and shape != tuple(shape)):
+            raise ExportError(f"export: {where} takes {w.shape[1]} features but gets {shape}")
+        if len(shape) != 1:
+            raise ExportError(f"export: {where} is a Dense after a {shape} layer; put a Flatten before it")
+        return Dense(shape, (w.shape[0],), w, neuron, bias)
+    _need_image(shape, where)
+    k, s = tuple(syn.kernel_size[:2]), tuple(syn.stride[:2])
+    pad, dil = tuple(syn.padding[:2]), tuple(syn.dilation[:2])
+    if kind == "conv":
+        w = w.reshape(w.shape[:4])
+        out = _conv_out(shape, w.shape[0], k, s, pad, dil)
+        return Conv(shape, out, w, s, pad, dil, int(syn.groups), neuron, bias)
+    # lava-dl Pool: exact as a depthwise conv only where slayer neither pads nor crosses channels
+    if s != k or pad != (0, 0) or dil != (1, 1) or shape[1] % k[0] or shape[2] % k[1]:
+        raise ExportError(
+            f"export: {where} is a lava-dl Pool with kernel {k}, stride {s}, padding {pad} on a {shape} "
+            "input; lava-dl pads odd sizes (or pools across channels) where NetX's depthwise conv would "
+            "not, so it cannot be exported exactly. Use stride == kernel and sizes divisible by the kernel."
+        )
+    taps = np.unique(w)
+    w = np.full((shape[0], 1, *k), int(taps[0]), dtype=np.int64)
+    return Conv(shape, _conv_out(shape, shape[0], k, s, pad, dil), w, s, pad, dil, shape[0], neuron, None)
+
+
+# --------------------------------------------------------------------------- refusals
+def _problems(layer: Layer, where: str) -> List[str]:
+    """What would make Lava compute something else than the model for this layer."""
+    if isinstance(layer, Flatten):
+        return []
+    out = []
+    w = layer.weight
+    if isinstance(layer, Dense) and not np.any(w):
+        out.append(f"export: {where}: every weight is zero after 8-bit quantization; NetX cannot load an "
+                   "all-zero dense layer (OverflowError in optimize_weight_bits). Remove or retrain the layer.")
+    if isinstance(layer, Dense) and w.max() <= 0 and w.min() == quant.W_MANT_MIN:
+        out.append(f"export: {where}: all weights are <= 0 and some are -256; NetX's weight-bit optimisation "
+                   "then loses precision. Clamp the weights to >= -254/64 (e.g. "
+                   "synapse.weight.data.clamp_(min=-254/64)) or add a positive weight.")
+    th = int(np.max(layer.neuron.v_th_mant))
+    if th > V_TH_MANT_MAX:
+        out.append(f"export: {where}: threshold {th / 64:g} (vThMant {th}) exceeds Lava's 17-bit vThMant "
+                   f"(max {V_TH_MANT_MAX}, threshold < 2048). Lower the threshold and scale the weights.")
+    if layer.bias is not None and (layer.bias.min() < BIAS_MANT_RANGE[0] or layer.bias.max() > BIAS_MANT_RANGE[1]):
+        out.append(f"export: {where}: bias {layer.bias.min() / 64:g}..{layer.bias.max() / 64:g} exceeds Lava's "
+                   f"13-bit bias_mant ({BIAS_MANT_RANGE[0]}..{BIAS_MANT_RANGE[1]}, i.e. |bias| < 64).")
+    for bound, what in _state_bounds(layer):
+        if bound > quant.STATE_MAX:
+            out.append(f"export: {where}: {what} can reach {bound:,.0f} state units, beyond Lava's 24-bit "
+                       f"register (+-{quant.STATE_MAX:,}); Lava would wrap or clip it. Use smaller weights, "
+                       "a smaller fan-in or a larger decay.")
+    return out
+
+
+def _state_bounds(layer: Layer) -> List[Tuple[float, str]]:
+    """Worst-case |u| and |v| (state units) when every input spikes every step.
+
+    With ``A`` the largest per-step input (``sum |w| << 6``): ``|u| <= A * 4096 / iDecay`` (a geometric
+    series; truncation only shrinks it), ``v <= vTh + |u| + |b|`` from above (it resets on crossing) and
+    ``|v| <= (|u| + |b|) * 4096 / vDecay`` from below. A zero decay makes the bound grow with the number
+    of steps; that case is not refused here (run the net through ``verify`` to see it).
+    """
+    w = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1)
+    if isinstance(layer, Dense) and layer.weight_rec is not None:
+        w = w + np.abs(layer.weight_rec).sum(1)
+    a = float(w.max()) * quant.W_SCALE
+    n = layer.neuron
+    di, dv = int(np.min(n.i_decay)), int(np.min(n.v_decay))
+    b = 0.0 if layer.bias is None else float(np.abs(layer.bias).max()) * quant.W_SCALE
+    out = [(a, "one step's synaptic input")]
+    if di == 0:
+        return out
+    u = a * quant.P_SCALE / di
+    out.append((u, "the current u"))
+    out.append((float(np.max(n.v_th_mant)) * quant.W_SCALE + u + b, "the voltage v"))
+    if dv > 0:
+        out.append(((u + b) * quant.P_SCALE / dv, "the voltage v (negative side)"))
+    return out

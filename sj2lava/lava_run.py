@@ -1,0 +1,121 @@
+"""Run a ``.net`` file in Lava's CPU simulation of Loihi (``Loihi2SimCfg(select_tag='fixed_pt')``).
+
+Timing: Lava step ``k`` (from 1) consumes input step ``k - 1`` and every synaptic layer delays by one
+step, exactly as ``BlockContainer(delay_shift=True)`` does; so Lava's output at step ``k`` is the
+container output at ``t = k - 1`` and no re-alignment is needed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+
+from ._deps import quiet_import
+from .layout import NXT_to_TNX, TNX_to_NXT
+from .netfile import load
+from .spec import NetSpec
+
+
+def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str) -> torch.Tensor:
+    """Check ``x`` against the network and return it as ``[T, N, *input_shape]`` float spikes."""
+    if layout not in ("TNX", "NXT"):
+        raise ValueError(f"{what}: layout must be 'TNX' or 'NXT', got {layout!r}")
+    x = torch.as_tensor(x)
+    if x.dim() < 3:
+        raise ValueError(f"{what}: input must be [T, N, *shape] (TNX) or [N, *shape, T] (NXT); got "
+                         f"shape {tuple(x.shape)}. Add a batch dimension for a single sample.")
+    x = x if layout == "TNX" else NXT_to_TNX(x)
+    sample = tuple(x.shape[2:])
+    want = tuple(spec.input_shape)
+    if sample != want and not (len(want) == 1 and int(np.prod(sample)) == want[0]):
+        raise ValueError(f"{what}: each sample has shape {sample} but the network takes {want}")
+    if x.is_floating_point() and torch.isnan(x).any():
+        raise ValueError(f"{what}: input contains NaN")
+    if not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(f"{what}: input must be binary spikes (0/1); the network has no message bits "
+                         "for graded input. Encode it first (e.g. rate coding).")
+    return x.reshape(x.shape[0], x.shape[1], *want).float()
+
+
+def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
+             num_steps: Optional[int] = None,
+             progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+    """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
+
+    Args:
+        x: input spikes ``[T, N, *input_shape]`` (layout ``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``).
+        num_steps: steps to run per sample (default ``T``); input beyond ``T`` is zero.
+        progress: called with the number of samples done after each sample (the CLI draws a bar).
+
+    Returns:
+        Output spikes in the caller's layout, aligned so that they equal the exported
+        BlockContainers' output (no lag). Samples run one after another in one compiled network,
+        with every neuron and synapse state reset to zero between samples.
+
+    The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C.
+    """
+    spec = load(path)
+    x = prepare_input(spec, x, layout, f"run_lava({Path(path).name})")
+    steps = int(num_steps) if num_steps is not None else x.shape[0]
+    if steps < 1:
+        raise ValueError("run_lava: num_steps must be >= 1")
+    n = x.shape[1]
+    netx = quiet_import("lava.lib.dl.netx")
+    io = quiet_import("lava.proc.io")
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
+    # [T, C, H, W] gives Lava's [W, H, C, T]. Sample i occupies steps i*steps .. (i+1)*steps - 1.
+    data = np.zeros((*spec.input_shape[::-1], n * steps), dtype=np.int32)
+    t_in = min(steps, x.shape[0])
+    xs = x[:t_in].numpy().astype(np.int32)
+    for i in range(n):
+        data[..., i * steps:i * steps + t_in] = xs[:, i].T
+
+    net = netx.hdf5.Network(net_config=str(path))
+    started = False
+    try:
+        src = io.source.RingBuffer(data=data)
+        sink = io.sink.RingBuffer(shape=net.out.shape, buffer=n * steps)
+        src.s_out.connect(net.inp)
+        net.out.connect(sink.a_in)
+        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        for i in range(n):
+            if i:
+                _reset_states(net)
+            net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+            started = True
+            if progress is not None:
+                progress(i + 1)
+        out = sink.data.get()
+    finally:
+        if started:
+            net.stop()
+        f = getattr(getattr(net, "net_config", None), "f", None)
+        if f is not None:
+            f.close()
+    # (W, H, C, N*T) -> (W, H, C, N, T) -> reversed: [T, N, C, H, W]
+    out = out.reshape(*out.shape[:-1], n, steps).T
+    y = torch.from_numpy(np.ascontiguousarray(out)).float().reshape(steps, n, *spec.output_shape)
+    return y if layout == "TNX" else TNX_to_NXT(y)
+
+
+def _reset_states(net) -> None:
+    """Zero every neuron's u, v and every synapse's in-flight activation (between samples)."""
+    for block in net.layers:
+        neuron = getattr(block, "neuron", None)
+        if neuron is not None:
+            for var in ("u", "v"):
+                if hasattr(neuron, var):
+                    getattr(neuron, var).set(np.zeros(getattr(neuron, var).shape, dtype=np.int32))
+        for syn_name in ("synapse", "synapse_rec"):
+            syn = getattr(block, syn_name, None)
+            if syn is None:
+                continue
+            for var in ("a_buff", "a_buf"):
+                if hasattr(syn, var):
+                    v = getattr(syn, var)
+                    v.set(np.zeros(v.shape, dtype=np.int32))

@@ -1,0 +1,329 @@
+"""The NetX HDF5 (``.net``) format: atomic writing and validating reading of a :class:`NetSpec`.
+
+Schema (lava-dl 0.6.0 / NetX, ``lava/lib/dl/netx/hdf5.py``); layers are ``layer/0 .. layer/<n-1>``::
+
+    layer/i/type        ASCII string, shape (1,): input | conv | dense | dense_rec | flatten
+    input:   shape      (C, H, W) or (features,), PyTorch order (NetX reverses it to W, H, C)
+    conv:    shape      output (C, H, W);  weight (C_out, C_in/groups, kH, kW) integer mantissas
+             stride, padding, dilation (H, W) pairs;  groups scalar;  inChannels, outChannels, kernelSize
+    dense:   shape      (out,);  weight (out, in), `in` in C, H, W flatten order;  inFeatures, outFeatures
+    dense_rec: as dense, plus weight_rec (out, out)
+    flatten: shape      (C*H*W, 1, 1)
+    conv/dense neuron/  type 'CUBA', iDecay, vDecay (1/4096), vThMant (1/64), refDelay, gradedSpike
+    conv/dense bias     optional bias_mant per channel / neuron (NetX uses bias_exp = 6)
+
+NetX reads weights and biases with ``astype(int)``, so they must hold exact integers.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional, Tuple, Union
+
+import h5py
+import numpy as np
+
+from .errors import NetFileError
+from .spec import Conv, Dense, Flatten, NetSpec, Neuron, Shape
+
+PathLike = Union[str, os.PathLike]
+NOT_LOADABLE = {"pool", "average", "convT", "unpool", "concat"}
+
+
+# --------------------------------------------------------------------------- writing
+def write(spec: NetSpec, path: PathLike) -> Path:
+    """Write ``spec`` to ``path`` atomically: a temporary file in the same folder, then a rename, so a
+    failure never leaves a half-written file nor truncates an existing one."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
+            for i, layer in enumerate(spec.layers, start=1):
+                _write(f, i, layer)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_layer(f: h5py.File, i: int, kind: str, **data: Any) -> h5py.Group:
+    g = f.create_group(f"layer/{i}")
+    g.create_dataset("type", (1,), "S10", [kind.encode("ascii")])
+    for k, v in data.items():
+        g.create_dataset(k, data=v)
+    return g
+
+
+def _write(f: h5py.File, i: int, layer) -> None:
+    if isinstance(layer, Flatten):
+        _write_layer(f, i, "flatten", shape=np.array([layer.out_shape[0], 1, 1], dtype=np.int64))
+        return
+    if isinstance(layer, Conv):
+        g = _write_layer(
+            f, i, "conv", shape=np.asarray(layer.out_shape, dtype=np.int64),
+            inChannels=layer.in_shape[0], outChannels=layer.out_shape[0],
+            kernelSize=np.asarray(layer.weight.shape[2:], dtype=np.int64),
+            stride=np.asarray(layer.stride, dtype=np.int64), padding=np.asarray(layer.padding, dtype=np.int64),
+            dilation=np.asarray(layer.dilation, dtype=np.int64), groups=int(layer.groups),
+            weight=layer.weight.astype(np.int16),
+        )
+    else:
+        kind = "dense" if layer.weight_rec is None else "dense_rec"
+        g = _write_layer(
+            f, i, kind, shape=np.asarray(layer.out_shape, dtype=np.int64),
+            inFeatures=int(layer.weight.shape[1]), outFeatures=int(layer.weight.shape[0]),
+            weight=layer.weight.astype(np.int16),
+        )
+        if layer.weight_rec is not None:
+            g.create_dataset("weight_rec", data=layer.weight_rec.astype(np.int16))
+    if layer.bias is not None:
+        g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int32))
+    n = layer.neuron
+    g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+    g.create_dataset("neuron/iDecay", data=np.asarray(n.i_decay, dtype=np.int64))
+    g.create_dataset("neuron/vDecay", data=np.asarray(n.v_decay, dtype=np.int64))
+    g.create_dataset("neuron/vThMant", data=np.asarray(n.v_th_mant, dtype=np.int64))
+    g.create_dataset("neuron/refDelay", data=1)
+    g.create_dataset("neuron/gradedSpike", data=False)
+
+
+# --------------------------------------------------------------------------- reading
+class _Ctx:
+    """Where we are in the file, for error messages."""
+
+    def __init__(self, path: Path):
+        self.path, self.where = path, ""
+
+    def fail(self, msg: str) -> NetFileError:
+        return NetFileError(f"{self.path}: {self.where}{msg}")
+
+
+def load(path: PathLike, input_shape: Optional[Shape] = None) -> NetSpec:
+    """Read and validate a NetX ``.net`` file (sj2lava's or lava-dl's ``export_hdf5`` output).
+
+    ``input_shape`` is needed only for files without an ``input`` layer whose first layer is a conv.
+
+    Raises:
+        NetFileError: naming the file, the layer and the field, for anything NetX could not load
+            or that does not fit together (missing or non-numeric datasets, non-integer weights,
+            shapes that do not chain, unknown or non-loadable layer types, truncated files).
+    """
+    path = Path(path)
+    ctx = _Ctx(path)
+    if not path.is_file():
+        raise ctx.fail("no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ctx.fail(f"not a readable HDF5 file ({e}); it may be truncated or not a .net file") from None
+    try:
+        with f:
+            return _read(f, ctx, input_shape)
+    except NetFileError:
+        raise
+    except Exception as e:  # h5py and numpy raise many kinds for damaged data
+        raise ctx.fail(f"unreadable data ({type(e).__name__}: {e})") from None
+
+
+def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape]) -> NetSpec:
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        raise ctx.fail("no 'layer' group: not a NetX network file")
+    keys = list(f["layer"].keys())
+    if not all(k.isdigit() for k in keys):
+        raise ctx.fail(f"layer names must be 0..n-1, found {sorted(keys)}")
+    idx = sorted(int(k) for k in keys)
+    if not idx:
+        raise ctx.fail("the 'layer' group is empty")
+    if idx != list(range(len(idx))):
+        missing = sorted(set(range(idx[-1] + 1)) - set(idx))
+        raise ctx.fail(f"layer indices must be contiguous from 0; missing layer/{missing[0]}")
+    layers = []
+    shape: Optional[Shape] = tuple(int(s) for s in input_shape) if input_shape is not None else None
+    net_input: Optional[Shape] = shape
+    for i in idx:
+        g = f["layer"][str(i)]
+        ctx.where = f"layer/{i}: "
+        kind = _string(g, "type", ctx)
+        ctx.where = f"layer/{i} ({kind}): "
+        if kind in NOT_LOADABLE:
+            raise ctx.fail(f"NetX cannot load '{kind}' layers (NotImplementedError). "
+                           "Re-export with sj2lava, which writes sum-pools as depthwise convolutions.")
+        if kind == "input":
+            if i != 0:
+                raise ctx.fail("an input layer must be layer/0")
+            if "neuron" in g:
+                raise ctx.fail("an input layer with a neuron is not supported (NetX builds an Input "
+                               "block whose input port is not wired); write the input layer with 'shape' only")
+            shape = _shape(g, "shape", ctx)
+            net_input = shape
+        elif kind == "flatten":
+            if shape is None:
+                raise ctx.fail("flatten cannot be the first layer of a NetX network (NetX fails on it)")
+            out = (int(np.prod(shape)),)
+            if "shape" in g and int(np.prod(_ints(g, "shape", ctx))) != out[0]:
+                raise ctx.fail(f"field 'shape' {tuple(_ints(g, 'shape', ctx))} does not hold the "
+                               f"{out[0]} values of the input {shape}")
+            layers.append(Flatten(shape, out))
+            shape = out
+        elif kind == "conv":
+            layer = _read_conv(g, ctx, shape)
+            if net_input is None:
+                raise ctx.fail("the file has no input layer and starts with a conv: its input size is "
+                               "unknown. Pass input_shape=(C, H, W).")
+            layers.append(layer)
+            shape = layer.out_shape
+        elif kind in ("dense", "dense_rec"):
+            layer = _read_dense(g, ctx, shape, rec=kind == "dense_rec", first=not layers)
+            if net_input is None:
+                net_input = layer.in_shape
+            layers.append(layer)
+            shape = layer.out_shape
+        else:
+            raise ctx.fail(f"unknown layer type {kind!r}; NetX loads input, conv, dense, dense_rec, flatten")
+    if not layers:
+        raise ctx.fail("the network has no layers after its input")
+    return NetSpec(net_input, layers, source=ctx.path)
+
+
+def _dataset(g: h5py.Group, name: str, ctx: _Ctx) -> h5py.Dataset:
+    if name not in g:
+        raise ctx.fail(f"missing field '{name}'")
+    d = g[name]
+    if not isinstance(d, h5py.Dataset):
+        raise ctx.fail(f"field '{name}' is a group, expected data")
+    return d
+
+
+def _string(g: h5py.Group, name: str, ctx: _Ctx) -> str:
+    v = _dataset(g, name, ctx)[()]
+    if isinstance(v, np.ndarray):
+        if v.size != 1:
+            raise ctx.fail(f"field '{name}' should hold one string, found {v.size} values")
+        v = v.reshape(-1)[0]
+    if isinstance(v, bytes):
+        return v.decode("ascii", "replace")
+    if isinstance(v, str):
+        return v
+    raise ctx.fail(f"field '{name}' should be a string, found {type(v).__name__}")
+
+
+def _numbers(g: h5py.Group, name: str, ctx: _Ctx) -> np.ndarray:
+    d = _dataset(g, name, ctx)
+    if d.dtype.kind not in "iufb":
+        raise ctx.fail(f"field '{name}' should be numeric, found dtype {d.dtype}")
+    a = np.asarray(d[()])
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise ctx.fail(f"field '{name}' holds NaN or infinity")
+    return a
+
+
+def _ints(g: h5py.Group, name: str, ctx: _Ctx) -> np.ndarray:
+    a = _numbers(g, name, ctx)
+    if a.dtype.kind == "f" and np.any(a != np.round(a)):
+        bad = a[a != np.round(a)].reshape(-1)[0]
+        raise ctx.fail(f"field '{name}' must hold integers (NetX truncates with astype(int)); found {bad}")
+    return a.astype(np.int64)
+
+
+def _shape(g: h5py.Group, name: str, ctx: _Ctx) -> Shape:
+    a = _ints(g, name, ctx).reshape(-1)
+    if a.size not in (1, 3) or np.any(a <= 0):
+        raise ctx.fail(f"field '{name}' should be (C, H, W) or (features,) of positive sizes, found {tuple(a)}")
+    return tuple(int(x) for x in a)
+
+
+def _pair(g: h5py.Group, name: str, ctx: _Ctx, default: Optional[int] = None) -> Tuple[int, int]:
+    if name not in g and default is not None:
+        return (default, default)
+    a = _ints(g, name, ctx).reshape(-1)
+    if a.size == 1:
+        return (int(a[0]), int(a[0]))
+    if a.size != 2:
+        raise ctx.fail(f"field '{name}' should be a scalar or an (H, W) pair, found {a.size} values")
+    return (int(a[0]), int(a[1]))
+
+
+def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int) -> Neuron:
+    if "neuron" not in g:
+        raise ctx.fail("missing group 'neuron'")
+    n = g["neuron"]
+    kind = _string(n, "type", ctx) if "type" in n else "CUBA"
+    if kind not in ("CUBA", "LOIHI"):
+        raise ctx.fail(f"neuron type {kind!r} is not supported; sj2lava handles CUBA-LIF neurons")
+    vals = []
+    for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, (1 << 17) - 1)):
+        a = _ints(n, key, ctx)
+        if a.size not in (1, n_out):
+            raise ctx.fail(f"field 'neuron/{key}' has {a.size} values; expected 1 or {n_out}")
+        if np.any(a < lo) or np.any(a > hi):
+            raise ctx.fail(f"field 'neuron/{key}' must lie in [{lo}, {hi}], found {int(a.min())}..{int(a.max())}")
+        vals.append(a.reshape(()) if a.size == 1 else a.reshape(-1))
+    return Neuron(*vals)
+
+
+def _bias(g: h5py.Group, ctx: _Ctx, sizes: Tuple[int, ...]) -> Optional[np.ndarray]:
+    if "bias" not in g:
+        return None
+    b = _ints(g, "bias", ctx).reshape(-1)
+    if b.size not in (1, *sizes):
+        raise ctx.fail(f"field 'bias' has {b.size} values; expected 1 or {' or '.join(map(str, sizes))}")
+    return b
+
+
+def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
+    w = _ints(g, "weight", ctx)
+    if w.ndim == 5 and w.shape[-1] == 1:
+        w = w[..., 0]
+    if w.ndim != 4:
+        raise ctx.fail(f"field 'weight' should be (C_out, C_in/groups, kH, kW), found shape {w.shape}")
+    stride, padding = _pair(g, "stride", ctx, 1), _pair(g, "padding", ctx, 0)
+    dilation = _pair(g, "dilation", ctx, 1)
+    groups = int(_ints(g, "groups", ctx).reshape(-1)[0]) if "groups" in g else 1
+    out = _shape(g, "shape", ctx)
+    if len(out) != 3:
+        raise ctx.fail(f"field 'shape' of a conv should be (C, H, W), found {out}")
+    if out[0] != w.shape[0]:
+        raise ctx.fail(f"field 'weight' has {w.shape[0]} output channels but 'shape' says {out[0]}")
+    if in_shape is None:
+        return Conv((w.shape[1] * groups, 0, 0), out, w, stride, padding, dilation, groups, _neuron(g, ctx, 0))
+    if len(in_shape) != 3:
+        raise ctx.fail(f"a conv needs a (C, H, W) input, but the previous layer gives {in_shape}")
+    if groups < 1 or in_shape[0] % groups or w.shape[1] * groups != in_shape[0]:
+        raise ctx.fail(f"field 'weight' {w.shape} with groups={groups} does not take {in_shape[0]} input channels")
+    expect = tuple(
+        (in_shape[1 + d] + 2 * padding[d] - dilation[d] * (w.shape[2 + d] - 1) - 1) // stride[d] + 1
+        for d in range(2)
+    )
+    if expect != out[1:]:
+        raise ctx.fail(f"field 'shape' {out} does not follow from input {in_shape}, kernel {w.shape[2:]}, "
+                       f"stride {stride}, padding {padding}, dilation {dilation} (expected H, W = {expect})")
+    n_out = int(np.prod(out))
+    return Conv(in_shape, out, w, stride, padding, dilation, groups, _neuron(g, ctx, n_out),
+                _bias(g, ctx, (out[0], n_out)))
+
+
+def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, first: bool) -> Dense:
+    w = _ints(g, "weight", ctx)
+    if w.ndim != 2:
+        raise ctx.fail(f"field 'weight' should be (out, in), found shape {w.shape}")
+    n_out, n_in = w.shape
+    out = _shape(g, "shape", ctx) if "shape" in g else (n_out,)
+    if int(np.prod(out)) != n_out:
+        raise ctx.fail(f"field 'weight' has {n_out} outputs but 'shape' says {out}")
+    if in_shape is not None:
+        if len(in_shape) != 1 and not first:
+            raise ctx.fail(f"a dense layer after a {in_shape} layer needs a flatten layer in between")
+        if int(np.prod(in_shape)) != n_in:
+            raise ctx.fail(f"field 'weight' takes {n_in} inputs but the previous layer gives "
+                           f"{int(np.prod(in_shape))} {in_shape}")
+    w_rec = None
+    if rec:
+        w_rec = _ints(g, "weight_rec", ctx)
+        if w_rec.shape != (n_out, n_out):
+            raise ctx.fail(f"field 'weight_rec' should be ({n_out}, {n_out}), found {w_rec.shape}")
+    return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, _neuron(g, ctx, n_out),
+                 _bias(g, ctx, (n_out,)), w_rec)

@@ -1,0 +1,147 @@
+"""Typed description of a NetX network: what a ``.net`` file holds, layer by layer.
+
+All numbers are Loihi's integers: weights are mantissas (64 = 1.0), decays in 1/4096,
+thresholds in 1/64, biases are ``bias_mant`` (exponent 6, so 64 = 1.0 added to ``v`` per step).
+Shapes are in PyTorch order: ``(C, H, W)`` for images, ``(features,)`` for vectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+
+Shape = Tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Neuron:
+    """CUBA-LIF parameters (scalars, or arrays with one value per neuron).
+
+    ``u = rs0(u (4096 - iDecay), 12) + (a_in << 6)``; ``v = rs0(v (4096 - vDecay), 12) + u + (bias << 6)``;
+    spike when ``v > vThMant << 6``, then ``v = 0``.
+    """
+
+    i_decay: np.ndarray
+    v_decay: np.ndarray
+    v_th_mant: np.ndarray
+
+    def describe(self) -> str:
+        def fmt(a: np.ndarray) -> str:
+            a = np.asarray(a)
+            return str(int(a)) if a.size == 1 else f"{int(a.min())}..{int(a.max())}"
+
+        return f"iD={fmt(self.i_decay)} vD={fmt(self.v_decay)} th={fmt(self.v_th_mant)}"
+
+
+@dataclass(frozen=True)
+class Conv:
+    """2-D convolution synapse + CUBA neurons: ``a_in[co] = sum w[co, ci, a, b] s[ci, y*sH + a*dH - pH, ...]``.
+
+    ``weight`` is ``(C_out, C_in / groups, kH, kW)``; ``stride``, ``padding``, ``dilation`` are ``(H, W)``.
+    """
+
+    in_shape: Shape
+    out_shape: Shape
+    weight: np.ndarray
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+    dilation: Tuple[int, int]
+    groups: int
+    neuron: Neuron
+    bias: Optional[np.ndarray] = None
+    kind: str = field(default="conv", init=False)
+
+    @property
+    def synapses(self) -> int:
+        return int(np.prod(self.out_shape)) * int(np.prod(self.weight.shape[1:]))
+
+
+@dataclass(frozen=True)
+class Dense:
+    """Fully connected synapse + CUBA neurons: ``a_in[o] = sum_i w[o, i] s[i]`` (``weight`` is ``(out, in)``),
+    plus ``weight_rec @ s_prev`` for ``dense_rec`` layers."""
+
+    in_shape: Shape
+    out_shape: Shape
+    weight: np.ndarray
+    neuron: Neuron
+    bias: Optional[np.ndarray] = None
+    weight_rec: Optional[np.ndarray] = None
+    kind: str = field(default="dense", init=False)
+
+    @property
+    def synapses(self) -> int:
+        n = int(self.weight.size)
+        return n + (int(self.weight_rec.size) if self.weight_rec is not None else 0)
+
+
+@dataclass(frozen=True)
+class Flatten:
+    """``(C, H, W) -> (C*H*W,)`` in C, H, W order (no neurons, no delay)."""
+
+    in_shape: Shape
+    out_shape: Shape
+    kind: str = field(default="flatten", init=False)
+    synapses: int = field(default=0, init=False)
+
+
+Layer = Union[Conv, Dense, Flatten]
+
+
+def neurons_of(layer: Layer) -> int:
+    return 0 if isinstance(layer, Flatten) else int(np.prod(layer.out_shape))
+
+
+@dataclass
+class NetSpec:
+    """A whole NetX network: the input shape and the layers after the ``input`` layer."""
+
+    input_shape: Shape
+    layers: List[Layer]
+    source: Optional[Path] = None
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.layers[-1].out_shape if self.layers else self.input_shape
+
+    @property
+    def synaptic_layers(self) -> int:
+        """Layers with a synapse, each adding one step of delay in Lava."""
+        return sum(1 for l in self.layers if not isinstance(l, Flatten))
+
+    @property
+    def neurons(self) -> int:
+        return sum(neurons_of(l) for l in self.layers)
+
+    @property
+    def synapses(self) -> int:
+        return sum(l.synapses for l in self.layers)
+
+    def table(self) -> str:
+        """A readable table of the layers and totals (what ``sj2lava inspect`` prints)."""
+        head = ("#", "type", "shape", "kernel", "stride", "pad", "grp", "neuron", "bias", "weights",
+                "neurons", "synapses")
+        rows = [("in", "input", _shape(self.input_shape), "", "", "", "", "", "", "", "", "")]
+        for i, l in enumerate(self.layers):
+            if isinstance(l, Flatten):
+                rows.append((str(i), "flatten", _shape(l.out_shape), "", "", "", "", "", "", "", "", ""))
+                continue
+            kern = stride = pad = grp = ""
+            if isinstance(l, Conv):
+                kern = "x".join(map(str, l.weight.shape[2:]))
+                stride, pad, grp = "x".join(map(str, l.stride)), "x".join(map(str, l.padding)), str(l.groups)
+            bias = "" if l.bias is None else f"{int(np.min(l.bias))}..{int(np.max(l.bias))}"
+            wr = f"{int(l.weight.min())}..{int(l.weight.max())}"
+            kind = "dense_rec" if isinstance(l, Dense) and l.weight_rec is not None else l.kind
+            rows.append((str(i), kind, _shape(l.out_shape), kern, stride, pad, grp, l.neuron.describe(),
+                         bias, wr, f"{neurons_of(l):,}", f"{l.synapses:,}"))
+        rows.append(("", "total", "", "", "", "", "", "", "", "", f"{self.neurons:,}", f"{self.synapses:,}"))
+        widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+        line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
+        return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+
+
+def _shape(s: Shape) -> str:
+    return "x".join(map(str, s))
