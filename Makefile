@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_block.py
+	$(PY) benchmarks/bench_lava.py
 
 # Re-pin the tested stack from the current venv.
 lock: $(STAMP)
