@@ -37,14 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _inspect(args) -> int:
+def _load(path: Path):
     from .errors import NetFileError
     from .netfile import load
 
     try:
-        spec = load(args.file)
+        return load(path)
     except NetFileError as e:
         raise _UserError(str(e)) from None
+
+
+def _inspect(args) -> int:
+    spec = _load(args.file)
     print(f"{args.file}: {len(spec.layers)} layers, input {spec.input_shape}, output {spec.output_shape}")
     print(spec.table())
     return EXIT_OK
@@ -54,14 +58,9 @@ def _run(args) -> int:
     import numpy as np
     import torch
 
-    from .errors import NetFileError
     from .lava_run import run_lava
-    from .netfile import load
 
-    try:
-        spec = load(args.file)
-    except NetFileError as e:
-        raise _UserError(str(e)) from None
+    spec = _load(args.file)
     if not args.input.is_file():
         raise _UserError(f"{args.input}: no such file")
     try:

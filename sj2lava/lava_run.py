@@ -6,6 +6,8 @@ container output at ``t = k - 1`` and no re-alignment is needed.
 """
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -39,6 +41,36 @@ def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str) -> tor
     return x.reshape(x.shape[0], x.shape[1], *want).float()
 
 
+def _import_lava_runtime() -> None:
+    """Import Lava's runtime even when this process already fixed its multiprocessing context.
+
+    Lava calls ``multiprocessing.set_start_method('fork')`` at import, which raises "context has
+    already been set" once anything (tqdm's lock, a DataLoader) has created a context. When that
+    context already is 'fork', the call is a no-op in effect, so let it pass.
+    """
+    name = "lava.magma.runtime.message_infrastructure.multiprocessing"
+    if name in sys.modules:
+        return
+    current = multiprocessing.get_start_method(allow_none=True)
+    if current is None:
+        quiet_import(name)
+        return
+    if current != "fork":
+        raise RuntimeError(f"Lava needs the 'fork' multiprocessing start method; this process uses "
+                           f"{current!r}. Run Lava in a process that has not set another method.")
+    original = multiprocessing.set_start_method
+
+    def same_method_ok(method, force=False):
+        if method != current:
+            original(method, force)
+
+    multiprocessing.set_start_method = same_method_ok
+    try:
+        quiet_import(name)
+    finally:
+        multiprocessing.set_start_method = original
+
+
 def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
              num_steps: Optional[int] = None,
              progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
@@ -62,6 +94,7 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     if steps < 1:
         raise ValueError("run_lava: num_steps must be >= 1")
     n = x.shape[1]
+    _import_lava_runtime()
     netx = quiet_import("lava.lib.dl.netx")
     io = quiet_import("lava.proc.io")
     from lava.magma.core.run_conditions import RunSteps

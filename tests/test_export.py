@@ -320,3 +320,20 @@ def test_cli_inspect_and_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", str(path)])
     assert e.value.code == 2
+
+
+def test_run_lava_after_the_process_fixed_its_multiprocessing_context(tmp_path):
+    """tqdm or a DataLoader fix the start method before Lava's import calls set_start_method('fork')."""
+    import subprocess
+    import sys
+
+    path = _good(tmp_path)
+    code = (
+        "import multiprocessing as mp, torch, sj2lava\n"
+        "mp.RLock()  # what tqdm does: fixes the default context\n"
+        f"y = sj2lava.run_lava({str(path)!r}, (torch.rand(6, 1, 1, 5, 5) < 0.5).float())\n"
+        "print(tuple(y.shape))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("(6, 1, 3)")
