@@ -53,15 +53,16 @@ def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[
     blocks = list(_blocks(model))
     if not blocks:
         raise ExportError("export: the model has no blocks")
-    shape = _input_shape(blocks, input_shape)
+    shape = net_input = _input_shape(blocks, input_shape)
     layers: List[Layer] = []
     for i, blk in enumerate(blocks):
         where = f"block {i} ({type(blk).__name__})"
         layer = _layer(blk, shape, where, strict)
         if isinstance(layer, Flatten) and (not layers or len(shape) == 1):
-            shape = layer.out_shape  # a leading flatten is the input's layout: NetX cannot start with one
+            # NetX cannot start with a flatten: a leading one is just the input's layout.
+            shape = layer.out_shape
             if not layers:
-                input_shape = shape
+                net_input = shape
             continue
         for problem in _problems(layer, where):
             _refuse(problem, strict)
@@ -69,7 +70,7 @@ def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[
         shape = layer.out_shape
     if not layers:
         raise ExportError("export: the model has no synaptic layer")
-    return NetSpec(tuple(input_shape if input_shape is not None else _input_shape(blocks, None)), layers)
+    return NetSpec(net_input, layers)
 
 
 def _refuse(msg: str, strict: bool) -> None:
@@ -202,10 +203,10 @@ def _lava_layer(blk: nn.Module, kind: str, shape: Shape, where: str, strict: boo
         bias = np.rint(norm.bias.detach().cpu().numpy().reshape(-1)).astype(np.int64)
     if kind == "dense":
         w = w.reshape(w.shape[:2])
-        if int(np.prod(shape)) != w.shape[1] or (len(shape) != 1 and shape != tuple(shape)):
-            raise ExportError(f"export: {where} takes {w.shape[1]} features but gets {shape}")
         if len(shape) != 1:
             raise ExportError(f"export: {where} is a Dense after a {shape} layer; put a Flatten before it")
+        if shape[0] != w.shape[1]:
+            raise ExportError(f"export: {where} takes {w.shape[1]} features but gets {shape[0]}")
         return Dense(shape, (w.shape[0],), w, neuron, bias)
     _need_image(shape, where)
     k, s = tuple(syn.kernel_size[:2]), tuple(syn.stride[:2])
