@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging as _logging
 
 from .block import BlockContainer
+from .convert import convert, to_lava
 from .errors import ExportError, NetFileError, UnsupportedLayerError
 from .export import export, to_spec
 from .lava_run import run_lava
@@ -16,6 +17,7 @@ from .spec import NetSpec
 from .layers import SumPool2d
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba, to_lava_neuron
+from .verify import Report, verify
 from .translate import (
     avgpool2d_to_lava_synapse_pool,
     conv2d_to_lava_synapse_conv,
@@ -31,12 +33,14 @@ __all__ = [
     "NetFileError",
     "NXT_to_TNX",
     "NetSpec",
+    "Report",
     "Sigmoid",
     "SumPool2d",
     "TNX_to_NXT",
     "UnsupportedLayerError",
     "avgpool2d_to_lava_synapse_pool",
     "conv2d_to_lava_synapse_conv",
+    "convert",
     "cuba_lif",
     "export",
     "load",
@@ -45,7 +49,9 @@ __all__ = [
     "linear_to_lava_synapse_dense",
     "reset_net",
     "to_cuba",
+    "to_lava",
     "to_lava_neuron",
+    "verify",
 ]
 
 

@@ -19,7 +19,7 @@ from . import netfile, quant
 from .block import BlockContainer
 from .errors import ExportError
 from .spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape
-from .translate import rule_for
+from .translate import pool_tap
 
 __all__ = ["export", "to_spec", "load"]
 
@@ -166,7 +166,7 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
         return Dense(shape, (syn.out_features,), w, neuron, bias)
     # sum-pool: a depthwise conv with every tap weighing quantize(input_scale) (1.0 -> 64)
     _need_image(shape, where)
-    tap = int(quant.weight_mant(torch.tensor(float(scale))))
+    tap = int(quant.weight_mant(torch.tensor(pool_tap(syn, scale))))
     k, s = syn.kernel_size, syn.stride
     w = np.full((shape[0], 1, *k), tap, dtype=np.int64)
     return Conv(shape, _conv_out(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, List, Optional, Union
 
 import numpy as np
 import torch
@@ -73,13 +73,16 @@ def _import_lava_runtime() -> None:
 
 def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
              num_steps: Optional[int] = None,
-             progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+             progress: Optional[Callable[[int], None]] = None,
+             all_layers: bool = False) -> Union[torch.Tensor, List[torch.Tensor]]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
         x: input spikes ``[T, N, *input_shape]`` (layout ``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``).
         num_steps: steps to run per sample (default ``T``); input beyond ``T`` is zero.
         progress: called with the number of samples done after each sample (the CLI draws a bar).
+        all_layers: return the spikes of every synaptic layer (a list, in file order) instead of
+            the output only.
 
     Returns:
         Output spikes in the caller's layout, aligned so that they equal the exported
@@ -112,9 +115,11 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     started = False
     try:
         src = io.source.RingBuffer(data=data)
-        sink = io.sink.RingBuffer(shape=net.out.shape, buffer=n * steps)
         src.s_out.connect(net.inp)
-        net.out.connect(sink.a_in)
+        probed = net.layers if all_layers else [net]
+        sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * steps) for p in probed]
+        for p, sink in zip(probed, sinks):
+            p.out.connect(sink.a_in)
         cfg = Loihi2SimCfg(select_tag="fixed_pt")
         for i in range(n):
             if i:
@@ -123,16 +128,22 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
             started = True
             if progress is not None:
                 progress(i + 1)
-        out = sink.data.get()
+        outs = [sink.data.get() for sink in sinks]
     finally:
         if started:
             net.stop()
         f = getattr(getattr(net, "net_config", None), "f", None)
         if f is not None:
             f.close()
+    shapes = [l.out_shape for l in spec.layers if l.kind != "flatten"] if all_layers else [spec.output_shape]
+    ys = [_to_torch(o, n, steps, shape, layout) for o, shape in zip(outs, shapes)]
+    return ys if all_layers else ys[0]
+
+
+def _to_torch(out: np.ndarray, n: int, steps: int, shape, layout: str) -> torch.Tensor:
     # (W, H, C, N*T) -> (W, H, C, N, T) -> reversed: [T, N, C, H, W]
     out = out.reshape(*out.shape[:-1], n, steps).T
-    y = torch.from_numpy(np.ascontiguousarray(out)).float().reshape(steps, n, *spec.output_shape)
+    y = torch.from_numpy(np.ascontiguousarray(out)).float().reshape(steps, n, *shape)
     return y if layout == "TNX" else TNX_to_NXT(y)
 
 

@@ -192,10 +192,16 @@ DENSE = register(nn.Linear)(SynapseRule(
 
 
 # --------------------------------------------------------------------------- sum-pool
+def pool_tap(m: SumPool2d, scale: float) -> float:
+    """The float weight of every sum-pool tap before quantization (``m.weight`` times a folded scale)."""
+    return float(m.weight) * scale
+
+
 def _pool_forward(m: SumPool2d, x: torch.Tensor, scale: float) -> torch.Tensor:
-    y = m(x)
-    if scale != 1.0:  # a folded 1/tau makes every tap weigh quantize(1/tau) instead of 1.0
-        y = y * quant.quantize_weight(torch.tensor(scale, dtype=y.dtype, device=y.device))
+    y = F.avg_pool2d(x, m.kernel_size, m.stride, divisor_override=1)  # exact integer sums
+    tap = pool_tap(m, scale)
+    if tap != 1.0:
+        y = y * quant.quantize_weight(torch.tensor(tap, dtype=y.dtype, device=y.device))
     return y
 
 
@@ -207,7 +213,8 @@ def _pool_to_lava(m: SumPool2d, neuron_kwargs: Optional[dict], delay_shift: bool
             "Use stride=kernel_size; sj2lava.export writes other strides as a depthwise conv."
         )
     return _slayer().block.cuba.Pool(
-        neuron_kwargs, m.kernel_size, stride=m.stride, weight_scale=scale, delay_shift=delay_shift,
+        neuron_kwargs, m.kernel_size, stride=m.stride, weight_scale=pool_tap(m, scale),
+        delay_shift=delay_shift,
     )
 
 

@@ -1,0 +1,360 @@
+"""Whole-model conversion: a trained SpikingJelly (or plain torch) spiking net -> BlockContainers.
+
+The model's modules are read in order (``nn.Sequential`` nesting, SpikingJelly's
+``SeqToANNContainer`` / ``MultiStepContainer`` and ``layer.*`` wrappers, and the children of other
+modules in registration order) and grouped into Loihi layers::
+
+    Conv2d | Linear  [BatchNorm] [Dropout]  neuron      -> conv / dense block (BN folded)
+    AvgPool2d | SumPool2d  [Dropout]  neuron            -> sum-pool block (tap weight 1/k^2 for AvgPool)
+    neuron  AvgPool2d  [Flatten]  Conv2d | Linear ...   -> the pool composed into that layer's weights
+    Flatten                                             -> flatten block
+    Dropout, Identity                                   -> dropped (evaluation semantics)
+    BlockContainer (sj2lava or SpikingJelly lava_exchange) -> kept / rebuilt with its learned state
+
+Every step is exact in float arithmetic or announced: the returned ``nn.Sequential`` carries
+``conversion_notes`` (also shown by :func:`sj2lava.verify`), each saying what changed and how much.
+Weights are then quantized to 8 bits as Loihi requires; ``verify`` measures the effect.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from . import quant
+from ._deps import slayer as _slayer
+from .block import BlockContainer
+from .errors import UnsupportedLayerError
+from .layers import SumPool2d
+from .neuron import CubaLIFNode, to_cuba
+
+__all__ = ["convert", "to_lava", "is_neuron"]
+
+_Leaf = Tuple[str, nn.Module]
+
+
+def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> nn.Sequential:
+    """Turn a trained spiking net into an equivalent ``nn.Sequential`` of :class:`BlockContainer`.
+
+    Args:
+        model: the trained net (not modified; converted layers are copies).
+        example_input: one input ``[T, N, *shape]`` (or ``[N, *shape]``); needed only to compose an
+            ``AvgPool2d`` into a following ``Linear`` or padded ``Conv2d`` (it tells the image size).
+
+    Returns:
+        ``nn.Sequential`` of BlockContainers in multi-step mode with Lava's timing
+        (``delay_shift=True``), with a ``conversion_notes`` list of everything that is not exact.
+
+    Raises:
+        UnsupportedLayerError: naming the module path (e.g. ``features.3``) and what to do instead.
+    """
+    leaves = list(_leaves(model, ""))
+    notes: List[str] = []
+    blocks: List[BlockContainer] = []
+    pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
+    i = 0
+    while i < len(leaves):
+        path, m = leaves[i]
+        if _is_dropout(m) or isinstance(m, nn.Identity):
+            i += 1
+            continue
+        if isinstance(m, BlockContainer):
+            _no_pending(pending_pool, path)
+            blocks.append(m)
+            i += 1
+            continue
+        if _is_sj_block(m):
+            _no_pending(pending_pool, path)
+            blocks.append(_from_sj_block(m, path, notes))
+            i += 1
+            continue
+        if isinstance(m, nn.Flatten):
+            blocks.append(BlockContainer(copy.deepcopy(m), None, "m"))
+            i += 1
+            continue
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and type(m) not in (nn.Conv1d, nn.Conv3d):
+            syn = copy.deepcopy(m)
+            if pending_pool is not None:
+                syn = _compose_pool(pending_pool, syn, path, blocks, example_input, notes)
+                pending_pool = None
+            i += 1
+            if i < len(leaves) and isinstance(leaves[i][1], (nn.BatchNorm1d, nn.BatchNorm2d)):
+                syn = _fold_bn(syn, leaves[i][1], leaves[i][0])
+                notes.append(f"{leaves[i][0]}: {type(leaves[i][1]).__name__} folded into {path} "
+                             "(exact in float; becomes the neuron bias, added to v on the 1/64 grid)")
+                i += 1
+            i, neu = _neuron_after(leaves, i, path, type(m).__name__)
+            blocks.append(_block(syn, neu, f"{path}+{leaves[i - 1][0]}"))
+            continue
+        if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
+            j = _skip_dropout(leaves, i + 1)
+            if j < len(leaves) and is_neuron(leaves[j][1]):
+                pool = _pool_block_synapse(m, path, notes)
+                blocks.append(_block(pool, leaves[j][1], f"{path}+{leaves[j][0]}"))
+                i = j + 1
+                continue
+            k = _skip_dropout(leaves, j)
+            if k < len(leaves) and isinstance(leaves[k][1], nn.Flatten):
+                k = _skip_dropout(leaves, k + 1)
+            nxt = leaves[k][1] if k < len(leaves) else None
+            if isinstance(m, nn.AvgPool2d) and isinstance(nxt, (nn.Conv2d, nn.Linear)) and blocks \
+                    and blocks[-1].neuron is not None:
+                pending_pool = (path, m)
+                i += 1
+                continue
+            raise UnsupportedLayerError(
+                f"{path}: {type(m).__name__} must either feed a neuron (a sum-pool layer) or sit between a "
+                "neuron and a Conv2d/Linear (composed into its weights). Restructure the model so it does."
+            )
+        if is_neuron(m):
+            raise UnsupportedLayerError(
+                f"{path}: {type(m).__name__} has no synapse before it (Loihi neurons are fed by a conv, dense "
+                "or pool synapse). Remove it or put a Conv2d/Linear/AvgPool2d before it."
+            )
+        raise UnsupportedLayerError(f"{path}: {_unsupported(m)}")
+    if pending_pool is not None:
+        raise UnsupportedLayerError(f"{pending_pool[0]}: AvgPool2d at the end of the model feeds no layer; "
+                                    "remove it or add a neuron after it.")
+    if not any(b.neuron is not None for b in blocks):
+        raise UnsupportedLayerError("convert: the model has no synapse + neuron layer to put on Loihi")
+    net = nn.Sequential(*blocks)
+    for n in _neuron_notes(model):
+        notes.append(n)
+    net.conversion_notes = notes
+    for n in notes:
+        if "rounds" in n:
+            warnings.warn(n, stacklevel=2)
+    return net
+
+
+def to_lava(model: nn.Module) -> nn.Sequential:
+    """``nn.Sequential`` of lava-dl ``slayer.block.cuba`` blocks equal to ``model`` (converted first
+    if it is not made of BlockContainers). Needs lava-dl."""
+    _slayer()
+    blocks = model if _all_blocks(model) else convert(model)
+    return nn.Sequential(*[b.to_lava_block() for b in blocks])
+
+
+# --------------------------------------------------------------------------- walking
+def _leaves(m: nn.Module, prefix: str) -> Iterator[_Leaf]:
+    if isinstance(m, (BlockContainer,)) or _is_sj_block(m) or not list(m.children()) or _is_leaf_type(m):
+        yield prefix or type(m).__name__, m
+        return
+    for name, child in m.named_children():
+        yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+
+
+def _is_leaf_type(m: nn.Module) -> bool:
+    # modules with children that are still one layer (a neuron holding its surrogate, a conv with
+    # weight-norm hooks...)
+    return is_neuron(m) or isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d))
+
+
+def _all_blocks(model: nn.Module) -> bool:
+    return isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model)
+
+
+def is_neuron(m: nn.Module) -> bool:
+    """A spiking neuron module (sj2lava, SpikingJelly or lava-dl), convertible or not."""
+    if isinstance(m, CubaLIFNode):
+        return True
+    mod = type(m).__module__
+    if mod.startswith("spikingjelly.activation_based.neuron"):
+        return True
+    if mod.startswith("spikingjelly") and type(m).__name__ == "CubaLIFNode":
+        return True
+    return mod.startswith("lava.lib.dl.slayer.neuron")
+
+
+def _is_dropout(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Dropout, nn.Dropout2d)) or (
+        type(m).__module__.startswith("spikingjelly") and type(m).__name__ in ("Dropout", "Dropout2d"))
+
+
+def _is_sumpool(m: nn.Module) -> bool:
+    return isinstance(m, SumPool2d) or (
+        type(m).__module__.startswith("spikingjelly") and type(m).__name__ == "SumPool2d")
+
+
+def _is_sj_block(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("spikingjelly") and type(m).__name__ == "BlockContainer"
+
+
+def _skip_dropout(leaves: Sequence[_Leaf], j: int) -> int:
+    while j < len(leaves) and (_is_dropout(leaves[j][1]) or isinstance(leaves[j][1], nn.Identity)):
+        j += 1
+    return j
+
+
+def _no_pending(pending: Optional[_Leaf], path: str) -> None:
+    if pending is not None:
+        raise UnsupportedLayerError(f"{pending[0]}: AvgPool2d before the block {path} cannot be composed into "
+                                    "it; put it before a plain Conv2d/Linear or after a neuron as a pool layer.")
+
+
+def _neuron_after(leaves: Sequence[_Leaf], i: int, path: str, what: str) -> Tuple[int, nn.Module]:
+    i = _skip_dropout(leaves, i)
+    if i >= len(leaves) or not is_neuron(leaves[i][1]):
+        found = f"{leaves[i][0]} ({type(leaves[i][1]).__name__})" if i < len(leaves) else "the end of the model"
+        raise UnsupportedLayerError(
+            f"{path}: {what} is followed by {found}, not by a spiking neuron; every Loihi layer ends in CUBA "
+            "neurons. Add a neuron (e.g. SpikingJelly neuron.IFNode()) after it and retrain."
+        )
+    return i + 1, leaves[i][1]
+
+
+def _block(syn: nn.Module, neu: nn.Module, where: str) -> BlockContainer:
+    try:
+        return BlockContainer(syn, neu, "m")
+    except UnsupportedLayerError as e:
+        raise UnsupportedLayerError(f"{where}: {e}") from None
+
+
+def _unsupported(m: nn.Module) -> str:
+    name = type(m).__name__
+    if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
+        return f"{name} has no Loihi equivalent (max is not a weighted sum). Use sj2lava.SumPool2d or a strided Conv2d and retrain."
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return f"{name} must follow a Conv2d/Linear directly to be folded into it."
+    if isinstance(m, (nn.Conv1d, nn.Conv3d)):
+        return f"{name} is not supported; NetX convolutions are 2-D. Use nn.Conv2d."
+    return (f"{type(m).__module__}.{name} cannot be put on Loihi. Supported: Conv2d, Linear, BatchNorm after "
+            "them, AvgPool2d, sj2lava.SumPool2d, Flatten, Dropout, and IF/LIF/CUBA neurons with v_reset=0.")
+
+
+# --------------------------------------------------------------------------- steps
+def _fold_bn(syn: nn.Module, bn: nn.Module, where: str) -> nn.Module:
+    """``bn(W x + b)`` in evaluation mode == ``W' x + b'``: ``W' = W g/s``, ``b' = (b - mean) g/s + beta``,
+    ``s = sqrt(var + eps)``."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise UnsupportedLayerError(f"{where}: BatchNorm without running statistics (track_running_stats="
+                                    "False) cannot be folded; train with track_running_stats=True.")
+    if bn.num_features != (syn.out_channels if isinstance(syn, nn.Conv2d) else syn.out_features):
+        raise UnsupportedLayerError(f"{where}: BatchNorm over {bn.num_features} features does not match the "
+                                    "synapse before it")
+    with torch.no_grad():
+        scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+        b = syn.bias if syn.bias is not None else torch.zeros_like(bn.running_mean)
+        new_b = (b - bn.running_mean) * scale + shift
+        syn.weight.mul_(scale.view(-1, *([1] * (syn.weight.dim() - 1))))
+        syn.bias = nn.Parameter(new_b.clone())
+    return syn
+
+
+def _pool_block_synapse(m: nn.Module, path: str, notes: List[str]) -> SumPool2d:
+    if _is_sumpool(m):
+        if isinstance(m, SumPool2d):
+            return copy.deepcopy(m)
+        from .translate import rule_for
+
+        return rule_for(m, path).normalize(m, path)
+    if _pair(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
+        raise UnsupportedLayerError(f"{path}: AvgPool2d(padding={m.padding}, ceil_mode={m.ceil_mode}) is not "
+                                    "supported; use padding=0 and ceil_mode=False.")
+    k = _pair(m.kernel_size)
+    s = _pair(m.stride) if m.stride is not None else k
+    tap = 1.0 / (k[0] * k[1])
+    q = float(quant.quantize_weight(torch.tensor(tap)))
+    if q == 0.0:
+        raise UnsupportedLayerError(
+            f"{path}: AvgPool2d{k} averages with 1/{k[0] * k[1]}, which rounds to 0 on Loihi's 8-bit weight grid "
+            "(steps of 2/64). Use a smaller kernel, or sj2lava.SumPool2d and retrain."
+        )
+    if q != tap:
+        notes.append(f"{path}: AvgPool2d{k} tap weight 1/{k[0] * k[1]} = {tap:.5f} rounds to {q:.5f} on the 8-bit "
+                     f"grid ({(q - tap) / tap:+.1%}); exact only for 2x2 and 4x4 windows")
+    else:
+        notes.append(f"{path}: AvgPool2d{k} becomes a sum-pool with tap weight {q:g} (exact)")
+    return SumPool2d(k, s, weight=tap)
+
+
+def _compose_pool(pool: _Leaf, syn: nn.Module, path: str, blocks: List[BlockContainer],
+                  example_input: Optional[torch.Tensor], notes: List[str]) -> nn.Module:
+    """``syn(avgpool_k(x))`` as one synapse on ``x``: kernel ``k K``, stride ``k S``, padding ``k P``, weights
+    ``W[y // k, x // k] / k^2`` (a Linear sees the pre-pool image, rows beyond ``k h`` weighted 0)."""
+    ppath, p = pool
+    k = _pair(p.kernel_size)
+    s = _pair(p.stride) if p.stride is not None else k
+    if s != k or _pair(p.padding) != (0, 0) or p.ceil_mode:
+        raise UnsupportedLayerError(f"{ppath}: only AvgPool2d with stride == kernel_size and no padding can be "
+                                    f"composed into {path}; change the pool or use a sum-pool layer.")
+    area = k[0] * k[1]
+    with torch.no_grad():
+        if isinstance(syn, nn.Conv2d):
+            if _pair(syn.dilation) != (1, 1) or isinstance(syn.padding, str):
+                raise UnsupportedLayerError(f"{ppath}: AvgPool2d cannot be composed into the dilated or "
+                                            f"string-padded Conv2d {path}.")
+            pad = _pair(syn.padding)
+            if pad != (0, 0):
+                h, w = _pool_input_hw(blocks, example_input, ppath, path)
+                if h % k[0] or w % k[1]:
+                    raise UnsupportedLayerError(
+                        f"{ppath}: a {h}x{w} map pooled by {k} drops rows/columns that the padding of {path} "
+                        "would see as zeros; the composition is not exact. Use sizes divisible by the pool.")
+            w0 = syn.weight
+            kern = (w0.shape[2] * k[0], w0.shape[3] * k[1])
+            new = nn.Conv2d(syn.in_channels, syn.out_channels, kern, stride=(syn.stride[0] * k[0], syn.stride[1] * k[1]),
+                            padding=(pad[0] * k[0], pad[1] * k[1]), groups=syn.groups, bias=syn.bias is not None)
+            new.weight.copy_(w0.repeat_interleave(k[0], 2).repeat_interleave(k[1], 3) / area)
+        else:
+            h, w = _pool_input_hw(blocks, example_input, ppath, path)
+            hp, wp = h // k[0], w // k[1]
+            c = syn.in_features // (hp * wp) if hp * wp else 0
+            if c * hp * wp != syn.in_features:
+                raise UnsupportedLayerError(f"{path}: Linear({syn.in_features}) does not fit the pooled {hp}x{wp} map")
+            w4 = syn.weight.reshape(syn.out_features, c, hp, wp) / area
+            full = torch.zeros(syn.out_features, c, h, w)
+            full[:, :, :hp * k[0], :wp * k[1]] = w4.repeat_interleave(k[0], 2).repeat_interleave(k[1], 3)
+            new = nn.Linear(c * h * w, syn.out_features, bias=syn.bias is not None)
+            new.weight.copy_(full.reshape(syn.out_features, -1))
+        if syn.bias is not None:
+            new.bias.copy_(syn.bias)
+    notes.append(f"{ppath}: AvgPool2d{k} composed into {path} (exact in float: weights / {area}, kernel and "
+                 f"stride x{k[0]}); the composed weights are quantized to 8 bits together")
+    return new
+
+
+def _pool_input_hw(blocks: List[BlockContainer], example_input: Optional[torch.Tensor], ppath: str,
+                   path: str) -> Tuple[int, int]:
+    if example_input is None:
+        raise UnsupportedLayerError(f"{ppath}: composing AvgPool2d into {path} needs the image size; pass "
+                                    "example_input=(a [T, N, C, H, W] batch) to convert().")
+    x = example_input if example_input.dim() >= 5 else example_input.unsqueeze(0)
+    h = x[:1, :1].float()
+    with torch.no_grad():
+        for b in blocks:
+            saved = b.step_mode
+            b.step_mode = "m"
+            b.reset()
+            h = b(h)
+            b.reset()
+            b.step_mode = saved
+    if h.dim() != 5:
+        raise UnsupportedLayerError(f"{ppath}: AvgPool2d needs a (C, H, W) map, but gets {tuple(h.shape[2:])}")
+    return int(h.shape[-2]), int(h.shape[-1])
+
+
+def _from_sj_block(m: nn.Module, path: str, notes: List[str]) -> BlockContainer:
+    syn = copy.deepcopy(m.synapse)
+    notes.append(f"{path}: SpikingJelly lava_exchange BlockContainer rebuilt with Lava's one-step synaptic delay "
+                 "(the peer trains without it, so its outputs lag by one step per layer in Lava)")
+    if m.neuron is None:
+        return BlockContainer(syn, None, "m")
+    return _block(syn, m.neuron, path)
+
+
+def _neuron_notes(model: nn.Module) -> List[str]:
+    kinds = sorted({type(m).__name__ for m in model.modules()
+                    if type(m).__module__.startswith("spikingjelly.activation_based.neuron")})
+    if not kinds:
+        return []
+    return [f"{', '.join(kinds)}: SpikingJelly fires on v >= threshold in float, Loihi on v > threshold in "
+            "fixed point (threshold floored to 1/64, state truncated to 1/4096); close, not identical"]
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))

@@ -1,0 +1,196 @@
+"""Prove (or measure) that nothing changed: the same input through every stage, layer by layer.
+
+Stages: the original float/SpikingJelly model (if given), the BlockContainers, lava-dl's blocks and
+the ``.net`` in Lava's fixed-point simulation. Exact stages are compared spike for spike with the
+containers; the float model is compared after shifting each layer by its Lava delay (one step per
+synaptic layer), which is the honest float-vs-Loihi difference.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Union
+
+import torch
+from torch import nn
+
+from .block import BlockContainer
+from .convert import _leaves, convert, is_neuron
+from .translate import lava_block
+from .layout import NXT_to_TNX, TNX_to_NXT
+from .lava_run import run_lava
+
+__all__ = ["Report", "Stage", "verify", "accuracy"]
+
+
+@dataclass
+class Stage:
+    """One way of running the net: spikes per layer, mismatches against the containers, accuracy."""
+
+    name: str
+    samples: int
+    spikes: List[int]
+    mismatches: List[Optional[int]]
+    accuracy: Optional[float] = None
+    exact: bool = True  # False: compared after delay alignment (the float model)
+
+
+@dataclass
+class Report:
+    """What :func:`verify` measured. ``str(report)`` is a readable table; ``report.exact`` is True when
+    every exact stage agrees with the containers on every spike of every layer."""
+
+    layers: List[str]
+    neurons: List[int]
+    steps: int
+    stages: List[Stage]
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return all(m == 0 for s in self.stages if s.exact for m in s.mismatches if m is not None)
+
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.stages if s.name == name)
+
+    def __str__(self) -> str:
+        head = ["layer", "neurons"] + [f"{s.name} (n={s.samples})" for s in self.stages]
+        rows = []
+        for i, (name, n) in enumerate(zip(self.layers, self.neurons)):
+            row = [name, f"{n:,}"]
+            for s in self.stages:
+                rate = s.spikes[i] / max(1, n * s.samples * self.steps)
+                mism = "" if s.mismatches[i] is None else (
+                    f", {s.mismatches[i]:,} {'differ' if s.exact else 'differ (delay-aligned)'}")
+                row.append(f"{s.spikes[i]:,} spikes, rate {rate:.3f}{mism}")
+            rows.append(row)
+        acc = ["accuracy", ""] + ["" if s.accuracy is None else f"{s.accuracy:.2%}" for s in self.stages]
+        if any(s.accuracy is not None for s in self.stages):
+            rows.append(acc)
+        widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+        fmt = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
+        lines = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+        lines.append(f"exact stages agree with the containers: {'yes, 0 mismatches' if self.exact else 'NO'}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def accuracy(out: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of samples whose most-spiking output neuron (spikes summed over time, ``[T, N, C]``) is the label."""
+    return float((out.sum(0).reshape(out.shape[1], -1).argmax(1) == labels).float().mean())
+
+
+def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels: Optional[torch.Tensor] = None,
+           layout: str = "TNX", lava_samples: Optional[int] = None,
+           containers: Optional[nn.Sequential] = None) -> Report:
+    """Run ``x`` through every stage and report per layer spike counts, rates, mismatches and accuracies.
+
+    Args:
+        model: the original float/SpikingJelly model, or the BlockContainers themselves.
+        path: the exported ``.net`` file.
+        x: input spikes ``[T, N, *shape]`` (``layout='TNX'``) or ``[N, *shape, T]``.
+        labels: ``[N]`` class labels, to report accuracies.
+        lava_samples: run only the first samples in Lava (it is slow: ~1 s per 16 steps); default all.
+        containers: the converted BlockContainers, if already made (else ``convert(model)``).
+    """
+    x = x if layout == "TNX" else NXT_to_TNX(x)
+    is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model)
+    if containers is None:
+        containers = model if is_blocks else convert(model, example_input=x)
+    notes = list(getattr(containers, "conversion_notes", []))
+    layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
+    steps, n = x.shape[0], x.shape[1]
+
+    cont = _run_blocks(containers, x)
+    neurons = [int(o[0, 0].numel()) for o in cont]
+    stages = [Stage("containers", n, [int(o.sum()) for o in cont], [None] * len(cont),
+                    accuracy(cont[-1], labels) if labels is not None else None)]
+
+    lava_dl = _run_lava_dl(containers, x)
+    stages.append(Stage("lava-dl", n, [int(o.sum()) for o in lava_dl],
+                        [int((a != b).sum()) for a, b in zip(lava_dl, cont)],
+                        accuracy(lava_dl[-1], labels) if labels is not None else None))
+
+    m = n if lava_samples is None else max(1, min(n, int(lava_samples)))
+    lava = run_lava(path, x[:, :m], all_layers=True)
+    if len(lava) != len(cont):
+        raise ValueError(f"verify: {path} has {len(lava)} synaptic layers but the model has {len(cont)}")
+    stages.append(Stage("lava", m, [int(o.sum()) for o in lava],
+                        [int((a != b[:, :m]).sum()) for a, b in zip(lava, cont)],
+                        accuracy(lava[-1], labels[:m]) if labels is not None else None))
+    if m < n:
+        notes.append(f"Lava ran the first {m} of {n} samples; containers on those: "
+                     + (f"accuracy {accuracy(cont[-1][:, :m], labels[:m]):.2%}" if labels is not None
+                        else f"{sum(int(o[:, :m].sum()) for o in cont):,} spikes"))
+
+    if not is_blocks:
+        flt = _run_float(model, x)
+        if len(flt) == len(cont):
+            mism = []
+            for k, (f, c) in enumerate(zip(flt, cont)):
+                d = k + 1  # Lava delays layer k by k + 1 steps
+                mism.append(int((f[:steps - d].reshape(c[d:].shape) != c[d:]).sum()) if d < steps else 0)
+        else:
+            mism = [None] * len(cont)
+            notes.append(f"the float model has {len(flt)} spiking layers and the containers {len(cont)}; "
+                         "per-layer comparison skipped")
+            flt = flt + [torch.zeros(1)] * (len(cont) - len(flt))
+        stages.insert(0, Stage("float", n, [int(o.sum()) for o in flt[:len(cont)]], mism,
+                               accuracy(flt[len(cont) - 1] if len(flt) >= len(cont) else flt[-1], labels)
+                               if labels is not None else None, exact=False))
+    return Report(layers, neurons, steps, stages, notes)
+
+
+def _run_blocks(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
+    outs, h = [], x
+    with torch.no_grad():
+        for b in blocks:
+            b.reset()
+            saved = b.step_mode
+            b.step_mode = "m"
+            h = b(h)
+            b.step_mode = saved
+            b.reset()
+            if b.neuron is not None:
+                outs.append(h)
+    return outs
+
+
+def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
+    """lava-dl's blocks with Lava's timing: the one-step delay on each synapse's input (lava-dl's own
+    ``delay_shift`` delays the block output, which differs on the first step when there is a bias)."""
+    outs, h = [], TNX_to_NXT(x).contiguous()
+    with torch.no_grad():
+        for b in blocks:
+            lb = lava_block(b.synapse, b.neuron, False, b.input_scale)
+            if b.neuron is not None and b.delay_shift:
+                h = torch.cat((torch.zeros_like(h[..., :1]), h[..., :-1]), -1)
+            h = lb(h)
+            if b.neuron is not None:
+                outs.append(NXT_to_TNX(h))
+    return outs
+
+
+def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
+    """The original model in multi-step mode (on a copy), with each neuron's output captured."""
+    m = copy.deepcopy(model).eval()
+    for mod in m.modules():
+        if hasattr(mod, "step_mode") and mod.step_mode in ("s", "m"):
+            try:
+                mod.step_mode = "m"
+            except (AttributeError, ValueError):
+                pass
+    captured: List[torch.Tensor] = []
+    hooks = [leaf.register_forward_hook(lambda _m, _i, o: captured.append(o.detach()))
+             for _, leaf in _leaves(m, "") if is_neuron(leaf)]
+    for mod in m.modules():
+        if hasattr(mod, "reset"):
+            mod.reset()
+    try:
+        with torch.no_grad():
+            m(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return captured
