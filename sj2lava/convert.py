@@ -87,13 +87,13 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -
                              "(exact in float; becomes the neuron bias, added to v on the 1/64 grid)")
                 i += 1
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
-            blocks.append(_block(syn, neu, f"{path}+{leaves[i - 1][0]}"))
+            blocks.append(_block(syn, neu, leaves[i - 1][0]))
             continue
         if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
             j = _skip_dropout(leaves, i + 1)
             if j < len(leaves) and is_neuron(leaves[j][1]):
                 pool = _pool_block_synapse(m, path, notes)
-                blocks.append(_block(pool, leaves[j][1], f"{path}+{leaves[j][0]}"))
+                blocks.append(_block(pool, leaves[j][1], leaves[j][0]))
                 i = j + 1
                 continue
             k = _skip_dropout(leaves, j)
@@ -327,6 +327,8 @@ def _pool_input_hw(blocks: List[BlockContainer], example_input: Optional[torch.T
     h = x[:1, :1].float()
     with torch.no_grad():
         for b in blocks:
+            if b.neuron is None:  # the pool sits before any flatten that follows the last neuron
+                continue
             saved = b.step_mode
             b.step_mode = "m"
             b.reset()

@@ -34,6 +34,7 @@ class Stage:
     mismatches: List[Optional[int]]
     accuracy: Optional[float] = None
     exact: bool = True  # False: compared after delay alignment (the float model)
+    output: Optional[torch.Tensor] = field(default=None, repr=False)  # last layer's spikes [T, n, *]
 
 
 @dataclass
@@ -105,12 +106,12 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     cont = _run_blocks(containers, x)
     neurons = [int(o[0, 0].numel()) for o in cont]
     stages = [Stage("containers", n, [int(o.sum()) for o in cont], [None] * len(cont),
-                    accuracy(cont[-1], labels) if labels is not None else None)]
+                    accuracy(cont[-1], labels) if labels is not None else None, output=cont[-1])]
 
     lava_dl = _run_lava_dl(containers, x)
     stages.append(Stage("lava-dl", n, [int(o.sum()) for o in lava_dl],
                         [int((a != b).sum()) for a, b in zip(lava_dl, cont)],
-                        accuracy(lava_dl[-1], labels) if labels is not None else None))
+                        accuracy(lava_dl[-1], labels) if labels is not None else None, output=lava_dl[-1]))
 
     m = n if lava_samples is None else max(1, min(n, int(lava_samples)))
     lava = run_lava(path, x[:, :m], all_layers=True)
@@ -118,7 +119,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
         raise ValueError(f"verify: {path} has {len(lava)} synaptic layers but the model has {len(cont)}")
     stages.append(Stage("lava", m, [int(o.sum()) for o in lava],
                         [int((a != b[:, :m]).sum()) for a, b in zip(lava, cont)],
-                        accuracy(lava[-1], labels[:m]) if labels is not None else None))
+                        accuracy(lava[-1], labels[:m]) if labels is not None else None, output=lava[-1]))
     if m < n:
         notes.append(f"Lava ran the first {m} of {n} samples; containers on those: "
                      + (f"accuracy {accuracy(cont[-1][:, :m], labels[:m]):.2%}" if labels is not None
@@ -138,7 +139,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
             flt = flt + [torch.zeros(1)] * (len(cont) - len(flt))
         stages.insert(0, Stage("float", n, [int(o.sum()) for o in flt[:len(cont)]], mism,
                                accuracy(flt[len(cont) - 1] if len(flt) >= len(cont) else flt[-1], labels)
-                               if labels is not None else None, exact=False))
+                               if labels is not None else None, exact=False, output=flt[-1]))
     return Report(layers, neurons, steps, stages, notes)
 
 

@@ -1,0 +1,195 @@
+"""convert / to_lava / verify on real SpikingJelly 0.0.0.0.14 models, checked in real Lava."""
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sj2lava
+from sj2lava import BlockContainer, SumPool2d, UnsupportedLayerError, convert, export, run_lava, to_lava, verify
+from conftest import lava_forward, mismatches, spikes
+
+
+def plain_sj_net(sj):
+    """Conv2d+BN+IFNode, AvgPool2d+IFNode, Flatten, Dropout, Linear+LIFNode(decay_input=True)."""
+    torch.manual_seed(0)
+    L, N = sj.layer, sj.neuron
+    net = nn.Sequential(
+        L.SeqToANNContainer(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)),
+        N.IFNode(surrogate_function=sj.surrogate.ATan()),
+        L.AvgPool2d(2), N.IFNode(),
+        L.Flatten(), L.Dropout(0.3),
+        L.Linear(8 * 6 * 6, 10), N.LIFNode(tau=2.0),
+    )
+    sj.functional.set_step_mode(net, "m")
+    bn = net[0][1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+        bn.weight.uniform_(2, 4)
+        bn.bias.uniform_(0, 0.3)
+        net[6].weight.mul_(6)
+    return net.eval()
+
+
+def test_plain_spikingjelly_net_converts_exports_and_runs_identically(sj, tmp_path):
+    net = plain_sj_net(sj)
+    x = spikes((20, 4, 1, 12, 12), 0.4, seed=1)
+    blocks = convert(net)
+    kinds = [b.kind for b in blocks]
+    assert kinds == ["conv", "pool", "flatten", "dense"]
+    assert blocks[0].synapse.bias is not None  # the BN became a bias
+    assert blocks[1].synapse.weight == 0.25 and blocks[3].input_scale == 0.5
+    assert isinstance(blocks[0].neuron.surrogate_function, sj.surrogate.ATan)
+    assert any("BatchNorm2d folded" in n for n in blocks.conversion_notes)
+    path = export(blocks, tmp_path / "plain.net", (1, 12, 12))
+    with torch.no_grad():
+        y = blocks(x)
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
+    report = verify(net, path, x, labels=torch.arange(4), lava_samples=2, containers=blocks)
+    assert report.exact
+    flt = report.stage("float")
+    assert not flt.exact and flt.mismatches[0] > 0  # the float-vs-Loihi difference is shown, not hidden
+    text = str(report)
+    assert "delay-aligned" in text and "v >= threshold" in text and "0 mismatches" in text
+    assert net[0][1].running_mean.abs().sum() > 0 and isinstance(net[0][1], nn.BatchNorm2d)  # input untouched
+
+
+def test_batchnorm_folding_is_exact_in_float():
+    torch.manual_seed(1)
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+    with torch.no_grad():
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.3, 2)
+        bn.weight.normal_()
+        bn.bias.normal_()
+    bn.eval()
+    from sj2lava.convert import _fold_bn
+
+    folded = _fold_bn(copy.deepcopy(conv), bn, "bn")
+    x = torch.randn(2, 3, 6, 6)
+    assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_avgpool_composed_into_next_conv_and_linear(sj, padding, tmp_path):
+    """neuron -> AvgPool2d -> Conv2d (or Flatten -> Linear): the pool folds into the weights."""
+    torch.manual_seed(2)
+    N = sj.neuron
+    head = [nn.Conv2d(1, 4, 3, padding=1, bias=False), N.IFNode(), nn.AvgPool2d(2)]
+    conv_net = nn.Sequential(*head, nn.Conv2d(4, 4, 3, padding=padding, bias=False), N.IFNode())
+    lin_net = nn.Sequential(*copy.deepcopy(head), nn.Flatten(), nn.Linear(4 * 4 * 4, 5), N.IFNode())
+    x = spikes((10, 2, 1, 8, 8), 0.5, seed=2)
+    for net in (conv_net, lin_net):
+        blocks = convert(net, example_input=x)
+        composed = next(b for b in blocks if b.kind in ("conv", "dense") and b is not blocks[0]).synapse
+        original = net[3] if isinstance(net[3], nn.Conv2d) else net[4]
+        h = torch.rand(3, 4, 8, 8)
+        ref = original(F.avg_pool2d(h, 2).flatten(1) if isinstance(original, nn.Linear) else F.avg_pool2d(h, 2))
+        got = composed(h.flatten(1) if isinstance(composed, nn.Linear) else h)
+        assert torch.allclose(got, ref, atol=1e-6)
+        assert any("composed into" in n for n in blocks.conversion_notes)
+    with torch.no_grad():
+        for m in blocks.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(4)
+        y = blocks(x)
+    path = export(blocks, tmp_path / "composed.net", (1, 8, 8))
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
+
+
+def test_avgpool_tap_rounding_is_announced(sj):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), sj.neuron.IFNode(), nn.AvgPool2d(3), sj.neuron.IFNode())
+    with pytest.warns(UserWarning, match=r"1/9 = 0.11111 rounds to 0.12500 .*\+12.5%"):
+        blocks = convert(net)
+    assert blocks[1].synapse.weight == pytest.approx(1 / 9)
+
+
+def test_lava_exchange_model_keeps_learned_state_and_runs_in_lava(sj, tmp_path):
+    torch.manual_seed(3)
+    LE = sj.lava_exchange
+    atan = sj.surrogate.ATan()
+    n1 = LE.CubaLIFNode(0.5, 0.5, v_threshold=0.5, requires_grad=True, surrogate_function=atan, detach_reset=True)
+    n2 = LE.CubaLIFNode(0.3, 0.1, v_threshold=0.7, requires_grad=True)
+    with torch.no_grad():  # as if training had moved them
+        n1.current_decay.fill_(3000.4)
+        n1.voltage_decay.fill_(120.6)
+        n2.voltage_decay.fill_(999.5)
+    peer = nn.Sequential(LE.BlockContainer(nn.Conv2d(1, 4, 3, bias=False), n1, step_mode="m"),
+                         LE.BlockContainer(nn.Flatten(), None, step_mode="m"),
+                         LE.BlockContainer(nn.Linear(4 * 6 * 6, 6, bias=False), n2, step_mode="m"))
+    with torch.no_grad():
+        peer[0].synapse.weight.mul_(4)
+        peer[2].synapse.weight.mul_(6)
+    blocks = convert(peer)
+    assert (blocks[0].neuron.i_decay, blocks[0].neuron.v_decay, blocks[2].neuron.v_decay) == (3000, 121, 1000)
+    assert blocks[0].neuron.surrogate_function is atan and blocks[0].neuron.detach_reset
+    assert blocks[0].neuron.requires_grad
+    x = spikes((16, 2, 1, 8, 8), 0.5, seed=3)
+    with torch.no_grad():
+        y = blocks(x)
+    path = export(blocks, tmp_path / "peer.net", (1, 8, 8))
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
+
+
+def test_to_lava_returns_lava_dl_blocks(sj):
+    net = plain_sj_net(sj)
+    for m in net.modules():  # bias-free, so lava-dl's output-side delay agrees exactly
+        if isinstance(m, nn.BatchNorm2d):
+            m.bias.data.zero_()
+            m.running_mean.data.zero_()
+    lava = to_lava(net)
+    assert [type(b).__name__ for b in lava] == ["Conv", "Pool", "Flatten", "Dense"]
+    x = spikes((12, 2, 1, 12, 12), 0.4, seed=4)
+    blocks = convert(net)
+    with torch.no_grad():
+        assert mismatches(lava_forward(lava, x), blocks(x)) == 0
+
+
+def test_blockcontainers_pass_through(tmp_path):
+    blocks = nn.Sequential(BlockContainer(nn.Linear(3, 2), sj2lava.CubaLIFNode(1, 0), "m"))
+    assert convert(blocks)[0] is blocks[0]
+
+
+REFUSALS = [
+    ("maxpool", lambda N: nn.Sequential(nn.Conv2d(1, 2, 3), N.IFNode(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3), N.IFNode()),
+     ["2:", "MaxPool2d", "SumPool2d", "strided Conv2d", "retrain"]),
+    ("soft_reset", lambda N: nn.Sequential(nn.Linear(4, 3), N.IFNode(v_reset=None)),
+     ["features.1:", "IFNode", "soft reset", "v_reset=0.0", "retrain"]),
+    ("no_neuron", lambda N: nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2), N.IFNode()),
+     ["0:", "not by a spiking neuron", "Add a neuron"]),
+    ("relu", lambda N: nn.Sequential(nn.Linear(4, 3), N.IFNode(), nn.ReLU()), ["2:", "ReLU"]),
+    ("lonely_neuron", lambda N: nn.Sequential(N.IFNode()), ["0:", "no synapse before it"]),
+    ("bn_alone", lambda N: nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 3), N.IFNode()),
+     ["0:", "must follow a Conv2d/Linear"]),
+    ("avgpool_8", lambda N: nn.Sequential(nn.Conv2d(1, 2, 3), N.IFNode(), nn.AvgPool2d(8), N.IFNode()),
+     ["2:", "rounds to 0"]),
+    ("pool_into_linear_without_size", lambda N: nn.Sequential(
+        nn.Conv2d(1, 2, 3), N.IFNode(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8, 2), N.IFNode()),
+     ["2:", "example_input"]),
+    ("plif", lambda N: nn.Sequential(nn.Linear(4, 3), N.ParametricLIFNode()), ["features.1:", "ParametricLIFNode"]),
+    ("conv1d", lambda N: nn.Sequential(nn.Conv1d(1, 2, 3), N.IFNode()), ["0:", "Conv1d", "nn.Conv2d"]),
+]
+
+
+@pytest.mark.parametrize("name", [r[0] for r in REFUSALS])
+def test_unsupported_models_are_refused_with_path_and_fix(sj, name):
+    build, words = next((b, w) for n, b, w in REFUSALS if n == name)
+    nested = nn.Sequential()
+    nested.add_module("features", build(sj.neuron))
+    with pytest.raises(UnsupportedLayerError) as e:
+        convert(nested)
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, (w, msg)
+    assert msg.startswith("features.")
+
+
+def test_padded_conv_composition_refuses_non_divisible_sizes(sj):
+    N = sj.neuron
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), N.IFNode(), nn.AvgPool2d(2), nn.Conv2d(2, 2, 3, padding=1),
+                        N.IFNode())
+    with pytest.raises(UnsupportedLayerError, match="7x7 map pooled by"):
+        convert(net, example_input=torch.zeros(2, 1, 1, 7, 7))
