@@ -44,12 +44,14 @@ def rate_code(x: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor
     return (torch.rand((steps, *x.shape), generator=gen) < x).float()
 
 
-def seed_net(width: int = 16) -> nn.Sequential:
-    """The seed MNIST conv net's shape for 16x16 input (conv 3x3 p1 | conv 2x2 s2 | conv 3x3 p1 |
-    conv 2x2 s2 | dense 128 | dense 10), IF neurons with the ATan surrogate."""
-    from spikingjelly.activation_based import neuron, surrogate
-
+def seed_net(width: int = 16, image: int = 16) -> nn.Sequential:
+    """The seed MNIST conv net's shape for ``image`` x ``image`` input (conv 3x3 p1 | conv 2x2 s2 |
+    conv 3x3 p1 | conv 2x2 s2 | dense 128 | dense 10), IF neurons with the ATan surrogate."""
     from . import BlockContainer as B
+    from ._deps import quiet_import
+
+    neuron = quiet_import("spikingjelly.activation_based.neuron")  # its import prints dataset notices
+    surrogate = quiet_import("spikingjelly.activation_based.surrogate")
 
     def if_node():
         return neuron.IFNode(surrogate_function=surrogate.ATan())
@@ -60,7 +62,7 @@ def seed_net(width: int = 16) -> nn.Sequential:
         B(nn.Conv2d(width, width, 3, padding=1, bias=False), if_node(), "m"),
         B(nn.Conv2d(width, width, 2, stride=2, bias=False), if_node(), "m"),
         B(nn.Flatten(), None, "m"),
-        B(nn.Linear(width * 16, 128, bias=False), if_node(), "m"),
+        B(nn.Linear(width * (image // 4) ** 2, 128, bias=False), if_node(), "m"),
         B(nn.Linear(128, 10, bias=False), if_node(), "m"),
     )
 
