@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench lock clean
+.PHONY: test demo bench verify-emulator lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -25,6 +25,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_block.py
 	$(PY) benchmarks/bench_lava.py
+	$(PY) benchmarks/bench_emulator.py
+
+# The emulator against Lava on NETS seeded random networks (the suite runs a subset).
+NETS ?= 200
+verify-emulator: $(STAMP)
+	$(PY) tools/verify_emulator.py --nets $(NETS)
 
 # Re-pin the tested stack from the current venv.
 lock: $(STAMP)

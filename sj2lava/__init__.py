@@ -10,6 +10,8 @@ import logging as _logging
 from .block import BlockContainer
 from .convert import convert, to_lava
 from .errors import ExportError, NetFileError, UnsupportedLayerError
+from .emulate import emulate
+from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
 from .lava_run import run_lava
 from .netfile import load
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockContainer",
     "CubaLIFNode",
+    "Evaluation",
     "ExportError",
     "NetFileError",
     "NXT_to_TNX",
@@ -42,6 +45,8 @@ __all__ = [
     "conv2d_to_lava_synapse_conv",
     "convert",
     "cuba_lif",
+    "emulate",
+    "evaluate",
     "export",
     "load",
     "run_lava",

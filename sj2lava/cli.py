@@ -1,7 +1,8 @@
 """The ``sj2lava`` command line.
 
     sj2lava inspect FILE.net
-    sj2lava run FILE.net --input SPIKES.npy [--layout TNX|NXT] [--out OUT.npy] [--steps N]
+    sj2lava run FILE.net --input SPIKES.npy [--backend emulator|lava] [--layout TNX|NXT] [--out OUT.npy]
+    sj2lava eval FILE.net --data DATA.npz --steps N [--backend emulator|lava] [--spikes]
     sj2lava demo
 
 Exit codes: 0 ok, 2 bad arguments or file, 1 any other failure. Messages go to stderr, without
@@ -27,12 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("inspect", help="print the layers of a .net file")
     i.add_argument("file", type=Path)
-    r = sub.add_parser("run", help="run a .net file in Lava's CPU simulation of Loihi")
+    r = sub.add_parser("run", help="run a .net file (bit-exact emulator, or Lava's CPU simulation of Loihi)")
     r.add_argument("file", type=Path)
     r.add_argument("--input", required=True, type=Path, help=".npy spikes, [T, N, *shape] or [N, *shape, T]")
     r.add_argument("--layout", choices=("TNX", "NXT"), default="TNX")
     r.add_argument("--out", type=Path, help="where to save the output spikes (.npy)")
     r.add_argument("--steps", type=int, help="time steps per sample (default: T of the input)")
+    r.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
+    e = sub.add_parser("eval", help="accuracy on a labelled .npz (x: [N, *shape] in [0, 1], y: [N])")
+    e.add_argument("file", type=Path)
+    e.add_argument("--data", required=True, type=Path)
+    e.add_argument("--steps", required=True, type=int)
+    e.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
+    e.add_argument("--spikes", action="store_true", help="x already holds spikes [T, N, *shape]")
+    e.add_argument("--limit", type=int, help="evaluate the first LIMIT samples only")
     sub.add_parser("demo", help="run the main demo job")
     return p
 
@@ -67,21 +76,61 @@ def _run(args) -> int:
         x = torch.from_numpy(np.load(args.input, allow_pickle=False))
     except Exception as e:
         raise _UserError(f"{args.input}: not a readable .npy array ({e})") from None
-    n = x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0]
-    bar = _Bar(n, f"Lava {args.file.name}")
     try:
-        y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to)
+        if args.backend == "emulator":
+            from .emulate import emulate
+
+            if args.steps is not None and args.steps != (x.shape[0] if args.layout == "TNX" else x.shape[-1]):
+                raise _UserError("--steps is for the Lava backend; the emulator runs the input's T steps")
+            y = emulate(spec, x, layout=args.layout)
+        else:
+            n = x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0]
+            bar = _Bar(n, f"Lava {args.file.name}")
+            try:
+                y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to)
+            finally:
+                bar.close()
     except ValueError as e:
         raise _UserError(str(e)) from None
-    finally:
-        bar.close()
-    print(f"{tuple(x.shape)} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} output spikes, "
+    print(f"{args.backend}: {tuple(x.shape)} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} output spikes, "
           f"{len(spec.layers)} layers")
     if args.out:
         tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.npy")
         np.save(tmp, y.numpy())
         os.replace(tmp, args.out)
         print(f"saved {args.out}")
+    return EXIT_OK
+
+
+def _eval(args) -> int:
+    import numpy as np
+    import torch
+
+    from .evaluate import evaluate
+
+    _load(args.file)
+    if not args.data.is_file():
+        raise _UserError(f"{args.data}: no such file")
+    try:
+        with np.load(args.data, allow_pickle=False) as d:
+            x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"]).long()
+    except KeyError as e:
+        raise _UserError(f"{args.data}: needs arrays 'x' and 'y' (missing {e})") from None
+    except Exception as e:
+        raise _UserError(f"{args.data}: not a readable .npz ({e})") from None
+    encoder = None
+    if args.spikes:
+        if x.dim() < 3 or x.shape[0] != args.steps:
+            raise _UserError(f"--spikes: x must be [T={args.steps}, N, *shape], got {tuple(x.shape)}")
+        x = x.transpose(0, 1)  # batches along N; the encoder puts time first again
+        encoder = lambda b: b.transpose(0, 1).float()  # noqa: E731
+    if args.limit:
+        x, y = x[:args.limit], y[:args.limit]
+    try:
+        result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend)
+    except ValueError as e:
+        raise _UserError(str(e)) from None
+    print(result)
     return EXIT_OK
 
 
@@ -114,6 +163,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _inspect(args)
         if args.cmd == "run":
             return _run(args)
+        if args.cmd == "eval":
+            return _eval(args)
         from .demo import main as demo
 
         return demo([])

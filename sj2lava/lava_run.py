@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -74,7 +74,8 @@ def _import_lava_runtime() -> None:
 def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
              num_steps: Optional[int] = None,
              progress: Optional[Callable[[int], None]] = None,
-             all_layers: bool = False) -> Union[torch.Tensor, List[torch.Tensor]]:
+             all_layers: bool = False,
+             record: Sequence[str] = ("spikes",)) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -83,6 +84,8 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
         progress: called with the number of samples done after each sample (the CLI draws a bar).
         all_layers: return the spikes of every synaptic layer (a list, in file order) instead of
             the output only.
+        record: adding ``'voltage'`` / ``'current'`` probes every LIF's ``v`` / ``u`` with Lava monitors
+            and returns a dict like :func:`sj2lava.emulate` (state units, 4096 = 1.0).
 
     Returns:
         Output spikes in the caller's layout, aligned so that they equal the exported
@@ -103,23 +106,38 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
+    net = netx.hdf5.Network(net_config=str(path))
     # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
-    # [T, C, H, W] gives Lava's [W, H, C, T]. Sample i occupies steps i*steps .. (i+1)*steps - 1.
-    data = np.zeros((*spec.input_shape[::-1], n * steps), dtype=np.int32)
+    # [T, C, H, W] gives Lava's [W, H, C, T]. A network whose first layer is dense takes the
+    # sample flattened in C, H, W order. Sample i occupies steps i*steps .. (i+1)*steps - 1.
+    lava_in = tuple(net.inp.shape)
+    data = np.zeros((*lava_in, n * steps), dtype=np.int32)
     t_in = min(steps, x.shape[0])
     xs = x[:t_in].numpy().astype(np.int32)
     for i in range(n):
-        data[..., i * steps:i * steps + t_in] = xs[:, i].T
+        sample = xs[:, i].reshape(t_in, -1) if len(lava_in) == 1 else xs[:, i]
+        data[..., i * steps:i * steps + t_in] = sample.T
 
-    net = netx.hdf5.Network(net_config=str(path))
     started = False
     try:
         src = io.source.RingBuffer(data=data)
         src.s_out.connect(net.inp)
+        states = [k for k in ("voltage", "current") if k in record]
+        all_layers = all_layers or bool(states)
         probed = net.layers if all_layers else [net]
         sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * steps) for p in probed]
         for p, sink in zip(probed, sinks):
             p.out.connect(sink.a_in)
+        monitors = []
+        if states:
+            from lava.proc.monitor.process import Monitor
+
+            for layer in net.layers:
+                for key, var in (("voltage", "v"), ("current", "u")):
+                    if key in states:
+                        mon = Monitor()
+                        mon.probe(target=getattr(layer.neuron, var), num_steps=n * steps)
+                        monitors.append((key, var, mon))
         cfg = Loihi2SimCfg(select_tag="fixed_pt")
         for i in range(n):
             if i:
@@ -129,6 +147,10 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
             if progress is not None:
                 progress(i + 1)
         outs = [sink.data.get() for sink in sinks]
+        probes = {}
+        for key, var, mon in monitors:
+            data = next(iter(mon.get_data().values()))[var]  # (steps, *lava_shape)
+            probes.setdefault(key, []).append(np.moveaxis(np.asarray(data), 0, -1))
     finally:
         if started:
             net.stop()
@@ -137,12 +159,18 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
             f.close()
     shapes = [l.out_shape for l in spec.layers if l.kind != "flatten"] if all_layers else [spec.output_shape]
     ys = [_to_torch(o, n, steps, shape, layout) for o, shape in zip(outs, shapes)]
+    if states:
+        result = {"spikes": ys[-1], "layer_spikes": ys}
+        for key, arrays in probes.items():
+            result[key] = [_to_torch(a, n, steps, shape, layout).long() for a, shape in zip(arrays, shapes)]
+        return result
     return ys if all_layers else ys[0]
 
 
 def _to_torch(out: np.ndarray, n: int, steps: int, shape, layout: str) -> torch.Tensor:
     # (W, H, C, N*T) -> (W, H, C, N, T) -> reversed: [T, N, C, H, W]
     out = out.reshape(*out.shape[:-1], n, steps).T
+    # float32 holds Lava's 24-bit states exactly, so .long() on probed states is lossless
     y = torch.from_numpy(np.ascontiguousarray(out)).float().reshape(steps, n, *shape)
     return y if layout == "TNX" else TNX_to_NXT(y)
 

@@ -1,7 +1,7 @@
 """Prove (or measure) that nothing changed: the same input through every stage, layer by layer.
 
-Stages: the original float/SpikingJelly model (if given), the BlockContainers, lava-dl's blocks and
-the ``.net`` in Lava's fixed-point simulation. Exact stages are compared spike for spike with the
+Stages: the original float/SpikingJelly model (if given), the BlockContainers, lava-dl's blocks, the
+``.net`` in sj2lava's bit-exact emulator and in Lava's fixed-point simulation. Exact stages are compared spike for spike with the
 containers; the float model is compared after shifting each layer by its Lava delay (one step per
 synaptic layer), which is the honest float-vs-Loihi difference.
 """
@@ -17,6 +17,7 @@ from torch import nn
 
 from .block import BlockContainer
 from .convert import _leaves, convert, is_neuron
+from .emulate import emulate
 from .translate import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .lava_run import run_lava
@@ -112,6 +113,10 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     stages.append(Stage("lava-dl", n, [int(o.sum()) for o in lava_dl],
                         [int((a != b).sum()) for a, b in zip(lava_dl, cont)],
                         accuracy(lava_dl[-1], labels) if labels is not None else None, output=lava_dl[-1]))
+
+    emu = emulate(path, x, record=("spikes", "layer_spikes"))["layer_spikes"]
+    stages.append(Stage("emulator", n, [int(o.sum()) for o in emu], [int((a != b).sum()) for a, b in zip(emu, cont)],
+                        accuracy(emu[-1], labels) if labels is not None else None, output=emu[-1]))
 
     m = n if lava_samples is None else max(1, min(n, int(lava_samples)))
     lava = run_lava(path, x[:, :m], all_layers=True)

@@ -1,0 +1,104 @@
+"""Seeded random NetX networks, for checking the emulator against Lava (``make verify-emulator``).
+
+Nets are built directly as :class:`NetSpec` (not from PyTorch), so they reach corners a trained
+model rarely does: saturated and odd weights, sparse and all-negative rows, all-non-positive layers
+with -256 (where NetX loses precision), large biases, zero and full decays, recurrent dense layers.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .spec import Conv, Dense, Flatten, NetSpec, Neuron
+
+
+def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
+    style = rng.choice(["small", "medium", "saturating", "sparse", "negative_rows", "odd", "non_positive"])
+    if style == "small":
+        w = rng.integers(-12, 13, shape) * 2
+    elif style == "medium":
+        w = rng.integers(-64, 64, shape) * 2
+    elif style == "saturating":
+        w = rng.choice([-256, -254, 254, 252, 0, 30], size=shape)
+    elif style == "sparse":
+        w = rng.integers(-128, 128, shape) * 2 * (rng.random(shape) < 0.15)
+    elif style == "negative_rows":
+        w = rng.integers(-60, 80, shape) * 2
+        rows = rng.random(shape[0]) < 0.5
+        w[rows] = -np.abs(w[rows])
+    elif style == "odd":
+        w = rng.integers(-256, 255, shape)
+    else:  # all <= 0, with -256: NetX's weight-bit optimisation loses precision here
+        w = -rng.integers(0, 129, shape) * 2
+        w.reshape(-1)[rng.integers(w.size)] = -256
+    if dense and not np.any(w):
+        w.reshape(-1)[0] = 2  # NetX cannot load an all-zero dense layer
+    return w.astype(np.int64)
+
+
+def _neuron(rng: np.random.Generator, weight: np.ndarray) -> Neuron:
+    """Decays from the corners (0, 4096) and between; a threshold near the layer's typical drive so
+    that most layers spike (a silent layer proves little)."""
+    def decay():
+        return int(rng.choice([0, 4096, rng.integers(1, 4096), rng.integers(1, 400)]))
+
+    drive = float(np.clip(weight, 0, None).reshape(weight.shape[0], -1).sum(1).mean()) * 0.4
+    th = int(max(1, rng.uniform(0.05, 0.8) * drive)) if rng.random() < 0.9 else int(rng.integers(0, 3000))
+    return Neuron(np.asarray(decay()), np.asarray(decay()), np.asarray(min(th, (1 << 17) - 1)))
+
+
+def _bias(rng: np.random.Generator, n: int, weight: np.ndarray) -> Optional[np.ndarray]:
+    if weight.max() <= 0:  # inhibitory-only layers spike only through a positive bias
+        return rng.integers(5, 200, n).astype(np.int64)
+    if rng.random() < 0.6:
+        return None
+    return rng.integers(-60, 60, n).astype(np.int64) * int(rng.choice([1, 1, 8]))
+
+
+def random_spec(seed: int, max_layers: int = 4) -> NetSpec:
+    """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``."""
+    rng = np.random.default_rng(seed)
+    if rng.random() < 0.6:
+        shape: Tuple[int, ...] = (int(rng.integers(1, 4)), int(rng.integers(4, 11)), int(rng.integers(4, 11)))
+    else:
+        shape = (int(rng.integers(5, 41)),)
+    input_shape, layers = shape, []
+    n_syn = int(rng.integers(1, max_layers + 1))
+    while sum(not isinstance(l, Flatten) for l in layers) < n_syn:
+        if len(shape) == 3:
+            choice = rng.choice(["conv", "conv", "pool", "flatten"])
+            if choice == "flatten":
+                layers.append(Flatten(shape, (int(np.prod(shape)),)))
+                shape = layers[-1].out_shape
+                continue
+            c, h, w = shape
+            if choice == "pool":
+                k = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+                k = (min(k[0], h), min(k[1], w))
+                stride, pad, dil, groups, c_out = k, (0, 0), (1, 1), c, c
+                weight = np.full((c, 1, *k), int(rng.choice([64, 64, 32, 128, 254])), dtype=np.int64)
+            else:
+                k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+                stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+                pad = (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
+                dil = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+                groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
+                c_out = groups * int(rng.integers(1, 4))
+                weight = _weights(rng, (c_out, c // groups, *k), dense=False)
+            out = tuple((shape[1 + d] + 2 * pad[d] - dil[d] * (k[d] - 1) - 1) // stride[d] + 1 for d in range(2))
+            if min(out) < 1:
+                continue
+            out_shape = (c_out, *out)
+            layers.append(Conv(shape, out_shape, weight, stride, pad, dil, groups, _neuron(rng, weight),
+                               _bias(rng, c_out, weight)))
+            shape = out_shape
+        else:
+            n_out = int(rng.integers(2, 25))
+            weight = _weights(rng, (n_out, shape[0]), dense=True)
+            rec = None
+            if rng.random() < 0.15:
+                rec = rng.integers(-40, 40, (n_out, n_out)).astype(np.int64) * 2
+            layers.append(Dense(shape, (n_out,), weight, _neuron(rng, weight), _bias(rng, n_out, weight), rec))
+            shape = (n_out,)
+    return NetSpec(input_shape, layers)
