@@ -36,13 +36,18 @@ __all__ = ["convert", "to_lava", "is_neuron"]
 _Leaf = Tuple[str, nn.Module]
 
 
-def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -> nn.Sequential:
+def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
+            order: Optional[Sequence[str]] = None, approximate: bool = False) -> nn.Sequential:
     """Turn a trained spiking net into an equivalent ``nn.Sequential`` of :class:`BlockContainer`.
 
     Args:
         model: the trained net (not modified; converted layers are copies).
         example_input: one input ``[T, N, *shape]`` (or ``[N, *shape]``); needed only to compose an
             ``AvgPool2d`` into a following ``Linear`` or padded ``Conv2d`` (it tells the image size).
+        order: names of ``model``'s submodules in the order its ``forward`` uses them, for models whose
+            layers are members rather than a Sequential (e.g. snnTorch's ``fc1, lif1, fc2, lif2``).
+        approximate: accept neurons with no exact Loihi form (snnTorch's subtract reset) by the
+            nearest CUBA neuron, with a warning and a conversion note.
 
     Returns:
         ``nn.Sequential`` of BlockContainers in multi-step mode with Lava's timing
@@ -51,7 +56,13 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -
     Raises:
         UnsupportedLayerError: naming the module path (e.g. ``features.3``) and what to do instead.
     """
-    leaves = list(_leaves(model, ""))
+    if order is not None:
+        try:
+            leaves = [leaf for name in order for leaf in _leaves(model.get_submodule(name), name)]
+        except AttributeError as e:
+            raise UnsupportedLayerError(f"convert: order names a submodule the model does not have ({e})") from None
+    else:
+        leaves = list(_leaves(model, ""))
     notes: List[str] = []
     blocks: List[BlockContainer] = []
     pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
@@ -86,14 +97,19 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None) -
                 notes.append(f"{leaves[i][0]}: {type(leaves[i][1]).__name__} folded into {path} "
                              "(exact in float; becomes the neuron bias, added to v on the 1/64 grid)")
                 i += 1
+            j = _skip_dropout(leaves, i)
+            if isinstance(syn, nn.Conv2d) and j < len(leaves) and (
+                    isinstance(leaves[j][1], nn.AvgPool2d) or _is_sumpool(leaves[j][1])):
+                syn = _conv_then_pool(syn, leaves[j], path, notes)
+                i = j + 1
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
-            blocks.append(_block(syn, neu, leaves[i - 1][0]))
+            blocks.append(_block(syn, _cuba(neu, leaves[i - 1][0], approximate, notes), leaves[i - 1][0]))
             continue
         if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
             j = _skip_dropout(leaves, i + 1)
             if j < len(leaves) and is_neuron(leaves[j][1]):
                 pool = _pool_block_synapse(m, path, notes)
-                blocks.append(_block(pool, leaves[j][1], leaves[j][0]))
+                blocks.append(_block(pool, _cuba(leaves[j][1], leaves[j][0], approximate, notes), leaves[j][0]))
                 i = j + 1
                 continue
             k = _skip_dropout(leaves, j)
@@ -166,6 +182,8 @@ def is_neuron(m: nn.Module) -> bool:
         return True
     if mod.startswith("spikingjelly") and type(m).__name__ == "CubaLIFNode":
         return True
+    if mod.startswith("snntorch._neurons"):
+        return True
     return mod.startswith("lava.lib.dl.slayer.neuron")
 
 
@@ -204,6 +222,21 @@ def _neuron_after(leaves: Sequence[_Leaf], i: int, path: str, what: str) -> Tupl
             "neurons. Add a neuron (e.g. SpikingJelly neuron.IFNode()) after it and retrain."
         )
     return i + 1, leaves[i][1]
+
+
+def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn.Module:
+    """The neuron as a CubaLIFNode (with its input scale), so options like ``approximate`` apply."""
+    try:
+        node, scale = to_cuba(neu, with_input_scale=True, where=f"{where} ({type(neu).__name__})",
+                              approximate=approximate)
+    except UnsupportedLayerError as e:
+        raise UnsupportedLayerError(f"{where}: {e}") from None
+    if approximate and getattr(neu, "reset_mechanism", None) == "subtract":
+        notes.append(f"{where}: snnTorch subtract reset approximated by reset to zero (not exact)")
+    if node is neu:
+        node = copy.deepcopy(neu)
+    node.input_scale = scale
+    return node
 
 
 def _block(syn: nn.Module, neu: nn.Module, where: str) -> BlockContainer:
@@ -318,6 +351,40 @@ def _compose_pool(pool: _Leaf, syn: nn.Module, path: str, blocks: List[BlockCont
     return new
 
 
+def _conv_then_pool(conv: nn.Conv2d, pool: _Leaf, path: str, notes: List[str]) -> nn.Conv2d:
+    """``pool(conv(x))`` as one conv: the kernel convolved with the pool window (size ``K + k - 1``),
+    stride = the pool's, padding = the conv's. Needs a stride-1, undilated conv."""
+    ppath, p = pool
+    if _is_sumpool(p) and not isinstance(p, SumPool2d):
+        from .translate import rule_for
+
+        p = rule_for(p, ppath).normalize(p, ppath)
+    k = _pair(p.kernel_size)
+    s = _pair(p.stride) if p.stride is not None else k
+    if isinstance(p, nn.AvgPool2d):
+        if _pair(p.padding) != (0, 0) or p.ceil_mode:
+            raise UnsupportedLayerError(f"{ppath}: AvgPool2d with padding or ceil_mode cannot be composed into {path}")
+        tap = 1.0 / (k[0] * k[1])
+    else:
+        tap = float(p.weight)
+    if _pair(conv.stride) != (1, 1) or _pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str):
+        raise UnsupportedLayerError(
+            f"{ppath}: a pool right after the strided or dilated Conv2d {path} has no single-layer Loihi form; "
+            "put a neuron between them, or replace the pool by the conv's stride and retrain.")
+    with torch.no_grad():
+        o, i, kh, kw = conv.weight.shape
+        window = torch.full((1, 1, *k), tap)
+        w = torch.nn.functional.conv2d(conv.weight.reshape(o * i, 1, kh, kw), window, padding=(k[0] - 1, k[1] - 1))
+        new = nn.Conv2d(conv.in_channels, conv.out_channels, (kh + k[0] - 1, kw + k[1] - 1), stride=s,
+                        padding=conv.padding, groups=conv.groups, bias=conv.bias is not None)
+        new.weight.copy_(w.reshape(o, i, *w.shape[2:]))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias * tap * k[0] * k[1])
+    notes.append(f"{ppath}: {type(p).__name__}{k} after {path} composed into one conv (kernel "
+                 f"{tuple(new.kernel_size)}, stride {s}); exact in float, the composed weights are then quantized")
+    return new
+
+
 def _pool_input_hw(blocks: List[BlockContainer], example_input: Optional[torch.Tensor], ppath: str,
                    path: str) -> Tuple[int, int]:
     if example_input is None:
@@ -350,12 +417,17 @@ def _from_sj_block(m: nn.Module, path: str, notes: List[str]) -> BlockContainer:
 
 
 def _neuron_notes(model: nn.Module) -> List[str]:
+    notes = []
     kinds = sorted({type(m).__name__ for m in model.modules()
                     if type(m).__module__.startswith("spikingjelly.activation_based.neuron")})
-    if not kinds:
-        return []
-    return [f"{', '.join(kinds)}: SpikingJelly fires on v >= threshold in float, Loihi on v > threshold in "
-            "fixed point (threshold floored to 1/64, state truncated to 1/4096); close, not identical"]
+    if kinds:
+        notes.append(f"{', '.join(kinds)}: SpikingJelly fires on v >= threshold in float, Loihi on v > threshold "
+                     "in fixed point (threshold floored to 1/64, state truncated to 1/4096); close, not identical")
+    kinds = sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("snntorch")})
+    if kinds:
+        notes.append(f"{', '.join(kinds)}: snnTorch computes in float with no synaptic delay; Loihi in fixed point "
+                     "(decays rounded to 1/4096, threshold floored to 1/64) one step later per layer")
+    return notes
 
 
 def _pair(v) -> Tuple[int, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from typing import Callable, Optional, Tuple, Union
 
 import torch
@@ -431,7 +432,8 @@ def _sj_common(neuron: nn.Module) -> dict:
 
 
 def to_cuba(
-    neuron: nn.Module, *, with_input_scale: bool = False, where: Optional[str] = None
+    neuron: nn.Module, *, with_input_scale: bool = False, where: Optional[str] = None,
+    approximate: bool = False,
 ) -> Union[CubaLIFNode, Tuple[CubaLIFNode, float]]:
     """Convert a neuron to an equivalent :class:`CubaLIFNode`.
 
@@ -447,8 +449,14 @@ def to_cuba(
     - SpikingJelly ``lava_exchange.CubaLIFNode``: decays (learned values included), threshold,
       surrogate and ``detach_reset`` kept.
     - lava-dl ``slayer.neuron.cuba.Neuron`` (shared parameters, no norm, binary spikes).
+    - snnTorch ``Leaky(beta, reset_mechanism="zero")``: (1, 1 - beta);
+      ``Synaptic(alpha, beta, reset_mechanism="zero", reset_delay=False)``: (1 - alpha, 1 - beta).
+      A learnable beta/alpha becomes a learnable decay; snnTorch's spike function is kept as the
+      surrogate and its reset is detached, as in snnTorch. Both fire on ``mem > threshold``, as Loihi.
 
     The surrogate function and ``detach_reset`` of SpikingJelly neurons are kept.
+    ``approximate=True`` turns snnTorch's subtract reset into Loihi's reset to zero, with a warning:
+    the net then computes something else, and ``verify`` shows how much.
 
     Raises:
         UnsupportedLayerError: soft reset, ``v_reset != 0``, other neuron types, per-neuron decays,
@@ -474,6 +482,8 @@ def to_cuba(
     elif _from_package(neuron, "lava.lib.dl") and type(neuron).__name__ == "Neuron" \
             and type(neuron).__module__.endswith("neuron.cuba"):
         node = _from_slayer(neuron, where)
+    elif _from_package(neuron, "snntorch") and type(neuron).__name__ in ("Leaky", "Synaptic"):
+        node = _from_snntorch(neuron, where, approximate)
     else:
         raise UnsupportedLayerError(
             f"{where}: {type(neuron).__module__}.{type(neuron).__name__} is not a neuron sj2lava can "
@@ -537,6 +547,53 @@ def _from_slayer(neuron: nn.Module, where: str) -> CubaLIFNode:
     with torch.no_grad():
         node.current_decay.copy_(neuron.current_decay.detach().reshape(1).float())
         node.voltage_decay.copy_(neuron.voltage_decay.detach().reshape(1).float())
+    return node
+
+
+def _scalar(value, name: str, where: str) -> Tuple[float, bool]:
+    """(value, learnable) of an snnTorch parameter that must be one number per layer."""
+    t = torch.as_tensor(value)
+    if t.numel() != 1:
+        raise UnsupportedLayerError(
+            f"{where}: {name} has {t.numel()} values (one per neuron); NetX takes one decay per layer. "
+            f"Use a single {name} and retrain."
+        )
+    return float(t.detach().reshape(())), bool(getattr(value, "requires_grad", False))
+
+
+def _from_snntorch(neuron: nn.Module, where: str, approximate: bool) -> CubaLIFNode:
+    name = type(neuron).__name__
+    reset = getattr(neuron, "reset_mechanism", "subtract")
+    if reset == "subtract":
+        if not approximate:
+            raise UnsupportedLayerError(
+                f"{where}: snnTorch {name}(reset_mechanism='subtract') (the default) has no Loihi equivalent; "
+                "CUBA resets v to 0. Use reset_mechanism='zero' and retrain, or convert with "
+                "approximate=True (then sj2lava.finetune to recover accuracy)."
+            )
+        warnings.warn(f"{where}: {name} subtract reset approximated by Loihi's reset to zero; "
+                      "check the effect with sj2lava.verify", stacklevel=4)
+    elif reset != "zero":
+        raise UnsupportedLayerError(f"{where}: {name}(reset_mechanism={reset!r}) is not supported; "
+                                    "use reset_mechanism='zero'.")
+    if name == "Synaptic" and getattr(neuron, "reset_delay", True):
+        raise UnsupportedLayerError(
+            f"{where}: snnTorch Synaptic(reset_delay=True) (the default) resets one step late, which Loihi's "
+            "CUBA neuron does not do. Use Synaptic(..., reset_delay=False) and retrain."
+        )
+    if float(getattr(neuron, "graded_spikes_factor", 1.0)) != 1.0:
+        raise UnsupportedLayerError(f"{where}: graded spikes (graded_spikes_factor != 1) are not supported; "
+                                    "Loihi's CUBA neuron sends binary spikes here.")
+    if getattr(neuron, "inhibition", False) or getattr(neuron, "state_quant", False):
+        raise UnsupportedLayerError(f"{where}: {name} with inhibition or state_quant is not supported.")
+    beta, learn_b = _scalar(neuron.beta, "beta", where)
+    alpha, learn_a = _scalar(neuron.alpha, "alpha", where) if name == "Synaptic" else (0.0, False)
+    threshold, _ = _scalar(neuron.threshold, "threshold", where)
+    node = CubaLIFNode(
+        1.0 - min(max(alpha, 0.0), 1.0), 1.0 - min(max(beta, 0.0), 1.0), threshold,
+        requires_grad=learn_a or learn_b, surrogate_function=getattr(neuron, "spike_grad", None),
+        detach_reset=True,  # snnTorch detaches its reset signal
+    )
     return node
 
 

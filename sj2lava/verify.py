@@ -179,8 +179,10 @@ def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
 
 
 def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
-    """The original model in multi-step mode (on a copy), with each neuron's output captured."""
+    """The original model on a copy, each neuron's output captured: SpikingJelly models in multi-step
+    mode, snnTorch models (single-step modules) one time step per call."""
     m = copy.deepcopy(model).eval()
+    stepwise = any(type(mod).__module__.startswith("snntorch") for mod in m.modules())
     for mod in m.modules():
         if hasattr(mod, "step_mode") and mod.step_mode in ("s", "m"):
             try:
@@ -188,15 +190,27 @@ def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
             except (AttributeError, ValueError):
                 pass
     captured: List[torch.Tensor] = []
-    hooks = [leaf.register_forward_hook(lambda _m, _i, o: captured.append(o.detach()))
-             for _, leaf in _leaves(m, "") if is_neuron(leaf)]
+
+    def keep(_m, _i, out):
+        captured.append((out[0] if isinstance(out, tuple) else out).detach())
+
+    neurons = [leaf for _, leaf in _leaves(m, "") if is_neuron(leaf)]
+    hooks = [n.register_forward_hook(keep) for n in neurons]
     for mod in m.modules():
-        if hasattr(mod, "reset"):
-            mod.reset()
+        for reset in ("reset", "reset_mem"):
+            if hasattr(mod, reset) and callable(getattr(mod, reset)):
+                getattr(mod, reset)()
     try:
         with torch.no_grad():
-            m(x)
+            if stepwise:
+                for t in range(x.shape[0]):
+                    m(x[t])
+            else:
+                m(x)
     finally:
         for h in hooks:
             h.remove()
+    if stepwise and neurons:
+        per = len(neurons)
+        return [torch.stack(captured[k::per]) for k in range(per)]
     return captured
