@@ -15,6 +15,8 @@ from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
 from .lava_run import run_lava
 from .netfile import load
+from .nirgraph import from_nir, to_nir
+from .train import finetune
 from .spec import NetSpec
 from .layers import SumPool2d
 from .layout import NXT_to_TNX, TNX_to_NXT
@@ -48,6 +50,8 @@ __all__ = [
     "emulate",
     "evaluate",
     "export",
+    "finetune",
+    "from_nir",
     "load",
     "run_lava",
     "to_spec",
@@ -55,6 +59,7 @@ __all__ = [
     "reset_net",
     "to_cuba",
     "to_lava",
+    "to_nir",
     "to_lava_neuron",
     "verify",
 ]

@@ -3,6 +3,7 @@
     sj2lava inspect FILE.net
     sj2lava run FILE.net --input SPIKES.npy [--backend emulator|lava] [--layout TNX|NXT] [--out OUT.npy]
     sj2lava eval FILE.net --data DATA.npz --steps N [--backend emulator|lava] [--spikes]
+    sj2lava convert MODEL.nir -o FILE.net --dt DT [--input-shape C,H,W]
     sj2lava demo
 
 Exit codes: 0 ok, 2 bad arguments or file, 1 any other failure. Messages go to stderr, without
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
     e.add_argument("--spikes", action="store_true", help="x already holds spikes [T, N, *shape]")
     e.add_argument("--limit", type=int, help="evaluate the first LIMIT samples only")
+    c = sub.add_parser("convert", help="convert a NIR graph (.nir) to a NetX .net file")
+    c.add_argument("model", type=Path)
+    c.add_argument("-o", "--out", required=True, type=Path)
+    c.add_argument("--dt", required=True, type=float, help="time step that discretises the NIR graph")
+    c.add_argument("--input-shape", help="C,H,W or F, if the graph's Input node does not say")
     sub.add_parser("demo", help="run the main demo job")
     return p
 
@@ -134,6 +140,28 @@ def _eval(args) -> int:
     return EXIT_OK
 
 
+def _convert(args) -> int:
+    from .errors import ExportError, UnsupportedLayerError
+    from .export import export
+    from .nirgraph import from_nir
+
+    if not args.model.is_file():
+        raise _UserError(f"{args.model}: no such file")
+    if args.model.suffix != ".nir":
+        raise _UserError(f"{args.model}: expected a NIR graph (.nir); convert PyTorch models in Python with "
+                         "sj2lava.convert")
+    shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
+    try:
+        net = from_nir(args.model, dt=args.dt)
+        path = export(net, args.out, shape or net.input_shape)
+    except (UnsupportedLayerError, ExportError, ValueError, OSError) as e:
+        raise _UserError(str(e)) from None
+    print(f"{args.model} -> {path} ({len([b for b in net if b.neuron is not None])} layers, dt={args.dt:g})")
+    for note in getattr(net, "conversion_notes", []):
+        print(f"note: {note}")
+    return EXIT_OK
+
+
 class _Bar:
     """tqdm over samples on stderr (a no-op if tqdm is missing)."""
 
@@ -165,6 +193,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _run(args)
         if args.cmd == "eval":
             return _eval(args)
+        if args.cmd == "convert":
+            return _convert(args)
         from .demo import main as demo
 
         return demo([])

@@ -215,6 +215,8 @@ def _no_pending(pending: Optional[_Leaf], path: str) -> None:
 
 def _neuron_after(leaves: Sequence[_Leaf], i: int, path: str, what: str) -> Tuple[int, nn.Module]:
     i = _skip_dropout(leaves, i)
+    if i < len(leaves) and isinstance(leaves[i][1], (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d)):
+        raise UnsupportedLayerError(f"{leaves[i][0]}: {_unsupported(leaves[i][1])}")
     if i >= len(leaves) or not is_neuron(leaves[i][1]):
         found = f"{leaves[i][0]} ({type(leaves[i][1]).__name__})" if i < len(leaves) else "the end of the model"
         raise UnsupportedLayerError(

@@ -181,8 +181,12 @@ def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
 def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     """The original model on a copy, each neuron's output captured: SpikingJelly models in multi-step
     mode, snnTorch models (single-step modules) one time step per call."""
-    m = copy.deepcopy(model).eval()
-    stepwise = any(type(mod).__module__.startswith("snntorch") for mod in m.modules())
+    stepwise = any(type(mod).__module__.startswith("snntorch") for mod in model.modules())
+    # snnTorch neurons keep graph tensors as hidden state, which deepcopy refuses: run the model itself,
+    # with its state reset before and after and its training flag restored.
+    m = model if stepwise else copy.deepcopy(model)
+    was_training = m.training
+    m.eval()
     for mod in m.modules():
         if hasattr(mod, "step_mode") and mod.step_mode in ("s", "m"):
             try:
@@ -196,10 +200,7 @@ def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
 
     neurons = [leaf for _, leaf in _leaves(m, "") if is_neuron(leaf)]
     hooks = [n.register_forward_hook(keep) for n in neurons]
-    for mod in m.modules():
-        for reset in ("reset", "reset_mem"):
-            if hasattr(mod, reset) and callable(getattr(mod, reset)):
-                getattr(mod, reset)()
+    _reset_all(m)
     try:
         with torch.no_grad():
             if stepwise:
@@ -210,7 +211,17 @@ def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
     finally:
         for h in hooks:
             h.remove()
+        if stepwise:
+            _reset_all(m)
+            m.train(was_training)
     if stepwise and neurons:
         per = len(neurons)
         return [torch.stack(captured[k::per]) for k in range(per)]
     return captured
+
+
+def _reset_all(m: nn.Module) -> None:
+    for mod in m.modules():
+        for reset in ("reset", "reset_mem"):
+            if hasattr(mod, reset) and callable(getattr(mod, reset)):
+                getattr(mod, reset)()

@@ -1,0 +1,293 @@
+"""NIR (Neuromorphic Intermediate Representation, package ``nir``) graphs to and from Loihi.
+
+NIR nodes are continuous-time and carry no time step, so ``dt`` is required. sj2lava discretises
+with forward Euler, each neuron using this step's current (as Loihi, SpikingJelly and snnTorch do)::
+
+    IF:       v[t] = v[t-1] + r dt I[t]
+    LIF:      v[t] = (1 - dt/tau) v[t-1] + (dt/tau) (r I[t] + v_leak)
+    CubaLIF:  I[t] = (1 - dt/tau_syn) I[t-1] + (dt/tau_syn) w_in x[t]
+              v[t] = (1 - dt/tau_mem) v[t-1] + (dt/tau_mem) (r I[t] + v_leak)
+
+so CUBA's ``current_decay = dt/tau_syn`` (1 for IF and LIF), ``voltage_decay = dt/tau_mem``, the
+input scale ``(dt/tau_syn) w_in (dt/tau_mem) r`` (``r dt`` for IF) is folded into the synapse weights,
+and ``(dt/tau_mem) v_leak`` becomes the neuron bias. Spikes fire on ``v > v_threshold``, reset to 0.
+snnTorch exports with ``dt = 1e-4``; with that ``dt`` a Leaky(beta) comes back as voltage decay 1 - beta.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .block import BlockContainer
+from .errors import UnsupportedLayerError
+from .layers import SumPool2d
+from .neuron import CubaLIFNode
+from .spec import Conv, Dense, Flatten, NetSpec
+
+__all__ = ["from_nir", "to_nir", "snntorch_to_nir"]
+
+_NO_DECAY_TAU = float(2 ** 30)  # a time constant (in dt) whose decay rounds to 0 on Loihi's 1/4096 grid
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("NIR support needs the 'nir' package: pip install 'sj2lava[nir]'") from e
+    return nir
+
+
+def _scalar(v, what: str, where: str) -> float:
+    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    if a.size == 0:
+        raise UnsupportedLayerError(f"{where}: {what} is empty")
+    if not np.all(a == a[0]):
+        raise UnsupportedLayerError(f"{where}: {what} differs between neurons; NetX takes one value per layer. "
+                                    "Use one value per layer.")
+    return float(a[0])
+
+
+def _chain(graph) -> List[str]:
+    """Node names from Input to Output, or an error if the graph is not a simple chain."""
+    nxt: Dict[str, str] = {}
+    for a, b in graph.edges:
+        if a in nxt:
+            raise UnsupportedLayerError(f"from_nir: node {a!r} feeds several nodes; only sequential graphs are "
+                                        "supported (recurrent subgraphs and branches are not)")
+        nxt[a] = b
+    starts = [k for k, n in graph.nodes.items() if type(n).__name__ == "Input"]
+    if len(starts) != 1:
+        raise UnsupportedLayerError(f"from_nir: expected one Input node, found {len(starts)}")
+    order, node = [], starts[0]
+    while True:
+        order.append(node)
+        if node not in nxt:
+            break
+        node = nxt[node]
+        if node in order:
+            raise UnsupportedLayerError(f"from_nir: the graph has a cycle at {node!r}; recurrent graphs are not supported")
+    if len(order) != len(graph.nodes):
+        missing = sorted(set(graph.nodes) - set(order))
+        raise UnsupportedLayerError(f"from_nir: nodes {missing} are not on the Input -> Output chain")
+    return order
+
+
+def _input_shape(node) -> Tuple[int, ...]:
+    shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
+    if len(shape) in (2, 4):  # a leading batch dimension (snnTorch exports one)
+        shape = shape[1:]
+    return shape
+
+
+def from_nir(graph_or_path, *, dt: float) -> nn.Sequential:
+    """BlockContainers from a sequential NIR graph (Input, Affine/Linear, Conv2d, SumPool2d, AvgPool2d,
+    Flatten, IF, LIF, CubaLIF, Output), discretised with ``dt`` as in the module docstring.
+
+    The returned ``nn.Sequential`` has ``input_shape`` set (from the Input node) for :func:`sj2lava.export`.
+    """
+    if dt is None or not dt > 0:
+        raise ValueError("from_nir: dt must be a positive time step (NIR nodes carry none)")
+    nir = _nir()
+    # nir 1.0.8's type inference sizes Conv2d outputs with kH for both axes (wrong for non-square kernels),
+    # so its check is skipped here; sj2lava.export checks every shape.
+    graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
+        else graph_or_path
+    blocks: List[BlockContainer] = []
+    synapse: Optional[nn.Module] = None
+    input_shape: Optional[Tuple[int, ...]] = None
+    for name in _chain(graph):
+        node = graph.nodes[name]
+        kind = type(node).__name__
+        where = f"NIR node {name!r} ({kind})"
+        if kind == "Input":
+            input_shape = _input_shape(node)
+        elif kind == "Output":
+            continue
+        elif kind in ("Affine", "Linear"):
+            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+            has_bias = kind == "Affine" and bool(np.any(np.asarray(node.bias) != 0))
+            synapse = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+            with torch.no_grad():
+                synapse.weight.copy_(w)
+                if has_bias:
+                    synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
+        elif kind == "Conv2d":
+            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+            if isinstance(node.padding, str):
+                raise UnsupportedLayerError(f"{where}: padding={node.padding!r} is not supported; use integers")
+            synapse = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=_pair(node.stride),
+                                padding=_pair(node.padding), dilation=_pair(node.dilation), groups=int(node.groups),
+                                bias=node.bias is not None and np.any(np.asarray(node.bias) != 0))
+            with torch.no_grad():
+                synapse.weight.copy_(w)
+                if synapse.bias is not None:
+                    synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
+        elif kind in ("SumPool2d", "AvgPool2d"):
+            if np.any(np.asarray(node.padding) != 0):
+                raise UnsupportedLayerError(f"{where}: pooling with padding is not supported")
+            k = _pair(node.kernel_size)
+            synapse = SumPool2d(k, _pair(node.stride), weight=1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1]))
+        elif kind == "Flatten":
+            if int(node.start_dim) not in (0, 1) or int(node.end_dim) != -1:
+                raise UnsupportedLayerError(f"{where}: only a full flatten (start_dim 0 or 1, end_dim -1) is supported")
+            blocks.append(BlockContainer(nn.Flatten(), None, "m"))
+        elif kind in ("IF", "LIF", "CubaLIF"):
+            if synapse is None:
+                raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
+            blocks.append(_neuron_block(node, kind, synapse, dt, where))
+            synapse = None
+        else:
+            raise UnsupportedLayerError(f"{where}: NIR node type {kind} is not supported on Loihi. Supported: "
+                                        "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, IF, LIF, CubaLIF, Output.")
+    if synapse is not None:
+        raise UnsupportedLayerError("from_nir: the graph ends in a synapse with no neuron after it")
+    net = nn.Sequential(*blocks)
+    net.input_shape = input_shape
+    return net
+
+
+def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str) -> BlockContainer:
+    v_reset = getattr(node, "v_reset", None)
+    if v_reset is not None and _scalar(v_reset, "v_reset", where) != 0.0:
+        raise UnsupportedLayerError(f"{where}: v_reset != 0 has no CUBA equivalent (Loihi resets v to 0)")
+    th = _scalar(node.v_threshold, "v_threshold", where)
+    r = _scalar(node.r, "r", where)
+    v_leak: object = 0.0
+    if kind == "IF":
+        cd, vd, scale = 1.0, 0.0, r * dt
+    else:
+        tau_mem = _scalar(node.tau if kind == "LIF" else node.tau_mem, "tau", where)
+        vd = dt / tau_mem
+        scale = vd * r
+        v_leak = _leak(node.v_leak, synapse, where)
+        cd = 1.0
+        if kind == "CubaLIF":
+            cd = dt / _scalar(node.tau_syn, "tau_syn", where)
+            scale *= cd * _scalar(node.w_in, "w_in", where)
+    for name, d in (("current", cd), ("voltage", vd)):
+        if not 0.0 <= d <= 1.0 + 1e-9:
+            raise UnsupportedLayerError(f"{where}: dt / tau gives a {name} decay of {d:g}, outside [0, 1]; "
+                                        "use a smaller dt or larger time constants.")
+    bias_v = vd * np.asarray(v_leak, dtype=np.float64)  # v per step, per output channel/feature or scalar
+    if getattr(synapse, "bias", None) is not None and cd < 1.0 - 1e-9:
+        raise UnsupportedLayerError(f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying "
+                                    "current, which NetX's voltage bias cannot express. Use v_leak instead.")
+    if np.any(bias_v != 0.0):
+        if isinstance(synapse, SumPool2d):
+            raise UnsupportedLayerError(f"{where}: v_leak after a pooling node is not supported (pools carry no bias)")
+        with torch.no_grad():
+            n_out = synapse.out_channels if isinstance(synapse, nn.Conv2d) else synapse.out_features
+            extra = torch.as_tensor(np.broadcast_to(bias_v / scale, (n_out,)).copy(), dtype=torch.float32)
+            if synapse.bias is None:
+                synapse.bias = nn.Parameter(extra)
+            else:
+                synapse.bias.add_(extra)
+    node_ = CubaLIFNode(min(cd, 1.0), min(vd, 1.0), th)
+    node_.input_scale = scale
+    return BlockContainer(synapse, node_, "m")
+
+
+def _leak(v_leak, synapse: nn.Module, where: str):
+    """v_leak as a scalar, or one value per output channel (conv) / neuron (dense)."""
+    a = np.asarray(v_leak, dtype=np.float64).reshape(-1)
+    if a.size <= 1 or np.all(a == a[0]):
+        return float(a[0]) if a.size else 0.0
+    if isinstance(synapse, nn.Conv2d):
+        per_channel = a.reshape(synapse.out_channels, -1)
+        if np.all(per_channel == per_channel[:, :1]):
+            return per_channel[:, 0]
+        raise UnsupportedLayerError(f"{where}: v_leak varies within a channel; NetX's conv bias is per channel")
+    if isinstance(synapse, nn.Linear) and a.size == synapse.out_features:
+        return a
+    raise UnsupportedLayerError(f"{where}: v_leak has {a.size} values that do not fit the layer")
+
+
+def _pair(v) -> Tuple[int, int]:
+    a = np.asarray(v).reshape(-1)
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+# --------------------------------------------------------------------------- to NIR
+def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]] = None):
+    """A NIR graph of BlockContainers or of a ``.net`` file, with Loihi's quantized numbers.
+
+    Each layer becomes its synapse node (``Conv2d`` / ``Affine`` / ``Linear``, weights ``mant / 64``) and
+    a neuron node: ``IF`` (no decays), ``LIF`` (current decay 1) or ``CubaLIF``, with time constants
+    ``dt * 4096 / decay`` (a zero decay as ``2^30 dt``, which rounds back to 0), ``r`` and ``w_in`` chosen
+    so the input scale is 1, ``v_threshold = vThMant / 64`` and the bias as ``v_leak``. :func:`from_nir`
+    with the same ``dt`` gives back the same ``.net``.
+    """
+    from .export import to_spec
+    from .netfile import load
+
+    nir = _nir()
+    if isinstance(model_or_netfile, (str, Path)):
+        spec = load(model_or_netfile)
+    elif isinstance(model_or_netfile, NetSpec):
+        spec = model_or_netfile
+    else:
+        spec = to_spec(model_or_netfile, input_shape)
+    nodes: Dict[str, object] = {"input": nir.Input(input_type={"input": np.array(spec.input_shape)})}
+    order = ["input"]
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Flatten):
+            nodes[f"{i}"] = nir.Flatten(input_type={"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
+            order.append(f"{i}")
+            continue
+        w = layer.weight.astype(np.float64) / 64.0
+        n = layer.neuron
+        di, dv, th = int(n.i_decay), int(n.v_decay), int(n.v_th_mant) / 64.0
+        bias = None if layer.bias is None else layer.bias.astype(np.float64) / 64.0
+        if isinstance(layer, Conv):
+            zeros = np.zeros(layer.out_shape[0])
+            syn_bias = bias if (bias is not None and di == 4096 and dv == 0) else zeros
+            nodes[f"{i}"] = nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=w, stride=layer.stride,
+                                       padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                                       bias=syn_bias)
+        else:
+            if layer.weight_rec is not None:
+                raise UnsupportedLayerError(f"to_nir: layer {i} is dense_rec; recurrent layers are not exported to NIR")
+            syn_bias = bias if (bias is not None and di == 4096 and dv == 0) else None
+            nodes[f"{i}"] = (nir.Affine(weight=w, bias=syn_bias) if syn_bias is not None else nir.Linear(weight=w))
+        leak = None if (bias is None or (di == 4096 and dv == 0)) else bias
+        nodes[f"{i}_neuron"] = _neuron_node(nir, di, dv, th, leak, dt, layer.out_shape, i)
+        order += [f"{i}", f"{i}_neuron"]
+    nodes["output"] = nir.Output(output_type={"output": np.array(spec.output_shape)})
+    order.append("output")
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])), type_check=False)
+
+
+def _neuron_node(nir, di: int, dv: int, th: float, leak: Optional[np.ndarray], dt: float, shape, i: int):
+    """One NIR neuron node; its parameter arrays have the layer's shape, as NIR's type check wants."""
+    shape = tuple(int(s) for s in shape)
+    full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
+    tau_mem = dt * 4096 / dv if dv else dt * _NO_DECAY_TAU
+    if leak is None:
+        v_leak = full(0.0)
+    else:  # per channel (conv) or per neuron (dense), in C, H, W order
+        per = leak.reshape(-1, *([1] * (len(shape) - 1))) if leak.size == shape[0] else leak.reshape(shape)
+        v_leak = np.broadcast_to(per * tau_mem / dt, shape).astype(np.float64)
+    if di == 4096 and dv == 0 and leak is None:
+        return nir.IF(r=full(1.0 / dt), v_threshold=full(th), v_reset=full(0.0))
+    if di == 4096:
+        return nir.LIF(tau=full(tau_mem), r=full(tau_mem / dt), v_leak=v_leak, v_threshold=full(th),
+                       v_reset=full(0.0))
+    tau_syn = dt * 4096 / di if di else dt * _NO_DECAY_TAU
+    return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / dt), v_leak=v_leak,
+                       v_threshold=full(th), v_reset=full(0.0), w_in=full(tau_syn / dt))
+
+
+def snntorch_to_nir(model: nn.Module, sample: torch.Tensor):
+    """snnTorch's own NIR export (its module mapping, through nirtorch), without the final
+    ``infer_types()`` that snnTorch 1.0.0's ``export_to_nir`` calls and nir 1.0.8 rejects for every
+    net ("type mismatch ... 1.input: []"). The graph is the one ``export_to_nir`` builds."""
+    import nirtorch
+    import snntorch as snn
+    from snntorch import export_nir
+
+    return nirtorch.extract_nir_graph(model, export_nir._extract_snntorch_module, sample, model_name="snntorch",
+                                      ignore_submodules_of=[snn.RLeaky, snn.RSynaptic])
