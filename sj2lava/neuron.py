@@ -100,50 +100,31 @@ class _CubaLIF(torch.autograd.Function):
         surrogate: Callable,
         detach_reset: bool,
         record: bool,
+        backend: str,
     ):
         ctx.set_materialize_grads(False)
-        steps = z.shape[0]
         keep_u = (quant.P_SCALE - di.detach().double()) / quant.P_SCALE
         keep_v = (quant.P_SCALE - dv.detach().double()) / quant.P_SCALE
-        u_leaks = bool((keep_u != 0).any())  # iDecay = 4096: u is just this step's input
-        v_leaks = bool((keep_v != 1).any())  # vDecay = 0: v does not decay (IF)
-        bi = None if bias is None else (bias.detach().double() * quant.S_SCALE)
-        th = float(th_mant << (quant.DECAY_BITS - 6))
-
-        # u[t] overwrites zi[t] in place, so zi ends as the current history.
-        zi = quant.to_state(z)
-        v_pre = torch.empty(z.shape, dtype=torch.float64, device=z.device)
-        fired = torch.empty(z.shape, dtype=torch.bool, device=z.device)
-        u = u0.detach().double() * quant.S_SCALE
-        v = v0.detach().double() * quant.S_SCALE
-        for t in range(steps):
-            # quant.decay_step inlined for float64 integers: trunc(x * (4096 - d) / 4096).
-            if u_leaks:
-                zi[t].add_(torch.trunc(u * keep_u))
-            u = zi[t]
-            vp = v_pre[t]
-            if v_leaks:
-                torch.mul(v, keep_v, out=vp).trunc_().add_(u)
-            else:
-                torch.add(v, u, out=vp)
-            if bi is not None:
-                vp.add_(bi)
-            torch.gt(vp, th, out=fired[t])
-            v = vp.masked_fill(fired[t], 0.0)
-
+        need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        if backend == "triton":
+            fired, v_pre, zi, u, v = _forward_triton(z, bias, di, dv, u0, v0, th_mant, need_du or record)
+        else:
+            fired, v_pre, zi, u, v = _forward_torch(z, bias, keep_u, keep_v, u0, v0, th_mant)
         spikes = fired.to(z.dtype)
-        v_post = v_pre.masked_fill(fired, 0.0)
+        v_post = v_pre.masked_fill(fired, 0.0) if (need_dv or record) else None
+        # float32 copies for the backward pass; scaling by 2^-12 after rounding equals rounding after it
+        scaled = lambda a: a.float().mul_(1.0 / quant.S_SCALE)  # noqa: E731
         ctx.th = th_mant / quant.W_SCALE
         ctx.surrogate = surrogate
         ctx.detach_reset = detach_reset
         ctx.bias_shape = None if bias is None else bias.shape
-        ctx.leaks = (u_leaks, v_leaks)
-        need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+        ctx.leaks = (bool((keep_u != 0).any()), bool((keep_v != 1).any()))
+        ctx.backend = backend
         ctx.save_for_backward(
-            (v_pre / quant.S_SCALE).float(), spikes, keep_u.float(), keep_v.float(),
+            scaled(v_pre), spikes, keep_u.float(), keep_v.float(),
             u0.detach().float(), v0.detach().float(),
-            (zi / quant.S_SCALE).float() if need_du else None,
-            (v_post / quant.S_SCALE).float() if need_dv else None,
+            scaled(zi) if need_du else None,
+            scaled(v_post) if need_dv else None,
         )
         if record:
             u_seq, v_seq = zi / quant.S_SCALE, v_post / quant.S_SCALE
@@ -164,7 +145,9 @@ class _CubaLIF(torch.autograd.Function):
         a_term = g_spikes * dsdv
         c_term = 1.0 - spikes
         if not ctx.detach_reset:
-            c_term = c_term - v_pre * dsdv
+            c_term.addcmul_(v_pre, dsdv, value=-1.0)
+        if ctx.backend == "triton":
+            return _backward_triton(ctx, a_term, c_term, keep_u, keep_v, g_uT, g_vT, u0, v0, u_hist, v_hist)
         g_z = torch.empty_like(g_spikes)
         gu = None if g_uT is None else g_uT.to(g_spikes.dtype)  # dL/du[t] from step t+1
         gv = None if g_vT is None else g_vT.to(g_spikes.dtype)  # dL/dv[t] from step t+1
@@ -198,7 +181,64 @@ class _CubaLIF(torch.autograd.Function):
         g_u0 = None if gu is None else gu.double()
         g_v0 = None if gv is None else gv.double()
         return (g_z if ctx.needs_input_grad[0] else None, g_b, g_di, g_dv,
-                g_u0, g_v0, None, None, None, None)
+                g_u0, g_v0, None, None, None, None, None)
+
+
+def _forward_torch(z, bias, keep_u, keep_v, u0, v0, th_mant):
+    """The reference loop, on float64 tensors holding integers. Returns (fired, v before reset,
+    u per step, final u, final v), states in 1/4096 units."""
+    u_leaks = bool((keep_u != 0).any())  # iDecay = 4096: u is just this step's input
+    v_leaks = bool((keep_v != 1).any())  # vDecay = 0: v does not decay (IF)
+    bi = None if bias is None else (bias.detach().double() * quant.S_SCALE)
+    th = float(th_mant << (quant.DECAY_BITS - 6))
+    # u[t] overwrites zi[t] in place, so zi ends as the current history.
+    zi = quant.to_state(z)
+    v_pre = torch.empty(z.shape, dtype=torch.float64, device=z.device)
+    fired = torch.empty(z.shape, dtype=torch.bool, device=z.device)
+    u = u0.detach().double() * quant.S_SCALE
+    v = v0.detach().double() * quant.S_SCALE
+    for t in range(z.shape[0]):
+        # quant.decay_step inlined for float64 integers: trunc(x * (4096 - d) / 4096).
+        if u_leaks:
+            zi[t].add_(torch.trunc(u * keep_u))
+        u = zi[t]
+        vp = v_pre[t]
+        if v_leaks:
+            torch.mul(v, keep_v, out=vp).trunc_().add_(u)
+        else:
+            torch.add(v, u, out=vp)
+        if bi is not None:
+            vp.add_(bi)
+        torch.gt(vp, th, out=fired[t])
+        v = vp.masked_fill(fired[t], 0.0)
+    return fired, v_pre, zi, u, v
+
+
+def _forward_triton(z, bias, di, dv, u0, v0, th_mant, store_u):
+    """The fused kernel (sj2lava.kernels); same outputs as _forward_torch, from int64 state."""
+    from . import kernels
+
+    to_int = lambda x: torch.round(x.detach().double() * quant.S_SCALE).to(torch.int64)  # noqa: E731
+    bias_state = None if bias is None else to_int(bias)
+    spikes, v_pre, u_hist, u, v = kernels.forward(
+        z, bias_state, int(quant.P_SCALE - di.detach().reshape(-1)[0]), int(quant.P_SCALE - dv.detach().reshape(-1)[0]),
+        th_mant << (quant.DECAY_BITS - 6), to_int(u0), to_int(v0), store_u)
+    zi = u_hist.double() if u_hist is not None else None
+    return spikes.bool(), v_pre.double(), zi, u.double(), v.double()
+
+
+def _backward_triton(ctx, a_term, c_term, keep_u, keep_v, g_uT, g_vT, u0, v0, u_hist, v_hist):
+    from . import kernels
+
+    need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+    g_z, gu, gv, gb, gau, gav = kernels.backward(
+        a_term, c_term, float(keep_u.reshape(-1)[0]), float(keep_v.reshape(-1)[0]), g_uT, g_vT,
+        u_hist if need_du else None, u0, v_hist if need_dv else None, v0)
+    g_b = gb.sum_to_size(ctx.bias_shape) if ctx.bias_shape is not None else None
+    g_di = (-gau.sum() / quant.P_SCALE).reshape(keep_u.shape) if need_du else None
+    g_dv = (-gav.sum() / quant.P_SCALE).reshape(keep_v.shape) if need_dv else None
+    return (g_z.to(a_term.dtype) if ctx.needs_input_grad[0] else None, g_b, g_di, g_dv,
+            gu.double(), gv.double(), None, None, None, None, None)
 
 
 def cuba_lif(
@@ -212,6 +252,7 @@ def cuba_lif(
     surrogate_function: Optional[Callable] = None,
     detach_reset: bool = False,
     record: bool = False,
+    backend: str = "auto",
 ):
     """Functional multi-step CUBA-LIF (the equations in the module docstring).
 
@@ -224,6 +265,9 @@ def cuba_lif(
         surrogate_function: elementwise step with a surrogate gradient (default :class:`Sigmoid`).
         detach_reset: cut the gradient through the reset ``v (1 - s)``.
         record: also return the current and (after reset) voltage of every step.
+        backend: ``'torch'`` (the reference loop), ``'triton'`` (the fused kernels of
+            :mod:`sj2lava.kernels`: CUDA, or the CPU under ``TRITON_INTERPRET=1``) or ``'auto'``
+            (Triton for CUDA tensors when it is installed). Both give the same spikes and states.
 
     Returns:
         ``(spikes [T, N, *], (u, v) final state)`` and, with ``record``, ``(u_seq, v_seq)``.
@@ -238,11 +282,26 @@ def cuba_lif(
     dv = quant.quantize_decay(voltage_decay)
     b = None if bias is None else quant.quantize_bias(bias)
     spikes, u, v, u_seq, v_seq = _CubaLIF.apply(
-        z, b, di, dv, state[0], state[1], int(threshold_mant), sg, bool(detach_reset), bool(record)
+        z, b, di, dv, state[0], state[1], int(threshold_mant), sg, bool(detach_reset), bool(record),
+        _resolve_backend(backend, z),
     )
     if record:
         return spikes, (u, v), (u_seq, v_seq)
     return spikes, (u, v)
+
+
+def _resolve_backend(backend: str, z: torch.Tensor) -> str:
+    if backend not in ("auto", "torch", "triton"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
+    if backend == "torch" or (backend == "auto" and not z.is_cuda):
+        return "torch"  # decided without importing Triton
+    from . import kernels
+
+    ok = kernels.available(z.device)
+    if backend == "triton" and not ok:
+        raise RuntimeError("backend='triton' needs Triton and a CUDA tensor (or TRITON_INTERPRET=1 to run the "
+                           "kernels on the CPU through Triton's interpreter)")
+    return "triton" if ok and (backend == "triton" or z.is_cuda) else "torch"
 
 
 # --------------------------------------------------------------------------- module
@@ -265,6 +324,7 @@ class CubaLIFNode(nn.Module):
         step_mode: ``'s'`` (input ``[N, *]`` per call) or ``'m'`` (input ``[T, N, *]``).
         store_v_seq, store_i_seq: in multi-step mode keep ``v_seq`` / ``i_seq`` (float units,
             ``v`` after reset) of the last call, for inspection.
+        backend: ``'auto'`` (the fused Triton kernels for CUDA tensors), ``'torch'`` or ``'triton'``.
 
     State ``current_state`` and ``voltage_state`` (float64, float units) persist between calls
     until :meth:`reset` (or SpikingJelly's ``functional.reset_net``).
@@ -282,6 +342,7 @@ class CubaLIFNode(nn.Module):
         step_mode: str = "s",
         store_v_seq: bool = False,
         store_i_seq: bool = False,
+        backend: str = "auto",
     ):
         super().__init__()
         if int(scale) != quant.W_SCALE:
@@ -315,6 +376,7 @@ class CubaLIFNode(nn.Module):
         self.step_mode = step_mode
         self.store_v_seq = store_v_seq
         self.store_i_seq = store_i_seq
+        self.backend = backend
         self.input_scale = 1.0
         """Factor the enclosing synapse folds into its weights (``1/tau`` for a converted
         SpikingJelly ``LIFNode(decay_input=True)``); 1.0 otherwise."""
@@ -384,7 +446,7 @@ class CubaLIFNode(nn.Module):
         out = cuba_lif(
             seq, self.current_decay, self.voltage_decay, self.v_threshold_mant,
             bias=bias, state=state, surrogate_function=self.surrogate_function,
-            detach_reset=self.detach_reset, record=record,
+            detach_reset=self.detach_reset, record=record, backend=getattr(self, "backend", "auto"),
         )
         spikes, (self.current_state, self.voltage_state) = out[0], out[1]
         if record:

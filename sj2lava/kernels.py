@@ -1,0 +1,157 @@
+"""Fused multi-step CUBA-LIF kernels in Triton: one launch for all time steps, forward and backward.
+
+Forward (per neuron, integer state in 1/4096, the rules of :mod:`sj2lava.quant`)::
+
+    u = rs0(u * keep_u, 12) + trunc(4096 z[t]);  v = rs0(v * keep_v, 12) + u + b;  s = v > th;  v[s] = 0
+
+with ``keep = 4096 - decay`` and ``rs0(x, 12) = (x + ((x >> 63) & 4095)) >> 12`` (toward zero).
+Backward is the recurrence of ``sj2lava.neuron._CubaLIF.backward`` (the reference), per neuron::
+
+    g_vpre = A[t] + g_v * C[t];  g_u = g_vpre + g_u';  g_z[t] = g_u;  g_v = keep_v g_vpre;  g_u' = keep_u g_u
+
+Used on CUDA tensors (``backend='auto'`` or ``'triton'``); on CPU the same kernels run through Triton's
+interpreter (``TRITON_INTERPRET=1``), which is how the suite checks them without a GPU. This module is
+imported only when a kernel may run, so ``import sj2lava`` never imports Triton.
+"""
+# No `from __future__ import annotations`: Triton reads the `tl.constexpr` annotations as objects.
+
+import os
+from typing import Optional, Tuple
+
+import torch
+
+_BLOCK = 256
+
+
+def interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available(device: torch.device) -> bool:
+    """Whether the Triton kernels can run on ``device`` (a GPU, or the CPU under TRITON_INTERPRET=1)."""
+    return triton is not None and (device.type == "cuda" or interpreted())
+
+
+try:  # Triton's interpreter needs triton.language among the kernels' module globals
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - triton ships with torch's Linux wheels
+    triton = None
+
+
+def _kernels():
+    if triton is None:
+        raise ImportError("the fused kernels need Triton (pip install triton)")
+    return _fwd, _bwd
+
+
+if triton is not None:
+
+    @triton.jit
+    def _fwd(z_ptr, b_ptr, u0_ptr, v0_ptr, s_ptr, vpre_ptr, uh_ptr, uT_ptr, vT_ptr,
+            n, steps, keep_u, keep_v, th,
+            HAS_BIAS: tl.constexpr, STORE_U: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        u = tl.load(u0_ptr + offs, mask=m, other=0)
+        v = tl.load(v0_ptr + offs, mask=m, other=0)
+        if HAS_BIAS:
+            b = tl.load(b_ptr + offs, mask=m, other=0)
+        for t in range(steps):
+            z = tl.load(z_ptr + t * n + offs, mask=m, other=0.0)
+            p = u * keep_u
+            u = ((p + ((p >> 63) & 4095)) >> 12) + (z * 4096.0).to(tl.int64)  # 4096 z is exact in float32
+            p = v * keep_v
+            v = ((p + ((p >> 63) & 4095)) >> 12) + u
+            if HAS_BIAS:
+                v = v + b
+            fired = v > th
+            tl.store(vpre_ptr + t * n + offs, v, mask=m)
+            tl.store(s_ptr + t * n + offs, fired.to(tl.float32), mask=m)
+            if STORE_U:
+                tl.store(uh_ptr + t * n + offs, u, mask=m)
+            v = tl.where(fired, 0, v)
+        tl.store(uT_ptr + offs, u, mask=m)
+        tl.store(vT_ptr + offs, v, mask=m)
+
+    @triton.jit
+    def _bwd(a_ptr, c_ptr, gz_ptr, gu_ptr, gv_ptr, uh_ptr, u0_ptr, vh_ptr, v0_ptr, gb_ptr, gau_ptr, gav_ptr,
+            n, steps, keep_u, keep_v,
+            NEED_DU: tl.constexpr, NEED_DV: tl.constexpr, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        gu = tl.load(gu_ptr + offs, mask=m, other=0.0)
+        gv = tl.load(gv_ptr + offs, mask=m, other=0.0)
+        gb = tl.zeros([BLOCK], dtype=tl.float32)
+        gau = tl.zeros([BLOCK], dtype=tl.float32)
+        gav = tl.zeros([BLOCK], dtype=tl.float32)
+        u_init = tl.load(u0_ptr + offs, mask=m, other=0.0)
+        v_init = tl.load(v0_ptr + offs, mask=m, other=0.0)
+        for i in range(steps):
+            t = steps - 1 - i
+            a = tl.load(a_ptr + t * n + offs, mask=m, other=0.0)
+            c = tl.load(c_ptr + t * n + offs, mask=m, other=0.0)
+            gvp = a + gv * c
+            gb += gvp
+            if NEED_DV:  # v after reset at t-1 (the initial state at t = 0); masked, not branched
+                vprev = tl.load(vh_ptr + (t - 1) * n + offs, mask=m & (t > 0), other=0.0)
+                gav += gvp * tl.where(t > 0, vprev, v_init)
+            gv = keep_v * gvp
+            g = gvp + gu
+            tl.store(gz_ptr + t * n + offs, g, mask=m)
+            if NEED_DU:
+                uprev = tl.load(uh_ptr + (t - 1) * n + offs, mask=m & (t > 0), other=0.0)
+                gau += g * tl.where(t > 0, uprev, u_init)
+            gu = keep_u * g
+        tl.store(gu_ptr + offs, gu, mask=m)
+        tl.store(gv_ptr + offs, gv, mask=m)
+        tl.store(gb_ptr + offs, gb, mask=m)
+        tl.store(gau_ptr + offs, gau, mask=m)
+        tl.store(gav_ptr + offs, gav, mask=m)
+
+
+def _grid(n: int):
+    return ((n + _BLOCK - 1) // _BLOCK,)
+
+
+def forward(z: torch.Tensor, bias_state: Optional[torch.Tensor], keep_u: int, keep_v: int, th: int,
+            u0: torch.Tensor, v0: torch.Tensor, store_u: bool):
+    """All steps at once. ``z`` [T, *] float; ``bias_state`` broadcast to one step, in state units (int64);
+    ``u0``, ``v0`` int64 state. Returns spikes (float32), v before reset and u per step (int64), final u, v."""
+    fwd, _ = _kernels()
+    steps = z.shape[0]
+    zc = z.detach().contiguous().float()
+    n = zc[0].numel()
+    dev = z.device
+    spikes = torch.empty(zc.shape, dtype=torch.float32, device=dev)
+    v_pre = torch.empty(zc.shape, dtype=torch.int64, device=dev)
+    u_hist = torch.empty(zc.shape, dtype=torch.int64, device=dev) if store_u else v_pre
+    u_t = torch.empty(zc.shape[1:], dtype=torch.int64, device=dev)
+    v_t = torch.empty_like(u_t)
+    b = bias_state.expand(zc.shape[1:]).contiguous() if bias_state is not None else u_t
+    fwd[_grid(n)](zc, b, u0.contiguous(), v0.contiguous(), spikes, v_pre, u_hist, u_t, v_t,
+                  n, steps, keep_u, keep_v, th,
+                  HAS_BIAS=bias_state is not None, STORE_U=store_u, BLOCK=_BLOCK)
+    return spikes, v_pre, (u_hist if store_u else None), u_t, v_t
+
+
+def backward(a_term: torch.Tensor, c_term: torch.Tensor, keep_u: float, keep_v: float,
+             g_uT: Optional[torch.Tensor], g_vT: Optional[torch.Tensor],
+             u_hist: Optional[torch.Tensor], u0: torch.Tensor, v_hist: Optional[torch.Tensor], v0: torch.Tensor
+             ) -> Tuple[torch.Tensor, ...]:
+    """Backward through time; returns g_z [T, *], g_u0, g_v0 and per-neuron sums for the bias and decay
+    gradients (the caller reduces them). Float32 throughout."""
+    _, bwd = _kernels()
+    steps = a_term.shape[0]
+    n = a_term[0].numel()
+    dev = a_term.device
+    gz = torch.empty_like(a_term)
+    gu = (g_uT.float().contiguous().clone() if g_uT is not None else torch.zeros(a_term.shape[1:], device=dev))
+    gv = (g_vT.float().contiguous().clone() if g_vT is not None else torch.zeros(a_term.shape[1:], device=dev))
+    gb, gau, gav = (torch.empty(a_term.shape[1:], dtype=torch.float32, device=dev) for _ in range(3))
+    uh = u_hist.contiguous() if u_hist is not None else a_term
+    vh = v_hist.contiguous() if v_hist is not None else a_term
+    bwd[_grid(n)](a_term.contiguous(), c_term.contiguous(), gz, gu, gv, uh, u0.float().contiguous(), vh,
+                  v0.float().contiguous(), gb, gau, gav, n, steps, float(keep_u), float(keep_v),
+                  NEED_DU=u_hist is not None, NEED_DV=v_hist is not None, BLOCK=_BLOCK)
+    return gz, gu, gv, gb, gau, gav
