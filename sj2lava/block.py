@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .errors import UnsupportedLayerError
-from .neuron import CubaLIFNode, to_cuba
+from .neuron import CubaLIFNode, check_step_mode, to_cuba
 from .translate import lava_block, rule_for
 
 __all__ = ["BlockContainer"]
@@ -86,9 +86,7 @@ class BlockContainer(nn.Module):
 
     @step_mode.setter
     def step_mode(self, value: str) -> None:
-        if value not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' or 'm', got {value!r}")
-        self._step_mode = value
+        self._step_mode = check_step_mode(value)
         if self.neuron is not None:
             self.neuron.step_mode = value
 

@@ -290,6 +290,13 @@ def cuba_lif(
     return spikes, (u, v)
 
 
+def check_step_mode(value: str) -> str:
+    """SpikingJelly's step modes: ``'s'`` (one step per call) or ``'m'`` (``[T, N, *]`` per call)."""
+    if value not in ("s", "m"):
+        raise ValueError(f"step_mode must be 's' or 'm', got {value!r}")
+    return value
+
+
 def _resolve_backend(backend: str, z: torch.Tensor) -> str:
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
@@ -409,9 +416,7 @@ class CubaLIFNode(nn.Module):
 
     @step_mode.setter
     def step_mode(self, value: str) -> None:
-        if value not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' or 'm', got {value!r}")
-        self._step_mode = value
+        self._step_mode = check_step_mode(value)
 
     def reset(self) -> None:
         """Forget the state (``u = v = 0``)."""
