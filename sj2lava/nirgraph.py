@@ -16,7 +16,7 @@ snnTorch exports with ``dt = 1e-4``; with that ``dt`` a Leaky(beta) comes back a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from .block import BlockContainer
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d
 from .neuron import CubaLIFNode
-from .spec import Conv, Dense, Flatten, NetSpec
+from .spec import Conv, Flatten, NetSpec
 
 __all__ = ["from_nir", "to_nir", "snntorch_to_nir"]
 

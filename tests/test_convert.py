@@ -1,6 +1,5 @@
 """convert / to_lava / verify on real SpikingJelly 0.0.0.0.14 models, checked in real Lava."""
 import copy
-import warnings
 
 import pytest
 import torch
@@ -8,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sj2lava
-from sj2lava import BlockContainer, SumPool2d, UnsupportedLayerError, convert, export, run_lava, to_lava, verify
+from sj2lava import BlockContainer, UnsupportedLayerError, convert, export, run_lava, to_lava, verify
 from conftest import lava_forward, mismatches, spikes
 
 

@@ -1,6 +1,5 @@
 """export -> .net -> Lava (real lava-nc, Loihi2SimCfg fixed_pt) equals the BlockContainers, spike for spike."""
 import os
-import warnings
 
 import h5py
 import numpy as np

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sj2lava import CubaLIFNode, Sigmoid, UnsupportedLayerError, cuba_lif, quant, to_cuba, to_lava_neuron
-from conftest import mismatches, spikes
+from conftest import mismatches
 
 THRESHOLDS = [0.3, 0.7, 1.0, 1.25]
 DECAYS = [0.0, 0.03, 0.25, 1.0]

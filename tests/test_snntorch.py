@@ -1,5 +1,4 @@
 """snnTorch 1.0 models to Loihi: convert, export, Lava, verify, finetune; and every refusal."""
-import warnings
 
 import pytest
 import torch
