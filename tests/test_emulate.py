@@ -31,6 +31,8 @@ def test_zoo_spikes_voltages_currents_equal_lava(name, sj, tmp_path):
 
 
 @pytest.mark.parametrize("seed", range(12))
+# NetX divides 127 by a layer's max weight; when that is 0 numpy warns (and NetX, like the emulator, goes on)
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
 def test_random_nets_equal_lava_every_layer(seed, tmp_path):
     """A seeded subset of `make verify-emulator` (200 nets there)."""
     spec = random_spec(seed)
