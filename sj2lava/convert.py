@@ -28,7 +28,7 @@ from . import quant
 from ._deps import slayer as _slayer
 from .block import BlockContainer
 from .errors import UnsupportedLayerError
-from .layers import SumPool2d
+from .layers import SumPool2d, pair
 from .neuron import CubaLIFNode, to_cuba
 
 __all__ = ["convert", "to_lava", "is_neuron"]
@@ -287,11 +287,11 @@ def _pool_block_synapse(m: nn.Module, path: str, notes: List[str]) -> SumPool2d:
         from .translate import rule_for
 
         return rule_for(m, path).normalize(m, path)
-    if _pair(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
+    if pair(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
         raise UnsupportedLayerError(f"{path}: AvgPool2d(padding={m.padding}, ceil_mode={m.ceil_mode}) is not "
                                     "supported; use padding=0 and ceil_mode=False.")
-    k = _pair(m.kernel_size)
-    s = _pair(m.stride) if m.stride is not None else k
+    k = pair(m.kernel_size)
+    s = pair(m.stride) if m.stride is not None else k
     tap = 1.0 / (k[0] * k[1])
     q = float(quant.quantize_weight(torch.tensor(tap)))
     if q == 0.0:
@@ -312,18 +312,18 @@ def _compose_pool(pool: _Leaf, syn: nn.Module, path: str, blocks: List[BlockCont
     """``syn(avgpool_k(x))`` as one synapse on ``x``: kernel ``k K``, stride ``k S``, padding ``k P``, weights
     ``W[y // k, x // k] / k^2`` (a Linear sees the pre-pool image, rows beyond ``k h`` weighted 0)."""
     ppath, p = pool
-    k = _pair(p.kernel_size)
-    s = _pair(p.stride) if p.stride is not None else k
-    if s != k or _pair(p.padding) != (0, 0) or p.ceil_mode:
+    k = pair(p.kernel_size)
+    s = pair(p.stride) if p.stride is not None else k
+    if s != k or pair(p.padding) != (0, 0) or p.ceil_mode:
         raise UnsupportedLayerError(f"{ppath}: only AvgPool2d with stride == kernel_size and no padding can be "
                                     f"composed into {path}; change the pool or use a sum-pool layer.")
     area = k[0] * k[1]
     with torch.no_grad():
         if isinstance(syn, nn.Conv2d):
-            if _pair(syn.dilation) != (1, 1) or isinstance(syn.padding, str):
+            if pair(syn.dilation) != (1, 1) or isinstance(syn.padding, str):
                 raise UnsupportedLayerError(f"{ppath}: AvgPool2d cannot be composed into the dilated or "
                                             f"string-padded Conv2d {path}.")
-            pad = _pair(syn.padding)
+            pad = pair(syn.padding)
             if pad != (0, 0):
                 h, w = _pool_input_hw(blocks, example_input, ppath, path)
                 if h % k[0] or w % k[1]:
@@ -361,15 +361,15 @@ def _conv_then_pool(conv: nn.Conv2d, pool: _Leaf, path: str, notes: List[str]) -
         from .translate import rule_for
 
         p = rule_for(p, ppath).normalize(p, ppath)
-    k = _pair(p.kernel_size)
-    s = _pair(p.stride) if p.stride is not None else k
+    k = pair(p.kernel_size)
+    s = pair(p.stride) if p.stride is not None else k
     if isinstance(p, nn.AvgPool2d):
-        if _pair(p.padding) != (0, 0) or p.ceil_mode:
+        if pair(p.padding) != (0, 0) or p.ceil_mode:
             raise UnsupportedLayerError(f"{ppath}: AvgPool2d with padding or ceil_mode cannot be composed into {path}")
         tap = 1.0 / (k[0] * k[1])
     else:
         tap = float(p.weight)
-    if _pair(conv.stride) != (1, 1) or _pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str):
+    if pair(conv.stride) != (1, 1) or pair(conv.dilation) != (1, 1) or isinstance(conv.padding, str):
         raise UnsupportedLayerError(
             f"{ppath}: a pool right after the strided or dilated Conv2d {path} has no single-layer Loihi form; "
             "put a neuron between them, or replace the pool by the conv's stride and retrain.")
@@ -432,5 +432,3 @@ def _neuron_notes(model: nn.Module) -> List[str]:
     return notes
 
 
-def _pair(v) -> Tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))

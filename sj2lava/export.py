@@ -18,7 +18,7 @@ from torch import nn
 from . import netfile, quant
 from .block import BlockContainer
 from .errors import ExportError
-from .spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape
+from .spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape, conv_out_shape
 from .translate import pool_tap
 
 __all__ = ["export", "to_spec", "load"]
@@ -112,12 +112,6 @@ def _neuron(i_decay: int, v_decay: int, v_th_mant: int) -> Neuron:
     return Neuron(np.asarray(i_decay), np.asarray(v_decay), np.asarray(v_th_mant))
 
 
-def _conv_out(in_shape: Shape, c_out: int, k, stride, padding, dilation) -> Shape:
-    return (c_out,) + tuple(
-        (in_shape[1 + d] + 2 * padding[d] - dilation[d] * (k[d] - 1) - 1) // stride[d] + 1 for d in range(2)
-    )
-
-
 def _need_image(shape: Shape, where: str) -> None:
     if len(shape) != 3:
         raise ExportError(f"export: {where} needs a (C, H, W) input but gets {shape}")
@@ -153,7 +147,7 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
         if shape[0] != syn.in_channels:
             raise ExportError(f"export: {where} takes {syn.in_channels} channels but gets {shape}")
         w = quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight).numpy()
-        out = _conv_out(shape, syn.out_channels, syn.kernel_size, syn.stride, syn.padding, syn.dilation)
+        out = conv_out_shape(shape, syn.out_channels, syn.kernel_size, syn.stride, syn.padding, syn.dilation)
         return Conv(shape, out, w, tuple(syn.stride), tuple(syn.padding), tuple(syn.dilation), syn.groups,
                     neuron, bias)
     if blk.kind == "dense":
@@ -169,7 +163,7 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
     tap = int(quant.weight_mant(torch.tensor(pool_tap(syn, scale))))
     k, s = syn.kernel_size, syn.stride
     w = np.full((shape[0], 1, *k), tap, dtype=np.int64)
-    return Conv(shape, _conv_out(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),
+    return Conv(shape, conv_out_shape(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),
                 shape[0], neuron, None)
 
 
@@ -213,7 +207,7 @@ def _lava_layer(blk: nn.Module, kind: str, shape: Shape, where: str, strict: boo
     pad, dil = tuple(syn.padding[:2]), tuple(syn.dilation[:2])
     if kind == "conv":
         w = w.reshape(w.shape[:4])
-        out = _conv_out(shape, w.shape[0], k, s, pad, dil)
+        out = conv_out_shape(shape, w.shape[0], k, s, pad, dil)
         return Conv(shape, out, w, s, pad, dil, int(syn.groups), neuron, bias)
     # lava-dl Pool: exact as a depthwise conv only where slayer neither pads nor crosses channels
     if s != k or pad != (0, 0) or dil != (1, 1) or shape[1] % k[0] or shape[2] % k[1]:
@@ -224,7 +218,7 @@ def _lava_layer(blk: nn.Module, kind: str, shape: Shape, where: str, strict: boo
         )
     taps = np.unique(w)
     w = np.full((shape[0], 1, *k), int(taps[0]), dtype=np.int64)
-    return Conv(shape, _conv_out(shape, shape[0], k, s, pad, dil), w, s, pad, dil, shape[0], neuron, None)
+    return Conv(shape, conv_out_shape(shape, shape[0], k, s, pad, dil), w, s, pad, dil, shape[0], neuron, None)
 
 
 # --------------------------------------------------------------------------- refusals

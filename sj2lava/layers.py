@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,8 +11,12 @@ from torch import nn
 _Pair = Union[int, Tuple[int, int]]
 
 
-def _pair(v: _Pair) -> Tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+def pair(v) -> Tuple[int, int]:
+    """``(h, w)`` from an int, a pair, or a one- or two-element array (as NIR stores them)."""
+    if isinstance(v, int):
+        return (v, v)
+    flat = [int(x) for x in np.asarray(v).reshape(-1)]
+    return (flat[0], flat[0]) if len(flat) == 1 else (flat[0], flat[1])
 
 
 class SumPool2d(nn.Module):
@@ -32,8 +37,8 @@ class SumPool2d(nn.Module):
     def __init__(self, kernel_size: _Pair, stride: Optional[_Pair] = None, weight: float = 1.0):
         super().__init__()
         self.weight = float(weight)
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride) if stride is not None else self.kernel_size
+        self.kernel_size = pair(kernel_size)
+        self.stride = pair(stride) if stride is not None else self.kernel_size
         if min(self.kernel_size) < 1 or min(self.stride) < 1:
             raise ValueError(
                 f"SumPool2d: kernel_size {self.kernel_size} and stride {self.stride} must be >= 1"

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from .errors import NetFileError
-from .spec import Conv, Dense, Flatten, NetSpec, Neuron, Shape
+from .spec import Conv, Dense, Flatten, NetSpec, Neuron, Shape, conv_out_shape
 
 PathLike = Union[str, os.PathLike]
 NOT_LOADABLE = {"pool", "average", "convT", "unpool", "concat"}
@@ -294,10 +294,7 @@ def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
         raise ctx.fail(f"a conv needs a (C, H, W) input, but the previous layer gives {in_shape}")
     if groups < 1 or in_shape[0] % groups or w.shape[1] * groups != in_shape[0]:
         raise ctx.fail(f"field 'weight' {w.shape} with groups={groups} does not take {in_shape[0]} input channels")
-    expect = tuple(
-        (in_shape[1 + d] + 2 * padding[d] - dilation[d] * (w.shape[2 + d] - 1) - 1) // stride[d] + 1
-        for d in range(2)
-    )
+    expect = conv_out_shape(in_shape, w.shape[0], w.shape[2:], stride, padding, dilation)[1:]
     if expect != out[1:]:
         raise ctx.fail(f"field 'shape' {out} does not follow from input {in_shape}, kernel {w.shape[2:]}, "
                        f"stride {stride}, padding {padding}, dilation {dilation} (expected H, W = {expect})")

@@ -24,7 +24,7 @@ from torch import nn
 
 from .block import BlockContainer
 from .errors import UnsupportedLayerError
-from .layers import SumPool2d
+from .layers import SumPool2d, pair
 from .neuron import CubaLIFNode
 from .spec import Conv, Flatten, NetSpec
 
@@ -119,8 +119,8 @@ def from_nir(graph_or_path, *, dt: float) -> nn.Sequential:
             w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
             if isinstance(node.padding, str):
                 raise UnsupportedLayerError(f"{where}: padding={node.padding!r} is not supported; use integers")
-            synapse = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=_pair(node.stride),
-                                padding=_pair(node.padding), dilation=_pair(node.dilation), groups=int(node.groups),
+            synapse = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=pair(node.stride),
+                                padding=pair(node.padding), dilation=pair(node.dilation), groups=int(node.groups),
                                 bias=node.bias is not None and np.any(np.asarray(node.bias) != 0))
             with torch.no_grad():
                 synapse.weight.copy_(w)
@@ -129,8 +129,8 @@ def from_nir(graph_or_path, *, dt: float) -> nn.Sequential:
         elif kind in ("SumPool2d", "AvgPool2d"):
             if np.any(np.asarray(node.padding) != 0):
                 raise UnsupportedLayerError(f"{where}: pooling with padding is not supported")
-            k = _pair(node.kernel_size)
-            synapse = SumPool2d(k, _pair(node.stride), weight=1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1]))
+            k = pair(node.kernel_size)
+            synapse = SumPool2d(k, pair(node.stride), weight=1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1]))
         elif kind == "Flatten":
             if int(node.start_dim) not in (0, 1) or int(node.end_dim) != -1:
                 raise UnsupportedLayerError(f"{where}: only a full flatten (start_dim 0 or 1, end_dim -1) is supported")
@@ -206,9 +206,6 @@ def _leak(v_leak, synapse: nn.Module, where: str):
     raise UnsupportedLayerError(f"{where}: v_leak has {a.size} values that do not fit the layer")
 
 
-def _pair(v) -> Tuple[int, int]:
-    a = np.asarray(v).reshape(-1)
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 # --------------------------------------------------------------------------- to NIR

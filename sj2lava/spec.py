@@ -90,6 +90,15 @@ class Flatten:
 Layer = Union[Conv, Dense, Flatten]
 
 
+def conv_out_shape(in_shape: Shape, c_out: int, kernel, stride, padding, dilation) -> Shape:
+    """``(C_out, H_out, W_out)`` of a convolution (PyTorch's and NetX's floor rule):
+    ``H_out = (H + 2 pH - dH (kH - 1) - 1) // sH + 1``."""
+    return (int(c_out),) + tuple(
+        (int(in_shape[1 + d]) + 2 * int(padding[d]) - int(dilation[d]) * (int(kernel[d]) - 1) - 1) // int(stride[d]) + 1
+        for d in range(2)
+    )
+
+
 def neurons_of(layer: Layer) -> int:
     return 0 if isinstance(layer, Flatten) else int(np.prod(layer.out_shape))
 

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from .spec import Conv, Dense, Flatten, NetSpec, Neuron
+from .spec import Conv, Dense, Flatten, NetSpec, Neuron, conv_out_shape
 
 
 def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
@@ -86,7 +86,7 @@ def random_spec(seed: int, max_layers: int = 4) -> NetSpec:
                 groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
                 c_out = groups * int(rng.integers(1, 4))
                 weight = _weights(rng, (c_out, c // groups, *k), dense=False)
-            out = tuple((shape[1 + d] + 2 * pad[d] - dil[d] * (k[d] - 1) - 1) // stride[d] + 1 for d in range(2))
+            out = conv_out_shape(shape, c_out, k, stride, pad, dil)[1:]
             if min(out) < 1:
                 continue
             out_shape = (c_out, *out)

@@ -21,7 +21,7 @@ from torch import nn
 from . import quant
 from ._deps import slayer as _slayer
 from .errors import UnsupportedLayerError
-from .layers import SumPool2d
+from .layers import SumPool2d, pair
 from .neuron import CubaLIFNode, copy_decays_to_lava, lava_neuron_params
 
 __all__ = [
@@ -65,6 +65,7 @@ def register(*types: type, names: Tuple[str, ...] = ()) -> Callable[[SynapseRule
     packages, matched without importing them)."""
 
     def add(rule: SynapseRule) -> SynapseRule:
+        _RESOLVED.clear()  # a new registration may be more specific than a cached MRO match
         for t in types:
             _RULES[t] = rule
         for n in names:
@@ -74,14 +75,19 @@ def register(*types: type, names: Tuple[str, ...] = ()) -> Callable[[SynapseRule
     return add
 
 
+_RESOLVED: Dict[type, SynapseRule] = {}  # per concrete type: every forward asks, the MRO walk runs once
+
+
 def rule_for(module: nn.Module, where: str) -> SynapseRule:
     """The rule for ``module``, or :class:`UnsupportedLayerError` naming it and the fix."""
+    rule = _RESOLVED.get(type(module))
+    if rule is not None:
+        return rule
     for t in type(module).__mro__:
-        if t in _RULES:
-            return _RULES[t]
-        name = f"{t.__module__}.{t.__qualname__}"
-        if name in _RULES_BY_NAME:
-            return _RULES_BY_NAME[name]
+        rule = _RULES.get(t) or _RULES_BY_NAME.get(f"{t.__module__}.{t.__qualname__}")
+        if rule is not None:
+            _RESOLVED[type(module)] = rule
+            return rule
     raise UnsupportedLayerError(f"{where}: {_unsupported_hint(module)}")
 
 
@@ -219,7 +225,7 @@ def _pool_to_lava(m: SumPool2d, neuron_kwargs: Optional[dict], delay_shift: bool
 
 
 def _avgpool_as_sumpool(m: nn.AvgPool2d, where: str) -> SumPool2d:
-    if _pair_of(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
+    if pair(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
         raise UnsupportedLayerError(
             f"{where}: AvgPool2d(padding={m.padding}, ceil_mode={m.ceil_mode}, "
             f"divisor_override={m.divisor_override}) is not supported; use padding=0, "
@@ -236,7 +242,7 @@ def _avgpool_as_sumpool(m: nn.AvgPool2d, where: str) -> SumPool2d:
 
 
 def _sj_sumpool_as_sumpool(m: nn.Module, where: str) -> SumPool2d:
-    if _pair_of(m.padding) != (0, 0) or _pair_of(m.dilation) != (1, 1):
+    if pair(m.padding) != (0, 0) or pair(m.dilation) != (1, 1):
         raise UnsupportedLayerError(
             f"{where}: lava_exchange.SumPool2d(padding={m.padding}, dilation={m.dilation}) is not "
             "supported; use padding=0 and dilation=1."
@@ -244,8 +250,6 @@ def _sj_sumpool_as_sumpool(m: nn.Module, where: str) -> SumPool2d:
     return SumPool2d(m.kernel_size, m.stride)
 
 
-def _pair_of(v) -> Tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 POOL = register(SumPool2d)(SynapseRule(kind="pool", forward=_pool_forward, to_lava=_pool_to_lava))
