@@ -1,8 +1,9 @@
 """Emulator vs Lava throughput on the seed MNIST conv net, measured in one run on the same machine.
 
 Lava's steady rate (time steps/s, batch 1) is taken from two runs of different length, so its ~3 s
-compile cancels out. The emulator's rate is sample-steps/s at batch 1 and 256, plus a full
-10,000-sample x 32-step evaluation. Peak memory is the emulator process's maximum resident set.
+compile cancels out. The emulator's rate (default backend: the event kernel on
+the CPU) is sample-steps/s at batch 1 and 256, the torch backend's at batch 256 for comparison, plus a
+full 10,000-sample x 32-step evaluation. Peak memory is the emulator process's maximum resident set.
 
     python benchmarks/bench_emulator.py [--samples 10000] [--steps 32]
 """
@@ -48,9 +49,13 @@ def emulator_part(path: str, samples: int, steps: int) -> dict:
     for _ in range(5):
         sj2lava.emulate(spec, x1)
     b1 = 5 * steps / (time.perf_counter() - t)
+    sj2lava.emulate(spec, x256[:, :2])  # warm up
     t = time.perf_counter()
     sj2lava.emulate(spec, x256)
     b256 = 256 * steps / (time.perf_counter() - t)
+    t = time.perf_counter()
+    sj2lava.emulate(spec, x256, backend="torch")
+    torch256 = 256 * steps / (time.perf_counter() - t)
     # the full evaluation: rate-coded random images, 256 at a time
     t = time.perf_counter()
     done = 0
@@ -60,7 +65,7 @@ def emulator_part(path: str, samples: int, steps: int) -> dict:
         done += n
     full = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    return dict(b1=b1, b256=b256, full=full, peak_mib=peak)
+    return dict(b1=b1, b256=b256, torch256=torch256, full=full, peak_mib=peak)
 
 
 def lava_rate(path: Path, steps: int) -> float:
@@ -97,6 +102,8 @@ def main(argv=None):
     print(f"  Lava Loihi2SimCfg(fixed_pt), batch 1: {lava:10,.1f} time steps/s (steady, compile excluded)")
     print(f"  emulator, batch 1:                    {emu['b1']:10,.0f} sample-steps/s   {emu['b1'] / lava:7,.0f}x Lava")
     print(f"  emulator, batch 256:                  {emu['b256']:10,.0f} sample-steps/s   {emu['b256'] / lava:7,.0f}x Lava")
+    print(f"  emulator torch backend, batch 256:    {emu['torch256']:10,.0f} sample-steps/s   "
+          f"{emu['torch256'] / lava:7,.0f}x Lava")
     print(f"  emulated evaluation of {args.samples:,} samples x {args.steps} steps: {emu['full']:.1f} s "
           f"(Lava would need ~{args.samples * args.steps / lava / 3600:.1f} h)")
     print(f"  emulator peak memory (process RSS): {emu['peak_mib']:,.0f} MiB")

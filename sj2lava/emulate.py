@@ -11,10 +11,13 @@ Per time step ``t`` (from 1) and per layer, exactly in Lava's order and integer 
     v = clip(rs0(v (4096 - vDecay), 12) + u + (bias << 6), +-(2^23 - 1))
     s = v > (vThMant << 6);  v[s] = 0
 
-with ``rs0(x, 12) = sign(x) (|x| >> 12)``, ``a_in`` the sum of the layer's synapses (``dense_rec``
-adds ``W_rec`` times the layer's own spikes of the previous step). The state path is int64; synaptic
-sums use float32 (or float64) matrix/conv kernels only where every sum is provably below 2^24 (2^53),
-so they are exact, and are converted to integers before they touch the state.
+with ``rs0(x, 12) = sign(x) (|x| >> 12)`` (:func:`sj2lava.quant.rs0`), ``a_in`` the sum of the
+layer's synapses (``dense_rec`` adds ``W_rec`` times the layer's own spikes of the previous step).
+
+Backends: ``'events'`` (:mod:`sj2lava.emulate_events`, a C kernel driven by spikes, CPU) and
+``'torch'`` (torch ops, CPU or GPU; its synaptic sums use float32 (or float64) matrix/conv kernels only
+where every sum is provably below 2^24 (2^53), so they are exact, and become integers before they touch
+the state). Both read the same backend-neutral :class:`_Layer` list made by :func:`_compile`.
 """
 from __future__ import annotations
 
@@ -80,10 +83,11 @@ def lava_dense_weights(w: np.ndarray, num_weight_bits: int) -> np.ndarray:
 # --------------------------------------------------------------------------- compiled layers
 @dataclass
 class _Lif:
-    keep_u: torch.Tensor  # 4096 - iDecay
-    keep_v: torch.Tensor
-    bias: Optional[torch.Tensor]  # bias_mant << 6, broadcast to one sample
-    vth: torch.Tensor  # vThMant << 6
+    """Per-neuron integer parameters (numpy, broadcastable to the layer's ``out_shape``)."""
+    keep_u: np.ndarray  # 4096 - iDecay
+    keep_v: np.ndarray
+    bias: Optional[np.ndarray]  # bias_mant << 6
+    vth: np.ndarray  # vThMant << 6
     u_decays: bool
     u_leaks_fully: bool  # iDecay == 4096: u is this step's input
     v_decays: bool
@@ -92,63 +96,62 @@ class _Lif:
 
 @dataclass
 class _Layer:
-    kind: str
+    """One layer of the net in the emulator's terms, backend-neutral (numpy integers)."""
+    kind: str  # 'conv', 'dense' or 'flatten'
+    in_shape: Tuple[int, ...]
     out_shape: Tuple[int, ...]
-    weight: Optional[torch.Tensor] = None  # float kernel/matrix holding exact integers
+    weight: Optional[np.ndarray] = None  # conv: [Co, Ci/g, kh, kw]; dense: Lava's weights [out, in]
     shift: int = 0  # dense: arithmetic right shift after the sum (Lava's weight exponent)
-    rec_weight: Optional[torch.Tensor] = None
+    rec_weight: Optional[np.ndarray] = None
     conv: Optional[dict] = None
     lif: Optional[_Lif] = None
     may_wrap: bool = True  # conv: can a sum leave Lava's 24-bit a_buf?
+    bound: float = 0.0  # the largest |sum| of one step's synaptic input (before the shift)
 
 
-def _kernel_dtype(w: np.ndarray) -> torch.dtype:
-    # every |sum| <= sum|w| over a row; float32 holds integers exactly below 2^24
-    bound = np.abs(w).reshape(w.shape[0], -1).sum(1).max() if w.size else 0
-    return torch.float32 if bound < (1 << 24) else torch.float64
-
-
-def _per_neuron(a: np.ndarray, shape: Tuple[int, ...], what: str, device) -> torch.Tensor:
+def _per_neuron(a: np.ndarray, shape: Tuple[int, ...], what: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.int64)  # int64: decay products need 36 bits
     if a.size == 1:
-        return torch.tensor(int(a.reshape(-1)[0]), dtype=torch.int64, device=device)
+        return a.reshape(())
     if a.size == int(np.prod(shape)):
-        return torch.as_tensor(a.reshape(shape), device=device)
+        return a.reshape(shape)
     if len(shape) == 3 and a.size == shape[0]:
-        return torch.as_tensor(a.reshape(-1, 1, 1), device=device)
+        return a.reshape(-1, 1, 1)
     raise NetFileError(f"emulate: {what} has {a.size} values for a layer of shape {shape}")
 
 
-def _lif(layer, max_input: float, device) -> _Lif:
+def _lif(layer, max_input: float) -> _Lif:
     n, shape = layer.neuron, layer.out_shape
-    i_decay = _per_neuron(n.i_decay, shape, "iDecay", device)
-    v_decay = _per_neuron(n.v_decay, shape, "vDecay", device)
-    bias = None if layer.bias is None else _per_neuron(layer.bias, shape, "bias", device) << quant.BIAS_EXP
+    i_decay = _per_neuron(n.i_decay, shape, "iDecay")
+    v_decay = _per_neuron(n.v_decay, shape, "vDecay")
     min_di = int(i_decay.min())
     u_bound = max_input * 64 * (quant.P_SCALE / min_di if min_di else float("inf"))
     return _Lif(
         keep_u=quant.P_SCALE - i_decay, keep_v=quant.P_SCALE - v_decay,
-        bias=None if bias is None else bias.to(torch.int32),
-        vth=(_per_neuron(n.v_th_mant, shape, "vThMant", device) << 6).to(torch.int32),
+        bias=None if layer.bias is None else _per_neuron(layer.bias, shape, "bias") << quant.BIAS_EXP,
+        vth=_per_neuron(n.v_th_mant, shape, "vThMant") << 6,
         u_decays=bool((i_decay != 0).any()), u_leaks_fully=bool((i_decay == quant.P_SCALE).all()),
         v_decays=bool((v_decay != 0).any()), u_may_wrap=u_bound >= _HALF,
     )
 
 
-def _compile(spec: NetSpec, device) -> List[_Layer]:
+def _row_bound(w: np.ndarray) -> float:
+    return float(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0.0
+
+
+def _compile(spec: NetSpec) -> List[_Layer]:
     out = []
     for layer in spec.layers:
         if isinstance(layer, Flatten):
-            out.append(_Layer("flatten", layer.out_shape))
+            out.append(_Layer("flatten", tuple(layer.in_shape), tuple(layer.out_shape)))
             continue
         if isinstance(layer, Conv):
-            w = layer.weight
-            bound = float(np.abs(w).reshape(w.shape[0], -1).sum(1).max())
-            out.append(_Layer("conv", layer.out_shape,
-                              weight=torch.as_tensor(w, dtype=_kernel_dtype(w), device=device),
+            w = np.asarray(layer.weight, dtype=np.int64)
+            bound = _row_bound(w)
+            out.append(_Layer("conv", tuple(layer.in_shape), tuple(layer.out_shape), weight=w,
                               conv=dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                                         groups=layer.groups),
-                              lif=_lif(layer, bound, device), may_wrap=bound >= _HALF))
+                              lif=_lif(layer, bound), may_wrap=bound >= _HALF, bound=bound))
             continue
         assert isinstance(layer, Dense)
         w = layer.weight
@@ -160,30 +163,51 @@ def _compile(spec: NetSpec, device) -> List[_Layer]:
         w_in = lava_dense_weights(scaled[:, :w.shape[1]], bits)
         w_rec = None if layer.weight_rec is None else lava_dense_weights(scaled[:, w.shape[1]:], bits)
         kernel = w_in if w_rec is None else np.hstack([w_in, w_rec])
-        dt = _kernel_dtype(kernel)
-        max_in = float(np.abs(kernel).sum(1).max()) / (1 << -exp)
-        out.append(_Layer("dense", layer.out_shape, weight=torch.as_tensor(w_in, dtype=dt, device=device),
-                          shift=-exp,
-                          rec_weight=None if w_rec is None else torch.as_tensor(w_rec, dtype=dt, device=device),
-                          lif=_lif(layer, max_in, device)))
+        bound = _row_bound(kernel)
+        out.append(_Layer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=-exp,
+                          rec_weight=w_rec, lif=_lif(layer, bound / 2**-exp), bound=bound))
     return out
 
 
-# --------------------------------------------------------------------------- the step
-def _rs0(x: torch.Tensor) -> torch.Tensor:
-    """``sign(x) (|x| >> 12)`` for int64: an arithmetic shift rounds down, so add 4095 to negatives."""
-    return (x + ((x >> 63) & (quant.P_SCALE - 1))) >> quant.DECAY_BITS
+# --------------------------------------------------------------------------- torch backend
+def _kernel_dtype(bound: float) -> torch.dtype:
+    # float32 holds integers exactly below 2^24, float64 below 2^53; every |sum| <= bound
+    return torch.float32 if bound < (1 << 24) else torch.float64
 
 
-def _synapse(layer: _Layer, s: torch.Tensor) -> torch.Tensor:
+@dataclass
+class _TorchLayer:
+    layer: _Layer
+    weight: Optional[torch.Tensor] = None  # float kernel/matrix holding exact integers
+    rec_weight: Optional[torch.Tensor] = None
+    lif: Optional[Dict[str, torch.Tensor]] = None
+
+
+def _to_torch(layers: List[_Layer], device) -> List[_TorchLayer]:
+    out = []
+    for l in layers:
+        if l.kind == "flatten":
+            out.append(_TorchLayer(l))
+            continue
+        dt = _kernel_dtype(l.bound)
+        as_t = lambda a, dtype=torch.int64: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        out.append(_TorchLayer(
+            l, weight=as_t(l.weight, dt), rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt),
+            lif=dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
+                     bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))))
+    return out
+
+
+def _synapse(tl: _TorchLayer, s: torch.Tensor) -> torch.Tensor:
     """This step's synaptic sums for input spikes ``s`` [B, *in] (bool or float) -> int32 [B, *out]."""
-    if layer.kind == "conv":
-        a = F.conv2d(s.to(layer.weight.dtype), layer.weight, None, **layer.conv).to(torch.int32)
-        if layer.may_wrap:  # Lava Conv: signed 24-bit wrap of the sum
+    l = tl.layer
+    if l.kind == "conv":
+        a = F.conv2d(s.to(tl.weight.dtype), tl.weight, None, **l.conv).to(torch.int32)
+        if l.may_wrap:  # Lava Conv: signed 24-bit wrap of the sum
             a = ((a + _HALF) % _FULL) - _HALF
         return a
-    a = (s.reshape(s.shape[0], -1).to(layer.weight.dtype) @ layer.weight.T).to(torch.int64)
-    return _exp_shift(a, layer.shift).to(torch.int32)
+    a = (s.reshape(s.shape[0], -1).to(tl.weight.dtype) @ tl.weight.T).to(torch.int64)
+    return _exp_shift(a, l.shift).to(torch.int32)
 
 
 def _exp_shift(a: torch.Tensor, shift: int) -> torch.Tensor:
@@ -193,56 +217,57 @@ def _exp_shift(a: torch.Tensor, shift: int) -> torch.Tensor:
 
 def _decay(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Lava's ``int32(sign(x * keep) * (|x * keep| >> 12))``, the product in int64."""
-    return _rs0(x.to(torch.int64) * keep).to(torch.int32)
+    return quant.rs0(x.to(torch.int64) * keep).to(torch.int32)
 
 
-def _neuron_step(lif: _Lif, a: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
     """One LIF step on int32 state, as PyLifModelBitAcc computes it (int32 registers, int64 products)."""
+    lif, p = tl.layer.lif, tl.lif
     x = a << 6
     if lif.u_leaks_fully:
         u = x
     elif lif.u_decays:
-        u = _decay(u, lif.keep_u).add_(x)
+        u = _decay(u, p["keep_u"]).add_(x)
     else:
         u = u + x
     if lif.u_may_wrap:
-        wrapped = torch.where(u > _HALF, u - _FULL, u)
-        u = torch.where(wrapped <= -_HALF, u + _FULL, wrapped)
-    v = _decay(v, lif.keep_v).add_(u) if lif.v_decays else v + u
-    if lif.bias is not None:
-        v.add_(lif.bias)
-    v.clamp_(-(_HALF - 1), _HALF - 1)
-    s = v > lif.vth
+        u = quant.lava_wrap(u).to(torch.int32)
+    v = _decay(v, p["keep_v"]).add_(u) if lif.v_decays else v + u
+    if p["bias"] is not None:
+        v.add_(p["bias"])
+    v = quant.clip_state(v)
+    s = v > p["vth"]
     return s, u, v.masked_fill_(s, 0)
 
 
-def _run(layers: List[_Layer], x: torch.Tensor, record: Sequence[str]) -> Dict[str, List[torch.Tensor]]:
+def _run_torch(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str]) -> Dict[str, List]:
     """Time-major, as Lava steps: every layer advances one step before the next step starts."""
     steps, batch = x.shape[0], x.shape[1]
     dev = x.device
-    syn = [l for l in layers if l.kind != "flatten"]
-    zeros = lambda l, dt: torch.zeros((batch, *l.out_shape), dtype=dt, device=dev)  # noqa: E731
-    state = [dict(a=zeros(l, torch.int32), u=zeros(l, torch.int32), v=zeros(l, torch.int32),
-                  s=zeros(l, torch.bool)) for l in syn]
+    syn = [tl for tl in layers if tl.layer.kind != "flatten"]
+    zeros = lambda tl, dt: torch.zeros((batch, *tl.layer.out_shape), dtype=dt, device=dev)  # noqa: E731
+    state = [dict(a=zeros(tl, torch.int32), u=zeros(tl, torch.int32), v=zeros(tl, torch.int32),
+                  s=zeros(tl, torch.bool)) for tl in syn]
     every_layer = any(k in record for k in ("layer_spikes", "voltage", "current"))
     keys = ["spikes"] + [k for k in ("voltage", "current") if k in record]
-    rec = {k: [torch.empty((steps, batch, *l.out_shape), dtype=torch.bool if k == "spikes" else torch.int32,
-                           device=dev) if (every_layer or j == len(syn) - 1) else None
-               for j, l in enumerate(syn)] for k in keys}
+    rec = {k: [torch.empty((steps, batch, *tl.layer.out_shape),
+                           dtype=torch.bool if k == "spikes" else torch.int32, device=dev)
+               if (every_layer or j == len(syn) - 1) else None
+               for j, tl in enumerate(syn)] for k in keys}
     for t in range(steps):
         s_in = x[t]
         k = 0
-        for layer in layers:
-            if layer.kind == "flatten":
+        for tl in layers:
+            if tl.layer.kind == "flatten":
                 s_in = s_in.reshape(batch, -1)
                 continue
             st = state[k]
             a_now = st["a"]
-            if layer.rec_weight is not None:  # its own spikes of step t-1, through W_rec
-                r = (st["s"].reshape(batch, -1).to(layer.rec_weight.dtype) @ layer.rec_weight.T).to(torch.int64)
-                a_now = a_now + _exp_shift(r, layer.shift).to(torch.int32)
-            st["a"] = _synapse(layer, s_in)
-            s, st["u"], st["v"] = _neuron_step(layer.lif, a_now, st["u"], st["v"])
+            if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
+                r = (st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T).to(torch.int64)
+                a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
+            st["a"] = _synapse(tl, s_in)
+            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
             st["s"] = s
             if rec["spikes"][k] is not None:
                 rec["spikes"][k][t] = s
@@ -252,23 +277,103 @@ def _run(layers: List[_Layer], x: torch.Tensor, record: Sequence[str]) -> Dict[s
                     rec["current"][k][t] = st["u"]
             s_in = s
             k += 1
-    return rec
+    return {key: [None if r is None else r.cpu() for r in value] for key, value in rec.items()}
+
+
+# --------------------------------------------------------------------------- event backend (Numba)
+def _channels_last(shape: Tuple[int, ...]) -> np.ndarray:
+    """For a (C, H, W) layer stored as [H, W, C]: the (C, H, W) flat index of each stored position."""
+    if len(shape) != 3:
+        return np.arange(int(np.prod(shape)))
+    return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).ravel()
+
+
+def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...]) -> Optional[list]:
+    """The layers as event-kernel layers, or None when an int32 register of the kernel could overflow:
+    a sum of 2^31 or more, or a dense layer whose shifted sum may reach 2^24 (64 times that, the
+    current it adds, must stay an int32); only the torch backend's int64 holds those exactly."""
+    from . import emulate_events as ev
+
+    out = []
+    stored = _channels_last(input_shape)  # the flat (C, H, W) index of each stored input position
+    for l in layers:
+        if l.kind == "flatten":  # a view: the stored order is unchanged
+            continue
+        order = _channels_last(l.out_shape)
+        flat = lambda a: np.broadcast_to(a, l.out_shape).ravel()[order]  # noqa: E731
+        lif = l.lif
+        params = dict(keep_u=flat(lif.keep_u), keep_v=flat(lif.keep_v), vth=flat(lif.vth),
+                      bias=None if lif.bias is None else flat(lif.bias),
+                      u_mode=2 if lif.u_leaks_fully else int(lif.u_decays), v_decays=lif.v_decays,
+                      u_may_wrap=lif.u_may_wrap)
+        if l.bound >= 2**31 or (l.kind == "dense" and l.bound / 2**l.shift >= 2**24):
+            return None
+        if l.kind == "conv":
+            co, cig, kh, kw = l.weight.shape
+            c = l.conv
+            fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), c["stride"],
+                               c["padding"], c["dilation"], co)
+            w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
+            table = None if c["groups"] != 1 else ev.nibble_table(
+                tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, c["stride"], c["padding"], c["dilation"])
+            out.append(ev.Layer(len(stored), fan, w, c["groups"], 0, l.may_wrap, None, params, table))
+        else:  # dense: one position; its input columns follow the stored order of what feeds it
+            fan = (np.array([0, 1]), np.zeros(1), np.zeros(1))
+            w_rec = None if l.rec_weight is None else l.rec_weight.T
+            out.append(ev.Layer(len(stored), fan, l.weight[:, stored].T[None], 1, l.shift, False, w_rec, params))
+        stored = order
+    return out
+
+
+def _run_events(layers: list, order: List[Tuple[np.ndarray, Tuple[int, ...]]], x: torch.Tensor,
+                record: Sequence[str]) -> Dict[str, List]:
+    from . import emulate_events as ev
+
+    steps, batch = x.shape[0], x.shape[1]
+    every = any(k in record for k in ("layer_spikes", "voltage", "current"))
+    state = "voltage" in record or "current" in record
+    last = len(layers) - 1
+    s = x.to(torch.uint8).reshape(steps, batch, -1).numpy()
+    first = _channels_last(tuple(x.shape[2:]))
+    if not np.array_equal(first, np.arange(first.size)):  # [T, B, *in] -> [T, B, stored order]
+        s = s[:, :, first]
+    out = ev.run(layers, s, [every or j == last for j in range(len(layers))],
+                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads())
+
+    def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
+        if a is None:  # [T, B, stored] -> [T, B, *out_shape]
+            return None
+        stored, shape = order[j]
+        if not np.array_equal(stored, np.arange(stored.size)):
+            back = np.empty_like(a)
+            back[:, :, stored] = a
+            a = back
+        return torch.from_numpy(a.reshape(steps, batch, *shape))
+
+    rec = {"spikes": [None if o[0] is None else logical(o[0], j).bool() for j, o in enumerate(out)],
+           "current": [logical(o[1], j) for j, o in enumerate(out)],
+           "voltage": [logical(o[2], j) for j, o in enumerate(out)]}
+    return {k: v for k, v in rec.items() if k == "spikes" or k in record}
 
 
 def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout: str = "TNX",
             batch_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
-            record: Sequence[str] = ("spikes",)) -> Union[torch.Tensor, Dict[str, object]]:
+            record: Sequence[str] = ("spikes",), backend: str = "auto") -> Union[torch.Tensor, Dict[str, object]]:
     """Run a NetX ``.net`` file (or a :class:`NetSpec`) exactly as Lava's fixed-point simulation would.
 
     Args:
         path_or_spec: a ``.net`` path (anything :func:`sj2lava.load` accepts) or a loaded spec.
         x: binary input spikes ``[T, N, *input_shape]`` (``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``).
-        batch_size: samples per chunk (default: all at once).
+        batch_size: samples per chunk (default: all at once for ``'torch'``, 256 for ``'events'``).
         device: ``'cpu'`` or ``'cuda'``.
         record: ``('spikes',)`` returns the output spikes; adding ``'layer_spikes'``, ``'voltage'``
             and/or ``'current'`` returns a dict with ``'spikes'`` (output) and per synaptic layer lists
             ``'layer_spikes'``, ``'voltage'``, ``'current'`` (``v`` after reset and ``u``, int32 state
             units: 4096 = 1.0).
+        backend: ``'events'`` (CPU, an event-driven C kernel built on first use: the fast one),
+            ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
+            is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
+            integers.
 
     Every sample starts from zero state, as ``run_lava`` resets between samples. Bad input (wrong
     shape, non-binary spikes, NaN) raises ``ValueError`` before any work.
@@ -278,17 +383,28 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
     if unknown:
         raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current'; got "
                          f"{sorted(unknown)}")
-    x = prepare_input(spec, x, layout, "emulate")
     dev = torch.device(device)
-    layers = _compile(spec, dev)
+    backend = _pick_backend(backend, dev)
+    x = prepare_input(spec, x, layout, "emulate")
+    layers = _compile(spec)
     n = x.shape[1]
-    size = n if batch_size is None else max(1, int(batch_size))
+    prepared = _event_layers(layers, tuple(spec.input_shape)) if backend != "torch" else None
+    if backend == "events" and prepared is None:
+        raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
+                         "only backend='torch' computes exactly")
+    if prepared is not None:
+        order = [(_channels_last(l.out_shape), l.out_shape) for l in layers if l.kind != "flatten"]
+        run = lambda chunk: _run_events(prepared, order, chunk, record)  # noqa: E731
+        size = 256 if batch_size is None else max(1, int(batch_size))
+    else:
+        prepared_t = _to_torch(layers, dev)
+        run = lambda chunk: _run_torch(prepared_t, chunk.to(dev), record)  # noqa: E731
+        size = n if batch_size is None else max(1, int(batch_size))
     parts: Dict[str, List[List[torch.Tensor]]] = {}
     for i in range(0, n, size):
-        rec = _run(layers, x[:, i:i + size].to(dev), record)
-        for key, tensors in rec.items():
+        for key, tensors in run(x[:, i:i + size]).items():
             parts.setdefault(key, []).append(tensors)
-    merged = {k: [None if v[0][j] is None else torch.cat([p[j] for p in v], 1).cpu() for j in range(len(v[0]))]
+    merged = {k: [None if v[0][j] is None else torch.cat([p[j] for p in v], 1) for j in range(len(v[0]))]
               for k, v in parts.items()}
     out_spikes = merged["spikes"][-1].float().reshape(x.shape[0], n, *spec.output_shape)
     out_spikes = out_spikes if layout == "TNX" else TNX_to_NXT(out_spikes)
@@ -299,3 +415,19 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
         if key in merged:
             result[key] = merged[key]
     return result
+
+
+def _pick_backend(backend: str, device: torch.device) -> str:
+    from . import emulate_events
+
+    if backend not in ("auto", "events", "torch"):
+        raise ValueError(f"emulate: backend must be 'auto', 'events' or 'torch', got {backend!r}")
+    if backend == "auto":  # 'auto' still falls back to torch for a net the kernel cannot hold exactly
+        return "auto" if device.type == "cpu" and emulate_events.available() else "torch"
+    if backend == "events":
+        if device.type != "cpu":
+            raise ValueError(f"emulate: the 'events' backend runs on the CPU; use backend='torch' for {device}")
+        if not emulate_events.available():
+            raise RuntimeError(f"emulate: the 'events' backend could not build its C kernel "
+                               f"({emulate_events.unavailable_reason()}); use backend='torch'")
+    return backend

@@ -137,14 +137,27 @@ def decay_step(x: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
     if x.dtype.is_floating_point:
         keep = (P_SCALE - decay.to(x.dtype)) / P_SCALE  # k/4096: exact in float64
         return torch.trunc(x * keep)
-    prod = x * (P_SCALE - decay.to(x.dtype))
-    return torch.sign(prod) * (prod.abs() >> DECAY_BITS)
+    return rs0(x * (P_SCALE - decay.to(x.dtype)))
 
 
-def wrap_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:
-    """Two's-complement wrap of an int64 tensor to ``bits`` signed bits (Lava's ``u`` register)."""
-    half = 1 << (bits - 1)
-    return ((x + half) % (1 << bits)) - half
+def rs0(x, bits: int = DECAY_BITS):
+    """``sign(x) * (|x| >> bits)``: Loihi's right shift that rounds toward zero, on 64-bit integers.
+
+    Integer operators only, so that this one definition serves torch int64 tensors, numpy int64
+    arrays and Numba-compiled scalars (the emulator's event kernels): an arithmetic shift rounds
+    down, so negatives first get ``2**bits - 1`` added.
+    """
+    return (x + ((x >> 63) & ((1 << bits) - 1))) >> bits
+
+
+def lava_wrap(u):
+    """Lava's wrap of the current register into ``(-2**23, 2**23]`` (``PyLifModelBitAcc``): one period
+    ``2**24`` is subtracted above ``2**23`` or added at or below ``-2**23``; ``2**23`` itself is kept.
+
+    Operators only (torch, numpy, Numba scalars alike); on torch tensors the result is int64.
+    """
+    half, full = 1 << (STATE_BITS - 1), 1 << STATE_BITS
+    return u - (u > half) * full + (u <= -half) * full
 
 
 def clip_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:

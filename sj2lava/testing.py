@@ -56,8 +56,12 @@ def _bias(rng: np.random.Generator, n: int, weight: np.ndarray) -> Optional[np.n
     return rng.integers(-60, 60, n).astype(np.int64) * int(rng.choice([1, 1, 8]))
 
 
-def random_spec(seed: int, max_layers: int = 4) -> NetSpec:
-    """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``."""
+def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0) -> NetSpec:
+    """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``.
+
+    ``wide``: the chance that a convolution has 16 or 32 output channels and no groups (the shape
+    the emulator's event kernel sums by table); 0 keeps the nets of earlier versions seed for seed.
+    """
     rng = np.random.default_rng(seed)
     if rng.random() < 0.6:
         shape: Tuple[int, ...] = (int(rng.integers(1, 4)), int(rng.integers(4, 11)), int(rng.integers(4, 11)))
@@ -85,6 +89,8 @@ def random_spec(seed: int, max_layers: int = 4) -> NetSpec:
                 dil = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
                 groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
                 c_out = groups * int(rng.integers(1, 4))
+                if wide and rng.random() < wide:
+                    groups, c_out = 1, int(rng.choice([16, 32]))
                 weight = _weights(rng, (c_out, c // groups, *k), dense=False)
             out = conv_out_shape(shape, c_out, k, stride, pad, dil)[1:]
             if min(out) < 1:

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from sj2lava import quant
@@ -34,9 +35,19 @@ def test_decay_step_rounds_toward_zero_in_int_and_float():
 
 
 def test_wrap_and_clip():
-    x = torch.tensor([2**23, -2**23 - 1, 5], dtype=torch.int64)
-    assert quant.wrap_state(x).tolist() == [-2**23, 2**23 - 1, 5]
-    assert quant.clip_state(x).tolist() == [2**23 - 1, -(2**23 - 1), 5]
+    x = torch.tensor([2**23 + 1, 2**23, -2**23, -2**23 - 1, 5], dtype=torch.int64)
+    # Lava keeps u in (-2^23, 2^23]: 2^23 stays, -2^23 becomes 2^23
+    assert quant.lava_wrap(x).tolist() == [-2**23 + 1, 2**23, 2**23, 2**23 - 1, 5]
+    assert quant.clip_state(x).tolist() == [2**23 - 1, 2**23 - 1, -(2**23 - 1), -(2**23 - 1), 5]
+
+
+def test_integer_rules_are_the_same_on_tensors_arrays_and_python_ints():
+    x = [-2**40 - 1, -8193, -4097, -4096, -1, 0, 1, 4095, 4096, 2**40 + 4097, 2**23, -2**23, 3 * 2**22]
+    rs0 = [int(v / 4096) for v in x]  # Python int() truncates toward zero
+    for wrap in (torch.tensor(x), np.array(x, dtype=np.int64)):
+        assert quant.rs0(wrap).tolist() == rs0
+        assert quant.lava_wrap(wrap).tolist() == [quant.lava_wrap(v) for v in x]
+    assert [quant.rs0(v) for v in x] == rs0
 
 
 def test_bias_grid():

@@ -1,0 +1,246 @@
+"""The emulator's event-driven CPU backend: the integer step of :mod:`sj2lava.emulate`, driven by spikes
+instead of dense convolutions, in a small C kernel (``emulate_events.c``) compiled on first use.
+
+Why events: spikes are binary and sparse (10-20 % of neurons fire in a step), so a layer's synaptic
+sum is the sum of the weight rows of the inputs that spiked. Every synaptic layer is one kind of
+operation here, a *fan-out table*: input position ``p`` reaches the output rows
+``fan_out[fan_start[p]:fan_start[p+1]]`` through taps ``fan_tap[...]``, and a spike of channel ``c``
+at ``p`` adds ``w[tap, c, :]`` (a row of output channels) at each of them. A dense layer is the table
+with one position; a convolution's table holds its stride, padding and dilation, so the hot loop has
+no geometry in it. State is channels-last (``[H, W, C]`` flattened) so those rows are contiguous.
+
+Samples are independent, so a batch is split over threads (the kernel runs without the GIL), and in
+each thread the layers run one after another over all time steps (layer-major), which is exact
+because a layer's input at step ``t`` is the previous layer's spikes at ``t``: the one-step synaptic
+delay lives inside each layer.
+
+The kernel is built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into
+``$SJ2LAVA_CACHE`` (default ``~/.cache/sj2lava``), once per source version and CPU. Without a
+compiler, :func:`available` is False and ``emulate(backend='auto')`` uses the torch backend.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["available", "fan_table", "Layer", "run"]
+
+_log = logging.getLogger("sj2lava")
+_SOURCE = Path(__file__).with_name("emulate_events.c")
+_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
+_lib: Optional[ctypes.CDLL] = None
+_failed: Optional[str] = None
+_lock = threading.Lock()
+
+
+def _cpu_tag() -> str:
+    """What ``-march=native`` depends on, so that a cache shared between machines stays correct."""
+    try:
+        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return platform.machine() + flags
+
+
+def _compiler() -> Optional[str]:
+    for name in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")):
+        if shutil.which(name):
+            return name
+    return None
+
+
+def _build() -> ctypes.CDLL:
+    src = _SOURCE.read_bytes()
+    key = hashlib.sha256(src + " ".join(_FLAGS).encode() + _cpu_tag().encode() + sys.platform.encode())
+    cache = Path(os.environ.get("SJ2LAVA_CACHE", Path.home() / ".cache" / "sj2lava"))
+    lib = cache / f"emulate_events-{key.hexdigest()[:16]}.so"
+    if not lib.exists():
+        cc = _compiler()
+        if cc is None:
+            raise RuntimeError("no C compiler found (set $CC)")
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError:  # a read-only home: build in this user's temporary folder instead
+            cache = Path(tempfile.gettempdir()) / f"sj2lava-{os.getuid() if hasattr(os, 'getuid') else 0}"
+            cache.mkdir(parents=True, exist_ok=True)
+            lib = cache / lib.name
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
+        os.close(fd)
+        try:  # compile beside the target, then rename: a half-written library is never loaded
+            out = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"{cc} failed: {out.stderr.strip()[-500:]}")
+            os.replace(tmp, lib)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    dll = ctypes.CDLL(str(lib))
+    dll.sj2lava_run.restype = ctypes.c_int
+    return dll
+
+
+def _library() -> Optional[ctypes.CDLL]:
+    global _lib, _failed
+    with _lock:
+        if _lib is None and _failed is None:
+            try:
+                _lib = _build()
+            except (OSError, RuntimeError) as e:
+                _failed = str(e)
+                _log.info("emulate: event kernel unavailable (%s); using the torch backend", e)
+    return _lib
+
+
+def available() -> bool:
+    """True when the event kernel is built (or can be built now) on this machine."""
+    return _library() is not None
+
+
+def unavailable_reason() -> str:
+    return _failed or ""
+
+
+def fan_table(in_hw: Tuple[int, int], out_hw: Tuple[int, int], kernel: Tuple[int, int],
+              stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int],
+              channels: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fan-out of a 2-D convolution: for input position ``p = iy * W + ix`` the entries
+    ``fan_start[p] .. fan_start[p+1]`` list the output positions ``oy * Wo + ox`` it reaches (times
+    ``channels``: the offset of that position's channel row) and the tap ``ky * kw + kx`` that carries
+    it, where ``iy = oy * sy - py + ky * dy`` (and likewise x)."""
+    (h, w), (ho, wo), (kh, kw) = in_hw, out_hw, kernel
+    oy, ox, ky, kx = np.meshgrid(np.arange(ho), np.arange(wo), np.arange(kh), np.arange(kw), indexing="ij")
+    iy = oy * stride[0] - padding[0] + ky * dilation[0]
+    ix = ox * stride[1] - padding[1] + kx * dilation[1]
+    ok = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    p = (iy * w + ix)[ok]
+    order = np.argsort(p, kind="stable")
+    start = np.zeros(h * w + 1, dtype=np.int32)
+    np.cumsum(np.bincount(p, minlength=h * w), out=start[1:])
+    out = ((oy * wo + ox) * channels)[ok][order]
+    return start, out.astype(np.int32), (ky * kw + kx)[ok][order].astype(np.int32)
+
+
+def nibble_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.ndarray,
+                 stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int],
+                 max_bytes: int = 1 << 19) -> Optional[Tuple[np.ndarray, np.ndarray, int]]:
+    """The table path of a convolution without groups (``w`` ``[Co, Ci, kh, kw]``), or None where it
+    does not fit (``Co`` not a multiple of 16, or a table over ``max_bytes``).
+
+    The ``(tap, channel)`` pairs of an output position are taken four at a time; ``lut[g, nib]`` is
+    the sum of the weight rows of the pairs of group ``g`` whose bit is set in ``nib`` (16 values),
+    and ``nib_at[o, g]`` the input byte offsets of those pairs at output position ``o``: one offset of
+    four adjacent channel bytes when ``Ci % 4 == 0`` (``nib_bytes = 1``), else four offsets. An
+    offset of ``n_in`` (zero bytes) stands for padding and for the pairs that fill the last group.
+    """
+    co, ci, kh, kw = w.shape
+    (c, h, wd), (ho, wo) = in_chw, out_hw
+    n_in = c * h * wd
+    aligned = ci % 4 == 0
+    k = kh * kw * ci
+    n_nib = -(-k // 4)
+    if co % 16 or n_nib * 16 * co * 4 > max_bytes:
+        return None
+    oy, ox, ky, kx = np.meshgrid(np.arange(ho), np.arange(wo), np.arange(kh), np.arange(kw), indexing="ij")
+    iy = oy * stride[0] - padding[0] + ky * dilation[0]
+    ix = ox * stride[1] - padding[1] + kx * dilation[1]
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < wd)
+    base = np.where(inside, (iy * wd + ix) * ci, n_in).reshape(ho * wo, kh * kw, 1)
+    at = np.where(base == n_in, n_in, base + np.arange(ci)).reshape(ho * wo, k)  # pair (tap, c) -> byte
+    rows = w.transpose(2, 3, 1, 0).reshape(k, co).astype(np.int64)  # pair -> weight row
+    pad = n_nib * 4 - k
+    at = np.concatenate([at, np.full((ho * wo, pad), n_in)], 1).reshape(ho * wo, n_nib, 4)
+    rows = np.concatenate([rows, np.zeros((pad, co), np.int64)]).reshape(n_nib, 4, co)
+    bits = (np.arange(16)[:, None] >> np.arange(4)) & 1  # [nib, member]
+    lut = np.einsum("nm,gmc->gnc", bits, rows)
+    return lut, (at[:, :, 0] if aligned else at), 1 if aligned else 4
+
+
+class _LayerT(ctypes.Structure):
+    """``layer_t`` of emulate_events.c, field for field."""
+    _fields_ = [(n, ctypes.c_int64) for n in ("n_in", "n_out", "cig", "co", "groups", "shift", "wrap", "u_mode",
+                                              "v_decays", "u_may_wrap")] + \
+               [(n, ctypes.c_void_p) for n in ("pos", "chan", "fan_start", "fan_out", "fan_tap", "w", "w_rec",
+                                               "keep_u", "keep_v", "bias", "vth", "lut", "nib_at")] + \
+               [("n_nib", ctypes.c_int64), ("nib_bytes", ctypes.c_int64)] + \
+               [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")]
+
+
+class Layer:
+    """One synaptic layer in the kernel's terms (arrays C-contiguous, int32 unless noted).
+
+    ``w`` is ``[taps, C_in / groups, C_out]``, ``w_rec`` ``[n_out (source), n_out]``; ``lif`` holds
+    per-neuron ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias`` (``bias_mant << 6``, or None),
+    ``vth`` (``vThMant << 6``) and the flags ``u_mode`` (0 no decay, 1 decay, 2 ``iDecay == 4096``),
+    ``v_decays``, ``u_may_wrap``.
+    """
+
+    def __init__(self, n_in: int, fan: Tuple[np.ndarray, np.ndarray, np.ndarray], w: np.ndarray,
+                 groups: int, shift: int, wrap: bool, w_rec: Optional[np.ndarray], lif: dict,
+                 table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None):
+        positions = fan[0].shape[0] - 1
+        channels = n_in // positions
+        c32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
+        c64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+        self.n_in, self.n_out = n_in, int(np.size(lif["vth"]))
+        # the arrays stay referenced here for as long as the struct points at them
+        self.arrays = dict(
+            pos=c32(np.repeat(np.arange(positions), channels)), chan=c32(np.tile(np.arange(channels), positions)),
+            fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w),
+            w_rec=None if w_rec is None else c32(w_rec), keep_u=c64(lif["keep_u"]), keep_v=c64(lif["keep_v"]),
+            bias=None if lif["bias"] is None else c32(lif["bias"]), vth=c32(lif["vth"]),
+            lut=None if table is None else c32(table[0]), nib_at=None if table is None else c32(table[1]))
+        self.struct = _LayerT(n_in=n_in, n_out=self.n_out, cig=w.shape[1], co=w.shape[2], groups=int(groups),
+                              shift=int(shift), wrap=int(wrap), u_mode=int(lif["u_mode"]),
+                              v_decays=int(lif["v_decays"]), u_may_wrap=int(lif["u_may_wrap"]),
+                              n_nib=0 if table is None else table[1].shape[1],
+                              nib_bytes=0 if table is None else table[2],
+                              **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
+
+
+def run(layers: Sequence[Layer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
+        threads: int) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
+    """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples split over ``threads``.
+
+    Returns per layer ``(spikes, u, v)`` as ``[T, B, n_out]`` arrays: the spikes where ``spikes[j]``,
+    ``u`` and ``v`` where ``state[j]``, else None.
+    """
+    lib = _library()
+    steps, batch, _ = x.shape
+    x = np.ascontiguousarray(x, dtype=np.uint8)
+    out = []
+    structs = (_LayerT * len(layers))()
+    for j, layer in enumerate(layers):
+        shape = (steps, batch, layer.n_out)
+        rec = (np.empty(shape, np.uint8) if spikes[j] else None,
+               np.empty(shape, np.int32) if state[j] else None, np.empty(shape, np.int32) if state[j] else None)
+        out.append(rec)
+        structs[j] = layer.struct
+        structs[j].rec_s, structs[j].rec_u, structs[j].rec_v = (None if a is None else a.ctypes.data for a in rec)
+    bounds = np.linspace(0, batch, max(1, min(threads, batch)) + 1).astype(int)
+    i64 = ctypes.c_int64
+
+    def part(lo: int, hi: int) -> int:  # ctypes lets go of the GIL for the call
+        return lib.sj2lava_run(structs, i64(len(layers)), x.ctypes.data_as(ctypes.c_void_p), i64(1), i64(batch),
+                               i64(lo), i64(hi), i64(steps))
+
+    if len(bounds) == 2:
+        status = [part(0, batch)]
+    else:
+        with ThreadPoolExecutor(len(bounds) - 1) as pool:
+            status = list(pool.map(part, bounds[:-1], bounds[1:]))
+    if any(status):
+        raise MemoryError("emulate: the event kernel could not allocate its scratch memory")
+    return out

@@ -1,0 +1,118 @@
+"""The event kernel (emulate backend='events') against the torch backend and against Lava itself."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sj2lava
+from sj2lava import emulate, emulate_events, netfile, run_lava
+from sj2lava.spec import Dense, NetSpec, Neuron
+from sj2lava.testing import random_spec
+from conftest import mismatches
+
+pytestmark = pytest.mark.skipif(not emulate_events.available(), reason="no C compiler for the event kernel")
+ALL = ("spikes", "layer_spikes", "voltage", "current")
+
+
+def _input(spec, seed, batch=3):
+    rng = np.random.default_rng(seed)
+    steps = int(rng.integers(6, 16))
+    return torch.from_numpy((rng.random((steps, batch, *spec.input_shape)) < rng.uniform(0.1, 0.7)).astype(np.float32))
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) if k == "spikes" else
+               all(torch.equal(p, q) for p, q in zip(a[k], b[k])) for k in ALL)
+
+
+@pytest.mark.parametrize("wide", [0.0, 0.7])
+def test_events_equal_torch_every_layer_state_and_spike(wide):
+    """60 random nets each (the corners of testing.random_spec: saturating, sparse and all-negative
+    weights, groups, dilation, padding, strides, biases, decays 0..4096, dense_rec), and with
+    ``wide`` the 16/32-channel convolutions the kernel sums by table."""
+    tables = 0
+    for seed in range(60):
+        spec = random_spec(seed, wide=wide)
+        x = _input(spec, seed)
+        a, b = emulate(spec, x, record=ALL, backend="torch"), emulate(spec, x, record=ALL, backend="events")
+        assert _same(a, b), seed
+        tables += sum(l.kind == "conv" and l.groups == 1 and l.out_shape[0] % 16 == 0 for l in spec.layers)
+    assert (tables > 10) == (wide > 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
+def test_wide_random_nets_equal_lava_every_layer(seed, tmp_path):
+    spec = random_spec(100 + seed, wide=0.9)
+    path = netfile.write(spec, tmp_path / "w.net")
+    x = _input(spec, seed, batch=2)
+    lava = run_lava(path, x, all_layers=True)
+    emu = emulate(path, x, record=("layer_spikes",), backend="events")["layer_spikes"]
+    assert [mismatches(a, b) for a, b in zip(emu, lava)] == [0] * len(lava)
+
+
+def test_threads_chunks_and_layouts_do_not_change_results():
+    spec = random_spec(7, wide=0.9)
+    x = _input(spec, 3, batch=9)
+    full = emulate(spec, x, backend="events")
+    assert torch.equal(emulate(spec, x, backend="events", batch_size=2), full)
+    torch_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(emulate(spec, x, backend="events"), full)
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert torch.equal(sj2lava.NXT_to_TNX(emulate(spec, sj2lava.TNX_to_NXT(x), layout="NXT", backend="events")), full)
+
+
+def test_auto_falls_back_to_torch_where_int32_could_overflow():
+    """A dense layer whose shifted sum can reach 2^24 would overflow the kernel's int32 current."""
+    n_in = 1 << 17
+    w = np.full((2, n_in), 254, dtype=np.int64)
+    spec = NetSpec((n_in,), [Dense((n_in,), (2,), w, Neuron(np.asarray(0), np.asarray(0), np.asarray(1 << 16)))])
+    x = torch.ones(3, 1, n_in)
+    with pytest.raises(ValueError, match="2\\^24.*backend='torch'"):
+        emulate(spec, x, backend="events")
+    assert torch.equal(emulate(spec, x), emulate(spec, x, backend="torch"))
+
+
+def test_backend_argument_is_checked():
+    spec = random_spec(1)
+    x = _input(spec, 1)
+    with pytest.raises(ValueError, match="backend must be"):
+        emulate(spec, x, backend="numba")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        emulate(spec, x, backend="events", device="cuda")
+
+
+def test_without_a_compiler_auto_uses_torch_and_events_says_why(tmp_path):
+    code = (
+        "import torch, sj2lava\n"
+        "from sj2lava import emulate_events\n"
+        "from sj2lava.testing import random_spec\n"
+        "spec = random_spec(3); x = (torch.rand(5, 2, *spec.input_shape) < .5).float()\n"
+        "assert not emulate_events.available()\n"
+        "assert torch.equal(sj2lava.emulate(spec, x), sj2lava.emulate(spec, x, backend='torch'))\n"
+        "try:\n"
+        "    sj2lava.emulate(spec, x, backend='events')\n"
+        "except RuntimeError as e:\n"
+        "    print('refused:', e)\n")
+    env = dict(os.environ, CC="false", SJ2LAVA_CACHE=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "refused: emulate: the 'events' backend could not build its C kernel (false failed" in out.stdout
+
+
+def test_kernel_is_built_once_into_the_cache(tmp_path):
+    code = "from sj2lava import emulate_events as e; assert e.available()"
+    env = dict(os.environ, SJ2LAVA_CACHE=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    built = list(Path(tmp_path).glob("emulate_events-*.so"))
+    assert len(built) == 1 and not list(Path(tmp_path).glob("tmp*"))
+    stamp = built[0].stat().st_mtime_ns
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert built[0].stat().st_mtime_ns == stamp
