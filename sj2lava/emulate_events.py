@@ -36,7 +36,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["available", "fan_table", "Layer", "run"]
+__all__ = ["available", "unavailable_reason", "fan_table", "nibble_table", "Layer", "run"]
 
 _log = logging.getLogger("sj2lava")
 _SOURCE = Path(__file__).with_name("emulate_events.c")
@@ -110,6 +110,7 @@ def available() -> bool:
 
 
 def unavailable_reason() -> str:
+    """Why the kernel could not be built (the compiler's message), or '' when it could."""
     return _failed or ""
 
 
