@@ -289,6 +289,7 @@ def _channels_last(shape: Tuple[int, ...]) -> np.ndarray:
 
 
 def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...]) -> Optional[list]:
+    # -> [(kernel layer, stored order of its output, its out_shape)]
     """The layers as event-kernel layers, or None when an int32 register of the kernel could overflow:
     a sum of 2^31 or more, or a dense layer whose shifted sum may reach 2^24 (64 times that, the
     current it adds, must stay an int32); only the torch backend's int64 holds those exactly."""
@@ -316,22 +317,24 @@ def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...]) -> Optiona
             w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
             table = None if c["groups"] != 1 else ev.nibble_table(
                 tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, c["stride"], c["padding"], c["dilation"])
-            out.append(ev.Layer(len(stored), fan, w, c["groups"], 0, l.may_wrap, None, params, table))
+            out.append((ev.Layer(len(stored), fan, w, c["groups"], 0, l.may_wrap, None, params, table),
+                        order, l.out_shape))
         else:  # dense: one position; its input columns follow the stored order of what feeds it
             fan = (np.array([0, 1]), np.zeros(1), np.zeros(1))
             w_rec = None if l.rec_weight is None else l.rec_weight.T
-            out.append(ev.Layer(len(stored), fan, l.weight[:, stored].T[None], 1, l.shift, False, w_rec, params))
+            out.append((ev.Layer(len(stored), fan, l.weight[:, stored].T[None], 1, l.shift, False, w_rec, params),
+                        order, l.out_shape))
         stored = order
     return out
 
 
-def _run_events(layers: list, order: List[Tuple[np.ndarray, Tuple[int, ...]]], x: torch.Tensor,
-                record: Sequence[str]) -> Dict[str, List]:
+def _run_events(prepared: list, x: torch.Tensor, record: Sequence[str]) -> Dict[str, List]:
     from . import emulate_events as ev
 
     steps, batch = x.shape[0], x.shape[1]
     every = any(k in record for k in ("layer_spikes", "voltage", "current"))
     state = "voltage" in record or "current" in record
+    layers = [p[0] for p in prepared]
     last = len(layers) - 1
     s = x.to(torch.uint8).reshape(steps, batch, -1).numpy()
     first = _channels_last(tuple(x.shape[2:]))
@@ -343,7 +346,7 @@ def _run_events(layers: list, order: List[Tuple[np.ndarray, Tuple[int, ...]]], x
     def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
         if a is None:  # [T, B, stored] -> [T, B, *out_shape]
             return None
-        stored, shape = order[j]
+        _, stored, shape = prepared[j]
         if not np.array_equal(stored, np.arange(stored.size)):
             back = np.empty_like(a)
             back[:, :, stored] = a
@@ -393,8 +396,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
         raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
                          "only backend='torch' computes exactly")
     if prepared is not None:
-        order = [(_channels_last(l.out_shape), l.out_shape) for l in layers if l.kind != "flatten"]
-        run = lambda chunk: _run_events(prepared, order, chunk, record)  # noqa: E731
+        run = lambda chunk: _run_events(prepared, chunk, record)  # noqa: E731
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
         prepared_t = _to_torch(layers, dev)
