@@ -21,6 +21,9 @@ the state). Both read the same backend-neutral :class:`_Layer` list made by :fun
 """
 from __future__ import annotations
 
+import hashlib
+import pickle
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -31,7 +34,7 @@ import torch.nn.functional as F
 
 from . import quant
 from .errors import NetFileError
-from .lava_run import prepare_input
+from .lava_run import check_binary, prepare_input
 from .layout import TNX_to_NXT
 from .netfile import load
 from .spec import Conv, Dense, Flatten, NetSpec
@@ -288,13 +291,14 @@ def _channels_last(shape: Tuple[int, ...]) -> np.ndarray:
     return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).ravel()
 
 
-def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...]) -> Optional[list]:
+def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...], use_dot: bool = True) -> Optional[list]:
     # -> [(kernel layer, stored order of its output, its out_shape)]
     """The layers as event-kernel layers, or None when an int32 register of the kernel could overflow:
     a sum of 2^31 or more, or a dense layer whose shifted sum may reach 2^24 (64 times that, the
     current it adds, must stay an int32); only the torch backend's int64 holds those exactly."""
     from . import emulate_events as ev
 
+    use_dot = ev.has_dot() and use_dot
     out = []
     stored = _channels_last(input_shape)  # the flat (C, H, W) index of each stored input position
     for l in layers:
@@ -312,34 +316,38 @@ def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...]) -> Optiona
         if l.kind == "conv":
             co, cig, kh, kw = l.weight.shape
             c = l.conv
-            fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), c["stride"],
-                               c["padding"], c["dilation"], co)
-            w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
-            table = None if c["groups"] != 1 else ev.nibble_table(
-                tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, c["stride"], c["padding"], c["dilation"])
-            out.append((ev.Layer(len(stored), fan, w, c["groups"], 0, l.may_wrap, None, params, table),
-                        order, l.out_shape))
+            geometry = (c["stride"], c["padding"], c["dilation"])
+            dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
+                if c["groups"] == 1 and use_dot else None
+            table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
+                if c["groups"] == 1 and dot is None else None
+            fan = w = None
+            if dot is None and table is None:
+                fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), *geometry, co)
+                w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
+            layer = ev.Layer(len(stored), co, 0, l.may_wrap, params, fan=fan, w=w, groups=c["groups"],
+                             table=table, dot=dot)
         else:  # dense: one position; its input columns follow the stored order of what feeds it
-            fan = (np.array([0, 1]), np.zeros(1), np.zeros(1))
-            w_rec = None if l.rec_weight is None else l.rec_weight.T
-            out.append((ev.Layer(len(stored), fan, l.weight[:, stored].T[None], 1, l.shift, False, w_rec, params),
-                        order, l.out_shape))
+            w = l.weight[:, stored]
+            dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
+                if use_dot and l.rec_weight is None else None
+            layer = ev.Layer(len(stored), w.shape[0], l.shift, False, params, dot=dot,
+                             fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
+                             w_rec=None if l.rec_weight is None else l.rec_weight.T)
+        out.append((layer, order, l.out_shape))
         stored = order
     return out
 
 
-def _run_events(prepared: list, x: torch.Tensor, record: Sequence[str]) -> Dict[str, List]:
+def _run_events(prepared: list, s: np.ndarray, record: Sequence[str]) -> Dict[str, List]:
+    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order."""
     from . import emulate_events as ev
 
-    steps, batch = x.shape[0], x.shape[1]
+    steps, batch = s.shape[0], s.shape[1]
     every = any(k in record for k in ("layer_spikes", "voltage", "current"))
     state = "voltage" in record or "current" in record
     layers = [p[0] for p in prepared]
     last = len(layers) - 1
-    s = x.to(torch.uint8).reshape(steps, batch, -1).numpy()
-    first = _channels_last(tuple(x.shape[2:]))
-    if not np.array_equal(first, np.arange(first.size)):  # [T, B, *in] -> [T, B, stored order]
-        s = s[:, :, first]
     out = ev.run(layers, s, [every or j == last for j in range(len(layers))],
                  [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads())
 
@@ -357,6 +365,41 @@ def _run_events(prepared: list, x: torch.Tensor, record: Sequence[str]) -> Dict[
            "current": [logical(o[1], j) for j, o in enumerate(out)],
            "voltage": [logical(o[2], j) for j, o in enumerate(out)]}
     return {k: v for k, v in rec.items() if k == "spikes" or k in record}
+
+
+_CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # (spec fingerprint, what) -> prepared layers
+_CACHE_SIZE = 16
+
+
+def _prepared(spec: NetSpec, what, make):
+    """``make()``, computed once per network content (a fingerprint of the spec's shapes and arrays, so
+    that a spec changed in place is prepared anew) and kept for the next calls."""
+    key = (hashlib.blake2b(pickle.dumps((spec.input_shape, spec.layers), protocol=5), digest_size=16).digest(), what)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = make()
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def _spike_bytes(x: torch.Tensor) -> np.ndarray:
+    """``x`` ``[T, N, *input_shape]`` as uint8 ``[T, N, n_in]`` in the stored (channels-last) order of
+    the input, after checking that every value is 0 or 1 (one C pass for float32)."""
+    from . import emulate_events as ev
+
+    steps, batch = x.shape[0], x.shape[1]
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        s, bad = ev.spike_bytes(x.detach().numpy())
+        if bad >= 0:
+            check_binary(x.reshape(-1)[bad:bad + 1], "emulate")
+    else:
+        check_binary(x, "emulate")
+        s = x.to(torch.uint8).cpu().numpy()
+    s = s.reshape(steps, batch, -1)
+    first = _channels_last(tuple(x.shape[2:]))
+    return s if np.array_equal(first, np.arange(first.size)) else s[:, :, first]
 
 
 def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout: str = "TNX",
@@ -388,23 +431,30 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
                          f"{sorted(unknown)}")
     dev = torch.device(device)
     backend = _pick_backend(backend, dev)
-    x = prepare_input(spec, x, layout, "emulate")
-    layers = _compile(spec)
+    x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
-    prepared = _event_layers(layers, tuple(spec.input_shape)) if backend != "torch" else None
+    layers = _prepared(spec, "compiled", lambda: _compile(spec))
+    prepared = None
+    if backend != "torch":
+        from . import emulate_events as ev
+
+        prepared = _prepared(spec, ("events", ev.DOT),
+                             lambda: _event_layers(layers, tuple(spec.input_shape), use_dot=ev.DOT))
     if backend == "events" and prepared is None:
         raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
                          "only backend='torch' computes exactly")
     if prepared is not None:
-        run = lambda chunk: _run_events(prepared, chunk, record)  # noqa: E731
+        s = _spike_bytes(x)  # checks the values before any work
+        run = lambda i, j: _run_events(prepared, s[:, i:j], record)  # noqa: E731
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
+        check_binary(x, "emulate")
         prepared_t = _to_torch(layers, dev)
-        run = lambda chunk: _run_torch(prepared_t, chunk.to(dev), record)  # noqa: E731
+        run = lambda i, j: _run_torch(prepared_t, x[:, i:j].to(dev), record)  # noqa: E731
         size = n if batch_size is None else max(1, int(batch_size))
     parts: Dict[str, List[List[torch.Tensor]]] = {}
     for i in range(0, n, size):
-        for key, tensors in run(x[:, i:i + size]).items():
+        for key, tensors in run(i, i + size).items():
             parts.setdefault(key, []).append(tensors)
     merged = {k: [None if v[0][j] is None else torch.cat([p[j] for p in v], 1) for j in range(len(v[0]))]
               for k, v in parts.items()}

@@ -33,9 +33,20 @@ static inline int32_t exp_shift(int32_t a, int64_t shift) {
     return shift > 0 ? a >> shift : (shift < 0 ? a * (1 << -shift) : a);
 }
 
+/* sixteen int32 lanes (GCC/Clang vector extension): one AVX-512 register, or two AVX2 ones. Written
+ * out because GCC 12 turns the plain 16-iteration loop into 16 scalar registers. */
+typedef int32_t v16 __attribute__((vector_size(64)));
+
+static inline v16 load16(const int32_t *p) {
+    v16 r;
+    memcpy(&r, p, sizeof r);
+    return r;
+}
+
 static void add_row(int32_t *restrict row, const int32_t *restrict w, int64_t n) {
-    if (n == 16) { /* the common channel count: one fixed-size vector add */
-        for (int j = 0; j < 16; j++) row[j] += w[j];
+    if (n == 16) { /* the common channel count: one vector add */
+        const v16 r = load16(row) + load16(w);
+        memcpy(row, &r, sizeof r);
         return;
     }
     for (int64_t j = 0; j < n; j++) row[j] += w[j];
@@ -72,6 +83,12 @@ typedef struct {
     const int32_t *lut;                            /* [n_nib][16][co]: sum of w over a nibble's spikes */
     const int32_t *nib_at;                         /* [out positions][n_nib][4 or 1]: input byte offsets */
     int64_t n_nib, nib_bytes;                      /* nibbles per output position; 1: 4 adjacent bytes */
+    /* the dot path (AVX512-VNNI; a convolution without groups, or a dense layer), else w8 == NULL: */
+    const int8_t *w8;                              /* [co / 16 rounded up][n_grp][16 lanes][4]: w >> w8_shift */
+    const int32_t *rel;                            /* [n_grp]: byte offset of group g from a position's base */
+    const int32_t *base;                           /* [out positions]: byte offset in the padded input */
+    int64_t n_grp, w8_shift;
+    int64_t in_h, in_w, in_c, pad_top, pad_left, padded_w, padded_bytes; /* the zero-padded input copy */
     uint8_t *rec_s;                                /* [samples][steps][n_out] or NULL */
     int32_t *rec_u, *rec_v;                        /* likewise, or NULL */
 } layer_t;
@@ -79,7 +96,7 @@ typedef struct {
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
 static int64_t ev_len(const layer_t *L) { return (L->n_in > L->n_out ? L->n_in : L->n_out) + 8; }
 
-typedef struct { int32_t *acc, *use, *u, *v, *rec, *events; uint8_t *s; } state_t;
+typedef struct { int32_t *acc, *use, *u, *v, *rec, *events; uint8_t *s, *padded; } state_t;
 
 /* acc = the sums of the n events (input indices) through the fan-out table */
 static void synaptic_sums(const layer_t *L, const int32_t *restrict events, int64_t n, int32_t *restrict acc) {
@@ -95,67 +112,148 @@ static void synaptic_sums(const layer_t *L, const int32_t *restrict events, int6
     }
 }
 
-/* acc = the sums of the input spikes s (with >= 4 zero bytes after them, where padding points) by
+/* acc = the sums of output positions [o0, o1) (from acc[0]) of the input spikes s (with >= 4 zero bytes after them, where padding points) by
  * table: the (tap, channel) pairs of an output position in groups of four (a nibble of spikes), each
  * group's weight rows pre-summed for all 16 values of the nibble. Branch-free, and each output row is
  * summed in registers: no read-after-write of a row that was just stored, as in the scatter. */
-static void table_sums(const layer_t *L, const uint8_t *restrict s, int32_t *restrict acc) {
-    const int64_t co = L->co, n_nib = L->n_nib, positions = L->n_out / co;
+static void table_sums(const layer_t *L, const uint8_t *restrict s, int64_t o0, int64_t o1,
+                       int32_t *restrict acc) {
+    const int64_t co = L->co, n_nib = L->n_nib;
     const int32_t *restrict lut = L->lut;
-    for (int64_t o = 0; o < positions; o++) {
-        const int32_t *restrict at = L->nib_at + o * n_nib * (L->nib_bytes == 1 ? 1 : 4);
+    const int64_t step = L->nib_bytes == 1 ? 1 : 4;
+    for (int64_t o = o0; o < o1; o++) {
+        const int32_t *restrict at = L->nib_at + o * n_nib * step;
         for (int64_t cb = 0; cb + 16 <= co; cb += 16) {
-            int32_t sum[16] = {0};
-            for (int64_t g = 0; g < n_nib; g++) {
-                uint32_t nib;
-                if (L->nib_bytes == 1) { /* four adjacent bytes 0/1 -> bits 0..3 */
-                    uint32_t word;
+            v16 sum = {0};
+            const int32_t *restrict rows = lut + cb;
+            if (L->nib_bytes == 1) {
+                for (int64_t g = 0; g < n_nib; g++, rows += 16 * co) {
+                    uint32_t word; /* four adjacent bytes 0/1 -> bits 0..3 */
                     memcpy(&word, s + at[g], 4);
-                    nib = (word * 0x01020408u) >> 24;
-                } else {
-                    const int32_t *a4 = at + 4 * g;
-                    nib = s[a4[0]] | s[a4[1]] << 1 | s[a4[2]] << 2 | s[a4[3]] << 3;
+                    sum += load16(rows + ((word * 0x01020408u) >> 24) * co);
                 }
-                const int32_t *restrict row = lut + (g * 16 + nib) * co + cb;
-                for (int j = 0; j < 16; j++) sum[j] += row[j];
+            } else {
+                for (int64_t g = 0; g < n_nib; g++, rows += 16 * co) {
+                    const int32_t *a4 = at + 4 * g;
+                    const uint32_t nib = s[a4[0]] | s[a4[1]] << 1 | s[a4[2]] << 2 | s[a4[3]] << 3;
+                    sum += load16(rows + nib * co);
+                }
             }
-            memcpy(acc + o * co + cb, sum, sizeof sum);
+            memcpy(acc + (o - o0) * co + cb, &sum, sizeof sum);
         }
     }
 }
 
-/* One LIF step of the layer on the delayed sums `use`; spikes to S->s. A pass per term, each simple
- * enough to vectorize (a fused loop with the int64 decay products does not). */
-static void neurons(const layer_t *L, state_t *S) {
-    const int64_t n = L->n_out;
-    int32_t *restrict u = S->u, *restrict v = S->v;
-    const int32_t *restrict use = S->use, *restrict vth = L->vth;
+/* One LIF step of neurons [0, n) of the layer (pointers offset to the block) on the delayed sums
+ * `use`. A pass per term, each simple enough to vectorize (a fused loop with the int64 decay products
+ * does not); neurons() runs them on blocks small enough to stay in L1 between passes. */
+static void neuron_block(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u,
+                         int32_t *restrict v, const int64_t *restrict keep_u, const int64_t *restrict keep_v,
+                         const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
     if (L->u_mode == 2) { /* iDecay == 4096: u is this step's input */
         for (int64_t i = 0; i < n; i++) u[i] = use[i] * 64;
     } else if (L->u_mode == 1) {
-        const int64_t *restrict keep = L->keep_u;
-        for (int64_t i = 0; i < n; i++) u[i] = (int32_t)rs0((int64_t)u[i] * keep[i]) + use[i] * 64;
+        for (int64_t i = 0; i < n; i++) u[i] = (int32_t)rs0((int64_t)u[i] * keep_u[i]) + use[i] * 64;
     } else {
         for (int64_t i = 0; i < n; i++) u[i] += use[i] * 64;
     }
     if (L->u_may_wrap)
         for (int64_t i = 0; i < n; i++) u[i] = lava_wrap(u[i]);
     if (L->v_decays) {
-        const int64_t *restrict keep = L->keep_v;
-        for (int64_t i = 0; i < n; i++) v[i] = (int32_t)rs0((int64_t)v[i] * keep[i]) + u[i];
+        for (int64_t i = 0; i < n; i++) v[i] = (int32_t)rs0((int64_t)v[i] * keep_v[i]) + u[i];
     } else {
         for (int64_t i = 0; i < n; i++) v[i] += u[i];
     }
-    if (L->bias) {
-        const int32_t *restrict bias = L->bias;
+    if (bias)
         for (int64_t i = 0; i < n; i++) v[i] += bias[i];
-    }
-    uint8_t *restrict out = S->s;
     for (int64_t i = 0; i < n; i++) {
         const int32_t x = v[i] > VMAX ? VMAX : (v[i] < -VMAX ? -VMAX : v[i]);
         const int32_t spike = x > vth[i];
         out[i] = (uint8_t)spike;
         v[i] = spike ? 0 : x;
+    }
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#include <immintrin.h>
+int sj2lava_has_dot(void) { return 1; }
+
+/* acc = the sums of output positions [o0, o1) (from acc[0], co per position) by dot products: the
+ * input bytes (0/1) of a position are taken four adjacent ones at a time (a group), and
+ * VPDPBUSD multiplies them with the group's int8 weights for 16 output channels at once (exact:
+ * int32 sums of products). Four accumulators keep four instructions in flight. */
+static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
+    const int64_t co = L->co, n_grp = L->n_grp, n_cb = (co + 15) / 16;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *restrict b = in + L->base[o];
+        for (int64_t cb = 0; cb < n_cb; cb++) {
+            const int8_t *restrict w = L->w8 + cb * n_grp * 64;
+            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+            int64_t g = 0;
+            for (; g + 4 <= n_grp; g += 4) {
+                int32_t x0, x1, x2, x3;
+                memcpy(&x0, b + L->rel[g], 4);
+                memcpy(&x1, b + L->rel[g + 1], 4);
+                memcpy(&x2, b + L->rel[g + 2], 4);
+                memcpy(&x3, b + L->rel[g + 3], 4);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + g * 64));
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(x1), _mm512_loadu_si512(w + g * 64 + 64));
+                s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32(x2), _mm512_loadu_si512(w + g * 64 + 128));
+                s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32(x3), _mm512_loadu_si512(w + g * 64 + 192));
+            }
+            for (; g < n_grp; g++) {
+                int32_t x0;
+                memcpy(&x0, b + L->rel[g], 4);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + g * 64));
+            }
+            __m512i sum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
+            sum = _mm512_sllv_epi32(sum, _mm512_set1_epi32((int)L->w8_shift));
+            const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
+            if (lanes == 16) /* a masked store is much slower on some CPUs (Zen 4) */
+                _mm512_storeu_si512(acc + (o - o0) * co + cb * 16, sum);
+            else
+                _mm512_mask_storeu_epi32(acc + (o - o0) * co + cb * 16, (__mmask16)((1u << lanes) - 1), sum);
+        }
+    }
+}
+#else
+int sj2lava_has_dot(void) { return 0; }
+
+static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
+    (void)L, (void)in, (void)o0, (void)o1, (void)acc; /* never called: Python builds no dot layers */
+}
+#endif
+
+/* The layer's input with its zero padding around it (channels-last rows), for the dot path */
+static const uint8_t *padded_input(const layer_t *L, const uint8_t *s, uint8_t *padded) {
+    if (L->padded_bytes == 0)
+        return s;
+    const int64_t row = L->in_w * L->in_c;
+    for (int64_t y = 0; y < L->in_h; y++)
+        memcpy(padded + ((y + L->pad_top) * L->padded_w + L->pad_left) * L->in_c, s + y * row, (size_t)row);
+    return padded;
+}
+
+enum { BLOCK = 512 }; /* neurons per block: the block's state and sums stay in L1 between passes */
+
+/* One LIF step of neurons [i0, i1) of the layer on their delayed sums S->use; spikes to S->s. */
+static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i += BLOCK) {
+        const int64_t n = i1 - i < BLOCK ? i1 - i : BLOCK;
+        neuron_block(L, n, S->use + i, S->u + i, S->v + i, L->keep_u + i, L->keep_v + i,
+                     L->bias ? L->bias + i : NULL, L->vth + i, S->s + i);
+    }
+}
+
+/* use = the synaptic input of the next step from this step's sums: Lava Conv's 24-bit wrap, or Lava
+ * Dense's weight exponent */
+static void next_input(const layer_t *L, const int32_t *restrict acc, int32_t *restrict use, int64_t n) {
+    if (L->wrap) {
+        for (int64_t i = 0; i < n; i++) use[i] = ((acc[i] + HALF) & (FULL - 1)) - HALF;
+    } else if (L->shift) {
+        for (int64_t i = 0; i < n; i++) use[i] = exp_shift(acc[i], L->shift);
+    } else {
+        memcpy(use, acc, (size_t)n * sizeof(int32_t));
     }
 }
 
@@ -166,7 +264,9 @@ static void neurons(const layer_t *L, state_t *S) {
 int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64_t sb, int64_t st_,
                 int64_t b0, int64_t b1, int64_t steps) {
     size_t words = 0;
-    for (int64_t j = 0; j < n_layers; j++) words += 5 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + (size_t)(layers[j].n_out + 8) / 4 + 1;
+    for (int64_t j = 0; j < n_layers; j++)
+        words += 5 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + (size_t)(layers[j].n_out + 8) / 4 + 1 +
+                 (size_t)(layers[j].padded_bytes + 64) / 4;
     words += (size_t)(layers[0].n_in + 8) / 4 + 1;
     int32_t *buf = calloc(words, sizeof(int32_t)); /* zeroed: the bytes after each spike vector stay 0 */
     state_t *st = malloc((size_t)n_layers * sizeof(state_t));
@@ -182,6 +282,8 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
         st[j].events = at + 5 * n;
         st[j].s = (uint8_t *)(at + 5 * n + ev_len(&layers[j]));
         at += 5 * n + ev_len(&layers[j]) + (n + 8) / 4 + 1;
+        st[j].padded = (uint8_t *)at; /* zeroed once: only the inside is written */
+        at += (layers[j].padded_bytes + 64) / 4;
     }
     uint8_t *x_row = (uint8_t *)at; /* the input row, copied to have zero bytes after it */
     for (int64_t b = b0; b < b1; b++) {
@@ -198,30 +300,34 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                 const layer_t *L = &layers[j];
                 state_t *S = &st[j];
                 const int64_t n_out = L->n_out;
-                if (L->lut) {
-                    table_sums(L, s_in, S->acc);
+                if (L->lut || L->w8) { /* block by block: sums, the neurons on the previous sums, then the swap */
+                    const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;
+                    const uint8_t *in = L->w8 ? padded_input(L, s_in, S->padded) : s_in;
+                    for (int64_t o = 0; o < n_out / co; o += per) {
+                        const int64_t o1 = o + per < n_out / co ? o + per : n_out / co;
+                        if (L->w8)
+                            dot_sums(L, in, o, o1, S->acc);
+                        else
+                            table_sums(L, in, o, o1, S->acc);
+                        neurons(L, S, o * co, o1 * co);
+                        next_input(L, S->acc, S->use + o * co, (o1 - o) * co);
+                    }
                 } else {
                     const int64_t n = spiking(s_in, L->n_in, S->events);
                     synaptic_sums(L, S->events, n, S->acc);
+                    if (L->w_rec && t > 0) { /* its own spikes of step t-1 (still in S->s), through W_rec */
+                        const int64_t m = spiking(S->s, n_out, S->events);
+                        memset(S->rec, 0, (size_t)n_out * sizeof(int32_t));
+                        for (int64_t e = 0; e < m; e++)
+                            add_row(S->rec, L->w_rec + (int64_t)S->events[e] * n_out, n_out);
+                        for (int64_t i = 0; i < n_out; i++) S->use[i] += exp_shift(S->rec[i], L->shift);
+                    }
+                    neurons(L, S, 0, n_out);
+                    next_input(L, S->acc, S->use, n_out);
                 }
-                if (L->w_rec && t > 0) { /* the layer's own spikes of step t-1 (still in S->s), through W_rec */
-                    const int64_t m = spiking(S->s, n_out, S->events);
-                    memset(S->rec, 0, (size_t)n_out * sizeof(int32_t));
-                    for (int64_t e = 0; e < m; e++) add_row(S->rec, L->w_rec + (int64_t)S->events[e] * n_out, n_out);
-                    for (int64_t i = 0; i < n_out; i++) S->use[i] += exp_shift(S->rec[i], L->shift);
-                }
-                neurons(L, S);
                 if (L->rec_s) memcpy(L->rec_s + row * n_out, S->s, (size_t)n_out);
                 if (L->rec_u) memcpy(L->rec_u + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
                 if (L->rec_v) memcpy(L->rec_v + row * n_out, S->v, (size_t)n_out * sizeof(int32_t));
-                /* this step's sums become the next step's input */
-                int32_t *restrict use = S->use;
-                const int32_t *restrict acc = S->acc;
-                if (L->wrap) {
-                    for (int64_t i = 0; i < n_out; i++) use[i] = ((acc[i] + HALF) & (FULL - 1)) - HALF;
-                } else {
-                    for (int64_t i = 0; i < n_out; i++) use[i] = exp_shift(acc[i], L->shift);
-                }
                 s_in = S->s;
             }
         }
@@ -229,4 +335,25 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
     free(st);
     free(buf);
     return 0;
+}
+
+/* out = x (float32 0.0/1.0) as bytes 0/1, in one pass. Returns -1, or the index of the first value that
+ * is not 0 or 1 (NaN included); out is then incomplete. -0.0 counts as 0, as it compares equal. */
+int64_t sj2lava_spike_bytes(const float *restrict x, uint8_t *restrict out, int64_t n) {
+    enum { CHUNK = 4096 };
+    for (int64_t i0 = 0; i0 < n; i0 += CHUNK) { /* checked per chunk so the loop itself vectorizes */
+        const int64_t i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        int bad = 0;
+        for (int64_t i = i0; i < i1; i++) {
+            uint32_t bits;
+            memcpy(&bits, x + i, 4);
+            bad |= (bits & 0x7fffffffu) != 0 && bits != 0x3f800000u;
+            out[i] = (uint8_t)(bits == 0x3f800000u);
+        }
+        if (bad)
+            for (int64_t i = i0; i < i1; i++)
+                if (!(x[i] == 0.0f || x[i] == 1.0f))
+                    return i;
+    }
+    return -1;
 }

@@ -36,11 +36,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["available", "unavailable_reason", "fan_table", "nibble_table", "Layer", "run"]
+__all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_table", "nibble_table", "dot_table", "Layer", "run"]
 
 _log = logging.getLogger("sj2lava")
 _SOURCE = Path(__file__).with_name("emulate_events.c")
-_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
+_FLAGS = ["-g", "-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
+DOT = True  # use the dot path where the CPU has it; False tests the table and fan-out paths on such CPUs
 _lib: Optional[ctypes.CDLL] = None
 _failed: Optional[str] = None
 _lock = threading.Lock()
@@ -89,6 +90,7 @@ def _build() -> ctypes.CDLL:
                 os.unlink(tmp)
     dll = ctypes.CDLL(str(lib))
     dll.sj2lava_run.restype = ctypes.c_int
+    dll.sj2lava_spike_bytes.restype = ctypes.c_int64
     return dll
 
 
@@ -112,6 +114,23 @@ def available() -> bool:
 def unavailable_reason() -> str:
     """Why the kernel could not be built (the compiler's message), or '' when it could."""
     return _failed or ""
+
+
+def has_dot() -> bool:
+    """True when the kernel was built with the dot path (the CPU has AVX512-VNNI)."""
+    lib = _library()
+    return lib is not None and bool(lib.sj2lava_has_dot())
+
+
+def spike_bytes(x: np.ndarray) -> Tuple[np.ndarray, int]:
+    """``x`` (float32) as bytes 0/1 in one pass, and the flat index of its first value that is not 0 or 1
+    (NaN included), or -1 when there is none (the bytes are then incomplete)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(x.shape, np.uint8)
+    lib = _library()
+    bad = lib.sj2lava_spike_bytes(x.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p),
+                                  ctypes.c_int64(x.size))
+    return out, int(bad)
 
 
 def fan_table(in_hw: Tuple[int, int], out_hw: Tuple[int, int], kernel: Tuple[int, int],
@@ -169,6 +188,54 @@ def nibble_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.nd
     return lut, (at[:, :, 0] if aligned else at), 1 if aligned else 4
 
 
+def dot_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.ndarray,
+              stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int]) -> Optional[dict]:
+    """The dot path of a convolution without groups (``w`` ``[Co, Ci, kh, kw]``; a dense layer is the
+    1x1 case with one position), or None when the weights are not int8 times a power of two.
+
+    The input is read from a zero-padded channels-last copy ``[Hp, Wp, C]`` (no copy when nothing is
+    padded). A window's kernel row is a run of ``kw * C`` adjacent bytes (``C`` per tap when
+    ``dilation[1] > 1``), cut into groups of four; output position ``o`` reads group ``g`` at byte
+    ``base[o] + rel[g]``, and ``w8[cb, g, j, b]`` is the weight of that group's byte ``b`` for output
+    channel ``16 cb + j``, divided by ``2**w8_shift`` (0 for bytes past the run and lanes past ``Co``).
+    """
+    w = np.asarray(w, dtype=np.int64)
+    co, ci, kh, kw = w.shape
+    (c, h, wd), (ho, wo) = in_chw, out_hw
+    nz = w[w != 0]
+    shift = min(int((nz & -nz).min()).bit_length() - 1, 16) if nz.size else 0  # shared trailing zeros
+    w = w >> shift
+    if w.min(initial=0) < -128 or w.max(initial=0) > 127:
+        return None
+    (sy, sx), (py, px), (dy, dx) = stride, padding, dilation
+    bottom = max(0, (ho - 1) * sy - py + (kh - 1) * dy - (h - 1))
+    right = max(0, (wo - 1) * sx - px + (kw - 1) * dx - (wd - 1))
+    padded = py or px or bottom or right
+    hp, wp = h + py + bottom, wd + px + right
+    runs = [(ky * dy * wp * c, [(ky, kx) for kx in range(kw)]) for ky in range(kh)] if dx == 1 else \
+        [((ky * dy * wp + kx * dx) * c, [(ky, kx)]) for ky in range(kh) for kx in range(kw)]
+    rel, cols = [], []  # cols: per group, per byte, the (c, ky, kx) it multiplies, or None
+    for start, taps in runs:
+        pairs = [(cc, ky, kx) for ky, kx in taps for cc in range(c)]
+        for m in range(0, len(pairs), 4):
+            rel.append(start + m)
+            cols.append(pairs[m:m + 4] + [None] * (4 - len(pairs[m:m + 4])))
+    n_cb = -(-co // 16)
+    w8 = np.zeros((n_cb * 16, len(rel), 4), np.int8)
+    for g, members in enumerate(cols):
+        for b, m in enumerate(members):
+            if m is not None:
+                w8[:co, g, b] = w[:, m[0], m[1], m[2]]
+    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    return dict(w8=np.ascontiguousarray(w8.reshape(n_cb, 16, len(rel), 4).transpose(0, 2, 1, 3)),
+                rel=np.asarray(rel, np.int32), base=((oy * sy * wp + ox * sx) * c).ravel().astype(np.int32),
+                n_grp=len(rel), w8_shift=shift, in_h=h, in_w=wd, in_c=c, pad_top=py, pad_left=px,
+                padded_w=wp, padded_bytes=hp * wp * c if padded else 0)
+
+
+_DOT_SIZES = ("n_grp", "w8_shift", "in_h", "in_w", "in_c", "pad_top", "pad_left", "padded_w", "padded_bytes")
+
+
 class _LayerT(ctypes.Structure):
     """``layer_t`` of emulate_events.c, field for field."""
     _fields_ = [(n, ctypes.c_int64) for n in ("n_in", "n_out", "cig", "co", "groups", "shift", "wrap", "u_mode",
@@ -176,38 +243,49 @@ class _LayerT(ctypes.Structure):
                [(n, ctypes.c_void_p) for n in ("pos", "chan", "fan_start", "fan_out", "fan_tap", "w", "w_rec",
                                                "keep_u", "keep_v", "bias", "vth", "lut", "nib_at")] + \
                [("n_nib", ctypes.c_int64), ("nib_bytes", ctypes.c_int64)] + \
+               [(n, ctypes.c_void_p) for n in ("w8", "rel", "base")] + \
+               [(n, ctypes.c_int64) for n in _DOT_SIZES] + \
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")]
 
 
 class Layer:
     """One synaptic layer in the kernel's terms (arrays C-contiguous, int32 unless noted).
 
-    ``w`` is ``[taps, C_in / groups, C_out]``, ``w_rec`` ``[n_out (source), n_out]``; ``lif`` holds
-    per-neuron ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias`` (``bias_mant << 6``, or None),
-    ``vth`` (``vThMant << 6``) and the flags ``u_mode`` (0 no decay, 1 decay, 2 ``iDecay == 4096``),
-    ``v_decays``, ``u_may_wrap``.
+    Its sums come from the dot path (``dot``, see :func:`dot_table`), else the table path (``table``,
+    see :func:`nibble_table`), else the fan-out table ``fan`` (see :func:`fan_table`) with weights
+    ``w`` ``[taps, C_in / groups, C_out]``. ``w_rec`` is ``[n_out (source), n_out]`` (fan-out path
+    only); ``lif`` holds per-neuron ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias``
+    (``bias_mant << 6``, or None), ``vth`` (``vThMant << 6``) and the flags ``u_mode`` (0 no decay,
+    1 decay, 2 ``iDecay == 4096``), ``v_decays``, ``u_may_wrap``.
     """
 
-    def __init__(self, n_in: int, fan: Tuple[np.ndarray, np.ndarray, np.ndarray], w: np.ndarray,
-                 groups: int, shift: int, wrap: bool, w_rec: Optional[np.ndarray], lif: dict,
-                 table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None):
-        positions = fan[0].shape[0] - 1
-        channels = n_in // positions
-        c32 = lambda a: np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
+    def __init__(self, n_in: int, co: int, shift: int, wrap: bool, lif: dict, *,
+                 fan: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None, w: Optional[np.ndarray] = None,
+                 groups: int = 1, w_rec: Optional[np.ndarray] = None,
+                 table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None):
+        c32 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
         c64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         self.n_in, self.n_out = n_in, int(np.size(lif["vth"]))
+        sums = {}
+        if dot is not None:
+            sums = dict(w8=np.ascontiguousarray(dot["w8"], dtype=np.int8), rel=c32(dot["rel"]), base=c32(dot["base"]))
+        elif table is not None:
+            sums = dict(lut=c32(table[0]), nib_at=c32(table[1]))
+        else:
+            positions = fan[0].shape[0] - 1
+            channels = n_in // positions
+            sums = dict(pos=c32(np.repeat(np.arange(positions), channels)),
+                        chan=c32(np.tile(np.arange(channels), positions)),
+                        fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w), w_rec=c32(w_rec))
         # the arrays stay referenced here for as long as the struct points at them
-        self.arrays = dict(
-            pos=c32(np.repeat(np.arange(positions), channels)), chan=c32(np.tile(np.arange(channels), positions)),
-            fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w),
-            w_rec=None if w_rec is None else c32(w_rec), keep_u=c64(lif["keep_u"]), keep_v=c64(lif["keep_v"]),
-            bias=None if lif["bias"] is None else c32(lif["bias"]), vth=c32(lif["vth"]),
-            lut=None if table is None else c32(table[0]), nib_at=None if table is None else c32(table[1]))
-        self.struct = _LayerT(n_in=n_in, n_out=self.n_out, cig=w.shape[1], co=w.shape[2], groups=int(groups),
-                              shift=int(shift), wrap=int(wrap), u_mode=int(lif["u_mode"]),
+        self.arrays = dict(sums, keep_u=c64(lif["keep_u"]), keep_v=c64(lif["keep_v"]), bias=c32(lif["bias"]),
+                           vth=c32(lif["vth"]))
+        sizes = {k: int(dot[k]) for k in _DOT_SIZES} if dot is not None else {}
+        self.struct = _LayerT(n_in=n_in, n_out=self.n_out, cig=0 if w is None else w.shape[1], co=co,
+                              groups=int(groups), shift=int(shift), wrap=int(wrap), u_mode=int(lif["u_mode"]),
                               v_decays=int(lif["v_decays"]), u_may_wrap=int(lif["u_may_wrap"]),
                               n_nib=0 if table is None else table[1].shape[1],
-                              nib_bytes=0 if table is None else table[2],
+                              nib_bytes=0 if table is None else table[2], **sizes,
                               **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
 
 

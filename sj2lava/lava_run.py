@@ -20,8 +20,10 @@ from .netfile import load
 from .spec import NetSpec
 
 
-def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str) -> torch.Tensor:
-    """Check ``x`` against the network and return it as ``[T, N, *input_shape]`` float spikes."""
+def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_values: bool = True) -> torch.Tensor:
+    """Check ``x`` against the network and return it as ``[T, N, *input_shape]`` float spikes.
+    With ``check_values=False`` the caller checks the values itself (with :func:`check_binary` or as
+    fast) before any work."""
     if layout not in ("TNX", "NXT"):
         raise ValueError(f"{what}: layout must be 'TNX' or 'NXT', got {layout!r}")
     x = torch.as_tensor(x)
@@ -33,12 +35,18 @@ def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str) -> tor
     want = tuple(spec.input_shape)
     if sample != want and not (len(want) == 1 and int(np.prod(sample)) == want[0]):
         raise ValueError(f"{what}: each sample has shape {sample} but the network takes {want}")
+    if check_values:
+        check_binary(x, what)
+    return x.reshape(x.shape[0], x.shape[1], *want).float()
+
+
+def check_binary(x: torch.Tensor, what: str) -> None:
+    """Raise ``ValueError`` unless every value of ``x`` is 0 or 1 (the network has no message bits)."""
     if x.is_floating_point() and torch.isnan(x).any():
         raise ValueError(f"{what}: input contains NaN")
     if not bool(((x == 0) | (x == 1)).all()):
         raise ValueError(f"{what}: input must be binary spikes (0/1); the network has no message bits "
                          "for graded input. Encode it first (e.g. rate coding).")
-    return x.reshape(x.shape[0], x.shape[1], *want).float()
 
 
 def _import_lava_runtime() -> None:

@@ -97,13 +97,17 @@ def test_batching_layouts_devices_and_spec_input(tmp_path):
     (lambda x: x[:, :, :, :5], "each sample has shape"),
     (lambda x: x * 0.5, "binary spikes"),
     (lambda x: x.masked_fill(x > 0, float("nan")), "NaN"),
+    (lambda x: x.masked_fill(x > 0, -1.0), "binary spikes"),
+    (lambda x: x * 2, "binary spikes"),
+    (lambda x: x.double() * 0.5, "binary spikes"),
     (lambda x: x[0, 0, 0], "must be \\[T, N"),
 ])
-def test_bad_input_is_refused_before_work(bad, match, tmp_path):
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_bad_input_is_refused_before_work(bad, match, backend, tmp_path):
     _, net, in_shape, steps = zoo()[3]
     path = export(net, tmp_path / "p.net", in_shape)
     with pytest.raises(ValueError, match=match):
-        emulate(path, bad(spikes((steps, 2, *in_shape), 0.3)))
+        emulate(path, bad(spikes((steps, 2, *in_shape), 0.3)), backend=backend)
     with pytest.raises(ValueError, match="record"):
         emulate(path, spikes((steps, 2, *in_shape)), record=("spikes", "weights"))
 

@@ -1,4 +1,5 @@
 """The event kernel (emulate backend='events') against the torch backend and against Lava itself."""
+import importlib
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from sj2lava.testing import random_spec
 from conftest import mismatches
 
 pytestmark = pytest.mark.skipif(not emulate_events.available(), reason="no C compiler for the event kernel")
+emulate_mod = importlib.import_module("sj2lava.emulate")  # the module (sj2lava.emulate is the function)
 ALL = ("spikes", "layer_spikes", "voltage", "current")
 
 
@@ -29,19 +31,35 @@ def _same(a, b):
                all(torch.equal(p, q) for p, q in zip(a[k], b[k])) for k in ALL)
 
 
+@pytest.mark.parametrize("dot", [True, False])
 @pytest.mark.parametrize("wide", [0.0, 0.7])
-def test_events_equal_torch_every_layer_state_and_spike(wide):
+def test_events_equal_torch_every_layer_state_and_spike(wide, dot, monkeypatch):
     """60 random nets each (the corners of testing.random_spec: saturating, sparse and all-negative
     weights, groups, dilation, padding, strides, biases, decays 0..4096, dense_rec), and with
-    ``wide`` the 16/32-channel convolutions the kernel sums by table."""
-    tables = 0
+    ``wide`` the 16/32-channel convolutions; on a CPU with the dot path also with it turned off, so
+    that the table and fan-out paths are checked as well."""
+    if dot and not emulate_events.has_dot():
+        pytest.skip("this CPU has no AVX512-VNNI: no dot path")
+    monkeypatch.setattr(emulate_events, "DOT", dot)
+    paths = dict(dot=0, table=0, fan=0)
     for seed in range(60):
         spec = random_spec(seed, wide=wide)
         x = _input(spec, seed)
         a, b = emulate(spec, x, record=ALL, backend="torch"), emulate(spec, x, record=ALL, backend="events")
         assert _same(a, b), seed
-        tables += sum(l.kind == "conv" and l.groups == 1 and l.out_shape[0] % 16 == 0 for l in spec.layers)
-    assert (tables > 10) == (wide > 0)
+        for layer, _, _ in emulate_mod._event_layers(emulate_mod._compile(spec), tuple(spec.input_shape), dot):
+            paths["dot" if layer.struct.w8 else "table" if layer.struct.lut else "fan"] += 1
+    assert paths["fan"] > 20 and (paths["dot"] > 40) == dot and (paths["table"] > 10) == (wide > 0 and not dot), paths
+
+
+def test_spike_bytes_takes_only_zero_and_one():
+    x = np.array([0.0, 1.0, -0.0, 1.0, 0.0], np.float32)
+    s, bad = emulate_events.spike_bytes(x)
+    assert bad == -1 and s.tolist() == [0, 1, 0, 1, 0]
+    for value in (-1.0, 0.5, 2.0, float("nan"), float("inf"), 1e-45):
+        y = np.zeros(10_000, np.float32)
+        y[7777] = value
+        assert emulate_events.spike_bytes(y)[1] == 7777, value
 
 
 @pytest.mark.parametrize("seed", range(4))
