@@ -27,16 +27,40 @@ static inline int64_t rs0(int64_t x) { return (x + ((x >> 63) & 4095)) >> 12; }
 
 static inline int32_t lava_wrap(int32_t u) { return u - (u > HALF) * FULL + (u <= -HALF) * FULL; }
 
+/* The same two rules on 16 lanes (vector comparisons give -1 for true, so masks select) */
+typedef int32_t v16 __attribute__((vector_size(64)));
+typedef int32_t v8 __attribute__((vector_size(32)));
+typedef int64_t v8l __attribute__((vector_size(64)));
+typedef uint8_t v16b __attribute__((vector_size(16)));
+
+static inline v8l rs0_8(v8l x) { return (x + ((x >> 63) & 4095)) >> 12; }
+
+/* rs0(x * keep) for 16 int32 lanes, the products in int64 */
+static inline v16 decay16(v16 x, const int64_t *keep) {
+    v8 lo, hi;
+    v8l k0, k1;
+    memcpy(&lo, &x, 32);
+    memcpy(&hi, (const char *)&x + 32, 32);
+    memcpy(&k0, keep, 64);
+    memcpy(&k1, keep + 8, 64);
+    const v8 r0 = __builtin_convertvector(rs0_8(__builtin_convertvector(lo, v8l) * k0), v8);
+    const v8 r1 = __builtin_convertvector(rs0_8(__builtin_convertvector(hi, v8l) * k1), v8);
+    v16 r;
+    memcpy(&r, &r0, 32);
+    memcpy((char *)&r + 32, &r1, 32);
+    return r;
+}
+
+static inline v16 lava_wrap16(v16 u) { return u - ((u > HALF) & FULL) + ((u <= -HALF) & FULL); }
+
 /* Lava Dense's weight exponent: an arithmetic (flooring) right shift, or a left shift (as a multiply:
  * shifting a negative int left is undefined in C) */
 static inline int32_t exp_shift(int32_t a, int64_t shift) {
     return shift > 0 ? a >> shift : (shift < 0 ? a * (1 << -shift) : a);
 }
 
-/* sixteen int32 lanes (GCC/Clang vector extension): one AVX-512 register, or two AVX2 ones. Written
- * out because GCC 12 turns the plain 16-iteration loop into 16 scalar registers. */
-typedef int32_t v16 __attribute__((vector_size(64)));
-
+/* v16: sixteen int32 lanes (GCC/Clang vector extension), one AVX-512 register or two AVX2 ones. Written
+ * out because GCC 12 turns a plain 16-iteration loop into 16 scalar registers. */
 static inline v16 load16(const int32_t *p) {
     v16 r;
     memcpy(&r, p, sizeof r);
@@ -184,6 +208,30 @@ int sj2lava_has_dot(void) { return 1; }
  * int32 sums of products). Four accumulators keep four instructions in flight. */
 static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
     const int64_t co = L->co, n_grp = L->n_grp, n_cb = (co + 15) / 16;
+    if (co == 16 && n_grp < 8) /* few groups (a first layer): four positions in flight instead */
+        for (; o0 + 4 <= o1; o0 += 4, acc += 64) {
+            const uint8_t *restrict b = in + L->base[o0];
+            const int64_t d1 = L->base[o0 + 1] - L->base[o0], d2 = L->base[o0 + 2] - L->base[o0],
+                          d3 = L->base[o0 + 3] - L->base[o0];
+            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+            for (int64_t g = 0; g < n_grp; g++) {
+                const __m512i w = _mm512_loadu_si512(L->w8 + g * 64);
+                int32_t x0, x1, x2, x3;
+                memcpy(&x0, b + L->rel[g], 4);
+                memcpy(&x1, b + d1 + L->rel[g], 4);
+                memcpy(&x2, b + d2 + L->rel[g], 4);
+                memcpy(&x3, b + d3 + L->rel[g], 4);
+                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), w);
+                s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(x1), w);
+                s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32(x2), w);
+                s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32(x3), w);
+            }
+            const __m512i shift = _mm512_set1_epi32((int)L->w8_shift);
+            _mm512_storeu_si512(acc, _mm512_sllv_epi32(s0, shift));
+            _mm512_storeu_si512(acc + 16, _mm512_sllv_epi32(s1, shift));
+            _mm512_storeu_si512(acc + 32, _mm512_sllv_epi32(s2, shift));
+            _mm512_storeu_si512(acc + 48, _mm512_sllv_epi32(s3, shift));
+        }
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *restrict b = in + L->base[o];
         for (int64_t cb = 0; cb < n_cb; cb++) {
@@ -236,8 +284,38 @@ static const uint8_t *padded_input(const layer_t *L, const uint8_t *s, uint8_t *
 
 enum { BLOCK = 512 }; /* neurons per block: the block's state and sums stay in L1 between passes */
 
+/* neuron_block's step for neurons [0, n), n a multiple of 16, 16 at a time with all terms in
+ * registers. Everything is read into locals first: the vector stores are memcpy's, which may alias
+ * anything, so fields read in the loop would be reloaded at every step. */
+static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u_,
+                      int32_t *restrict v_, const int64_t *restrict keep_u, const int64_t *restrict keep_v,
+                      const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
+    const int u_mode = (int)L->u_mode, u_may_wrap = (int)L->u_may_wrap, v_decays = (int)L->v_decays;
+    for (int64_t i = 0; i < n; i += 16) {
+        const v16 x = load16(use + i) * 64;
+        v16 u = u_mode == 2 ? x : (u_mode == 1 ? decay16(load16(u_ + i), keep_u + i) : load16(u_ + i)) + x;
+        if (u_may_wrap)
+            u = lava_wrap16(u);
+        v16 v = (v_decays ? decay16(load16(v_ + i), keep_v + i) : load16(v_ + i)) + u;
+        if (bias)
+            v += load16(bias + i);
+        v = (v & (v <= VMAX)) | ((v > VMAX) & VMAX);
+        v = (v & (v >= -VMAX)) | ((v < -VMAX) & -VMAX);
+        const v16 spike = v > load16(vth + i);
+        const v16b bytes = __builtin_convertvector(spike, v16b) & 1;
+        v &= ~spike;
+        memcpy(u_ + i, &u, sizeof u);
+        memcpy(v_ + i, &v, sizeof v);
+        memcpy(out + i, &bytes, sizeof bytes);
+    }
+}
+
 /* One LIF step of neurons [i0, i1) of the layer on their delayed sums S->use; spikes to S->s. */
 static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
+    const int64_t n16 = (i1 - i0) & ~(int64_t)15;
+    neurons16(L, n16, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
+              L->bias ? L->bias + i0 : NULL, L->vth + i0, S->s + i0);
+    i0 += n16;
     for (int64_t i = i0; i < i1; i += BLOCK) {
         const int64_t n = i1 - i < BLOCK ? i1 - i : BLOCK;
         neuron_block(L, n, S->use + i, S->u + i, S->v + i, L->keep_u + i, L->keep_v + i,
@@ -245,15 +323,13 @@ static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
     }
 }
 
-/* use = the synaptic input of the next step from this step's sums: Lava Conv's 24-bit wrap, or Lava
+/* The sums a as the synaptic input of the next step, in place: Lava Conv's 24-bit wrap, or Lava
  * Dense's weight exponent */
-static void next_input(const layer_t *L, const int32_t *restrict acc, int32_t *restrict use, int64_t n) {
+static void next_input(const layer_t *L, int32_t *restrict a, int64_t n) {
     if (L->wrap) {
-        for (int64_t i = 0; i < n; i++) use[i] = ((acc[i] + HALF) & (FULL - 1)) - HALF;
+        for (int64_t i = 0; i < n; i++) a[i] = ((a[i] + HALF) & (FULL - 1)) - HALF;
     } else if (L->shift) {
-        for (int64_t i = 0; i < n; i++) use[i] = exp_shift(acc[i], L->shift);
-    } else {
-        memcpy(use, acc, (size_t)n * sizeof(int32_t));
+        for (int64_t i = 0; i < n; i++) a[i] = exp_shift(a[i], L->shift);
     }
 }
 
@@ -300,17 +376,18 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                 const layer_t *L = &layers[j];
                 state_t *S = &st[j];
                 const int64_t n_out = L->n_out;
-                if (L->lut || L->w8) { /* block by block: sums, the neurons on the previous sums, then the swap */
+                if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
+                                        * on the previous step's sums */
                     const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;
                     const uint8_t *in = L->w8 ? padded_input(L, s_in, S->padded) : s_in;
                     for (int64_t o = 0; o < n_out / co; o += per) {
                         const int64_t o1 = o + per < n_out / co ? o + per : n_out / co;
                         if (L->w8)
-                            dot_sums(L, in, o, o1, S->acc);
+                            dot_sums(L, in, o, o1, S->acc + o * co);
                         else
-                            table_sums(L, in, o, o1, S->acc);
+                            table_sums(L, in, o, o1, S->acc + o * co);
                         neurons(L, S, o * co, o1 * co);
-                        next_input(L, S->acc, S->use + o * co, (o1 - o) * co);
+                        next_input(L, S->acc + o * co, (o1 - o) * co);
                     }
                 } else {
                     const int64_t n = spiking(s_in, L->n_in, S->events);
@@ -323,8 +400,11 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                         for (int64_t i = 0; i < n_out; i++) S->use[i] += exp_shift(S->rec[i], L->shift);
                     }
                     neurons(L, S, 0, n_out);
-                    next_input(L, S->acc, S->use, n_out);
+                    next_input(L, S->acc, n_out);
                 }
+                int32_t *sums = S->acc; /* this step's sums are the next step's input */
+                S->acc = S->use;
+                S->use = sums;
                 if (L->rec_s) memcpy(L->rec_s + row * n_out, S->s, (size_t)n_out);
                 if (L->rec_u) memcpy(L->rec_u + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
                 if (L->rec_v) memcpy(L->rec_v + row * n_out, S->v, (size_t)n_out * sizeof(int32_t));
