@@ -1,9 +1,9 @@
-/* The emulator's event-driven CPU kernel: one synaptic layer of a NetX net, for a range of samples,
- * over all time steps, in exactly the integers of Lava's Loihi2SimCfg(select_tag='fixed_pt').
+/* The emulator's CPU kernel: all layers of a NetX net, for a range of samples, over all time steps,
+ * in exactly the integers of Lava's Loihi2SimCfg(select_tag='fixed_pt').
  * Compiled on first use by sj2lava/emulate_events.py; see that module for the data layout.
  *
  * Per step t of one sample (the same order as PyDenseModelBitAcc/PyConvModelBitAcc + PyLifModelBitAcc):
- *   acc    = sum over this step's input spikes of their weight rows  (fan-out table, channels-last)
+ *   acc    = the weighted sum of this step's input spikes (dot, table or fan-out path, channels-last)
  *   use   += shift(W_rec s(t-1))                                      (dense_rec only)
  *   LIF on use (the sums of step t-1: one step of synaptic delay):
  *     u = rs0(u * (4096 - iDecay)) + (use << 6)   then Lava's wrap into (-2^23, 2^23]
@@ -12,7 +12,7 @@
  *   use    = shift(acc) (dense: Lava's weight exponent, flooring) or wrap24(acc) (conv)
  *
  * rs0 and the wrap are the C twins of sj2lava.quant.rs0 / quant.lava_wrap, written with the same
- * operators; tests compare this kernel with the torch backend and with Lava itself.
+ * operators (a scalar and a 16-lane version of each); tests compare this kernel with the torch backend and with Lava itself.
  * The Python side checks statically that no int32 register here can overflow.
  */
 #include <stdint.h>
@@ -168,9 +168,8 @@ static void table_sums(const layer_t *L, const uint8_t *restrict s, int64_t o0, 
     }
 }
 
-/* One LIF step of neurons [0, n) of the layer (pointers offset to the block) on the delayed sums
- * `use`. A pass per term, each simple enough to vectorize (a fused loop with the int64 decay products
- * does not); neurons() runs them on blocks small enough to stay in L1 between passes. */
+/* One LIF step of neurons [0, n) of the layer (pointers offset to them) on the delayed sums `use`,
+ * a pass per term: the scalar form of neurons16, for the last n % 16 neurons of a range. */
 static void neuron_block(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u,
                          int32_t *restrict v, const int64_t *restrict keep_u, const int64_t *restrict keep_v,
                          const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
@@ -202,36 +201,48 @@ static void neuron_block(const layer_t *L, int64_t n, const int32_t *restrict us
 #include <immintrin.h>
 int sj2lava_has_dot(void) { return 1; }
 
+static inline void store_lanes(int32_t *p, __m512i x, int64_t lanes) {
+    if (lanes == 16) /* a masked store is much slower on some CPUs (Zen 4) */
+        _mm512_storeu_si512(p, x);
+    else
+        _mm512_mask_storeu_epi32(p, (__mmask16)((1u << lanes) - 1), x);
+}
+
 /* acc = the sums of output positions [o0, o1) (from acc[0], co per position) by dot products: the
  * input bytes (0/1) of a position are taken four adjacent ones at a time (a group), and
  * VPDPBUSD multiplies them with the group's int8 weights for 16 output channels at once (exact:
  * int32 sums of products). Four accumulators keep four instructions in flight. */
 static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
     const int64_t co = L->co, n_grp = L->n_grp, n_cb = (co + 15) / 16;
-    if (co == 16 && n_grp < 8) /* few groups (a first layer): four positions in flight instead */
-        for (; o0 + 4 <= o1; o0 += 4, acc += 64) {
-            const uint8_t *restrict b = in + L->base[o0];
-            const int64_t d1 = L->base[o0 + 1] - L->base[o0], d2 = L->base[o0 + 2] - L->base[o0],
-                          d3 = L->base[o0 + 3] - L->base[o0];
+    /* four positions in flight: each weight vector loaded once for four instructions */
+    for (; o0 + 4 <= o1; o0 += 4, acc += 4 * co) {
+        const uint8_t *restrict b = in + L->base[o0];
+        const int64_t d1 = L->base[o0 + 1] - L->base[o0], d2 = L->base[o0 + 2] - L->base[o0],
+                      d3 = L->base[o0 + 3] - L->base[o0];
+        for (int64_t cb = 0; cb < n_cb; cb++) {
+            const int8_t *restrict w8 = L->w8 + cb * n_grp * 64;
             __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
             for (int64_t g = 0; g < n_grp; g++) {
-                const __m512i w = _mm512_loadu_si512(L->w8 + g * 64);
+                const __m512i w = _mm512_loadu_si512(w8 + g * 64);
+                const uint8_t *restrict bg = b + L->rel[g];
                 int32_t x0, x1, x2, x3;
-                memcpy(&x0, b + L->rel[g], 4);
-                memcpy(&x1, b + d1 + L->rel[g], 4);
-                memcpy(&x2, b + d2 + L->rel[g], 4);
-                memcpy(&x3, b + d3 + L->rel[g], 4);
+                memcpy(&x0, bg, 4);
+                memcpy(&x1, bg + d1, 4);
+                memcpy(&x2, bg + d2, 4);
+                memcpy(&x3, bg + d3, 4);
                 s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), w);
                 s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(x1), w);
                 s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32(x2), w);
                 s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32(x3), w);
             }
             const __m512i shift = _mm512_set1_epi32((int)L->w8_shift);
-            _mm512_storeu_si512(acc, _mm512_sllv_epi32(s0, shift));
-            _mm512_storeu_si512(acc + 16, _mm512_sllv_epi32(s1, shift));
-            _mm512_storeu_si512(acc + 32, _mm512_sllv_epi32(s2, shift));
-            _mm512_storeu_si512(acc + 48, _mm512_sllv_epi32(s3, shift));
+            const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
+            store_lanes(acc + cb * 16, _mm512_sllv_epi32(s0, shift), lanes);
+            store_lanes(acc + co + cb * 16, _mm512_sllv_epi32(s1, shift), lanes);
+            store_lanes(acc + 2 * co + cb * 16, _mm512_sllv_epi32(s2, shift), lanes);
+            store_lanes(acc + 3 * co + cb * 16, _mm512_sllv_epi32(s3, shift), lanes);
         }
+    }
     for (int64_t o = o0; o < o1; o++) {
         const uint8_t *restrict b = in + L->base[o];
         for (int64_t cb = 0; cb < n_cb; cb++) {
@@ -257,10 +268,7 @@ static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, i
             __m512i sum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
             sum = _mm512_sllv_epi32(sum, _mm512_set1_epi32((int)L->w8_shift));
             const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
-            if (lanes == 16) /* a masked store is much slower on some CPUs (Zen 4) */
-                _mm512_storeu_si512(acc + (o - o0) * co + cb * 16, sum);
-            else
-                _mm512_mask_storeu_epi32(acc + (o - o0) * co + cb * 16, (__mmask16)((1u << lanes) - 1), sum);
+            store_lanes(acc + (o - o0) * co + cb * 16, sum, lanes);
         }
     }
 }
@@ -282,7 +290,7 @@ static const uint8_t *padded_input(const layer_t *L, const uint8_t *s, uint8_t *
     return padded;
 }
 
-enum { BLOCK = 512 }; /* neurons per block: the block's state and sums stay in L1 between passes */
+enum { BLOCK = 512 }; /* neurons per block of the dot/table paths: the block's sums and state stay in L1 */
 
 /* neuron_block's step for neurons [0, n), n a multiple of 16, 16 at a time with all terms in
  * registers. Everything is read into locals first: the vector stores are memcpy's, which may alias
@@ -316,11 +324,8 @@ static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
     neurons16(L, n16, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
               L->bias ? L->bias + i0 : NULL, L->vth + i0, S->s + i0);
     i0 += n16;
-    for (int64_t i = i0; i < i1; i += BLOCK) {
-        const int64_t n = i1 - i < BLOCK ? i1 - i : BLOCK;
-        neuron_block(L, n, S->use + i, S->u + i, S->v + i, L->keep_u + i, L->keep_v + i,
-                     L->bias ? L->bias + i : NULL, L->vth + i, S->s + i);
-    }
+    neuron_block(L, i1 - i0, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
+                 L->bias ? L->bias + i0 : NULL, L->vth + i0, S->s + i0);
 }
 
 /* The sums a as the synaptic input of the next step, in place: Lava Conv's 24-bit wrap, or Lava

@@ -1,18 +1,28 @@
-"""The emulator's event-driven CPU backend: the integer step of :mod:`sj2lava.emulate`, driven by spikes
-instead of dense convolutions, in a small C kernel (``emulate_events.c``) compiled on first use.
+"""The emulator's CPU backend: the integer step of :mod:`sj2lava.emulate` in a small C kernel
+(``emulate_events.c``) compiled on first use.
 
-Why events: spikes are binary and sparse (10-20 % of neurons fire in a step), so a layer's synaptic
-sum is the sum of the weight rows of the inputs that spiked. Every synaptic layer is one kind of
-operation here, a *fan-out table*: input position ``p`` reaches the output rows
-``fan_out[fan_start[p]:fan_start[p+1]]`` through taps ``fan_tap[...]``, and a spike of channel ``c``
-at ``p`` adds ``w[tap, c, :]`` (a row of output channels) at each of them. A dense layer is the table
-with one position; a convolution's table holds its stride, padding and dilation, so the hot loop has
-no geometry in it. State is channels-last (``[H, W, C]`` flattened) so those rows are contiguous.
+A layer's synaptic sum takes one of three paths, picked per layer when the net is prepared:
 
-Samples are independent, so a batch is split over threads (the kernel runs without the GIL), and in
-each thread the layers run one after another over all time steps (layer-major), which is exact
-because a layer's input at step ``t`` is the previous layer's spikes at ``t``: the one-step synaptic
-delay lives inside each layer.
+* **dot** (CPUs with AVX512-VNNI; convolutions without groups and dense layers whose weights are int8
+  times a power of two, which 8-bit Loihi weights are): the input spikes are bytes 0/1, so a sum is an
+  integer dot product, and VPDPBUSD multiplies four input bytes with the int8 weights of 16 output
+  channels in one instruction, exactly. A convolution reads its input from a zero-padded
+  channels-last copy, so each kernel row is a run of adjacent bytes and the hot loop has no
+  geometry in it (:func:`dot_table`).
+* **table** (other CPUs; convolutions without groups with 16k output channels): the weight rows of
+  four (tap, channel) pairs pre-summed for each of the 16 spike patterns (:func:`nibble_table`).
+* **fan-out** (grouped convolutions, ``dense_rec`` layers, the rest), driven by events: input position
+  ``p`` reaches the output rows ``fan_out[fan_start[p]:fan_start[p+1]]`` through taps
+  ``fan_tap[...]``, and a spike of channel ``c`` at ``p`` adds ``w[tap, c, :]`` at each of them
+  (:func:`fan_table`).
+
+All paths give the same integers (the suite checks each against the torch backend, and the kernel
+against Lava). State is channels-last (``[H, W, C]`` flattened) so a position's channels are
+contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1.
+
+Samples are independent, so a batch is split over threads (the kernel runs without the GIL); in each
+thread a sample runs time-major as Lava steps it: at step ``t`` every layer takes the spikes the
+layer before made at ``t`` (the one-step synaptic delay lives inside each layer).
 
 The kernel is built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into
 ``$SJ2LAVA_CACHE`` (default ``~/.cache/sj2lava``), once per source version and CPU. Without a
@@ -40,7 +50,7 @@ __all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_tab
 
 _log = logging.getLogger("sj2lava")
 _SOURCE = Path(__file__).with_name("emulate_events.c")
-_FLAGS = ["-g", "-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
+_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
 DOT = True  # use the dot path where the CPU has it; False tests the table and fan-out paths on such CPUs
 _lib: Optional[ctypes.CDLL] = None
 _failed: Optional[str] = None
