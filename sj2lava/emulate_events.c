@@ -18,6 +18,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define HALF (1 << 23)
 #define FULL (1 << 24)
@@ -49,6 +52,16 @@ static inline v16 decay16(v16 x, const int64_t *keep) {
     memcpy(&r, &r0, 32);
     memcpy((char *)&r + 32, &r1, 32);
     return r;
+}
+
+/* v clipped to +-VMAX: min/max instructions where the compiler has them, else masks */
+static inline v16 clip16(v16 v) {
+#if defined(__AVX512F__)
+    return (v16)_mm512_max_epi32(_mm512_min_epi32((__m512i)v, _mm512_set1_epi32(VMAX)), _mm512_set1_epi32(-VMAX));
+#else
+    v = (v & (v <= VMAX)) | ((v > VMAX) & VMAX);
+    return (v & (v >= -VMAX)) | ((v < -VMAX) & -VMAX);
+#endif
 }
 
 static inline v16 lava_wrap16(v16 u) { return u - ((u > HALF) & FULL) + ((u <= -HALF) & FULL); }
@@ -307,8 +320,7 @@ static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, 
         v16 v = (v_decays ? decay16(load16(v_ + i), keep_v + i) : load16(v_ + i)) + u;
         if (bias)
             v += load16(bias + i);
-        v = (v & (v <= VMAX)) | ((v > VMAX) & VMAX);
-        v = (v & (v >= -VMAX)) | ((v < -VMAX) & -VMAX);
+        v = clip16(v);
         const v16 spike = v > load16(vth + i);
         const v16b bytes = __builtin_convertvector(spike, v16b) & 1;
         v &= ~spike;

@@ -50,7 +50,10 @@ __all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_tab
 
 _log = logging.getLogger("sj2lava")
 _SOURCE = Path(__file__).with_name("emulate_events.c")
-_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99"]
+# $SJ2LAVA_CFLAGS comes last, so it can override, e.g. "-march=x86-64-v3" for a cache shared by
+# machines with different CPUs (the tests build the kernel without AVX-512 that way)
+_FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99", "-Wno-psabi",
+          *os.environ.get("SJ2LAVA_CFLAGS", "").split()]
 DOT = True  # use the dot path where the CPU has it; False tests the table and fan-out paths on such CPUs
 _lib: Optional[ctypes.CDLL] = None
 _failed: Optional[str] = None

@@ -125,6 +125,30 @@ def test_without_a_compiler_auto_uses_torch_and_events_says_why(tmp_path):
     assert "refused: emulate: the 'events' backend could not build its C kernel (false failed" in out.stdout
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 -march levels")
+def test_kernel_without_avx512_computes_the_same(tmp_path):
+    """The kernel as a CPU without AVX-512 (so without the dot path) builds it: the vector code's
+    portable forms, against the torch backend on 30 random nets."""
+    code = (
+        "import torch, sj2lava\n"
+        "from sj2lava import emulate_events\n"
+        "from sj2lava.testing import random_spec\n"
+        "assert emulate_events.available() and not emulate_events.has_dot()\n"
+        "ALL = ('spikes', 'layer_spikes', 'voltage', 'current')\n"
+        "for seed in range(30):\n"
+        "    spec = random_spec(seed, wide=0.5 * (seed % 2))\n"
+        "    x = (torch.rand(9, 3, *spec.input_shape, generator=torch.Generator().manual_seed(seed)) < .4).float()\n"
+        "    a = sj2lava.emulate(spec, x, record=ALL, backend='torch')\n"
+        "    b = sj2lava.emulate(spec, x, record=ALL, backend='events')\n"
+        "    assert torch.equal(a['spikes'], b['spikes']), seed\n"
+        "    for k in ALL[1:]:\n"
+        "        assert all(torch.equal(p, q) for p, q in zip(a[k], b[k])), (seed, k)\n"
+        "print('ok')\n")
+    env = dict(os.environ, SJ2LAVA_CFLAGS="-march=x86-64-v2", SJ2LAVA_CACHE=str(tmp_path / "cache"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_kernel_is_built_once_into_the_cache(tmp_path):
     code = "from sj2lava import emulate_events as e; assert e.available()"
     env = dict(os.environ, SJ2LAVA_CACHE=str(tmp_path))
