@@ -14,7 +14,8 @@ Per time step ``t`` (from 1) and per layer, exactly in Lava's order and integer 
 with ``rs0(x, 12) = sign(x) (|x| >> 12)`` (:func:`sj2lava.quant.rs0`), ``a_in`` the sum of the
 layer's synapses (``dense_rec`` adds ``W_rec`` times the layer's own spikes of the previous step).
 
-Backends: ``'events'`` (:mod:`sj2lava.emulate_events`, a C kernel driven by spikes, CPU) and
+Backends: ``'events'`` (:mod:`sj2lava.emulate_events`, a C kernel on the CPU: int8 dot products,
+pattern tables or spike-driven fan-out, per layer) and
 ``'torch'`` (torch ops, CPU or GPU; its synaptic sums use float32 (or float64) matrix/conv kernels only
 where every sum is provably below 2^24 (2^53), so they are exact, and become integers before they touch
 the state). Both read the same backend-neutral :class:`_Layer` list made by :func:`_compile`.
@@ -283,7 +284,7 @@ def _run_torch(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str]
     return {key: [None if r is None else r.cpu() for r in value] for key, value in rec.items()}
 
 
-# --------------------------------------------------------------------------- event backend (Numba)
+# --------------------------------------------------------------------------- events backend (C kernel)
 def _channels_last(shape: Tuple[int, ...]) -> np.ndarray:
     """For a (C, H, W) layer stored as [H, W, C]: the (C, H, W) flat index of each stored position."""
     if len(shape) != 3:
@@ -416,7 +417,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
             and/or ``'current'`` returns a dict with ``'spikes'`` (output) and per synaptic layer lists
             ``'layer_spikes'``, ``'voltage'``, ``'current'`` (``v`` after reset and ``u``, int32 state
             units: 4096 = 1.0).
-        backend: ``'events'`` (CPU, an event-driven C kernel built on first use: the fast one),
+        backend: ``'events'`` (CPU, a C kernel built on first use: the fast one),
             ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
             is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
             integers.
