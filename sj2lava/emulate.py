@@ -372,10 +372,14 @@ _CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # (spec fingerprint, what)
 _CACHE_SIZE = 16
 
 
-def _prepared(spec: NetSpec, what, make):
-    """``make()``, computed once per network content (a fingerprint of the spec's shapes and arrays, so
-    that a spec changed in place is prepared anew) and kept for the next calls."""
-    key = (hashlib.blake2b(pickle.dumps((spec.input_shape, spec.layers), protocol=5), digest_size=16).digest(), what)
+def _fingerprint(spec: NetSpec) -> bytes:
+    """A digest of the spec's shapes and arrays: a spec changed in place gets a new one."""
+    return hashlib.blake2b(pickle.dumps((spec.input_shape, spec.layers), protocol=5), digest_size=16).digest()
+
+
+def _prepared(fingerprint: bytes, what, make):
+    """``make()``, computed once per network content and kept for the next calls."""
+    key = (fingerprint, what)
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -434,12 +438,13 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
     backend = _pick_backend(backend, dev)
     x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
-    layers = _prepared(spec, "compiled", lambda: _compile(spec))
+    fingerprint = _fingerprint(spec)
+    layers = _prepared(fingerprint, "compiled", lambda: _compile(spec))
     prepared = None
     if backend != "torch":
         from . import emulate_events as ev
 
-        prepared = _prepared(spec, ("events", ev.DOT),
+        prepared = _prepared(fingerprint, ("events", ev.DOT),
                              lambda: _event_layers(layers, tuple(spec.input_shape), use_dot=ev.DOT))
     if backend == "events" and prepared is None:
         raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "

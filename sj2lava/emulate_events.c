@@ -12,7 +12,8 @@
  *   use    = shift(acc) (dense: Lava's weight exponent, flooring) or wrap24(acc) (conv)
  *
  * rs0 and the wrap are the C twins of sj2lava.quant.rs0 / quant.lava_wrap, written with the same
- * operators (a scalar and a 16-lane version of each); tests compare this kernel with the torch backend and with Lava itself.
+ * operators (a scalar and a 16-lane version of each); tests compare this kernel with the torch backend
+ * and with Lava itself.
  * The Python side checks statically that no int32 register here can overflow.
  */
 #include <stdint.h>
@@ -30,7 +31,9 @@ static inline int64_t rs0(int64_t x) { return (x + ((x >> 63) & 4095)) >> 12; }
 
 static inline int32_t lava_wrap(int32_t u) { return u - (u > HALF) * FULL + (u <= -HALF) * FULL; }
 
-/* The same two rules on 16 lanes (vector comparisons give -1 for true, so masks select) */
+/* The same two rules on 16 lanes (vector comparisons give -1 for true, so masks select). v16 is
+ * sixteen int32 lanes (GCC/Clang vector extension), one AVX-512 register or two AVX2 ones; written out
+ * because GCC 12 turns a plain 16-iteration loop into 16 scalar registers. */
 typedef int32_t v16 __attribute__((vector_size(64)));
 typedef int32_t v8 __attribute__((vector_size(32)));
 typedef int64_t v8l __attribute__((vector_size(64)));
@@ -72,8 +75,6 @@ static inline int32_t exp_shift(int32_t a, int64_t shift) {
     return shift > 0 ? a >> shift : (shift < 0 ? a * (1 << -shift) : a);
 }
 
-/* v16: sixteen int32 lanes (GCC/Clang vector extension), one AVX-512 register or two AVX2 ones. Written
- * out because GCC 12 turns a plain 16-iteration loop into 16 scalar registers. */
 static inline v16 load16(const int32_t *p) {
     v16 r;
     memcpy(&r, p, sizeof r);
@@ -149,10 +150,11 @@ static void synaptic_sums(const layer_t *L, const int32_t *restrict events, int6
     }
 }
 
-/* acc = the sums of output positions [o0, o1) (from acc[0]) of the input spikes s (with >= 4 zero bytes after them, where padding points) by
- * table: the (tap, channel) pairs of an output position in groups of four (a nibble of spikes), each
- * group's weight rows pre-summed for all 16 values of the nibble. Branch-free, and each output row is
- * summed in registers: no read-after-write of a row that was just stored, as in the scatter. */
+/* acc = the sums of output positions [o0, o1) (from acc[0]) of the input spikes s (with >= 4 zero
+ * bytes after them, where padding points) by table: the (tap, channel) pairs of an output position
+ * in groups of four (a nibble of spikes), each group's weight rows pre-summed for all 16 values of
+ * the nibble. Branch-free, and each output row is summed in registers: no read-after-write of a row
+ * that was just stored, as in the scatter. */
 static void table_sums(const layer_t *L, const uint8_t *restrict s, int64_t o0, int64_t o1,
                        int32_t *restrict acc) {
     const int64_t co = L->co, n_nib = L->n_nib;
@@ -211,7 +213,6 @@ static void neuron_block(const layer_t *L, int64_t n, const int32_t *restrict us
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512F__)
-#include <immintrin.h>
 int sj2lava_has_dot(void) { return 1; }
 
 static inline void store_lanes(int32_t *p, __m512i x, int64_t lanes) {
@@ -224,7 +225,7 @@ static inline void store_lanes(int32_t *p, __m512i x, int64_t lanes) {
 /* acc = the sums of output positions [o0, o1) (from acc[0], co per position) by dot products: the
  * input bytes (0/1) of a position are taken four adjacent ones at a time (a group), and
  * VPDPBUSD multiplies them with the group's int8 weights for 16 output channels at once (exact:
- * int32 sums of products). Four accumulators keep four instructions in flight. */
+ * int32 sums of products), then the sums are shifted back by w8_shift. */
 static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
     const int64_t co = L->co, n_grp = L->n_grp, n_cb = (co + 15) / 16;
     /* four positions in flight: each weight vector loaded once for four instructions */
@@ -256,34 +257,19 @@ static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, i
             store_lanes(acc + 3 * co + cb * 16, _mm512_sllv_epi32(s3, shift), lanes);
         }
     }
-    for (int64_t o = o0; o < o1; o++) {
-        const uint8_t *restrict b = in + L->base[o];
+    for (int64_t o = o0; o < o1; o++) /* the last positions (up to three), one at a time */
         for (int64_t cb = 0; cb < n_cb; cb++) {
-            const int8_t *restrict w = L->w8 + cb * n_grp * 64;
-            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-            int64_t g = 0;
-            for (; g + 4 <= n_grp; g += 4) {
-                int32_t x0, x1, x2, x3;
-                memcpy(&x0, b + L->rel[g], 4);
-                memcpy(&x1, b + L->rel[g + 1], 4);
-                memcpy(&x2, b + L->rel[g + 2], 4);
-                memcpy(&x3, b + L->rel[g + 3], 4);
-                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + g * 64));
-                s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(x1), _mm512_loadu_si512(w + g * 64 + 64));
-                s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32(x2), _mm512_loadu_si512(w + g * 64 + 128));
-                s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32(x3), _mm512_loadu_si512(w + g * 64 + 192));
+            __m512i sum = _mm512_setzero_si512();
+            for (int64_t g = 0; g < n_grp; g++) {
+                int32_t x;
+                memcpy(&x, in + L->base[o] + L->rel[g], 4);
+                const __m512i w = _mm512_loadu_si512(L->w8 + (cb * n_grp + g) * 64);
+                sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi32(x), w);
             }
-            for (; g < n_grp; g++) {
-                int32_t x0;
-                memcpy(&x0, b + L->rel[g], 4);
-                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), _mm512_loadu_si512(w + g * 64));
-            }
-            __m512i sum = _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3));
-            sum = _mm512_sllv_epi32(sum, _mm512_set1_epi32((int)L->w8_shift));
             const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
+            sum = _mm512_sllv_epi32(sum, _mm512_set1_epi32((int)L->w8_shift));
             store_lanes(acc + (o - o0) * co + cb * 16, sum, lanes);
         }
-    }
 }
 #else
 int sj2lava_has_dot(void) { return 0; }

@@ -46,7 +46,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_table", "nibble_table", "dot_table", "Layer", "run"]
+__all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_table", "nibble_table", "dot_table",
+           "Layer", "run"]
 
 _log = logging.getLogger("sj2lava")
 _SOURCE = Path(__file__).with_name("emulate_events.c")

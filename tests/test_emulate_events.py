@@ -107,6 +107,12 @@ def test_backend_argument_is_checked():
         emulate(spec, x, backend="events", device="cuda")
 
 
+def _fresh_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a new interpreter (so the kernel is built anew) with these environment variables."""
+    return subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), capture_output=True,
+                          text=True, timeout=300)
+
+
 def test_without_a_compiler_auto_uses_torch_and_events_says_why(tmp_path):
     code = (
         "import torch, sj2lava\n"
@@ -119,8 +125,7 @@ def test_without_a_compiler_auto_uses_torch_and_events_says_why(tmp_path):
         "    sj2lava.emulate(spec, x, backend='events')\n"
         "except RuntimeError as e:\n"
         "    print('refused:', e)\n")
-    env = dict(os.environ, CC="false", SJ2LAVA_CACHE=str(tmp_path / "cache"))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = _fresh_python(code, CC="false", SJ2LAVA_CACHE=str(tmp_path / "cache"))
     assert out.returncode == 0, out.stderr
     assert "refused: emulate: the 'events' backend could not build its C kernel (false failed" in out.stdout
 
@@ -144,17 +149,15 @@ def test_kernel_without_avx512_computes_the_same(tmp_path):
         "    for k in ALL[1:]:\n"
         "        assert all(torch.equal(p, q) for p, q in zip(a[k], b[k])), (seed, k)\n"
         "print('ok')\n")
-    env = dict(os.environ, SJ2LAVA_CFLAGS="-march=x86-64-v2", SJ2LAVA_CACHE=str(tmp_path / "cache"))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    out = _fresh_python(code, SJ2LAVA_CFLAGS="-march=x86-64-v2", SJ2LAVA_CACHE=str(tmp_path / "cache"))
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
 def test_kernel_is_built_once_into_the_cache(tmp_path):
     code = "from sj2lava import emulate_events as e; assert e.available()"
-    env = dict(os.environ, SJ2LAVA_CACHE=str(tmp_path))
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert _fresh_python(code, SJ2LAVA_CACHE=str(tmp_path)).returncode == 0
     built = list(Path(tmp_path).glob("emulate_events-*.so"))
     assert len(built) == 1 and not list(Path(tmp_path).glob("tmp*"))
     stamp = built[0].stat().st_mtime_ns
-    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert _fresh_python(code, SJ2LAVA_CACHE=str(tmp_path)).returncode == 0
     assert built[0].stat().st_mtime_ns == stamp
