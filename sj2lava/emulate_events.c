@@ -336,12 +336,14 @@ static void next_input(const layer_t *L, int32_t *restrict a, int64_t n) {
     }
 }
 
-/* Samples [b0, b1) of x (bytes 0/1, sample b's step t at row b * sb + t * st of n_in bytes) through all
- * layers, time-major as Lava steps them: at every step each layer takes the spikes the layer before
- * made at that step. Recorded rows go to the same row index of rec_s/rec_u/rec_v.
+/* Samples of x (bytes 0/1, sample b's step t at row b * sb + t * st of n_in bytes) through all layers,
+ * time-major as Lava steps them: at every step each layer takes the spikes the layer before made at
+ * that step. Recorded rows go to the same row index of rec_s/rec_u/rec_v. The samples are those below
+ * b1 claimed one at a time from *next, which threads running this at once share: a thread that gets
+ * less of the CPU (a busy neighbour) simply does fewer of them.
  * Returns 0, or -1 when scratch memory could not be had. */
 int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64_t sb, int64_t st_,
-                int64_t b0, int64_t b1, int64_t steps) {
+                int64_t *next, int64_t b1, int64_t steps) {
     size_t words = 0;
     for (int64_t j = 0; j < n_layers; j++)
         words += 5 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + (size_t)(layers[j].n_out + 8) / 4 + 1 +
@@ -365,7 +367,7 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
         at += (layers[j].padded_bytes + 64) / 4;
     }
     uint8_t *x_row = (uint8_t *)at; /* the input row, copied to have zero bytes after it */
-    for (int64_t b = b0; b < b1; b++) {
+    for (int64_t b; (b = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) < b1;) {
         for (int64_t j = 0; j < n_layers; j++) {
             const size_t n = (size_t)layers[j].n_out * sizeof(int32_t);
             memset(st[j].use, 0, n); memset(st[j].u, 0, n); memset(st[j].v, 0, n);

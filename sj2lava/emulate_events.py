@@ -20,7 +20,7 @@ All paths give the same integers (the suite checks each against the torch backen
 against Lava). State is channels-last (``[H, W, C]`` flattened) so a position's channels are
 contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1.
 
-Samples are independent, so a batch is split over threads (the kernel runs without the GIL); in each
+Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs without the GIL); in each
 thread a sample runs time-major as Lava steps it: at step ``t`` every layer takes the spikes the
 layer before made at ``t`` (the one-step synaptic delay lives inside each layer).
 
@@ -305,7 +305,8 @@ class Layer:
 
 def run(layers: Sequence[Layer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
         threads: int) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
-    """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples split over ``threads``.
+    """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples shared out to ``threads``
+    threads one at a time as each thread becomes free.
 
     Returns per layer ``(spikes, u, v)`` as ``[T, B, n_out]`` arrays: the spikes where ``spikes[j]``,
     ``u`` and ``v`` where ``state[j]``, else None.
@@ -322,18 +323,19 @@ def run(layers: Sequence[Layer], x: np.ndarray, spikes: Sequence[bool], state: S
         out.append(rec)
         structs[j] = layer.struct
         structs[j].rec_s, structs[j].rec_u, structs[j].rec_v = (None if a is None else a.ctypes.data for a in rec)
-    bounds = np.linspace(0, batch, max(1, min(threads, batch)) + 1).astype(int)
+    workers = max(1, min(threads, batch))
+    next_sample = ctypes.c_int64(0)  # the threads claim samples from this counter
     i64 = ctypes.c_int64
 
-    def part(lo: int, hi: int) -> int:  # ctypes lets go of the GIL for the call
+    def part(_: int) -> int:  # ctypes lets go of the GIL for the call
         return lib.sj2lava_run(structs, i64(len(layers)), x.ctypes.data_as(ctypes.c_void_p), i64(1), i64(batch),
-                               i64(lo), i64(hi), i64(steps))
+                               ctypes.byref(next_sample), i64(batch), i64(steps))
 
-    if len(bounds) == 2:
-        status = [part(0, batch)]
+    if workers == 1:
+        status = [part(0)]
     else:
-        with ThreadPoolExecutor(len(bounds) - 1) as pool:
-            status = list(pool.map(part, bounds[:-1], bounds[1:]))
+        with ThreadPoolExecutor(workers) as pool:
+            status = list(pool.map(part, range(workers)))
     if any(status):
         raise MemoryError("emulate: the event kernel could not allocate its scratch memory")
     return out
