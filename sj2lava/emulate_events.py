@@ -20,9 +20,9 @@ All paths give the same integers (the suite checks each against the torch backen
 against Lava). State is channels-last (``[H, W, C]`` flattened) so a position's channels are
 contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1.
 
-Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs without the GIL); in each
-thread a sample runs time-major as Lava steps it: at step ``t`` every layer takes the spikes the
-layer before made at ``t`` (the one-step synaptic delay lives inside each layer).
+Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs
+without the GIL); in each thread a sample runs time-major as Lava steps it: at step ``t`` every layer
+takes the spikes the layer before made at ``t`` (the one-step synaptic delay lives inside each layer).
 
 The kernel is built with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into
 ``$SJ2LAVA_CACHE`` (default ``~/.cache/sj2lava``), once per source version and CPU. Without a
