@@ -332,9 +332,10 @@ def _event_layers(layers: List[_Layer], input_shape: Tuple[int, ...], use_dot: b
             w = l.weight[:, stored]
             dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
                 if use_dot and l.rec_weight is None else None
-            layer = ev.Layer(len(stored), w.shape[0], l.shift, False, params, dot=dot,
-                             fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
-                             w_rec=None if l.rec_weight is None else l.rec_weight.T)
+            scatter = {} if dot is not None else dict(  # the fan-out path: one position, every input
+                fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
+                w_rec=None if l.rec_weight is None else l.rec_weight.T)
+            layer = ev.Layer(len(stored), w.shape[0], l.shift, False, params, dot=dot, **scatter)
         out.append((layer, order, l.out_shape))
         stored = order
     return out
