@@ -62,6 +62,7 @@ __all__ = [
     "to_nir",
     "to_lava_neuron",
     "verify",
+    "quiet_spikingjelly_reset",
 ]
 
 
@@ -73,10 +74,6 @@ def reset_net(net) -> None:
 
 
 class _QuietSJReset(_logging.Filter):
-    # SpikingJelly's reset_net logs a warning for every module with reset() that is not its own
-    # MemoryModule. Ours are plain nn.Modules (subclassing would import SpikingJelly and lava-dl
-    # on `import sj2lava`), so drop exactly that warning for our classes. SpikingJelly's own
-    # CubaLIFNode is a MemoryModule and never logs it.
     _prefix = "Trying to call `reset()` of "
     _ours = ("CubaLIFNode(", "BlockContainer(")
 
@@ -85,4 +82,15 @@ class _QuietSJReset(_logging.Filter):
         return not (msg.startswith(self._prefix) and msg[len(self._prefix):].startswith(self._ours))
 
 
-_logging.getLogger().addFilter(_QuietSJReset())
+def quiet_spikingjelly_reset() -> None:
+    """Drop SpikingJelly's per-module warning when its ``functional.reset_net`` resets sj2lava modules.
+
+    SpikingJelly logs "Trying to call `reset()` of ..." on the root logger for every module with a
+    ``reset()`` that is not its own ``MemoryModule``; sj2lava's are plain ``nn.Module`` s (subclassing
+    would import SpikingJelly on ``import sj2lava``), and the reset itself works. A library must not
+    change the root logger on import, so this is opt-in: call it once, or use :func:`reset_net`, which
+    never warns. It filters exactly that message for sj2lava's classes and is idempotent.
+    """
+    root = _logging.getLogger()
+    if not any(isinstance(f, _QuietSJReset) for f in root.filters):
+        root.addFilter(_QuietSJReset())

@@ -45,3 +45,34 @@ def optional(name: str) -> Optional[ModuleType]:
         return importlib.import_module(name)
     except Exception:  # a broken optional package must not break sj2lava
         return None
+
+
+class _NoBar:
+    """Stands in for a tqdm bar when tqdm is not installed (or the bar is disabled): same calls, no output."""
+
+    def __init__(self, iterable=None):
+        self._iterable = iterable
+
+    def __iter__(self):
+        return iter(self._iterable if self._iterable is not None else ())
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(iterable=None, *, total=None, desc: str = "", unit: str = "it", disable: bool = False):
+    """A tqdm progress bar on stderr, or a silent stand-in when tqdm is absent (it is an optional extra)."""
+    if not disable:
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr)
+    return _NoBar(iterable)

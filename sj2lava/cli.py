@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ._deps import progress
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
@@ -166,22 +168,15 @@ class _Bar:
     """tqdm over samples on stderr (a no-op if tqdm is missing)."""
 
     def __init__(self, total: int, desc: str):
-        try:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, desc=desc, unit="sample", file=sys.stderr)
-        except ImportError:
-            self._bar = None
+        self._bar = progress(total=total, desc=desc, unit="sample")
         self._done = 0
 
     def update_to(self, done: int) -> None:
-        if self._bar is not None:
-            self._bar.update(done - self._done)
+        self._bar.update(done - self._done)
         self._done = done
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._bar.close()
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -70,9 +70,8 @@ def seed_net(width: int = 16, image: int = 16) -> nn.Sequential:
 def train(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, epochs: int, steps: int, seed: int,
           progress: bool = True) -> List[float]:
     """Quantization-aware training with surrogate gradients; returns the mean loss per epoch."""
-    from tqdm import tqdm
-
     from . import reset_net
+    from ._deps import progress as _progress
 
     with torch.no_grad():  # start with every layer active (IF neurons, threshold 1)
         for m in net.modules():
@@ -84,8 +83,7 @@ def train(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, epochs: int, ste
     for epoch in range(epochs):
         order = torch.randperm(len(y), generator=gen)
         batches = range(0, len(y), 32)
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr,
-                   disable=not progress, leave=True)
+        bar = _progress(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress)
         total = 0.0
         for i in bar:
             idx = order[i:i + 32]

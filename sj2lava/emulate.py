@@ -22,6 +22,7 @@ the state). Both read the same backend-neutral :class:`_Layer` list made by :fun
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pickle
 from collections import OrderedDict
@@ -202,15 +203,39 @@ def _to_torch(layers: List[_Layer], device) -> List[_TorchLayer]:
     return out
 
 
+def _int_sums(a: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # Round, never truncate: the exact sum is an integer, and a float kernel that does not accumulate
+    # exactly (cuDNN's FFT/Winograd algorithms) may return k - eps, which truncation makes k - 1.
+    return torch.round(a).to(dtype)
+
+
+@contextlib.contextmanager
+def _exact_float_sums():
+    """TF32 off for the duration (cuDNN convolutions allow it by default on Ampere and Hopper, and it
+    rounds operands to 10 mantissa bits); restored afterwards. No effect on the CPU."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    keep = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, benchmark_limit=cudnn.benchmark_limit,
+                         deterministic=cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        matmul.allow_tf32 = keep
+
+
 def _synapse(tl: _TorchLayer, s: torch.Tensor) -> torch.Tensor:
-    """This step's synaptic sums for input spikes ``s`` [B, *in] (bool or float) -> int32 [B, *out]."""
+    """This step's synaptic sums for input spikes ``s`` [B, *in] (bool or float) -> int32 [B, *out].
+
+    The sums run as float convolutions / matmuls on integer-valued kernels (float32 below 2^24, else
+    float64, so every partial sum is exact when accumulated exactly) inside :func:`_exact_float_sums`."""
     l = tl.layer
     if l.kind == "conv":
-        a = F.conv2d(s.to(tl.weight.dtype), tl.weight, None, **l.conv).to(torch.int32)
+        a = _int_sums(F.conv2d(s.to(tl.weight.dtype), tl.weight, None, **l.conv), torch.int32)
         if l.may_wrap:  # Lava Conv: signed 24-bit wrap of the sum
             a = ((a + _HALF) % _FULL) - _HALF
         return a
-    a = (s.reshape(s.shape[0], -1).to(tl.weight.dtype) @ tl.weight.T).to(torch.int64)
+    a = _int_sums(s.reshape(s.shape[0], -1).to(tl.weight.dtype) @ tl.weight.T, torch.int64)
     return _exp_shift(a, l.shift).to(torch.int32)
 
 
@@ -258,30 +283,36 @@ def _run_torch(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str]
                            dtype=torch.bool if k == "spikes" else torch.int32, device=dev)
                if (every_layer or j == len(syn) - 1) else None
                for j, tl in enumerate(syn)] for k in keys}
-    for t in range(steps):
-        s_in = x[t]
-        k = 0
-        for tl in layers:
-            if tl.layer.kind == "flatten":
-                s_in = s_in.reshape(batch, -1)
-                continue
-            st = state[k]
-            a_now = st["a"]
-            if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
-                r = (st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T).to(torch.int64)
-                a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
-            st["a"] = _synapse(tl, s_in)
-            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
-            st["s"] = s
-            if rec["spikes"][k] is not None:
-                rec["spikes"][k][t] = s
-                if "voltage" in rec:
-                    rec["voltage"][k][t] = st["v"]
-                if "current" in rec:
-                    rec["current"][k][t] = st["u"]
-            s_in = s
-            k += 1
+    with _exact_float_sums():
+        for t in range(steps):
+            _torch_step(layers, state, rec, x[t], t, batch)
     return {key: [None if r is None else r.cpu() for r in value] for key, value in rec.items()}
+
+
+def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: torch.Tensor, t: int,
+                batch: int) -> None:
+    """Step ``t`` of every layer, each feeding the next at the same step, as Lava does."""
+    k = 0
+    for tl in layers:
+        if tl.layer.kind == "flatten":
+            s_in = s_in.reshape(batch, -1)
+            continue
+        st = state[k]
+        a_now = st["a"]
+        if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
+            r = _int_sums(st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T, torch.int64)
+            a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
+        st["a"] = _synapse(tl, s_in)
+        s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
+        st["s"] = s
+        if rec["spikes"][k] is not None:
+            rec["spikes"][k][t] = s
+            if "voltage" in rec:
+                rec["voltage"][k][t] = st["v"]
+            if "current" in rec:
+                rec["current"][k][t] = st["u"]
+        s_in = s
+        k += 1
 
 
 # --------------------------------------------------------------------------- events backend (C kernel)

@@ -11,6 +11,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import torch
 
+from ._deps import progress as _progress
 from .emulate import emulate
 from .lava_run import run_lava
 from .netfile import load
@@ -76,13 +77,7 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
     encode = encoder or rate_encoder(steps)
     total = len(data[1]) if isinstance(data, (tuple, list)) and len(data) == 2 else (
         len(data) if hasattr(data, "__len__") else None)
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=f"evaluate ({backend})", unit="sample", file=sys.stderr)
+    bar = _progress(total=total, desc=f"evaluate ({backend})", unit="sample", disable=not progress)
     per_class: Dict[int, list] = {}
     n_ok = n = 0
     try:
@@ -98,11 +93,9 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
                 entry[1] += 1
                 n_ok += int(ok)
                 n += 1
-            if bar is not None:
-                bar.update(len(y))
+            bar.update(len(y))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if n == 0:
         raise ValueError("evaluate: the data set is empty")
     return Evaluation(n_ok / n, n, {c: (v[0], v[1]) for c, v in per_class.items()}, backend)

@@ -130,6 +130,11 @@ def _layer(blk: nn.Module, shape: Shape, where: str, strict: bool) -> Layer:
     return _lava_layer(blk, kind, shape, where, strict)
 
 
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A parameter as a numpy array, wherever the model lives (training on a GPU is the normal path)."""
+    return t.detach().cpu().numpy()
+
+
 def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool) -> Layer:
     if blk.kind == "flatten":
         return Flatten(shape, (int(np.prod(shape)),))
@@ -140,13 +145,13 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
     n = blk.neuron
     neuron = _neuron(n.i_decay, n.v_decay, n.v_threshold_mant)
     bias = blk.bias()
-    bias = None if bias is None else quant.bias_mant(bias).reshape(-1).numpy()
+    bias = None if bias is None else _host(quant.bias_mant(bias).reshape(-1))
     syn, scale = blk.synapse, blk.input_scale
     if blk.kind == "conv":
         _need_image(shape, where)
         if shape[0] != syn.in_channels:
             raise ExportError(f"export: {where} takes {syn.in_channels} channels but gets {shape}")
-        w = quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight).numpy()
+        w = _host(quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight))
         out = conv_out_shape(shape, syn.out_channels, syn.kernel_size, syn.stride, syn.padding, syn.dilation)
         return Conv(shape, out, w, tuple(syn.stride), tuple(syn.padding), tuple(syn.dilation), syn.groups,
                     neuron, bias)
@@ -156,7 +161,7 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
                               "BlockContainer(nn.Flatten(), None) before it.")
         if shape[0] != syn.in_features:
             raise ExportError(f"export: {where} takes {syn.in_features} features but gets {shape[0]}")
-        w = quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight).numpy()
+        w = _host(quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight))
         return Dense(shape, (syn.out_features,), w, neuron, bias)
     # sum-pool: a depthwise conv with every tap weighing quantize(input_scale) (1.0 -> 64)
     _need_image(shape, where)
@@ -190,11 +195,11 @@ def _lava_layer(blk: nn.Module, kind: str, shape: Shape, where: str, strict: boo
         raise ExportError(f"export: {where} has per-channel decays; use shared_param=True")
     neuron = _neuron(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
     syn = blk.synapse
-    w = torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)).to(torch.int64).numpy()
+    w = _host(torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)).to(torch.int64))
     norm = getattr(blk.neuron, "norm", None)
     bias = None
     if norm is not None:
-        bias = np.rint(norm.bias.detach().cpu().numpy().reshape(-1)).astype(np.int64)
+        bias = np.rint(_host(norm.bias).reshape(-1)).astype(np.int64)
     if kind == "dense":
         w = w.reshape(w.shape[:2])
         if len(shape) != 1:

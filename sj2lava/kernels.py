@@ -2,7 +2,7 @@
 
 Forward (per neuron, integer state in 1/4096, the rules of :mod:`sj2lava.quant`)::
 
-    u = rs0(u * keep_u, 12) + trunc(4096 z[t]);  v = rs0(v * keep_v, 12) + u + b;  s = v > th;  v[s] = 0
+    u = rs0(u * keep_u, 12) + floor(4096 z[t] + 0.5);  v = rs0(v * keep_v, 12) + u + b;  s = v > th;  v[s] = 0
 
 with ``keep = 4096 - decay`` and ``rs0(x, 12) = (x + ((x >> 63) & 4095)) >> 12`` (toward zero).
 Backward is the recurrence of ``sj2lava.neuron._CubaLIF.backward`` (the reference), per neuron::
@@ -15,6 +15,7 @@ imported only when a kernel may run, so ``import sj2lava`` never imports Triton.
 """
 # No `from __future__ import annotations`: Triton reads the `tl.constexpr` annotations as objects.
 
+import contextlib
 import os
 from typing import Optional, Tuple
 
@@ -39,9 +40,21 @@ except ImportError:  # pragma: no cover - triton ships with torch's Linux wheels
     triton = None
 
 
+def _complete_interpreter() -> None:
+    # Triton 2.3.1's interpreter builder lacks the float64 type constructor that the float64 kernels
+    # (and any cast to float64) ask for; its numpy type table already maps float64. Compiled kernels
+    # do not go through this builder (they are checked by the ahead-of-time compile test).
+    from triton.runtime import interpreter
+
+    if not hasattr(interpreter.Builder, "get_double_ty"):
+        interpreter.Builder.get_double_ty = lambda self: tl.float64
+
+
 def _kernels():
     if triton is None:
         raise ImportError("the fused kernels need Triton (pip install triton)")
+    if interpreted():
+        _complete_interpreter()
     return _fwd, _bwd
 
 
@@ -50,26 +63,41 @@ if triton is not None:
     @triton.jit
     def _fwd(z_ptr, b_ptr, u0_ptr, v0_ptr, s_ptr, vpre_ptr, uh_ptr, uT_ptr, vT_ptr,
             n, steps, keep_u, keep_v, th,
-            HAS_BIAS: tl.constexpr, STORE_U: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            HAS_BIAS: tl.constexpr, STORE_U: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
+        if I64:  # offsets past 2^31 elements: every index product in int64 (t * n as a vector: the
+            # interpreter's loop index is a Python int, the compiler's an i32 scalar)
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        else:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         m = offs < n
         u = tl.load(u0_ptr + offs, mask=m, other=0)
         v = tl.load(v0_ptr + offs, mask=m, other=0)
         if HAS_BIAS:
             b = tl.load(b_ptr + offs, mask=m, other=0)
         for t in range(steps):
-            z = tl.load(z_ptr + t * n + offs, mask=m, other=0.0)
+            if I64:
+                row = (tl.zeros([BLOCK], dtype=tl.int64) + t) * n + offs
+            else:
+                row = t * n + offs
+            z = tl.load(z_ptr + row, mask=m, other=0.0)
+            if z.dtype != tl.float64:
+                z = z.to(tl.float32)
+            # quant.to_state: floor(4096 z + 0.5), floor written as trunc minus one below zero (the
+            # interpreter has no floor). 4096 z is exact, so an FMA of the two changes nothing.
+            x = z * 4096.0 + 0.5
+            zi = x.to(tl.int64)
+            zi = zi - (zi.to(x.dtype) > x).to(tl.int64)
             p = u * keep_u
-            u = ((p + ((p >> 63) & 4095)) >> 12) + (z * 4096.0).to(tl.int64)  # 4096 z is exact in float32
+            u = ((p + ((p >> 63) & 4095)) >> 12) + zi
             p = v * keep_v
             v = ((p + ((p >> 63) & 4095)) >> 12) + u
             if HAS_BIAS:
                 v = v + b
             fired = v > th
-            tl.store(vpre_ptr + t * n + offs, v, mask=m)
-            tl.store(s_ptr + t * n + offs, fired.to(tl.float32), mask=m)
+            tl.store(vpre_ptr + row, v, mask=m)
+            tl.store(s_ptr + row, fired.to(tl.float32), mask=m)
             if STORE_U:
-                tl.store(uh_ptr + t * n + offs, u, mask=m)
+                tl.store(uh_ptr + row, u, mask=m)
             v = tl.where(fired, 0, v)
         tl.store(uT_ptr + offs, u, mask=m)
         tl.store(vT_ptr + offs, v, mask=m)
@@ -77,30 +105,40 @@ if triton is not None:
     @triton.jit
     def _bwd(a_ptr, c_ptr, gz_ptr, gu_ptr, gv_ptr, uh_ptr, u0_ptr, vh_ptr, v0_ptr, gb_ptr, gau_ptr, gav_ptr,
             n, steps, keep_u, keep_v,
-            NEED_DU: tl.constexpr, NEED_DV: tl.constexpr, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            NEED_DU: tl.constexpr, NEED_DV: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
+        # Accumulates in the gradients' dtype (float32, or float64 for float64 models).
+        if I64:
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        else:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         m = offs < n
         gu = tl.load(gu_ptr + offs, mask=m, other=0.0)
         gv = tl.load(gv_ptr + offs, mask=m, other=0.0)
-        gb = tl.zeros([BLOCK], dtype=tl.float32)
-        gau = tl.zeros([BLOCK], dtype=tl.float32)
-        gav = tl.zeros([BLOCK], dtype=tl.float32)
+        gb = tl.zeros_like(gu)
+        gau = tl.zeros_like(gu)
+        gav = tl.zeros_like(gu)
         u_init = tl.load(u0_ptr + offs, mask=m, other=0.0)
         v_init = tl.load(v0_ptr + offs, mask=m, other=0.0)
         for i in range(steps):
             t = steps - 1 - i
-            a = tl.load(a_ptr + t * n + offs, mask=m, other=0.0)
-            c = tl.load(c_ptr + t * n + offs, mask=m, other=0.0)
+            if I64:
+                row = (tl.zeros([BLOCK], dtype=tl.int64) + t) * n + offs
+                prev = row - n
+            else:
+                row = t * n + offs
+                prev = row - n
+            a = tl.load(a_ptr + row, mask=m, other=0.0)
+            c = tl.load(c_ptr + row, mask=m, other=0.0)
             gvp = a + gv * c
             gb += gvp
             if NEED_DV:  # v after reset at t-1 (the initial state at t = 0); masked, not branched
-                vprev = tl.load(vh_ptr + (t - 1) * n + offs, mask=m & (t > 0), other=0.0)
+                vprev = tl.load(vh_ptr + prev, mask=m & (t > 0), other=0.0)
                 gav += gvp * tl.where(t > 0, vprev, v_init)
             gv = keep_v * gvp
             g = gvp + gu
-            tl.store(gz_ptr + t * n + offs, g, mask=m)
+            tl.store(gz_ptr + row, g, mask=m)
             if NEED_DU:
-                uprev = tl.load(uh_ptr + (t - 1) * n + offs, mask=m & (t > 0), other=0.0)
+                uprev = tl.load(uh_ptr + prev, mask=m & (t > 0), other=0.0)
                 gau += g * tl.where(t > 0, uprev, u_init)
             gu = keep_u * g
         tl.store(gu_ptr + offs, gu, mask=m)
@@ -110,17 +148,59 @@ if triton is not None:
         tl.store(gav_ptr + offs, gav, mask=m)
 
 
+FORCE_I64 = False
+"""Take the int64-offset kernels even for small tensors (tests and the ahead-of-time compile use it)."""
+
+_I32_LIMIT = 2**31 - 1
+
+
+def _needs_i64(steps: int, n: int) -> bool:
+    # The largest offset a kernel forms is (steps - 1) * n plus one block past n.
+    return FORCE_I64 or steps * n + _BLOCK > _I32_LIMIT
+
+
 def _grid(n: int):
     return ((n + _BLOCK - 1) // _BLOCK,)
 
 
+_recording: Optional[list] = None
+
+
+def _launch(kernel, n: int, *args, **constexprs) -> None:
+    """Every launch goes through here, so that :func:`record_launches` can collect the exact argument
+    lists (hence the signatures and specialisations Triton would compile) without running anything."""
+    if _recording is not None:
+        _recording.append((kernel, args, dict(constexprs, BLOCK=_BLOCK)))
+        return
+    kernel[_grid(n)](*args, **constexprs, BLOCK=_BLOCK)
+
+
+@contextlib.contextmanager
+def record_launches():
+    """Collect ``(kernel, args, constexprs)`` of each launch instead of launching (tensors may be on the
+    ``meta`` device, so sizes past 2^31 elements cost nothing). Used by the ahead-of-time compile check."""
+    global _recording
+    outer, _recording = _recording, []
+    try:
+        yield _recording
+    finally:
+        _recording = outer
+
+
+Z_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def forward(z: torch.Tensor, bias_state: Optional[torch.Tensor], keep_u: int, keep_v: int, th: int,
             u0: torch.Tensor, v0: torch.Tensor, store_u: bool):
-    """All steps at once. ``z`` [T, *] float; ``bias_state`` broadcast to one step, in state units (int64);
-    ``u0``, ``v0`` int64 state. Returns spikes (float32), v before reset and u per step (int64), final u, v."""
+    """All steps at once. ``z`` [T, *] float (any of :data:`Z_DTYPES`, read as it is); ``bias_state``
+    broadcast to one step, in state units (int64); ``u0``, ``v0`` int64 state. Returns spikes (float32),
+    v before reset and u per step (int64), final u, v."""
     fwd, _ = _kernels()
     steps = z.shape[0]
-    zc = z.detach().contiguous().float()
+    zc = z.detach()
+    if zc.dtype not in Z_DTYPES:
+        zc = zc.float()
+    zc = zc.contiguous()
     n = zc[0].numel()
     dev = z.device
     spikes = torch.empty(zc.shape, dtype=torch.float32, device=dev)
@@ -129,9 +209,9 @@ def forward(z: torch.Tensor, bias_state: Optional[torch.Tensor], keep_u: int, ke
     u_t = torch.empty(zc.shape[1:], dtype=torch.int64, device=dev)
     v_t = torch.empty_like(u_t)
     b = bias_state.expand(zc.shape[1:]).contiguous() if bias_state is not None else u_t
-    fwd[_grid(n)](zc, b, u0.contiguous(), v0.contiguous(), spikes, v_pre, u_hist, u_t, v_t,
-                  n, steps, keep_u, keep_v, th,
-                  HAS_BIAS=bias_state is not None, STORE_U=store_u, BLOCK=_BLOCK)
+    _launch(fwd, n, zc, b, u0.contiguous(), v0.contiguous(), spikes, v_pre, u_hist, u_t, v_t,
+            n, steps, keep_u, keep_v, th,
+            HAS_BIAS=bias_state is not None, STORE_U=store_u, I64=_needs_i64(steps, n))
     return spikes, v_pre, (u_hist if store_u else None), u_t, v_t
 
 
@@ -140,18 +220,26 @@ def backward(a_term: torch.Tensor, c_term: torch.Tensor, keep_u: float, keep_v: 
              u_hist: Optional[torch.Tensor], u0: torch.Tensor, v_hist: Optional[torch.Tensor], v0: torch.Tensor
              ) -> Tuple[torch.Tensor, ...]:
     """Backward through time; returns g_z [T, *], g_u0, g_v0 and per-neuron sums for the bias and decay
-    gradients (the caller reduces them). Float32 throughout."""
+    gradients (the caller reduces them). Computed in float64 for float64 gradients, else in float32.
+
+    Every buffer the kernel indexes as ``t * n + i`` is made contiguous here: upstream gradients are
+    often views (a loss on ``spikes.permute(...)``), and the output is allocated fresh, never
+    ``empty_like`` of a strided input."""
     _, bwd = _kernels()
     steps = a_term.shape[0]
     n = a_term[0].numel()
     dev = a_term.device
-    gz = torch.empty_like(a_term)
-    gu = (g_uT.float().contiguous().clone() if g_uT is not None else torch.zeros(a_term.shape[1:], device=dev))
-    gv = (g_vT.float().contiguous().clone() if g_vT is not None else torch.zeros(a_term.shape[1:], device=dev))
-    gb, gau, gav = (torch.empty(a_term.shape[1:], dtype=torch.float32, device=dev) for _ in range(3))
-    uh = u_hist.contiguous() if u_hist is not None else a_term
-    vh = v_hist.contiguous() if v_hist is not None else a_term
-    bwd[_grid(n)](a_term.contiguous(), c_term.contiguous(), gz, gu, gv, uh, u0.float().contiguous(), vh,
-                  v0.float().contiguous(), gb, gau, gav, n, steps, float(keep_u), float(keep_v),
-                  NEED_DU=u_hist is not None, NEED_DV=v_hist is not None, BLOCK=_BLOCK)
+    acc = torch.float64 if a_term.dtype == torch.float64 else torch.float32
+    a = a_term.to(acc).contiguous()
+    c = c_term.to(acc).contiguous()
+    gz = torch.empty(a.shape, dtype=acc, device=dev)
+    state = lambda g: (g.to(acc).contiguous().clone() if g is not None  # noqa: E731
+                       else torch.zeros(a.shape[1:], dtype=acc, device=dev))
+    gu, gv = state(g_uT), state(g_vT)
+    gb, gau, gav = (torch.empty(a.shape[1:], dtype=acc, device=dev) for _ in range(3))
+    uh = u_hist.contiguous() if u_hist is not None else a
+    vh = v_hist.contiguous() if v_hist is not None else a
+    _launch(bwd, n, a, c, gz, gu, gv, uh, u0.float().contiguous(), vh,
+            v0.float().contiguous(), gb, gau, gav, n, steps, float(keep_u), float(keep_v),
+            NEED_DU=u_hist is not None, NEED_DV=v_hist is not None, I64=_needs_i64(steps, n))
     return gz, gu, gv, gb, gau, gav

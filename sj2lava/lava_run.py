@@ -121,7 +121,7 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     lava_in = tuple(net.inp.shape)
     data = np.zeros((*lava_in, n * steps), dtype=np.int32)
     t_in = min(steps, x.shape[0])
-    xs = x[:t_in].numpy().astype(np.int32)
+    xs = x[:t_in].detach().cpu().numpy().astype(np.int32)
     for i in range(n):
         sample = xs[:, i].reshape(t_in, -1) if len(lava_in) == 1 else xs[:, i]
         data[..., i * steps:i * steps + t_in] = sample.T

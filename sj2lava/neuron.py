@@ -2,7 +2,7 @@
 
 One step of the neuron, in integer state units (1/4096), exactly as lava-dl and Lava compute it::
 
-    u[t] = rs0(u[t-1] * (4096 - iDecay), 12) + trunc(4096 * z[t])
+    u[t] = rs0(u[t-1] * (4096 - iDecay), 12) + round(4096 * z[t])    (quant.to_state)
     v[t] = rs0(v[t-1] * (4096 - vDecay), 12) + u[t] + 64 * bias_mant
     s[t] = v[t] > vThMant * 64                  (strict, in integers)
     v[t] = 0 where s[t]                         (u is never reset)
@@ -311,6 +311,47 @@ def _resolve_backend(backend: str, z: torch.Tensor) -> str:
     return "triton" if ok and (backend == "triton" or z.is_cuda) else "torch"
 
 
+# --------------------------------------------------------------------------- learned decays
+def _clamp_decay_(p: torch.Tensor) -> None:
+    # .data: no autograd version bump, so graphs built before (which saw in-range values) stay valid
+    if bool(((p.data < 0) | (p.data > quant.P_SCALE)).any()):
+        p.data.clamp_(0, quant.P_SCALE)
+
+
+_DECAY_TAG = "_sj2lava_decay"
+_step_hook = None
+
+
+def _clamp_after_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """Global ``torch.optim`` step post-hook: clamp the tagged decay parameters an optimizer holds."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if getattr(p, _DECAY_TAG, False):
+                _clamp_decay_(p)
+
+
+class _DecayParameter(nn.Parameter):
+    # The tag lives on the class (kept by deepcopy, which rebuilds type(self)) and on the instance
+    # (kept by pickle, which rebuilds a plain Parameter with its __dict__).
+    _sj2lava_decay = True
+
+
+def _decay_parameter(value: torch.Tensor) -> nn.Parameter:
+    """A learnable decay (1/4096 units) that every ``torch.optim`` optimizer keeps inside [0, 4096].
+
+    The hook is registered once, on the first learnable decay, and acts only on parameters carrying
+    the tag, so optimizers of other models are untouched.
+    """
+    global _step_hook
+    if _step_hook is None:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _step_hook = register_optimizer_step_post_hook(_clamp_after_step)
+    p = _DecayParameter(value)
+    setattr(p, _DECAY_TAG, True)
+    return p
+
+
 # --------------------------------------------------------------------------- module
 class CubaLIFNode(nn.Module):
     """Loihi's CUBA-LIF neuron, quantization-aware, as a SpikingJelly-style memory module.
@@ -371,8 +412,8 @@ class CubaLIFNode(nn.Module):
         vd = quant.decay_param(voltage_decay).reshape(1)
         self.requires_grad = bool(requires_grad)
         if self.requires_grad:
-            self.current_decay = nn.Parameter(cd)
-            self.voltage_decay = nn.Parameter(vd)
+            self.current_decay = _decay_parameter(cd)
+            self.voltage_decay = _decay_parameter(vd)
         else:
             self.register_buffer("current_decay", cd)
             self.register_buffer("voltage_decay", vd)
@@ -426,10 +467,15 @@ class CubaLIFNode(nn.Module):
         self.i_seq: Optional[torch.Tensor] = None
 
     def clamp_decays(self) -> None:
-        """Keep learned decays inside [0, 4096] (as lava-dl does before each use)."""
-        with torch.no_grad():
-            self.current_decay.clamp_(0, quant.P_SCALE)
-            self.voltage_decay.clamp_(0, quant.P_SCALE)
+        """Put learned decays back into [0, 4096] (1/4096 units), outside autograd.
+
+        Runs after every ``torch.optim`` step (a global step hook that touches only tagged decay
+        parameters) and before each forward. It writes ``.data``, as lava-dl does, so a graph that
+        still holds the decays (single-step training, a sequence fed in chunks) stays valid: the
+        values it saw were already in range, so nothing it needs changes.
+        """
+        for p in (self.current_decay, self.voltage_decay):
+            _clamp_decay_(p)
 
     def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Spikes for input ``x`` (``[N, *]`` in mode 's', ``[T, N, *]`` in mode 'm').

@@ -115,16 +115,18 @@ def threshold_state(threshold: float) -> int:
 
 
 def to_state(x: torch.Tensor) -> torch.Tensor:
-    """Synaptic input in state units, truncated toward zero: ``trunc(4096 * x)`` (float64).
+    """Synaptic input in state units, rounded to the nearest integer: ``floor(4096 * x + 0.5)`` (float64).
 
-    For binary spikes and weights on the 2/64 grid this is exact: ``4096 * x`` is a multiple of 128.
-    Scaling by a power of two is exact in any float format, so float32 input is truncated in float32
-    (half the memory traffic) before widening.
+    With binary (or integer) spikes and weights on the 2/64 grid, ``4096 * x`` is an exact multiple of
+    128, so this equals lava-dl's truncation. Rounding (not truncating) keeps it exact when the float
+    sum that produced ``x`` was not: cuDNN's FFT/Winograd convolutions and TF32 can return ``k - eps``,
+    which truncation would turn into ``k - 1``. Scaling by a power of two is exact in any float format,
+    so float16/32 input is rounded in float32 before widening; the Triton twin does the same.
     """
     x = x.detach()
     if x.dtype in (torch.float16, torch.bfloat16, torch.float32):
-        return torch.trunc(x.float() * S_SCALE).double()
-    return torch.trunc(x.double() * S_SCALE)
+        return torch.floor(x.float() * S_SCALE + 0.5).double()
+    return torch.floor(x.double() * S_SCALE + 0.5)
 
 
 def decay_step(x: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:

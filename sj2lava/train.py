@@ -6,13 +6,13 @@ containers spike for spike by construction.
 """
 from __future__ import annotations
 
-import sys
 from typing import Callable, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._deps import progress as _progress
 from .block import BlockContainer
 from .evaluate import _batches, rate_encoder
 
@@ -45,14 +45,12 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
     for b in model:
         b.step_mode = "m"
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    from tqdm import tqdm
-
     losses = []
     model.train()
     for epoch in range(epochs):
         total, n = 0.0, 0
-        bar = tqdm(list(_batches(data, batch_size)), desc=f"finetune {epoch + 1}/{epochs}", unit="batch",
-                   file=sys.stderr, disable=not progress)
+        bar = _progress(list(_batches(data, batch_size)), desc=f"finetune {epoch + 1}/{epochs}", unit="batch",
+                        disable=not progress)
         for x, y in bar:
             spikes = encoder(x) if encoder is not None else x.float().transpose(0, 1)
             for b in model:

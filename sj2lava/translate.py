@@ -6,7 +6,7 @@ Lookup walks the type's MRO, so subclasses (SpikingJelly's ``layer.Conv2d`` is a
 use their parent's rule. Adding a layer is one :func:`register` call.
 
 Synaptic input ``z`` is in float units: a weight mantissa of 64 is 1.0, so with binary spikes
-``z`` is a multiple of 2/64 and ``trunc(4096 z)`` is exact.
+``z`` is a multiple of 2/64 and its state ``4096 z`` (:func:`sj2lava.quant.to_state`) is exact.
 """
 from __future__ import annotations
 

@@ -1,50 +1,78 @@
 """Run by tests/test_kernels.py with TRITON_INTERPRET=1: the fused Triton path against the torch reference.
 
-Prints one line per case and 'ALL OK' at the end; any difference raises.
+Each case runs both backends on the same input and compares spikes and states exactly, gradients to float
+rounding. The cases cover float16/32/64 input, off-grid (analog) input, upstream gradients that are
+non-contiguous views (a loss on ``spikes.permute``), the int64-offset kernels (forced on small tensors) and
+single-step use (T = 1 per call, state carried between calls). Prints one line per case and 'ALL OK'.
 """
 import sys
 
 import torch
 
+import sj2lava.kernels as kernels
 from sj2lava import quant
 from sj2lava.neuron import Sigmoid, cuba_lif
 
 
+def run(backend, z0, u0, v0, w, cd, vd, th, bias, detach, learn, permuted, single_step):
+    z = z0.clone().requires_grad_(True)
+    cdp = quant.decay_param(cd).reshape(1).requires_grad_(learn)
+    vdp = quant.decay_param(vd).reshape(1).requires_grad_(learn)
+    b = torch.linspace(-0.3, 0.5, z0.shape[-1], dtype=z0.dtype).requires_grad_(True) if bias else None
+    s0, s1 = u0.clone().requires_grad_(True), v0.clone().requires_grad_(True)
+    kw = dict(bias=b, surrogate_function=Sigmoid(), detach_reset=detach, backend=backend)
+    if single_step:
+        state, out, us, vs = (s0, s1), [], [], []
+        for t in range(z.shape[0]):
+            s, state, (u_seq, v_seq) = cuba_lif(z[t:t + 1], cdp, vdp, quant.threshold_mant(th), state=state,
+                                                record=True, **kw)
+            out.append(s)
+            us.append(u_seq)
+            vs.append(v_seq)
+        spikes, (u, v), u_seq, v_seq = torch.cat(out), state, torch.cat(us), torch.cat(vs)
+    else:
+        spikes, (u, v), (u_seq, v_seq) = cuba_lif(z, cdp, vdp, quant.threshold_mant(th), state=(s0, s1),
+                                                  record=True, **kw)
+    # a permuted view gives the backward a non-contiguous upstream gradient
+    view = spikes.transpose(0, 1) if permuted else spikes
+    ((view * w).sum() + (u * 0.3).sum() + (v * 0.2).sum()).backward()
+    return dict(spikes=spikes.detach(), u=u.detach(), v=v.detach(), u_seq=u_seq, v_seq=v_seq,
+                gz=z.grad, gb=None if b is None else b.grad, gcd=cdp.grad, gvd=vdp.grad, gu0=s0.grad, gv0=s1.grad)
+
+
 def case(seed: int, steps: int, shape, cd: float, vd: float, th: float, bias: bool, detach: bool, learn: bool,
-         scale: float = 1.0):
+         scale: float = 1.0, dtype=torch.float32, analog=False, permuted=False, i64=False, single_step=False):
     g = torch.Generator().manual_seed(seed)
-    z0 = torch.randint(-40, 70, (steps, *shape), generator=g).float() * (2 / 64) * scale
-    w = torch.randn((steps, *shape), generator=g)
+    if analog:  # off the weight grid: exercises the rounding rule of quant.to_state in both twins
+        z0 = (torch.randn((steps, *shape), generator=g) * scale).to(dtype)
+    else:
+        z0 = (torch.randint(-40, 70, (steps, *shape), generator=g).float() * (2 / 64) * scale).to(dtype)
+    w = torch.randn((steps, *shape), generator=g, dtype=torch.float64).to(dtype)
+    if permuted:
+        w = w.transpose(0, 1).contiguous()  # so the gradient reaching spikes is a transposed view
     u0 = (torch.randint(-3000, 3000, shape, generator=g).double() / 4096)
     v0 = (torch.randint(-3000, 3000, shape, generator=g).double() / 4096)
-    out = {}
-    for backend in ("torch", "triton"):
-        z = z0.clone().requires_grad_(True)
-        cdp = quant.decay_param(cd).reshape(1).requires_grad_(learn)
-        vdp = quant.decay_param(vd).reshape(1).requires_grad_(learn)
-        b = (torch.linspace(-0.3, 0.5, shape[-1]) if bias else None)
-        if b is not None:
-            b.requires_grad_(True)
-        s0, s1 = u0.clone().requires_grad_(True), v0.clone().requires_grad_(True)
-        spikes, (u, v), (u_seq, v_seq) = cuba_lif(
-            z, cdp, vdp, quant.threshold_mant(th), bias=b, state=(s0, s1), surrogate_function=Sigmoid(),
-            detach_reset=detach, record=True, backend=backend)
-        ((spikes * w).sum() + (u * 0.3).sum() + (v * 0.2).sum()).backward()
-        out[backend] = dict(spikes=spikes.detach(), u=u.detach(), v=v.detach(), u_seq=u_seq, v_seq=v_seq,
-                            gz=z.grad, gb=None if b is None else b.grad, gcd=cdp.grad, gvd=vdp.grad,
-                            gu0=s0.grad, gv0=s1.grad)
-    ref, tri = out["torch"], out["triton"]
+    kernels.FORCE_I64 = i64
+    try:
+        ref, tri = (run(b, z0, u0, v0, w, cd, vd, th, bias, detach, learn, permuted, single_step)
+                    for b in ("torch", "triton"))
+    finally:
+        kernels.FORCE_I64 = False
+    label = (f"seed {seed}: T={steps} shape={tuple(shape)} {str(dtype)[6:]} analog={analog} permuted={permuted} "
+             f"i64={i64} single_step={single_step}")
     for k in ("spikes", "u", "v", "u_seq", "v_seq"):
-        assert torch.equal(ref[k], tri[k]), (k, seed)
+        assert torch.equal(ref[k], tri[k]), (k, label)
+    rtol = 1e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-4
     for k in ("gz", "gb", "gcd", "gvd", "gu0", "gv0"):
         if ref[k] is None or tri[k] is None:  # "no gradient" and an all-zero gradient are the same
             other = tri[k] if ref[k] is None else ref[k]
-            assert other is None or not other.abs().any(), (k, seed)
+            assert other is None or not other.abs().any(), (k, label)
             continue
-        assert torch.allclose(ref[k].double(), tri[k].double(), rtol=1e-4, atol=1e-5 * (1 + ref[k].abs().max().item())), \
-            (k, seed, (ref[k] - tri[k]).abs().max())
-    print(f"seed {seed}: T={steps} shape={tuple(shape)} cd={cd} vd={vd} th={th} bias={bias} detach={detach} "
-          f"learn={learn}: {int(ref['spikes'].sum())} spikes identical, gradients within float rounding")
+        assert ref[k].dtype == tri[k].dtype, (k, label, ref[k].dtype, tri[k].dtype)
+        assert torch.allclose(ref[k].double(), tri[k].double(), rtol=rtol,
+                              atol=rtol / 10 * (1 + ref[k].abs().max().item())), \
+            (k, label, (ref[k] - tri[k]).abs().max())
+    print(f"{label}: {int(ref['spikes'].sum())} spikes identical, gradients within float rounding")
 
 
 def main() -> int:
@@ -58,9 +86,20 @@ def main() -> int:
     ]
     for c in cases:
         case(*c)
-    # and the kernels are really used: the reference loop is not what ran
-    import sj2lava.kernels as k
-    assert k.available(torch.device("cpu"))
+    variants = [
+        dict(permuted=True),
+        dict(dtype=torch.float64),
+        dict(dtype=torch.float16),
+        dict(dtype=torch.float64, permuted=True, analog=True),
+        dict(analog=True),
+        dict(i64=True),
+        dict(i64=True, dtype=torch.float64, permuted=True),
+        dict(single_step=True),
+        dict(single_step=True, dtype=torch.float64, permuted=True),
+    ]
+    for i, v in enumerate(variants):
+        case(10 + i, 24, (3, 2, 37), 0.25, 0.1, 0.6, True, False, True, **v)
+    assert kernels.available(torch.device("cpu"))  # the kernels really ran, not the reference twice
     print("ALL OK")
     return 0
 

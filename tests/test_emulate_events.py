@@ -161,3 +161,42 @@ def test_kernel_is_built_once_into_the_cache(tmp_path):
     stamp = built[0].stat().st_mtime_ns
     assert _fresh_python(code, SJ2LAVA_CACHE=str(tmp_path)).returncode == 0
     assert built[0].stat().st_mtime_ns == stamp
+
+
+def test_torch_backend_rounds_float_sums_it_gets_back(monkeypatch):
+    """A float kernel that does not accumulate exactly (cuDNN's FFT/Winograd convolutions, TF32) returns
+    k - eps for an integer sum k. The torch backend must still compute Lava's integers: with every weight
+    nudged down by 1e-4 (sums off by far less than 1/2), all spikes, currents and voltages stay those of
+    the C kernel."""
+    real = emulate_mod._to_torch
+
+    def inexact(layers, device):
+        out = real(layers, device)
+        for tl in out:
+            for name in ("weight", "rec_weight"):
+                w = getattr(tl, name)
+                if w is not None:
+                    setattr(tl, name, w - 1e-4)
+        return out
+
+    monkeypatch.setattr(emulate_mod, "_to_torch", inexact)
+    checked = 0
+    for seed in range(12):
+        spec = random_spec(seed)
+        x = _input(spec, seed)
+        a, b = emulate(spec, x, record=ALL, backend="torch"), emulate(spec, x, record=ALL, backend="events")
+        assert _same(a, b), seed
+        checked += int(b["spikes"].sum())
+    assert checked > 0
+
+
+def test_exact_float_sums_switches_tf32_off_and_restores_it():
+    matmul = torch.backends.cuda.matmul
+    before = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    matmul.allow_tf32 = True
+    try:
+        with emulate_mod._exact_float_sums():
+            assert not matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 == before[1]
+    finally:
+        matmul.allow_tf32 = before[0]

@@ -336,3 +336,38 @@ def test_run_lava_after_the_process_fixed_its_multiprocessing_context(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().endswith("(6, 1, 3)")
+
+
+class _OnDevice(torch.Tensor):
+    """Stands in for a CUDA tensor on a CPU-only machine: like one, it refuses ``.numpy()`` until moved
+    to the host with ``.cpu()`` (the machine under test may have no GPU; `make gpu-check` uses a real one)."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func is torch.Tensor.numpy:
+            raise TypeError("can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() first.")
+        out = super().__torch_function__(func, types, args, kwargs or {})
+        return out.as_subclass(torch.Tensor) if func is torch.Tensor.cpu else out
+
+
+def test_export_of_a_model_whose_parameters_live_on_a_device(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        B(nn.Conv2d(1, 4, 3, padding=1), C(0.5, 0.1, 0.5), "m"),
+        B(SumPool2d(2), C(1.0, 0.0, 0.5), "m"),
+        B(nn.Flatten(), None, "m"),
+        B(nn.Linear(4 * 3 * 3, 5), C(0.25, 0.2, 0.7, requires_grad=True), "m"))
+    host = export(net, tmp_path / "host.net", (1, 6, 6))
+    with torch.no_grad():
+        for m in net.modules():
+            for name, p in list(m.named_parameters(recurse=False)):
+                setattr(m, name, nn.Parameter(p.detach().clone().as_subclass(_OnDevice), p.requires_grad))
+    assert isinstance(net[0].synapse.weight, _OnDevice)
+    with pytest.raises(TypeError, match="cpu"):
+        net[0].synapse.weight.detach().numpy()
+    dev = export(net, tmp_path / "dev.net", (1, 6, 6))
+    assert load(dev).table() == load(host).table()
+    for a, b in zip(load(dev).layers, load(host).layers):
+        for field in ("weight", "bias"):
+            x, y = getattr(a, field, None), getattr(b, field, None)
+            assert (x is None and y is None) or np.array_equal(x, y)

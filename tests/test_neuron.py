@@ -3,6 +3,8 @@ import logging
 import pytest
 import torch
 
+import sj2lava
+
 from sj2lava import CubaLIFNode, Sigmoid, UnsupportedLayerError, cuba_lif, quant, to_cuba, to_lava_neuron
 from conftest import mismatches
 
@@ -160,10 +162,25 @@ def test_reset_and_spikingjelly_reset_net(sj, caplog):
     node(torch.ones(2, 3))
     assert node.voltage_state is not None
     net = torch.nn.Sequential(node)
+    root = logging.getLogger()
+    assert not any(type(f).__module__.startswith("sj2lava") for f in root.filters)  # import left it alone
     with caplog.at_level(logging.WARNING):
         sj.functional.reset_net(net)
     assert node.voltage_state is None and node.current_state is None
-    assert "reset()" not in caplog.text
+    assert "reset()" in caplog.text  # SpikingJelly's own notice, untouched by default
+    caplog.clear()
+    node(torch.ones(2, 3))
+    sj2lava.quiet_spikingjelly_reset()
+    sj2lava.quiet_spikingjelly_reset()
+    try:
+        assert sum(type(f).__module__.startswith("sj2lava") for f in root.filters) == 1
+        with caplog.at_level(logging.WARNING):
+            sj.functional.reset_net(net)
+        assert node.voltage_state is None
+        assert "reset()" not in caplog.text
+    finally:
+        for f in [f for f in root.filters if type(f).__module__.startswith("sj2lava")]:
+            root.removeFilter(f)
     node(torch.ones(2, 3))
     node.reset()
     assert node.voltage_state is None
@@ -242,3 +259,53 @@ def test_default_surrogate_matches_spikingjelly_sigmoid(sj):
     x.grad = None
     sj.surrogate.Sigmoid()(x).sum().backward()
     assert torch.allclose(g1, x.grad) and torch.equal(Sigmoid()(x), sj.surrogate.Sigmoid()(x))
+
+
+def _train_step_grads(step_mode: str, chunks=None, backend="torch"):
+    """Spikes and gradients of one loss over a 20-step sequence, fed per step ('s'), whole ('m') or in chunks."""
+    z0 = synaptic_input((20, 3, 8), seed=11, scale=2.0)
+    w = torch.linspace(-1, 1, 20 * 3 * 8).reshape(20, 3, 8)
+    z = z0.clone().requires_grad_(True)
+    node = CubaLIFNode(0.25, 0.2, 0.7, requires_grad=True, step_mode=step_mode, backend=backend)
+    if step_mode == "s":
+        out = torch.stack([node(z[t]) for t in range(20)])
+    else:
+        out = torch.cat([node(z[a:b]) for a, b in (chunks or [(0, 20)])])
+    (out * w).sum().backward()
+    return out.detach(), z.grad, node.current_decay.grad, node.voltage_decay.grad
+
+
+def test_single_step_training_with_learnable_decays_equals_multi_step():
+    """Single-step mode (a call per time step, one backward) and a sequence fed in two chunks before one
+    backward both train: same spikes as multi-step, same gradients up to float rounding."""
+    ref = _train_step_grads("m")
+    assert ref[0].sum() > 20 and ref[2].abs().item() > 0 and ref[3].abs().item() > 0
+    for other in (_train_step_grads("s"), _train_step_grads("m", chunks=[(0, 7), (7, 20)])):
+        assert torch.equal(other[0], ref[0])
+        for a, b in zip(other[1:], ref[1:]):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7 * (1 + b.abs().max().item())), (a, b)
+
+
+def test_decays_stay_in_range_after_every_optimizer_step():
+    torch.manual_seed(0)
+    node = CubaLIFNode(0.999, 0.001, 0.5, requires_grad=True, step_mode="m")
+    lin = torch.nn.Linear(4, 4)
+    opt = torch.optim.SGD(list(node.parameters()) + list(lin.parameters()), lr=50.0)
+    seen = []
+    for sign in (1.0, -1.0) * 3:
+        node.reset()
+        out = node(lin(torch.rand(6, 2, 4)))
+        # push the current decay up and the voltage decay down, far past 4096 and 0
+        loss = out.sum() * 0 - sign * (node.current_decay.sum() - node.voltage_decay.sum()) * 100
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for p in (node.current_decay, node.voltage_decay):
+            seen.append(float(p))
+            assert 0.0 <= float(p) <= quant.P_SCALE, float(p)
+    assert quant.P_SCALE in seen and 0.0 in seen  # the steps did push against both ends
+    w_before = lin.weight.detach().clone()
+    lin.weight.data.fill_(1e6)  # the hook clamps tagged decays only, never other parameters
+    opt.zero_grad()
+    opt.step()
+    assert torch.equal(lin.weight, torch.full_like(w_before, 1e6))

@@ -54,3 +54,17 @@ def test_bias_grid():
     b = torch.tensor([0.1, -0.5, 1 / 128 * 3])
     assert quant.bias_mant(b).tolist() == [6, -32, 2]
     assert torch.equal(quant.quantize_bias(b) * 64, quant.bias_mant(b).float())
+
+
+def test_synaptic_input_rounds_to_the_nearest_state_unit():
+    """A sum that a float kernel returned as k/32 - eps (cuDNN FFT/Winograd, TF32) still gives the state
+    of k/32, in every float dtype; on-grid values are unchanged (there rounding equals lava-dl's truncation)."""
+    k = torch.arange(-70, 70, dtype=torch.float64) * (2 / 64)
+    exact = (k * 4096).long()
+    for dtype in (torch.float16, torch.float32, torch.float64):
+        on_grid = k.to(dtype)
+        assert quant.to_state(on_grid).long().tolist() == exact.tolist()
+        for eps in (3e-5, -3e-5):  # 0.12 state units off
+            assert quant.to_state((k + eps).to(dtype)).long().tolist() == exact.tolist(), (dtype, eps)
+    # halves round up (floor(x + 1/2)), the rule the Triton kernel copies
+    assert quant.to_state(torch.tensor([0.5, -0.5, 1.5, -1.5]) / 4096).tolist() == [1, 0, 2, -1]

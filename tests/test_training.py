@@ -1,6 +1,8 @@
 """Quantization-aware training of BlockContainers on CPU: a 3-layer conv net learns a synthetic task."""
+import sys
 import time
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,3 +68,21 @@ def test_conv_net_of_blocks_learns(sj):
     assert acc >= 0.8  # chance is 25%
     assert elapsed < 60
     assert net[3].neuron.voltage_decay.grad.abs().item() > 0  # the learnable decay gets a gradient
+
+
+def test_finetune_and_evaluate_run_without_tqdm(monkeypatch, tmp_path):
+    """tqdm is an optional extra: with it absent, the default progress=True must still work (silently)."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # `import tqdm` now raises ImportError
+    with pytest.raises(ImportError):
+        import tqdm  # noqa: F401
+    torch.manual_seed(0)
+    net = nn.Sequential(BlockContainer(nn.Flatten(), None, "m"),
+                        BlockContainer(nn.Linear(16, 3, bias=False), CubaLIFNode(1.0, 0.1, 0.5), "m"))
+    with torch.no_grad():
+        net[1].synapse.weight.mul_(4)
+    x, y = torch.rand(10, 1, 4, 4), torch.arange(10) % 3
+    losses = sj2lava.finetune(net, (x, y), epochs=1, steps=6, batch_size=4)
+    assert len(losses) == 1 and losses[0] > 0
+    path = sj2lava.export(net, tmp_path / "t.net", (1, 4, 4))
+    result = sj2lava.evaluate(path, (x, y), steps=6)
+    assert result.samples == 10
