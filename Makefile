@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench verify-emulator lock clean
+.PHONY: test demo bench verify-emulator gpu-check lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -31,6 +31,10 @@ bench: $(STAMP)
 NETS ?= 200
 verify-emulator: $(STAMP)
 	$(PY) tools/verify_emulator.py --nets $(NETS)
+
+# Every check that needs a GPU, with one summary table; without CUDA it is the CPU dry run the suite runs.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 # Re-pin the tested stack from the current venv.
 lock: $(STAMP)

@@ -13,12 +13,16 @@ import sj2lava.kernels as kernels
 from sj2lava import quant
 from sj2lava.neuron import Sigmoid, cuba_lif
 
+DEVICE = torch.device("cpu")
+"""Where the cases run: the CPU under TRITON_INTERPRET=1 (the suite), or a GPU (tools/gpu_check.py)."""
+
 
 def run(backend, z0, u0, v0, w, cd, vd, th, bias, detach, learn, permuted, single_step):
     z = z0.clone().requires_grad_(True)
-    cdp = quant.decay_param(cd).reshape(1).requires_grad_(learn)
-    vdp = quant.decay_param(vd).reshape(1).requires_grad_(learn)
-    b = torch.linspace(-0.3, 0.5, z0.shape[-1], dtype=z0.dtype).requires_grad_(True) if bias else None
+    cdp = quant.decay_param(cd).reshape(1).to(z0.device).requires_grad_(learn)
+    vdp = quant.decay_param(vd).reshape(1).to(z0.device).requires_grad_(learn)
+    b = (torch.linspace(-0.3, 0.5, z0.shape[-1], dtype=z0.dtype, device=z0.device).requires_grad_(True)
+         if bias else None)
     s0, s1 = u0.clone().requires_grad_(True), v0.clone().requires_grad_(True)
     kw = dict(bias=b, surrogate_function=Sigmoid(), detach_reset=detach, backend=backend)
     if single_step:
@@ -52,6 +56,7 @@ def case(seed: int, steps: int, shape, cd: float, vd: float, th: float, bias: bo
         w = w.transpose(0, 1).contiguous()  # so the gradient reaching spikes is a transposed view
     u0 = (torch.randint(-3000, 3000, shape, generator=g).double() / 4096)
     v0 = (torch.randint(-3000, 3000, shape, generator=g).double() / 4096)
+    z0, w, u0, v0 = (t.to(DEVICE) for t in (z0, w, u0, v0))
     kernels.FORCE_I64 = i64
     try:
         ref, tri = (run(b, z0, u0, v0, w, cd, vd, th, bias, detach, learn, permuted, single_step)
@@ -73,32 +78,42 @@ def case(seed: int, steps: int, shape, cd: float, vd: float, th: float, bias: bo
                               atol=rtol / 10 * (1 + ref[k].abs().max().item())), \
             (k, label, (ref[k] - tri[k]).abs().max())
     print(f"{label}: {int(ref['spikes'].sum())} spikes identical, gradients within float rounding")
+    return int(ref["spikes"].sum())
+
+
+CASES = [
+    (0, 8, (3, 5), 1.0, 0.0, 0.5, False, False, False),
+    (1, 32, (2, 3, 4, 4), 0.25, 0.03, 0.7, True, False, True),
+    (2, 64, (4, 37), 0.0, 0.25, 1.25, True, True, True),
+    (3, 256, (2, 300), 0.03, 1.0, 0.3, False, True, False),
+    (4, 128, (3, 2, 5, 7), 0.5, 0.1, 64 + 1 / 64, True, False, True, 16.0),
+    (5, 16, (1, 600), 1.0, 1.0, 1.0, False, False, True),
+]
+VARIANTS = [
+    dict(permuted=True),
+    dict(dtype=torch.float64),
+    dict(dtype=torch.float16),
+    dict(dtype=torch.float64, permuted=True, analog=True),
+    dict(analog=True),
+    dict(i64=True),
+    dict(i64=True, dtype=torch.float64, permuted=True),
+    dict(single_step=True),
+    dict(single_step=True, dtype=torch.float64, permuted=True),
+]
+
+
+def run_all() -> int:
+    """Every case and variant; returns the number of spikes compared."""
+    total = 0
+    for c in CASES:
+        total += case(*c)
+    for i, v in enumerate(VARIANTS):
+        total += case(10 + i, 24, (3, 2, 37), 0.25, 0.1, 0.6, True, False, True, **v)
+    return total
 
 
 def main() -> int:
-    cases = [
-        (0, 8, (3, 5), 1.0, 0.0, 0.5, False, False, False),
-        (1, 32, (2, 3, 4, 4), 0.25, 0.03, 0.7, True, False, True),
-        (2, 64, (4, 37), 0.0, 0.25, 1.25, True, True, True),
-        (3, 256, (2, 300), 0.03, 1.0, 0.3, False, True, False),
-        (4, 128, (3, 2, 5, 7), 0.5, 0.1, 64 + 1 / 64, True, False, True, 16.0),
-        (5, 16, (1, 600), 1.0, 1.0, 1.0, False, False, True),
-    ]
-    for c in cases:
-        case(*c)
-    variants = [
-        dict(permuted=True),
-        dict(dtype=torch.float64),
-        dict(dtype=torch.float16),
-        dict(dtype=torch.float64, permuted=True, analog=True),
-        dict(analog=True),
-        dict(i64=True),
-        dict(i64=True, dtype=torch.float64, permuted=True),
-        dict(single_step=True),
-        dict(single_step=True, dtype=torch.float64, permuted=True),
-    ]
-    for i, v in enumerate(variants):
-        case(10 + i, 24, (3, 2, 37), 0.25, 0.1, 0.6, True, False, True, **v)
+    run_all()
     assert kernels.available(torch.device("cpu"))  # the kernels really ran, not the reference twice
     print("ALL OK")
     return 0
