@@ -1,3 +1,5 @@
+import copy
+import io
 import logging
 
 import pytest
@@ -304,6 +306,17 @@ def test_decays_stay_in_range_after_every_optimizer_step():
             seen.append(float(p))
             assert 0.0 <= float(p) <= quant.P_SCALE, float(p)
     assert quant.P_SCALE in seen and 0.0 in seen  # the steps did push against both ends
+    # the tag survives deepcopy and pickling (torch.save of a whole model), so copies stay clamped too
+    node.reset()  # the state of the last forward holds a graph, which deepcopy refuses
+    buf = io.BytesIO()
+    torch.save(node, buf)
+    buf.seek(0)
+    for twin in (copy.deepcopy(node), torch.load(buf)):
+        twin_opt = torch.optim.SGD(twin.parameters(), lr=1.0)
+        twin.current_decay.grad = torch.tensor([-1e6])
+        twin.voltage_decay.grad = torch.tensor([1e6])
+        twin_opt.step()
+        assert float(twin.current_decay) == quant.P_SCALE and float(twin.voltage_decay) == 0.0
     w_before = lin.weight.detach().clone()
     lin.weight.data.fill_(1e6)  # the hook clamps tagged decays only, never other parameters
     opt.zero_grad()
