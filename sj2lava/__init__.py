@@ -10,14 +10,14 @@ import logging as _logging
 from .block import BlockContainer
 from .convert import convert, to_lava
 from .errors import ExportError, NetFileError, UnsupportedLayerError
-from .emulate import emulate
+from .emulator import emulate
 from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
-from .lava_run import run_lava
-from .netfile import load
-from .nirgraph import from_nir, to_nir
+from .netx.lava import run_lava
+from .netx.hdf5 import load
+from .frontends.nir import from_nir, to_nir
 from .train import finetune
-from .spec import NetSpec
+from .netx.spec import NetSpec
 from .layers import SumPool2d
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba, to_lava_neuron

@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path: Path):
     from .errors import NetFileError
-    from .netfile import load
+    from .netx.hdf5 import load
 
     try:
         return load(path)
@@ -75,7 +75,7 @@ def _run(args) -> int:
     import numpy as np
     import torch
 
-    from .lava_run import run_lava
+    from .netx.lava import run_lava
 
     spec = _load(args.file)
     if not args.input.is_file():
@@ -86,7 +86,7 @@ def _run(args) -> int:
         raise _UserError(f"{args.input}: not a readable .npy array ({e})") from None
     try:
         if args.backend == "emulator":
-            from .emulate import emulate
+            from .emulator import emulate
 
             if args.steps is not None and args.steps != (x.shape[0] if args.layout == "TNX" else x.shape[-1]):
                 raise _UserError("--steps is for the Lava backend; the emulator runs the input's T steps")
@@ -145,7 +145,7 @@ def _eval(args) -> int:
 def _convert(args) -> int:
     from .errors import ExportError, UnsupportedLayerError
     from .export import export
-    from .nirgraph import from_nir
+    from .frontends.nir import from_nir
 
     if not args.model.is_file():
         raise _UserError(f"{args.model}: no such file")

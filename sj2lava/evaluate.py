@@ -12,9 +12,9 @@ from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 import torch
 
 from ._deps import progress as _progress
-from .emulate import emulate
-from .lava_run import run_lava
-from .netfile import load
+from .emulator import emulate
+from .netx.lava import run_lava
+from .netx.hdf5 import load
 
 __all__ = ["Evaluation", "evaluate", "rate_encoder"]
 

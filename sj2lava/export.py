@@ -1,7 +1,7 @@
 """Export a model of BlockContainers (or lava-dl blocks) to a NetX ``.net`` file, with h5py alone.
 
 The file holds an ``input`` layer with the input shape, then one layer per block (schema in
-:mod:`sj2lava.netfile`). Sum-pools become depthwise ``conv`` layers (tap weight 64, groups = C,
+:mod:`sj2lava.netx.hdf5`). Sum-pools become depthwise ``conv`` layers (tap weight 64, groups = C,
 stride = pool stride), because NetX cannot load ``pool``. Export refuses, with
 :class:`~sj2lava.errors.ExportError`, whatever would not run identically in Lava.
 """
@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import netfile, quant
+from . import quant
+from .netx import hdf5
 from .block import BlockContainer
 from .errors import ExportError
-from .spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape, conv_out_shape
+from .netx.spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape, conv_out_shape
 from .translate import pool_tap
 
 __all__ = ["export", "to_spec", "load"]
 
-load = netfile.load
+load = hdf5.load
 
 BIAS_MANT_RANGE = (-(1 << 12), (1 << 12) - 1)  # Lava's bias_mant: signed 13 bits
 V_TH_MANT_MAX = (1 << 17) - 1  # Lava's vth: unsigned 17 bits (vth << 6 fits v's 24 bits)
@@ -44,7 +45,7 @@ def export(model: Union[nn.Module, Sequence[nn.Module]], path: Union[str, Path],
             and writes anyway.
     """
     spec = to_spec(model, input_shape, strict=strict)
-    return netfile.write(spec, path)
+    return hdf5.write(spec, path)
 
 
 def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[Sequence[int]] = None,

@@ -229,8 +229,8 @@ def _forward_torch(z, bias, keep_u, keep_v, u0, v0, th_mant):
 
 
 def _forward_triton(z, bias, di, dv, u0, v0, th_mant, store_u):
-    """The fused kernel (sj2lava.kernels); same outputs as _forward_torch, from int64 state."""
-    from . import kernels
+    """The fused kernel (sj2lava.neuron_triton); same outputs as _forward_torch, from int64 state."""
+    from . import neuron_triton as kernels
 
     to_int = lambda x: torch.round(x.detach().double() * quant.S_SCALE).to(torch.int64)  # noqa: E731
     bias_state = None if bias is None else to_int(bias)
@@ -242,7 +242,7 @@ def _forward_triton(z, bias, di, dv, u0, v0, th_mant, store_u):
 
 
 def _backward_triton(ctx, a_term, c_term, keep_u, keep_v, g_uT, g_vT, u0, v0, u_hist, v_hist):
-    from . import kernels
+    from . import neuron_triton as kernels
 
     need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
     g_z, gu, gv, gb, gau, gav = kernels.backward(
@@ -280,7 +280,7 @@ def cuba_lif(
         detach_reset: cut the gradient through the reset ``v (1 - s)``.
         record: also return the current and (after reset) voltage of every step.
         backend: ``'torch'`` (the reference loop), ``'triton'`` (the fused kernels of
-            :mod:`sj2lava.kernels`: CUDA, or the CPU under ``TRITON_INTERPRET=1``) or ``'auto'``
+            :mod:`sj2lava.neuron_triton`: CUDA, or the CPU under ``TRITON_INTERPRET=1``) or ``'auto'``
             (Triton for CUDA tensors when it is installed). Both give the same spikes and states.
 
     Returns:
@@ -316,7 +316,7 @@ def _resolve_backend(backend: str, z: torch.Tensor) -> str:
         raise ValueError(f"backend must be 'auto', 'torch' or 'triton', got {backend!r}")
     if backend == "torch" or (backend == "auto" and not z.is_cuda):
         return "torch"  # decided without importing Triton
-    from . import kernels
+    from . import neuron_triton as kernels
 
     ok = kernels.available(z.device)
     if backend == "triton" and not ok:

@@ -17,10 +17,10 @@ from torch import nn
 
 from .block import BlockContainer
 from .convert import _leaves, convert, is_neuron
-from .emulate import emulate
+from .emulator import emulate
 from .translate import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
-from .lava_run import run_lava
+from .netx.lava import run_lava
 
 __all__ = ["Report", "Stage", "verify", "accuracy"]
 

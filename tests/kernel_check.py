@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-import sj2lava.kernels as kernels
+import sj2lava.neuron_triton as kernels
 from sj2lava import quant
 from sj2lava.neuron import Sigmoid, cuba_lif
 

@@ -66,7 +66,8 @@ def check_kernels(dev: torch.device, dry: bool) -> str:
 
 def _huge_i64_case(dev: torch.device) -> str:
     """T * n > 2^31: the int64-offset kernels at their real size, against the reference on neuron subsets."""
-    from sj2lava import kernels, quant
+    from sj2lava import neuron_triton as kernels
+    from sj2lava import quant
     from sj2lava.neuron import cuba_lif
 
     steps, n = 64, (1 << 25) + 512
@@ -91,10 +92,11 @@ def _huge_i64_case(dev: torch.device) -> str:
 
 
 def check_emulator(dev: torch.device, dry: bool, nets: int) -> str:
-    from sj2lava import emulate, emulate_events
-    from sj2lava.testing import random_spec
+    from sj2lava import emulate
+    from sj2lava.emulator import ckernel
+    from sj2lava.netx.random_nets import random_spec
 
-    ref_backend = "events" if emulate_events.available() else "torch"
+    ref_backend = "events" if ckernel.available() else "torch"
     flags = [(False, False), (True, True)]  # (TF32 allowed, cuDNN benchmark: may pick FFT/Winograd)
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     keep = (cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark)

@@ -2,7 +2,7 @@
 
 Triton compiles a kernel per signature (pointer dtypes, i32 or i64 integers) and specialisation (pointers
 and integers divisible by 16, integers equal to 1, constexpr values). This tool calls the launch functions
-of ``sj2lava.kernels`` the way ``sj2lava.neuron`` does, over every dtype, flag and size class they accept
+of ``sj2lava.neuron_triton`` the way ``sj2lava.neuron`` does, over every dtype, flag and size class they accept
 (sizes past 2^31 elements on the ``meta`` device, so nothing is allocated), records the launches instead of
 running them, derives each compile key exactly as Triton's JIT does, and drives the CUDA backend stages
 TTIR -> TTGIR -> LLIR -> PTX -> cubin (Triton's bundled ``ptxas``) for each target capability.
@@ -28,7 +28,7 @@ if os.environ.get("TRITON_INTERPRET") == "1":  # the interpreter replaces the JI
 from triton.compiler.backends.cuda import CUDABackend  # noqa: E402
 from triton.compiler.compiler import ASTSource  # noqa: E402
 
-from sj2lava import kernels  # noqa: E402
+from sj2lava import neuron_triton as kernels  # noqa: E402
 
 STAGES = ("ttir", "ttgir", "llir", "ptx", "cubin")
 

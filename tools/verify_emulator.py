@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from sj2lava import netfile, run_lava
-from sj2lava.emulate import emulate
-from sj2lava.testing import random_spec
+from sj2lava.emulator import emulate
+from sj2lava.netx.random_nets import random_spec
 
 
 def check(seed: int, folder: Path):

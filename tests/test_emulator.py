@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 import sj2lava
-from sj2lava import emulate, evaluate, export, netfile, run_lava
-from sj2lava.emulate import lava_dense_weights, netx_weight_bits
-from sj2lava.testing import random_spec
+from sj2lava import emulate, evaluate, export, run_lava
+from sj2lava.netx import hdf5
+from sj2lava.netx.weights import lava_dense_weights, netx_weight_bits
+from sj2lava.netx.random_nets import random_spec
 from conftest import lava_forward, mismatches, spikes
 from test_export import _lava_dl_file, _lif_if_net, _scale, zoo
 
@@ -36,7 +37,7 @@ def test_zoo_spikes_voltages_currents_equal_lava(name, sj, tmp_path):
 def test_random_nets_equal_lava_every_layer(seed, tmp_path):
     """A seeded subset of `make verify-emulator` (200 nets there)."""
     spec = random_spec(seed)
-    path = netfile.write(spec, tmp_path / "r.net")
+    path = hdf5.write(spec, tmp_path / "r.net")
     rng = np.random.default_rng(10_000 + seed)
     steps = int(rng.integers(8, 21))
     x = torch.from_numpy((rng.random((steps, 2, *spec.input_shape)) < rng.uniform(0.1, 0.7)).astype(np.float32))

@@ -23,7 +23,7 @@ from typing import Any, Optional, Tuple, Union
 import h5py
 import numpy as np
 
-from .errors import NetFileError
+from ..errors import NetFileError
 from .spec import Conv, Dense, Flatten, NetSpec, Neuron, Shape, conv_out_shape
 
 PathLike = Union[str, os.PathLike]

@@ -1,4 +1,4 @@
-"""The event kernel (emulate backend='events') against the torch backend and against Lava itself."""
+"""The CPU backend (emulate backend='events': the C kernel) against the torch backend and against Lava itself."""
 import importlib
 import os
 import subprocess
@@ -10,13 +10,15 @@ import pytest
 import torch
 
 import sj2lava
-from sj2lava import emulate, emulate_events, netfile, run_lava
-from sj2lava.spec import Dense, NetSpec, Neuron
-from sj2lava.testing import random_spec
+from sj2lava import emulate, run_lava
+from sj2lava.emulator import ckernel as emulate_events
+from sj2lava.emulator import compiled, cpu_backend, torch_backend
+from sj2lava.netx import hdf5
+from sj2lava.netx.spec import Dense, NetSpec, Neuron
+from sj2lava.netx.random_nets import random_spec
 from conftest import mismatches
 
 pytestmark = pytest.mark.skipif(not emulate_events.available(), reason="no C compiler for the event kernel")
-emulate_mod = importlib.import_module("sj2lava.emulate")  # the module (sj2lava.emulate is the function)
 ALL = ("spikes", "layer_spikes", "voltage", "current")
 
 
@@ -34,7 +36,7 @@ def _same(a, b):
 @pytest.mark.parametrize("dot", [True, False])
 @pytest.mark.parametrize("wide", [0.0, 0.7])
 def test_events_equal_torch_every_layer_state_and_spike(wide, dot, monkeypatch):
-    """60 random nets each (the corners of testing.random_spec: saturating, sparse and all-negative
+    """60 random nets each (the corners of netx.random_nets.random_spec: saturating, sparse and all-negative
     weights, groups, dilation, padding, strides, biases, decays 0..4096, dense_rec), and with
     ``wide`` the 16/32-channel convolutions; on a CPU with the dot path also with it turned off, so
     that the table and fan-out paths are checked as well."""
@@ -47,7 +49,7 @@ def test_events_equal_torch_every_layer_state_and_spike(wide, dot, monkeypatch):
         x = _input(spec, seed)
         a, b = emulate(spec, x, record=ALL, backend="torch"), emulate(spec, x, record=ALL, backend="events")
         assert _same(a, b), seed
-        for layer, _, _ in emulate_mod._event_layers(emulate_mod._compile(spec), tuple(spec.input_shape), dot):
+        for layer, _, _ in cpu_backend.prepare(compiled.compile_net(spec), tuple(spec.input_shape), dot):
             paths["dot" if layer.struct.w8 else "table" if layer.struct.lut else "fan"] += 1
     assert paths["fan"] > 20 and (paths["dot"] > 40) == dot and (paths["table"] > 10) == (wide > 0 and not dot), paths
 
@@ -66,7 +68,7 @@ def test_spike_bytes_takes_only_zero_and_one():
 @pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
 def test_wide_random_nets_equal_lava_every_layer(seed, tmp_path):
     spec = random_spec(100 + seed, wide=0.9)
-    path = netfile.write(spec, tmp_path / "w.net")
+    path = hdf5.write(spec, tmp_path / "w.net")
     x = _input(spec, seed, batch=2)
     lava = run_lava(path, x, all_layers=True)
     emu = emulate(path, x, record=("layer_spikes",), backend="events")["layer_spikes"]
@@ -116,8 +118,8 @@ def _fresh_python(code: str, **env: str) -> subprocess.CompletedProcess:
 def test_without_a_compiler_auto_uses_torch_and_events_says_why(tmp_path):
     code = (
         "import torch, sj2lava\n"
-        "from sj2lava import emulate_events\n"
-        "from sj2lava.testing import random_spec\n"
+        "from sj2lava.emulator import ckernel as emulate_events\n"
+        "from sj2lava.netx.random_nets import random_spec\n"
         "spec = random_spec(3); x = (torch.rand(5, 2, *spec.input_shape) < .5).float()\n"
         "assert not emulate_events.available()\n"
         "assert torch.equal(sj2lava.emulate(spec, x), sj2lava.emulate(spec, x, backend='torch'))\n"
@@ -136,8 +138,8 @@ def test_kernel_without_avx512_computes_the_same(tmp_path):
     portable forms, against the torch backend on 30 random nets."""
     code = (
         "import torch, sj2lava\n"
-        "from sj2lava import emulate_events\n"
-        "from sj2lava.testing import random_spec\n"
+        "from sj2lava.emulator import ckernel as emulate_events\n"
+        "from sj2lava.netx.random_nets import random_spec\n"
         "assert emulate_events.available() and not emulate_events.has_dot()\n"
         "ALL = ('spikes', 'layer_spikes', 'voltage', 'current')\n"
         "for seed in range(30):\n"
@@ -154,9 +156,9 @@ def test_kernel_without_avx512_computes_the_same(tmp_path):
 
 
 def test_kernel_is_built_once_into_the_cache(tmp_path):
-    code = "from sj2lava import emulate_events as e; assert e.available()"
+    code = "from sj2lava.emulator import ckernel as e; assert e.available()"
     assert _fresh_python(code, SJ2LAVA_CACHE=str(tmp_path)).returncode == 0
-    built = list(Path(tmp_path).glob("emulate_events-*.so"))
+    built = list(Path(tmp_path).glob("ckernel-*.so"))
     assert len(built) == 1 and not list(Path(tmp_path).glob("tmp*"))
     stamp = built[0].stat().st_mtime_ns
     assert _fresh_python(code, SJ2LAVA_CACHE=str(tmp_path)).returncode == 0
@@ -168,7 +170,7 @@ def test_torch_backend_rounds_float_sums_it_gets_back(monkeypatch):
     k - eps for an integer sum k. The torch backend must still compute Lava's integers: with every weight
     nudged down by 1e-4 (sums off by far less than 1/2), all spikes, currents and voltages stay those of
     the C kernel."""
-    real = emulate_mod._to_torch
+    real = torch_backend.prepare
 
     def inexact(layers, device):
         out = real(layers, device)
@@ -179,7 +181,7 @@ def test_torch_backend_rounds_float_sums_it_gets_back(monkeypatch):
                     setattr(tl, name, w - 1e-4)
         return out
 
-    monkeypatch.setattr(emulate_mod, "_to_torch", inexact)
+    monkeypatch.setattr(torch_backend, "prepare", inexact)
     checked = 0
     for seed in range(12):
         spec = random_spec(seed)
@@ -195,7 +197,7 @@ def test_exact_float_sums_switches_tf32_off_and_restores_it():
     before = (matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     matmul.allow_tf32 = True
     try:
-        with emulate_mod._exact_float_sums():
+        with torch_backend._exact_float_sums():
             assert not matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         assert matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 == before[1]
     finally:

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .block import BlockContainer
-from .errors import UnsupportedLayerError
-from .layers import SumPool2d, pair
-from .neuron import CubaLIFNode
-from .spec import Conv, Flatten, NetSpec
+from ..block import BlockContainer
+from ..errors import UnsupportedLayerError
+from ..layers import SumPool2d, pair
+from ..neuron import CubaLIFNode
+from ..netx.spec import Conv, Flatten, NetSpec
 
 __all__ = ["from_nir", "to_nir", "snntorch_to_nir"]
 
@@ -218,8 +218,8 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
     so the input scale is 1, ``v_threshold = vThMant / 64`` and the bias as ``v_leak``. :func:`from_nir`
     with the same ``dt`` gives back the same ``.net``.
     """
-    from .export import to_spec
-    from .netfile import load
+    from ..export import to_spec
+    from ..netx.hdf5 import load
 
     nir = _nir()
     if isinstance(model_or_netfile, (str, Path)):

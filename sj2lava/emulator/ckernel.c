@@ -1,6 +1,6 @@
 /* The emulator's CPU kernel: all layers of a NetX net, for a range of samples, over all time steps,
  * in exactly the integers of Lava's Loihi2SimCfg(select_tag='fixed_pt').
- * Compiled on first use by sj2lava/emulate_events.py; see that module for the data layout.
+ * Compiled on first use by sj2lava/emulator/ckernel.py; see that module for the data layout.
  *
  * Per step t of one sample (the same order as PyDenseModelBitAcc/PyConvModelBitAcc + PyLifModelBitAcc):
  *   acc    = the weighted sum of this step's input spikes (dot, table or fan-out path, channels-last)

@@ -1,5 +1,5 @@
-"""The emulator's CPU backend: the integer step of :mod:`sj2lava.emulate` in a small C kernel
-(``emulate_events.c``) compiled on first use.
+"""The C kernel of the emulator's CPU backend: the integer step of :mod:`sj2lava.emulator` in a small C
+program (``ckernel.c``) compiled on first use, and its ctypes binding.
 
 A layer's synaptic sum takes one of three paths, picked per layer when the net is prepared:
 
@@ -47,10 +47,10 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_table", "nibble_table", "dot_table",
-           "Layer", "run"]
+           "KernelLayer", "run"]
 
 _log = logging.getLogger("sj2lava")
-_SOURCE = Path(__file__).with_name("emulate_events.c")
+_SOURCE = Path(__file__).with_name("ckernel.c")
 # $SJ2LAVA_CFLAGS comes last, so it can override, e.g. "-march=x86-64-v3" for a cache shared by
 # machines with different CPUs (the tests build the kernel without AVX-512 that way)
 _FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-std=c99", "-Wno-psabi",
@@ -81,7 +81,7 @@ def _build() -> ctypes.CDLL:
     src = _SOURCE.read_bytes()
     key = hashlib.sha256(src + " ".join(_FLAGS).encode() + _cpu_tag().encode() + sys.platform.encode())
     cache = Path(os.environ.get("SJ2LAVA_CACHE", Path.home() / ".cache" / "sj2lava"))
-    lib = cache / f"emulate_events-{key.hexdigest()[:16]}.so"
+    lib = cache / f"ckernel-{key.hexdigest()[:16]}.so"
     if not lib.exists():
         cc = _compiler()
         if cc is None:
@@ -250,8 +250,8 @@ def dot_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.ndarr
 _DOT_SIZES = ("n_grp", "w8_shift", "in_h", "in_w", "in_c", "pad_top", "pad_left", "padded_w", "padded_bytes")
 
 
-class _LayerT(ctypes.Structure):
-    """``layer_t`` of emulate_events.c, field for field."""
+class _KernelLayerC(ctypes.Structure):
+    """``layer_t`` of ckernel.c, field for field."""
     _fields_ = [(n, ctypes.c_int64) for n in ("n_in", "n_out", "cig", "co", "groups", "shift", "wrap", "u_mode",
                                               "v_decays", "u_may_wrap")] + \
                [(n, ctypes.c_void_p) for n in ("pos", "chan", "fan_start", "fan_out", "fan_tap", "w", "w_rec",
@@ -262,7 +262,7 @@ class _LayerT(ctypes.Structure):
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")]
 
 
-class Layer:
+class KernelLayer:
     """One synaptic layer in the kernel's terms (arrays C-contiguous, int32 unless noted).
 
     Its sums come from the dot path (``dot``, see :func:`dot_table`), else the table path (``table``,
@@ -295,7 +295,7 @@ class Layer:
         self.arrays = dict(sums, keep_u=c64(lif["keep_u"]), keep_v=c64(lif["keep_v"]), bias=c32(lif["bias"]),
                            vth=c32(lif["vth"]))
         sizes = {k: int(dot[k]) for k in _DOT_SIZES} if dot is not None else {}
-        self.struct = _LayerT(n_in=n_in, n_out=self.n_out, cig=0 if w is None else w.shape[1], co=co,
+        self.struct = _KernelLayerC(n_in=n_in, n_out=self.n_out, cig=0 if w is None else w.shape[1], co=co,
                               groups=int(groups), shift=int(shift), wrap=int(wrap), u_mode=int(lif["u_mode"]),
                               v_decays=int(lif["v_decays"]), u_may_wrap=int(lif["u_may_wrap"]),
                               n_nib=0 if table is None else table[1].shape[1],
@@ -303,7 +303,7 @@ class Layer:
                               **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
 
 
-def run(layers: Sequence[Layer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
+def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
         threads: int) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
     """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples shared out to ``threads``
     threads one at a time as each thread becomes free.
@@ -315,7 +315,7 @@ def run(layers: Sequence[Layer], x: np.ndarray, spikes: Sequence[bool], state: S
     steps, batch, _ = x.shape
     x = np.ascontiguousarray(x, dtype=np.uint8)
     out = []
-    structs = (_LayerT * len(layers))()
+    structs = (_KernelLayerC * len(layers))()
     for j, layer in enumerate(layers):
         shape = (steps, batch, layer.n_out)
         rec = (np.empty(shape, np.uint8) if spikes[j] else None,

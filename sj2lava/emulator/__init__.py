@@ -1,0 +1,137 @@
+"""A batched, bit-exact emulator of NetX ``.net`` files: what Lava's ``Loihi2SimCfg(select_tag='fixed_pt')``
+computes, for a whole batch at once, on CPU or GPU.
+
+Per time step ``t`` (from 1) and per layer, exactly in Lava's order and integer arithmetic::
+
+    a_out(t)   = a_buf(t-1)                               one step of synaptic delay (a_buf(0) = 0)
+    a_buf(t)   = dense: (W_lava s_in(t)) >> sb            NetX's weight-bit optimisation (W << sb, clip,
+                                                          truncate) and Lava Dense's exponent shift (floor)
+                 conv:  wrap24(conv(s_in(t), W))          Lava Conv: integer weights, 24-bit signed wrap
+    u = wrap24'(rs0(u (4096 - iDecay), 12) + (a_in << 6))   u kept in (-2^23, 2^23] as Lava wraps it
+    v = clip(rs0(v (4096 - vDecay), 12) + u + (bias << 6), +-(2^23 - 1))
+    s = v > (vThMant << 6);  v[s] = 0
+
+with the rules of :mod:`sj2lava.quant` (``rs0``, ``lava_wrap``, ``conv_wrap``, ``clip_state``), ``a_in`` the sum of the
+layer's synapses (``dense_rec`` adds ``W_rec`` times the layer's own spikes of the previous step).
+
+Backends: ``'events'`` (:mod:`.cpu_backend` over :mod:`.ckernel`, a C kernel on the CPU: int8 dot
+products, pattern tables or spike-driven fan-out, per layer) and
+``'torch'`` (torch ops, CPU or GPU; its synaptic sums use float32 (or float64) matrix/conv kernels only
+where every sum is provably below 2^24 (2^53), so they are exact, and become integers before they touch
+the state; :mod:`.torch_backend`). Both read the same backend-neutral
+:class:`~.compiled.CompiledLayer` list made by :func:`~.compiled.compile_net`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..layout import TNX_to_NXT
+from ..netx.hdf5 import load
+from ..netx.inputs import check_binary, prepare_input
+from ..netx.spec import NetSpec
+from . import ckernel, cpu_backend, torch_backend
+from .compiled import compile_net, fingerprint, prepared
+
+__all__ = ["emulate"]
+
+
+def _spike_bytes(x: torch.Tensor) -> np.ndarray:
+    """``x`` ``[T, N, *input_shape]`` as uint8 ``[T, N, n_in]`` in the stored (channels-last) order of
+    the input, after checking that every value is 0 or 1 (one C pass for float32)."""
+    steps, batch = x.shape[0], x.shape[1]
+    if x.dtype == torch.float32 and x.device.type == "cpu":
+        s, bad = ckernel.spike_bytes(x.detach().numpy())
+        if bad >= 0:
+            check_binary(x.reshape(-1)[bad:bad + 1], "emulate")
+    else:
+        check_binary(x, "emulate")
+        s = x.to(torch.uint8).cpu().numpy()
+    s = s.reshape(steps, batch, -1)
+    first = cpu_backend.channels_last(tuple(x.shape[2:]))
+    return s if np.array_equal(first, np.arange(first.size)) else s[:, :, first]
+
+
+def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout: str = "TNX",
+            batch_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
+            record: Sequence[str] = ("spikes",), backend: str = "auto") -> Union[torch.Tensor, Dict[str, object]]:
+    """Run a NetX ``.net`` file (or a :class:`~sj2lava.netx.spec.NetSpec`) exactly as Lava's fixed-point
+    simulation would (the step in this package's docstring).
+
+    Args:
+        path_or_spec: a ``.net`` path (anything :func:`sj2lava.load` accepts) or a loaded spec.
+        x: binary input spikes ``[T, N, *input_shape]`` (``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``).
+        batch_size: samples per chunk (default: all at once for ``'torch'``, 256 for ``'events'``).
+        device: ``'cpu'`` or ``'cuda'``.
+        record: ``('spikes',)`` returns the output spikes; adding ``'layer_spikes'``, ``'voltage'``
+            and/or ``'current'`` returns a dict with ``'spikes'`` (output) and per synaptic layer lists
+            ``'layer_spikes'``, ``'voltage'``, ``'current'`` (``v`` after reset and ``u``, int32 state
+            units: 4096 = 1.0). Every returned array is in ``layout``.
+        backend: ``'events'`` (CPU, a C kernel built on first use: the fast one),
+            ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
+            is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
+            integers.
+
+    Every sample starts from zero state, as ``run_lava`` resets between samples. Bad input (wrong
+    shape, non-binary spikes, NaN) raises ``ValueError`` before any work.
+    """
+    spec = path_or_spec if isinstance(path_or_spec, NetSpec) else load(path_or_spec)
+    unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current"}
+    if unknown:
+        raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current'; got "
+                         f"{sorted(unknown)}")
+    dev = torch.device(device)
+    backend = _pick_backend(backend, dev)
+    x = prepare_input(spec, x, layout, "emulate", check_values=False)
+    n = x.shape[1]
+    key = fingerprint(spec)
+    layers = prepared(key, "compiled", lambda: compile_net(spec))
+    kernel_layers = None
+    if backend != "torch":
+        kernel_layers = prepared(key, ("events", ckernel.DOT),
+                                 lambda: cpu_backend.prepare(layers, tuple(spec.input_shape), use_dot=ckernel.DOT))
+    if backend == "events" and kernel_layers is None:
+        raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
+                         "only backend='torch' computes exactly")
+    if kernel_layers is not None:
+        s = _spike_bytes(x)  # checks the values before any work
+        run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record)  # noqa: E731
+        size = 256 if batch_size is None else max(1, int(batch_size))
+    else:
+        check_binary(x, "emulate")
+        torch_layers = torch_backend.prepare(layers, dev)
+        run = lambda i, j: torch_backend.run(torch_layers, x[:, i:j].to(dev), record)  # noqa: E731
+        size = n if batch_size is None else max(1, int(batch_size))
+    parts: Dict[str, List[List[torch.Tensor]]] = {}
+    for i in range(0, n, size):
+        for key, tensors in run(i, i + size).items():
+            parts.setdefault(key, []).append(tensors)
+    merged = {k: [None if v[0][j] is None else torch.cat([p[j] for p in v], 1) for j in range(len(v[0]))]
+              for k, v in parts.items()}
+    to_layout = (lambda a: a) if layout == "TNX" else TNX_to_NXT  # every returned array follows `layout`
+    out_spikes = to_layout(merged["spikes"][-1].float().reshape(x.shape[0], n, *spec.output_shape))
+    if tuple(record) == ("spikes",):
+        return out_spikes
+    result: Dict[str, object] = {"spikes": out_spikes,
+                                 "layer_spikes": [to_layout(s.float()) for s in merged["spikes"]]}
+    for name in ("voltage", "current"):
+        if name in merged:
+            result[name] = [to_layout(a) for a in merged[name]]
+    return result
+
+
+def _pick_backend(backend: str, device: torch.device) -> str:
+    if backend not in ("auto", "events", "torch"):
+        raise ValueError(f"emulate: backend must be 'auto', 'events' or 'torch', got {backend!r}")
+    if backend == "auto":  # 'auto' still falls back to torch for a net the kernel cannot hold exactly
+        return "auto" if device.type == "cpu" and ckernel.available() else "torch"
+    if backend == "events":
+        if device.type != "cpu":
+            raise ValueError(f"emulate: the 'events' backend runs on the CPU; use backend='torch' for {device}")
+        if not ckernel.available():
+            raise RuntimeError(f"emulate: the 'events' backend could not build its C kernel "
+                               f"({ckernel.unavailable_reason()}); use backend='torch'")
+    return backend

@@ -1,0 +1,135 @@
+"""The emulator's backend-neutral form of a net: per layer, the integers Lava computes with.
+
+:func:`compile_net` turns a :class:`~sj2lava.netx.spec.NetSpec` into :class:`CompiledLayer` s: convolution
+kernels as stored, dense weights after NetX's and Lava's weight rules (:mod:`sj2lava.netx.weights`) with
+the exponent shift, and per-neuron LIF integers (``4096 - decay``, ``bias_mant << 6``, ``vThMant << 6``)
+with the bounds that decide which wraps can happen. Both backends (:mod:`.torch_backend`,
+:mod:`.cpu_backend`) read this list; :func:`prepared` caches what they build from it per net content.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from .. import quant
+from ..errors import NetFileError
+from ..netx.spec import Conv, Dense, Flatten, NetSpec
+from ..netx.weights import lava_dense_weights, netx_weight_bits
+
+__all__ = ["LifParams", "CompiledLayer", "compile_net", "fingerprint", "prepared"]
+
+_HALF = 1 << (quant.STATE_BITS - 1)
+
+
+@dataclass
+class LifParams:
+    """Per-neuron integer parameters (numpy, broadcastable to the layer's ``out_shape``)."""
+    keep_u: np.ndarray  # 4096 - iDecay
+    keep_v: np.ndarray
+    bias: Optional[np.ndarray]  # bias_mant << 6
+    vth: np.ndarray  # vThMant << 6
+    u_decays: bool
+    u_leaks_fully: bool  # iDecay == 4096: u is this step's input
+    v_decays: bool
+    u_may_wrap: bool
+
+
+@dataclass
+class CompiledLayer:
+    """One layer of the net in the emulator's terms, backend-neutral (numpy integers)."""
+    kind: str  # 'conv', 'dense' or 'flatten'
+    in_shape: Tuple[int, ...]
+    out_shape: Tuple[int, ...]
+    weight: Optional[np.ndarray] = None  # conv: [Co, Ci/g, kh, kw]; dense: Lava's weights [out, in]
+    shift: int = 0  # dense: arithmetic right shift after the sum (Lava's weight exponent)
+    rec_weight: Optional[np.ndarray] = None
+    conv: Optional[dict] = None
+    lif: Optional[LifParams] = None
+    may_wrap: bool = True  # conv: can a sum leave Lava's 24-bit a_buf?
+    bound: float = 0.0  # the largest |sum| of one step's synaptic input (before the shift)
+
+
+def _per_neuron(a: np.ndarray, shape: Tuple[int, ...], what: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.int64)  # int64: decay products need 36 bits
+    if a.size == 1:
+        return a.reshape(())
+    if a.size == int(np.prod(shape)):
+        return a.reshape(shape)
+    if len(shape) == 3 and a.size == shape[0]:
+        return a.reshape(-1, 1, 1)
+    raise NetFileError(f"emulate: {what} has {a.size} values for a layer of shape {shape}")
+
+
+def _lif(layer, max_input: float) -> LifParams:
+    n, shape = layer.neuron, layer.out_shape
+    i_decay = _per_neuron(n.i_decay, shape, "iDecay")
+    v_decay = _per_neuron(n.v_decay, shape, "vDecay")
+    min_di = int(i_decay.min())
+    u_bound = max_input * 64 * (quant.P_SCALE / min_di if min_di else float("inf"))
+    return LifParams(
+        keep_u=quant.P_SCALE - i_decay, keep_v=quant.P_SCALE - v_decay,
+        bias=None if layer.bias is None else _per_neuron(layer.bias, shape, "bias") << quant.BIAS_EXP,
+        vth=_per_neuron(n.v_th_mant, shape, "vThMant") << 6,
+        u_decays=bool((i_decay != 0).any()), u_leaks_fully=bool((i_decay == quant.P_SCALE).all()),
+        v_decays=bool((v_decay != 0).any()), u_may_wrap=u_bound >= _HALF,
+    )
+
+
+def _row_bound(w: np.ndarray) -> float:
+    return float(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0.0
+
+
+def compile_net(spec: NetSpec) -> List[CompiledLayer]:
+    out = []
+    for layer in spec.layers:
+        if isinstance(layer, Flatten):
+            out.append(CompiledLayer("flatten", tuple(layer.in_shape), tuple(layer.out_shape)))
+            continue
+        if isinstance(layer, Conv):
+            w = np.asarray(layer.weight, dtype=np.int64)
+            bound = _row_bound(w)
+            out.append(CompiledLayer("conv", tuple(layer.in_shape), tuple(layer.out_shape), weight=w,
+                              conv=dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                                        groups=layer.groups),
+                              lif=_lif(layer, bound), may_wrap=bound >= _HALF, bound=bound))
+            continue
+        assert isinstance(layer, Dense)
+        w = layer.weight
+        joint = w if layer.weight_rec is None else np.hstack([w, layer.weight_rec])
+        try:
+            scaled, bits, exp = netx_weight_bits(joint)
+        except ValueError as e:
+            raise NetFileError(f"emulate: dense layer {len(out)}: {e}") from None
+        w_in = lava_dense_weights(scaled[:, :w.shape[1]], bits)
+        w_rec = None if layer.weight_rec is None else lava_dense_weights(scaled[:, w.shape[1]:], bits)
+        kernel = w_in if w_rec is None else np.hstack([w_in, w_rec])
+        bound = _row_bound(kernel)
+        out.append(CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=-exp,
+                          rec_weight=w_rec, lif=_lif(layer, bound / 2**-exp), bound=bound))
+    return out
+
+
+_CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # (spec fingerprint, what) -> prepared layers
+_CACHE_SIZE = 16
+
+
+def fingerprint(spec: NetSpec) -> bytes:
+    """A digest of the spec's shapes and arrays: a spec changed in place gets a new one."""
+    return hashlib.blake2b(pickle.dumps((spec.input_shape, spec.layers), protocol=5), digest_size=16).digest()
+
+
+def prepared(fingerprint: bytes, what, make):
+    """``make()``, computed once per network content and kept for the next calls."""
+    key = (fingerprint, what)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    value = _CACHE[key] = make()
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value

@@ -1,0 +1,97 @@
+"""The emulator's CPU backend: compiled layers in the C kernel's terms (:mod:`.ckernel`), and back.
+
+The kernel keeps each layer's state channels-last (``[H, W, C]`` flattened), so :func:`prepare` orders
+every per-neuron array and dense column that way and picks each layer's sum path; :func:`run` restores
+the ``(C, H, W)`` order of whatever it records.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from . import ckernel as ev
+from .compiled import CompiledLayer
+
+__all__ = ["channels_last", "prepare", "run"]
+
+
+def channels_last(shape: Tuple[int, ...]) -> np.ndarray:
+    """For a (C, H, W) layer stored as [H, W, C]: the (C, H, W) flat index of each stored position."""
+    if len(shape) != 3:
+        return np.arange(int(np.prod(shape)))
+    return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).ravel()
+
+
+def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: bool = True) -> Optional[list]:
+    # -> [(kernel layer, stored order of its output, its out_shape)]
+    """The layers as event-kernel layers, or None when an int32 register of the kernel could overflow:
+    a sum of 2^31 or more, or a dense layer whose shifted sum may reach 2^24 (64 times that, the
+    current it adds, must stay an int32); only the torch backend's int64 holds those exactly."""
+    use_dot = ev.has_dot() and use_dot
+    out = []
+    stored = channels_last(input_shape)  # the flat (C, H, W) index of each stored input position
+    for l in layers:
+        if l.kind == "flatten":  # a view: the stored order is unchanged
+            continue
+        order = channels_last(l.out_shape)
+        flat = lambda a: np.broadcast_to(a, l.out_shape).ravel()[order]  # noqa: E731
+        lif = l.lif
+        params = dict(keep_u=flat(lif.keep_u), keep_v=flat(lif.keep_v), vth=flat(lif.vth),
+                      bias=None if lif.bias is None else flat(lif.bias),
+                      u_mode=2 if lif.u_leaks_fully else int(lif.u_decays), v_decays=lif.v_decays,
+                      u_may_wrap=lif.u_may_wrap)
+        if l.bound >= 2**31 or (l.kind == "dense" and l.bound / 2**l.shift >= 2**24):
+            return None
+        if l.kind == "conv":
+            co, cig, kh, kw = l.weight.shape
+            c = l.conv
+            geometry = (c["stride"], c["padding"], c["dilation"])
+            dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
+                if c["groups"] == 1 and use_dot else None
+            table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
+                if c["groups"] == 1 and dot is None else None
+            fan = w = None
+            if dot is None and table is None:
+                fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), *geometry, co)
+                w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
+            layer = ev.KernelLayer(len(stored), co, 0, l.may_wrap, params, fan=fan, w=w, groups=c["groups"],
+                             table=table, dot=dot)
+        else:  # dense: one position; its input columns follow the stored order of what feeds it
+            w = l.weight[:, stored]
+            dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
+                if use_dot and l.rec_weight is None else None
+            scatter = {} if dot is not None else dict(  # the fan-out path: one position, every input
+                fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
+                w_rec=None if l.rec_weight is None else l.rec_weight.T)
+            layer = ev.KernelLayer(len(stored), w.shape[0], l.shift, False, params, dot=dot, **scatter)
+        out.append((layer, order, l.out_shape))
+        stored = order
+    return out
+
+
+def run(prepared: list, s: np.ndarray, record: Sequence[str]) -> Dict[str, List]:
+    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order."""
+    steps, batch = s.shape[0], s.shape[1]
+    every = any(k in record for k in ("layer_spikes", "voltage", "current"))
+    state = "voltage" in record or "current" in record
+    layers = [p[0] for p in prepared]
+    last = len(layers) - 1
+    out = ev.run(layers, s, [every or j == last for j in range(len(layers))],
+                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads())
+
+    def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
+        if a is None:  # [T, B, stored] -> [T, B, *out_shape]
+            return None
+        _, stored, shape = prepared[j]
+        if not np.array_equal(stored, np.arange(stored.size)):
+            back = np.empty_like(a)
+            back[:, :, stored] = a
+            a = back
+        return torch.from_numpy(a.reshape(steps, batch, *shape))
+
+    rec = {"spikes": [None if o[0] is None else logical(o[0], j).bool() for j, o in enumerate(out)],
+           "current": [logical(o[1], j) for j, o in enumerate(out)],
+           "voltage": [logical(o[2], j) for j, o in enumerate(out)]}
+    return {k: v for k, v in rec.items() if k == "spikes" or k in record}
