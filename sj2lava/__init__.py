@@ -8,25 +8,31 @@ from __future__ import annotations
 import logging as _logging
 
 from .block import BlockContainer
-from .convert import convert, to_lava
-from .errors import ExportError, NetFileError, UnsupportedLayerError
+from .convert import convert
 from .emulator import emulate
+from .errors import ExportError, NetFileError, UnsupportedLayerError
 from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
-from .netx.lava import run_lava
-from .netx.hdf5 import load
-from .frontends.nir import from_nir, to_nir
-from .train import finetune
-from .netx.spec import NetSpec
 from .layers import SumPool2d
 from .layout import NXT_to_TNX, TNX_to_NXT
-from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba, to_lava_neuron
+from .netx.hdf5 import load
+from .netx.lava import run_lava
+from .netx.spec import NetSpec
+from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
+from .train import finetune
 from .verify import Report, verify
-from .translate import (
+
+# The front-ends register their neuron, synapse, block and export rules with the core on import
+# (none imports its framework); lava-dl's also carries SpikingJelly lava_exchange's names.
+from .frontends import lavadl as _lavadl, nir as _nir, snntorch as _snntorch, spikingjelly as _spikingjelly  # noqa: E402,F401
+from .frontends.lavadl import (  # noqa: E402
     avgpool2d_to_lava_synapse_pool,
     conv2d_to_lava_synapse_conv,
     linear_to_lava_synapse_dense,
+    to_lava,
+    to_lava_neuron,
 )
+from .frontends.nir import from_nir, to_nir  # noqa: E402
 
 __version__ = "0.1.0"
 

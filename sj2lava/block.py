@@ -22,7 +22,7 @@ from torch import nn
 
 from .errors import UnsupportedLayerError
 from .neuron import CubaLIFNode, check_step_mode, to_cuba
-from .translate import lava_block, rule_for
+from .translate import rule_for
 
 __all__ = ["BlockContainer"]
 
@@ -139,6 +139,8 @@ class BlockContainer(nn.Module):
         two agree exactly without a bias, and with a bias differ on the first step (Lava follows the
         container). Needs lava-dl.
         """
+        from .frontends.lavadl import lava_block
+
         return lava_block(self.synapse, self.neuron, self.delay_shift, self.input_scale,
                           where=f"BlockContainer({type(self.synapse).__name__})")
 

@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from . import quant
-from ._deps import slayer as _slayer
 from .block import BlockContainer
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
-from .neuron import CubaLIFNode, to_cuba
+from .neuron import is_neuron, neuron_notes, to_cuba
+from .translate import find_rule, rule_for
 
-__all__ = ["convert", "to_lava", "is_neuron"]
+__all__ = ["convert", "block", "register_block_reader", "register_dropout"]
 
 _Leaf = Tuple[str, nn.Module]
 
@@ -77,9 +77,10 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             blocks.append(m)
             i += 1
             continue
-        if _is_sj_block(m):
+        read = _block_reader(m)
+        if read is not None:
             _no_pending(pending_pool, path)
-            blocks.append(_from_sj_block(m, path, notes))
+            blocks.append(read(m, path, notes))
             i += 1
             continue
         if isinstance(m, nn.Flatten):
@@ -103,13 +104,13 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 syn = _conv_then_pool(syn, leaves[j], path, notes)
                 i = j + 1
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
-            blocks.append(_block(syn, _cuba(neu, leaves[i - 1][0], approximate, notes), leaves[i - 1][0]))
+            blocks.append(block(syn, _cuba(neu, leaves[i - 1][0], approximate, notes), leaves[i - 1][0]))
             continue
         if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
             j = _skip_dropout(leaves, i + 1)
             if j < len(leaves) and is_neuron(leaves[j][1]):
                 pool = _pool_block_synapse(m, path, notes)
-                blocks.append(_block(pool, _cuba(leaves[j][1], leaves[j][0], approximate, notes), leaves[j][0]))
+                blocks.append(block(pool, _cuba(leaves[j][1], leaves[j][0], approximate, notes), leaves[j][0]))
                 i = j + 1
                 continue
             k = _skip_dropout(leaves, j)
@@ -137,8 +138,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     if not any(b.neuron is not None for b in blocks):
         raise UnsupportedLayerError("convert: the model has no synapse + neuron layer to put on Loihi")
     net = nn.Sequential(*blocks)
-    for n in _neuron_notes(model):
-        notes.append(n)
+    notes.extend(neuron_notes(model))
     net.conversion_notes = notes
     for n in notes:
         if "rounds" in n:
@@ -146,17 +146,9 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     return net
 
 
-def to_lava(model: nn.Module) -> nn.Sequential:
-    """``nn.Sequential`` of lava-dl ``slayer.block.cuba`` blocks equal to ``model`` (converted first
-    if it is not made of BlockContainers). Needs lava-dl."""
-    _slayer()
-    blocks = model if _all_blocks(model) else convert(model)
-    return nn.Sequential(*[b.to_lava_block() for b in blocks])
-
-
 # --------------------------------------------------------------------------- walking
 def _leaves(m: nn.Module, prefix: str) -> Iterator[_Leaf]:
-    if isinstance(m, (BlockContainer,)) or _is_sj_block(m) or not list(m.children()) or _is_leaf_type(m):
+    if isinstance(m, BlockContainer) or _block_reader(m) is not None or not list(m.children()) or _is_leaf_type(m):
         yield prefix or type(m).__name__, m
         return
     for name, child in m.named_children():
@@ -169,36 +161,38 @@ def _is_leaf_type(m: nn.Module) -> bool:
     return is_neuron(m) or isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d))
 
 
-def _all_blocks(model: nn.Module) -> bool:
-    return isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model)
+# --------------------------------------------------------------------------- front-end hooks
+_BlockReader = Tuple[Callable[[nn.Module], bool], Callable[[nn.Module, str, List[str]], BlockContainer]]
+_BLOCK_READERS: List[_BlockReader] = []
+_DROPOUTS: List[Callable[[nn.Module], bool]] = [lambda m: isinstance(m, (nn.Dropout, nn.Dropout2d))]
 
 
-def is_neuron(m: nn.Module) -> bool:
-    """A spiking neuron module (sj2lava, SpikingJelly or lava-dl), convertible or not."""
-    if isinstance(m, CubaLIFNode):
-        return True
-    mod = type(m).__module__
-    if mod.startswith("spikingjelly.activation_based.neuron"):
-        return True
-    if mod.startswith("spikingjelly") and type(m).__name__ == "CubaLIFNode":
-        return True
-    if mod.startswith("snntorch._neurons"):
-        return True
-    return mod.startswith("lava.lib.dl.slayer.neuron")
+def register_block_reader(recognises: Callable[[nn.Module], bool],
+                          read: Callable[[nn.Module, str, List[str]], BlockContainer]) -> None:
+    """Let ``convert`` take a front-end's whole block (synapse + neuron, e.g. SpikingJelly's
+    ``lava_exchange.BlockContainer``) as one layer: ``read(module, path, notes) -> BlockContainer``."""
+    _BLOCK_READERS.append((recognises, read))
+
+
+def register_dropout(recognises: Callable[[nn.Module], bool]) -> None:
+    """A module type ``convert`` drops (dropout: the identity in evaluation)."""
+    _DROPOUTS.append(recognises)
+
+
+def _block_reader(m: nn.Module):
+    return next((read for recognises, read in _BLOCK_READERS if recognises(m)), None)
 
 
 def _is_dropout(m: nn.Module) -> bool:
-    return isinstance(m, (nn.Dropout, nn.Dropout2d)) or (
-        type(m).__module__.startswith("spikingjelly") and type(m).__name__ in ("Dropout", "Dropout2d"))
+    return any(recognises(m) for recognises in _DROPOUTS)
 
 
 def _is_sumpool(m: nn.Module) -> bool:
-    return isinstance(m, SumPool2d) or (
-        type(m).__module__.startswith("spikingjelly") and type(m).__name__ == "SumPool2d")
-
-
-def _is_sj_block(m: nn.Module) -> bool:
-    return type(m).__module__.startswith("spikingjelly") and type(m).__name__ == "BlockContainer"
+    # sj2lava's, or a front-end's pool whose rule turns it into one (never nn.AvgPool2d: that is an average)
+    if isinstance(m, SumPool2d):
+        return True
+    rule = find_rule(m)
+    return rule is not None and rule.kind == "pool" and not isinstance(m, nn.AvgPool2d)
 
 
 def _skip_dropout(leaves: Sequence[_Leaf], j: int) -> int:
@@ -241,7 +235,8 @@ def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn
     return node
 
 
-def _block(syn: nn.Module, neu: nn.Module, where: str) -> BlockContainer:
+def block(syn: nn.Module, neu: nn.Module, where: str) -> BlockContainer:
+    """``BlockContainer(syn, neu, 'm')``, its errors prefixed with the module path ``where``."""
     try:
         return BlockContainer(syn, neu, "m")
     except UnsupportedLayerError as e:
@@ -284,8 +279,6 @@ def _pool_block_synapse(m: nn.Module, path: str, notes: List[str]) -> SumPool2d:
     if _is_sumpool(m):
         if isinstance(m, SumPool2d):
             return copy.deepcopy(m)
-        from .translate import rule_for
-
         return rule_for(m, path).normalize(m, path)
     if pair(m.padding) != (0, 0) or m.ceil_mode or m.divisor_override is not None:
         raise UnsupportedLayerError(f"{path}: AvgPool2d(padding={m.padding}, ceil_mode={m.ceil_mode}) is not "
@@ -358,8 +351,6 @@ def _conv_then_pool(conv: nn.Conv2d, pool: _Leaf, path: str, notes: List[str]) -
     stride = the pool's, padding = the conv's. Needs a stride-1, undilated conv."""
     ppath, p = pool
     if _is_sumpool(p) and not isinstance(p, SumPool2d):
-        from .translate import rule_for
-
         p = rule_for(p, ppath).normalize(p, ppath)
     k = pair(p.kernel_size)
     s = pair(p.stride) if p.stride is not None else k
@@ -407,28 +398,3 @@ def _pool_input_hw(blocks: List[BlockContainer], example_input: Optional[torch.T
     if h.dim() != 5:
         raise UnsupportedLayerError(f"{ppath}: AvgPool2d needs a (C, H, W) map, but gets {tuple(h.shape[2:])}")
     return int(h.shape[-2]), int(h.shape[-1])
-
-
-def _from_sj_block(m: nn.Module, path: str, notes: List[str]) -> BlockContainer:
-    syn = copy.deepcopy(m.synapse)
-    notes.append(f"{path}: SpikingJelly lava_exchange BlockContainer rebuilt with Lava's one-step synaptic delay "
-                 "(the peer trains without it, so its outputs lag by one step per layer in Lava)")
-    if m.neuron is None:
-        return BlockContainer(syn, None, "m")
-    return _block(syn, m.neuron, path)
-
-
-def _neuron_notes(model: nn.Module) -> List[str]:
-    notes = []
-    kinds = sorted({type(m).__name__ for m in model.modules()
-                    if type(m).__module__.startswith("spikingjelly.activation_based.neuron")})
-    if kinds:
-        notes.append(f"{', '.join(kinds)}: SpikingJelly fires on v >= threshold in float, Loihi on v > threshold "
-                     "in fixed point (threshold floored to 1/64, state truncated to 1/4096); close, not identical")
-    kinds = sorted({type(m).__name__ for m in model.modules() if type(m).__module__.startswith("snntorch")})
-    if kinds:
-        notes.append(f"{', '.join(kinds)}: snnTorch computes in float with no synaptic delay; Loihi in fixed point "
-                     "(decays rounded to 1/4096, threshold floored to 1/64) one step later per layer")
-    return notes
-
-

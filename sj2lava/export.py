@@ -8,21 +8,21 @@ stride = pool stride), because NetX cannot load ``pool``. Export refuses, with
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from torch import nn
 
 from . import quant
-from .netx import hdf5
 from .block import BlockContainer
 from .errors import ExportError
-from .netx.spec import Conv, Dense, Flatten, Layer, NetSpec, Neuron, Shape, conv_out_shape
-from .translate import pool_tap
+from .netx import hdf5
+from .netx.spec import Dense, Flatten, Layer, NetSpec, Neuron, Shape
+from .translate import host, rule_for
 
-__all__ = ["export", "to_spec", "load"]
+__all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporter", "neuron"]
 
 load = hdf5.load
 
@@ -100,8 +100,10 @@ def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Sha
         return tuple(first.input_shape)
     if isinstance(first, BlockContainer) and first.kind == "dense":
         return (first.synapse.in_features,)
-    if _lava_kind(first) == "dense":
-        return (int(first.synapse.in_channels),)
+    exporter = _exporter(first)
+    known = exporter.input_shape(first) if exporter is not None else None
+    if known is not None:
+        return tuple(known)
     raise ExportError(
         f"export: the input shape is unknown ({type(first).__name__} has not seen an input). "
         "Pass input_shape=(C, H, W) or (features,), or run the model on one batch first."
@@ -109,122 +111,66 @@ def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Sha
 
 
 # --------------------------------------------------------------------------- block -> layer
-def _neuron(i_decay: int, v_decay: int, v_th_mant: int) -> Neuron:
+def neuron(i_decay: int, v_decay: int, v_th_mant: int) -> Neuron:
+    """A NetX CUBA neuron (one decay pair and threshold per layer; decays in 1/4096, threshold in 1/64)."""
     return Neuron(np.asarray(i_decay), np.asarray(v_decay), np.asarray(v_th_mant))
 
 
-def _need_image(shape: Shape, where: str) -> None:
-    if len(shape) != 3:
-        raise ExportError(f"export: {where} needs a (C, H, W) input but gets {shape}")
+@dataclass(frozen=True)
+class BlockExporter:
+    """How a front-end's block type (e.g. lava-dl's ``slayer.block.cuba``) becomes a NetX layer.
+
+    Attributes:
+        recognises: ``module -> bool``.
+        to_netx: ``(block, in_shape, where, refuse) -> Layer``; ``refuse(message)`` raises or, with
+            ``strict=False``, warns.
+        input_shape: ``block -> per-sample input shape or None`` (a dense block knows its fan-in).
+    """
+
+    recognises: Callable[[nn.Module], bool]
+    to_netx: Callable[..., Layer]
+    input_shape: Callable[[nn.Module], Optional[Shape]] = lambda blk: None
+
+
+_EXPORTERS: List[BlockExporter] = []
+
+
+def register_block_exporter(exporter: BlockExporter) -> BlockExporter:
+    """Let :func:`export` write a front-end's blocks (first match wins; BlockContainers need none)."""
+    _EXPORTERS.append(exporter)
+    return exporter
+
+
+def _exporter(blk: nn.Module) -> Optional[BlockExporter]:
+    return next((e for e in _EXPORTERS if e.recognises(blk)), None)
 
 
 def _layer(blk: nn.Module, shape: Shape, where: str, strict: bool) -> Layer:
     if isinstance(blk, BlockContainer):
         return _container_layer(blk, shape, where, strict)
-    kind = _lava_kind(blk)
-    if kind is None:
+    exporter = _exporter(blk)
+    if exporter is None:
         raise ExportError(
             f"export: {where} is not a block sj2lava can export. Use sj2lava.BlockContainer (or "
             "lava-dl slayer.block.cuba Dense/Conv/Pool/Flatten); sj2lava.convert turns a SpikingJelly "
             "net into BlockContainers."
         )
-    return _lava_layer(blk, kind, shape, where, strict)
-
-
-def _host(t: torch.Tensor) -> np.ndarray:
-    """A parameter as a numpy array, wherever the model lives (training on a GPU is the normal path)."""
-    return t.detach().cpu().numpy()
+    return exporter.to_netx(blk, shape, where, lambda msg: _refuse(msg, strict))
 
 
 def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool) -> Layer:
-    if blk.kind == "flatten":
-        return Flatten(shape, (int(np.prod(shape)),))
+    rule = rule_for(blk.synapse, where)
+    if blk.neuron is None:
+        return rule.to_netx(blk.synapse, blk.input_scale, shape, None, None, where)
     if not blk.delay_shift:
         _refuse(f"export: {where} has delay_shift=False, but Lava delays every synaptic layer by one "
                 "step, so the .net would lag the model. Build it with delay_shift=True (the default).",
                 strict)
     n = blk.neuron
-    neuron = _neuron(n.i_decay, n.v_decay, n.v_threshold_mant)
     bias = blk.bias()
-    bias = None if bias is None else _host(quant.bias_mant(bias).reshape(-1))
-    syn, scale = blk.synapse, blk.input_scale
-    if blk.kind == "conv":
-        _need_image(shape, where)
-        if shape[0] != syn.in_channels:
-            raise ExportError(f"export: {where} takes {syn.in_channels} channels but gets {shape}")
-        w = _host(quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight))
-        out = conv_out_shape(shape, syn.out_channels, syn.kernel_size, syn.stride, syn.padding, syn.dilation)
-        return Conv(shape, out, w, tuple(syn.stride), tuple(syn.padding), tuple(syn.dilation), syn.groups,
-                    neuron, bias)
-    if blk.kind == "dense":
-        if len(shape) != 1:
-            raise ExportError(f"export: {where} is a Linear after a {shape} layer; put "
-                              "BlockContainer(nn.Flatten(), None) before it.")
-        if shape[0] != syn.in_features:
-            raise ExportError(f"export: {where} takes {syn.in_features} features but gets {shape[0]}")
-        w = _host(quant.weight_mant(syn.weight * scale if scale != 1.0 else syn.weight))
-        return Dense(shape, (syn.out_features,), w, neuron, bias)
-    # sum-pool: a depthwise conv with every tap weighing quantize(input_scale) (1.0 -> 64)
-    _need_image(shape, where)
-    tap = int(quant.weight_mant(torch.tensor(pool_tap(syn, scale))))
-    k, s = syn.kernel_size, syn.stride
-    w = np.full((shape[0], 1, *k), tap, dtype=np.int64)
-    return Conv(shape, conv_out_shape(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),
-                shape[0], neuron, None)
-
-
-def _lava_kind(blk: nn.Module) -> Optional[str]:
-    mod = type(blk).__module__
-    if not mod.startswith("lava.lib.dl.slayer.block"):
-        return None
-    return {"Dense": "dense", "Conv": "conv", "Pool": "pool", "Flatten": "flatten"}.get(type(blk).__name__)
-
-
-def _lava_layer(blk: nn.Module, kind: str, shape: Shape, where: str, strict: bool) -> Layer:
-    if kind == "flatten":
-        return Flatten(shape, (int(np.prod(shape)),))
-    if getattr(blk, "delay", None) is not None:
-        raise ExportError(f"export: {where} has axonal delays, which sj2lava does not export; use delay=False")
-    if not blk.delay_shift:
-        _refuse(f"export: {where} has delay_shift=False, but Lava delays every synaptic layer by one "
-                "step. Build it with delay_shift=True.", strict)
-    p = blk.neuron.device_params
-    if p.get("type") != "CUBA" or p.get("gradedSpike"):
-        raise ExportError(f"export: {where} has a {p.get('type')} neuron (graded={p.get('gradedSpike')}); "
-                          "sj2lava exports binary CUBA neurons")
-    if np.size(p["iDecay"]) != 1:
-        raise ExportError(f"export: {where} has per-channel decays; use shared_param=True")
-    neuron = _neuron(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
-    syn = blk.synapse
-    w = _host(torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)).to(torch.int64))
-    norm = getattr(blk.neuron, "norm", None)
-    bias = None
-    if norm is not None:
-        bias = np.rint(_host(norm.bias).reshape(-1)).astype(np.int64)
-    if kind == "dense":
-        w = w.reshape(w.shape[:2])
-        if len(shape) != 1:
-            raise ExportError(f"export: {where} is a Dense after a {shape} layer; put a Flatten before it")
-        if shape[0] != w.shape[1]:
-            raise ExportError(f"export: {where} takes {w.shape[1]} features but gets {shape[0]}")
-        return Dense(shape, (w.shape[0],), w, neuron, bias)
-    _need_image(shape, where)
-    k, s = tuple(syn.kernel_size[:2]), tuple(syn.stride[:2])
-    pad, dil = tuple(syn.padding[:2]), tuple(syn.dilation[:2])
-    if kind == "conv":
-        w = w.reshape(w.shape[:4])
-        out = conv_out_shape(shape, w.shape[0], k, s, pad, dil)
-        return Conv(shape, out, w, s, pad, dil, int(syn.groups), neuron, bias)
-    # lava-dl Pool: exact as a depthwise conv only where slayer neither pads nor crosses channels
-    if s != k or pad != (0, 0) or dil != (1, 1) or shape[1] % k[0] or shape[2] % k[1]:
-        raise ExportError(
-            f"export: {where} is a lava-dl Pool with kernel {k}, stride {s}, padding {pad} on a {shape} "
-            "input; lava-dl pads odd sizes (or pools across channels) where NetX's depthwise conv would "
-            "not, so it cannot be exported exactly. Use stride == kernel and sizes divisible by the kernel."
-        )
-    taps = np.unique(w)
-    w = np.full((shape[0], 1, *k), int(taps[0]), dtype=np.int64)
-    return Conv(shape, conv_out_shape(shape, shape[0], k, s, pad, dil), w, s, pad, dil, shape[0], neuron, None)
+    bias = None if bias is None else host(quant.bias_mant(bias).reshape(-1))
+    return rule.to_netx(blk.synapse, blk.input_scale, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant),
+                        bias, where)
 
 
 # --------------------------------------------------------------------------- refusals

@@ -14,15 +14,13 @@ is 64 mantissa units). Gradients use a surrogate derivative of the spike, as in 
 from __future__ import annotations
 
 import math
-import sys
-import warnings
-from typing import Callable, Optional, Tuple, Union
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from . import quant
-from ._deps import slayer as _slayer
 from .errors import UnsupportedLayerError
 
 __all__ = [
@@ -30,7 +28,10 @@ __all__ = [
     "CubaLIFNode",
     "cuba_lif",
     "to_cuba",
-    "to_lava_neuron",
+    "NeuronRule",
+    "register_neuron",
+    "is_neuron",
+    "unsupported_neuron",
 ]
 
 
@@ -525,36 +526,72 @@ class CubaLIFNode(nn.Module):
             f"step_mode={self.step_mode!r}"
         )
 
+# --------------------------------------------------------------------------- neuron rules
+@dataclass(frozen=True)
+class NeuronRule:
+    """How one family of neuron modules becomes a :class:`CubaLIFNode`; registered by a front-end
+    (:mod:`sj2lava.frontends`), so this module never names a framework.
 
-# --------------------------------------------------------------------------- conversion
-def _from_package(obj: object, prefix: str) -> bool:
+    Attributes:
+        name: the family, for messages (e.g. ``'SpikingJelly'``).
+        recognises: ``module -> bool``: a neuron of this family, convertible or not (so that
+            ``convert`` can say "this neuron cannot be mapped" rather than "this is not a neuron").
+        to_cuba: ``(module, where, approximate) -> (node, input_scale)``; raises
+            :class:`UnsupportedLayerError` naming ``where`` for settings with no CUBA form.
+        note: ``class names found in a model -> note or None``: what a float-trained neuron of this
+            family computes differently on Loihi (shown by ``convert`` and ``verify``).
+    """
+
+    name: str
+    recognises: Callable[[nn.Module], bool]
+    to_cuba: Callable[[nn.Module, str, bool], Tuple["CubaLIFNode", float]]
+    note: Optional[Callable[[List[str]], Optional[str]]] = None
+
+
+_NEURON_RULES: List[NeuronRule] = []
+
+
+def register_neuron(rule: NeuronRule) -> NeuronRule:
+    """Add ``rule`` to the rules :func:`to_cuba` and :func:`is_neuron` consult (first match wins)."""
+    _NEURON_RULES.append(rule)
+    return rule
+
+
+def neuron_rule(module: nn.Module) -> Optional[NeuronRule]:
+    """The registered rule that recognises ``module``, or None."""
+    return next((r for r in _NEURON_RULES if r.recognises(module)), None)
+
+
+def is_neuron(module: nn.Module) -> bool:
+    """A spiking neuron module (sj2lava's, or one a front-end recognises), convertible or not."""
+    return isinstance(module, CubaLIFNode) or neuron_rule(module) is not None
+
+
+def neuron_notes(model: nn.Module) -> List[str]:
+    """Per neuron family found in ``model``: what its float neurons compute differently on Loihi."""
+    notes = []
+    for rule in _NEURON_RULES:
+        names = sorted({type(m).__name__ for m in model.modules() if not isinstance(m, CubaLIFNode)
+                        and rule.recognises(m)})
+        note = rule.note(names) if names and rule.note is not None else None
+        if note:
+            notes.append(note)
+    return notes
+
+
+def from_package(obj: object, prefix: str) -> bool:
+    """Whether ``obj``'s class comes from the package ``prefix`` (checked without importing it)."""
     return type(obj).__module__.startswith(prefix)
 
 
-def _sj_neuron_module():
-    # Only reached for objects whose class lives in spikingjelly, so it is already imported.
-    return sys.modules.get("spikingjelly.activation_based.neuron")
-
-
-def _check_hard_reset(neuron: nn.Module, where: str) -> None:
-    v_reset = getattr(neuron, "v_reset", 0.0)
-    if v_reset is None:
-        raise UnsupportedLayerError(
-            f"{where}: v_reset=None (soft reset, v -= threshold) has no Loihi CUBA equivalent; "
-            "CUBA resets v to 0. Use v_reset=0.0 and retrain (or fine-tune) the model."
-        )
-    if float(v_reset) != 0.0:
-        raise UnsupportedLayerError(
-            f"{where}: v_reset={v_reset} is not supported; Loihi's CUBA neuron resets v to 0. "
-            "Use v_reset=0.0 and retrain."
-        )
-
-
-def _sj_common(neuron: nn.Module) -> dict:
-    return dict(
-        surrogate_function=getattr(neuron, "surrogate_function", None),
-        detach_reset=bool(getattr(neuron, "detach_reset", False)),
-        step_mode=getattr(neuron, "step_mode", "s"),
+def unsupported_neuron(neuron: nn.Module, where: str) -> UnsupportedLayerError:
+    """The error for a neuron no rule can map, naming it and the neurons that can be."""
+    families = ", ".join(r.name for r in _NEURON_RULES) or "no front-end"
+    return UnsupportedLayerError(
+        f"{where}: {type(neuron).__module__}.{type(neuron).__name__} is not a neuron sj2lava can map to "
+        "Loihi's CUBA-LIF. Use sj2lava.CubaLIFNode, SpikingJelly IFNode/LIFNode with v_reset=0, "
+        "SpikingJelly lava_exchange.CubaLIFNode, lava-dl slayer.neuron.cuba.Neuron or snnTorch "
+        f"Leaky/Synaptic (front-ends loaded: {families})."
     )
 
 
@@ -564,7 +601,8 @@ def to_cuba(
 ) -> Union[CubaLIFNode, Tuple[CubaLIFNode, float]]:
     """Convert a neuron to an equivalent :class:`CubaLIFNode`.
 
-    Accepted, with their CUBA parameters (``current_decay``, ``voltage_decay``):
+    Accepted, with their CUBA parameters (``current_decay``, ``voltage_decay``), through the rules the
+    front-ends register:
 
     - :class:`CubaLIFNode`: returned as is.
     - SpikingJelly ``IFNode(v_reset=0)``: (1, 0). Note SpikingJelly fires on ``v >= th`` and
@@ -581,7 +619,6 @@ def to_cuba(
       A learnable beta/alpha becomes a learnable decay; snnTorch's spike function is kept as the
       surrogate and its reset is detached, as in snnTorch. Both fire on ``mem > threshold``, as Loihi.
 
-    The surrogate function and ``detach_reset`` of SpikingJelly neurons are kept.
     ``approximate=True`` turns snnTorch's subtract reset into Loihi's reset to zero, with a warning:
     the net then computes something else, and ``verify`` shows how much.
 
@@ -590,164 +627,22 @@ def to_cuba(
             graded spikes; the message names the neuron and what to change.
     """
     where = where or type(neuron).__name__
-    node: CubaLIFNode
-    scale = 1.0
     if isinstance(neuron, CubaLIFNode):
         node, scale = neuron, neuron.input_scale
-    elif _from_package(neuron, "spikingjelly") and type(neuron).__name__ == "CubaLIFNode":
-        node = _from_sj_cuba(neuron, where)
-    elif _from_package(neuron, "spikingjelly") and _is_sj(neuron, ("IFNode", "LIFNode")):
-        _check_hard_reset(neuron, where)
-        sjn = _sj_neuron_module()
-        if isinstance(neuron, sjn.LIFNode):
-            tau = float(neuron.tau)
-            node = CubaLIFNode(1.0, 1.0 / tau, float(neuron.v_threshold), **_sj_common(neuron))
-            if neuron.decay_input:
-                scale = 1.0 / tau
-        else:
-            node = CubaLIFNode(1.0, 0.0, float(neuron.v_threshold), **_sj_common(neuron))
-    elif _from_package(neuron, "lava.lib.dl") and type(neuron).__name__ == "Neuron" \
-            and type(neuron).__module__.endswith("neuron.cuba"):
-        node = _from_slayer(neuron, where)
-    elif _from_package(neuron, "snntorch") and type(neuron).__name__ in ("Leaky", "Synaptic"):
-        node = _from_snntorch(neuron, where, approximate)
     else:
-        raise UnsupportedLayerError(
-            f"{where}: {type(neuron).__module__}.{type(neuron).__name__} is not a neuron sj2lava can "
-            "map to Loihi's CUBA-LIF. Use SpikingJelly IFNode/LIFNode with v_reset=0, "
-            "sj2lava.CubaLIFNode, SpikingJelly lava_exchange.CubaLIFNode or lava-dl "
-            "slayer.neuron.cuba.Neuron."
-        )
-    if scale != 1.0 and node is not neuron:
-        node.input_scale = scale
+        rule = neuron_rule(neuron)
+        if rule is None:
+            raise unsupported_neuron(neuron, where)
+        node, scale = rule.to_cuba(neuron, where, approximate)
+        if scale != 1.0:
+            node.input_scale = scale
     if with_input_scale:
         return node, scale
     if scale != 1.0:
         raise UnsupportedLayerError(
-            f"{where}: LIFNode(decay_input=True) scales its input by 1/tau={scale:g}, which belongs "
+            f"{where}: {type(neuron).__name__} scales its input by {scale:g} (e.g. LIFNode(decay_input=True): "
+            "1/tau), which belongs "
             "in the synapse weights. Call to_cuba(neuron, with_input_scale=True) and fold the "
             "scale, or wrap it in sj2lava.BlockContainer, which folds it for you."
         )
     return node
-
-
-def _is_sj(neuron: nn.Module, names: Tuple[str, ...]) -> bool:
-    sjn = _sj_neuron_module()
-    if sjn is None:
-        return False
-    classes = tuple(getattr(sjn, n) for n in names if hasattr(sjn, n))
-    # Only the exact classes: subclasses (ParametricLIF, QIF, ...) have other dynamics.
-    return type(neuron) in classes
-
-
-def _from_sj_cuba(neuron: nn.Module, where: str) -> CubaLIFNode:
-    _check_hard_reset(neuron, where)
-    if getattr(neuron, "norm", None) is not None:
-        raise UnsupportedLayerError(
-            f"{where}: lava_exchange.CubaLIFNode with a norm (BatchNorm2d) is not supported; fold "
-            "the batch norm into the synapse (sj2lava.convert does this) and use norm=None."
-        )
-    node = CubaLIFNode(
-        1.0, 1.0, float(neuron.v_threshold), requires_grad=bool(neuron.requires_grad),
-        **_sj_common(neuron),
-    )
-    with torch.no_grad():  # copy the stored (possibly learned) 4096-unit parameters bit for bit
-        node.current_decay.copy_(neuron.current_decay.detach().reshape(1).float())
-        node.voltage_decay.copy_(neuron.voltage_decay.detach().reshape(1).float())
-    return node
-
-
-def _from_slayer(neuron: nn.Module, where: str) -> CubaLIFNode:
-    if int(neuron.w_scale) != quant.W_SCALE:
-        raise UnsupportedLayerError(f"{where}: lava-dl neuron with scale={neuron.w_scale}; use 64.")
-    if neuron.current_decay.numel() != 1 or not neuron.shared_param:
-        raise UnsupportedLayerError(
-            f"{where}: lava-dl neuron with per-channel decays (shared_param=False) is not supported; "
-            "use shared_param=True."
-        )
-    if getattr(neuron, "norm", None) is not None or getattr(neuron, "graded_spike", False):
-        raise UnsupportedLayerError(
-            f"{where}: lava-dl neuron with norm or graded_spike is not supported; use norm=None, "
-            "graded_spike=False (a bias belongs to sj2lava.BlockContainer's synapse)."
-        )
-    node = CubaLIFNode(1.0, 1.0, float(neuron.threshold), requires_grad=bool(neuron.requires_grad))
-    with torch.no_grad():
-        node.current_decay.copy_(neuron.current_decay.detach().reshape(1).float())
-        node.voltage_decay.copy_(neuron.voltage_decay.detach().reshape(1).float())
-    return node
-
-
-def _scalar(value, name: str, where: str) -> Tuple[float, bool]:
-    """(value, learnable) of an snnTorch parameter that must be one number per layer."""
-    t = torch.as_tensor(value)
-    if t.numel() != 1:
-        raise UnsupportedLayerError(
-            f"{where}: {name} has {t.numel()} values (one per neuron); NetX takes one decay per layer. "
-            f"Use a single {name} and retrain."
-        )
-    return float(t.detach().reshape(())), bool(getattr(value, "requires_grad", False))
-
-
-def _from_snntorch(neuron: nn.Module, where: str, approximate: bool) -> CubaLIFNode:
-    name = type(neuron).__name__
-    reset = getattr(neuron, "reset_mechanism", "subtract")
-    if reset == "subtract":
-        if not approximate:
-            raise UnsupportedLayerError(
-                f"{where}: snnTorch {name}(reset_mechanism='subtract') (the default) has no Loihi equivalent; "
-                "CUBA resets v to 0. Use reset_mechanism='zero' and retrain, or convert with "
-                "approximate=True (then sj2lava.finetune to recover accuracy)."
-            )
-        warnings.warn(f"{where}: {name} subtract reset approximated by Loihi's reset to zero; "
-                      "check the effect with sj2lava.verify", stacklevel=4)
-    elif reset != "zero":
-        raise UnsupportedLayerError(f"{where}: {name}(reset_mechanism={reset!r}) is not supported; "
-                                    "use reset_mechanism='zero'.")
-    if name == "Synaptic" and getattr(neuron, "reset_delay", True):
-        raise UnsupportedLayerError(
-            f"{where}: snnTorch Synaptic(reset_delay=True) (the default) resets one step late, which Loihi's "
-            "CUBA neuron does not do. Use Synaptic(..., reset_delay=False) and retrain."
-        )
-    if float(getattr(neuron, "graded_spikes_factor", 1.0)) != 1.0:
-        raise UnsupportedLayerError(f"{where}: graded spikes (graded_spikes_factor != 1) are not supported; "
-                                    "Loihi's CUBA neuron sends binary spikes here.")
-    if getattr(neuron, "inhibition", False) or getattr(neuron, "state_quant", False):
-        raise UnsupportedLayerError(f"{where}: {name} with inhibition or state_quant is not supported.")
-    beta, learn_b = _scalar(neuron.beta, "beta", where)
-    alpha, learn_a = _scalar(neuron.alpha, "alpha", where) if name == "Synaptic" else (0.0, False)
-    threshold, _ = _scalar(neuron.threshold, "threshold", where)
-    node = CubaLIFNode(
-        1.0 - min(max(alpha, 0.0), 1.0), 1.0 - min(max(beta, 0.0), 1.0), threshold,
-        requires_grad=learn_a or learn_b, surrogate_function=getattr(neuron, "spike_grad", None),
-        detach_reset=True,  # snnTorch detaches its reset signal
-    )
-    return node
-
-
-def lava_neuron_params(node: CubaLIFNode) -> dict:
-    """Keyword arguments of lava-dl's ``cuba.Neuron`` equal to ``node`` (floored threshold)."""
-    return dict(
-        threshold=node.threshold,
-        current_decay=float(node.current_decay.detach()[0]) / quant.P_SCALE,
-        voltage_decay=float(node.voltage_decay.detach()[0]) / quant.P_SCALE,
-        scale=quant.W_SCALE,
-        requires_grad=node.requires_grad,
-    )
-
-
-def copy_decays_to_lava(node: CubaLIFNode, lava_neuron: nn.Module) -> None:
-    """Copy the stored decay parameters bit for bit, so lava-dl rounds exactly what we round."""
-    with torch.no_grad():
-        lava_neuron.current_decay.data = node.current_decay.detach().clone().reshape(1)
-        lava_neuron.voltage_decay.data = node.voltage_decay.detach().clone().reshape(1)
-
-
-def to_lava_neuron(neuron: nn.Module) -> nn.Module:
-    """The equivalent lava-dl ``slayer.neuron.cuba.Neuron`` (learned decays, floored threshold).
-
-    Accepts anything :func:`to_cuba` accepts. Needs lava-dl.
-    """
-    node = to_cuba(neuron, with_input_scale=True)[0]
-    lava = _slayer().neuron.cuba.Neuron(**lava_neuron_params(node))
-    copy_decays_to_lava(node, lava)
-    return lava

@@ -1,7 +1,9 @@
 """Synapse translators: a registry keyed by module type.
 
 Each supported synapse type has one :class:`SynapseRule` saying how it runs quantized in a
-:class:`~sj2lava.block.BlockContainer`, what bias it carries and which lava-dl block it becomes.
+:class:`~sj2lava.block.BlockContainer`, what bias it carries and which NetX layer it is written as.
+Front-ends add rules for their frameworks' modules (and :mod:`sj2lava.frontends.lavadl` keeps the
+matching lava-dl blocks, keyed by the rule's ``kind``).
 Lookup walks the type's MRO, so subclasses (SpikingJelly's ``layer.Conv2d`` is an ``nn.Conv2d``)
 use their parent's rule. Adding a layer is one :func:`register` call.
 
@@ -14,24 +16,17 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import quant
-from ._deps import slayer as _slayer
-from .errors import UnsupportedLayerError
+from .errors import ExportError, UnsupportedLayerError
 from .layers import SumPool2d, pair
-from .neuron import CubaLIFNode, copy_decays_to_lava, lava_neuron_params
+from .netx.spec import Conv, Dense, Flatten, Layer, Neuron, Shape, conv_out_shape
 
-__all__ = [
-    "SynapseRule",
-    "register",
-    "rule_for",
-    "conv2d_to_lava_synapse_conv",
-    "linear_to_lava_synapse_dense",
-    "avgpool2d_to_lava_synapse_pool",
-]
+__all__ = ["SynapseRule", "register", "rule_for", "find_rule", "pool_tap"]
 
 
 @dataclass(frozen=True)
@@ -43,14 +38,15 @@ class SynapseRule:
         forward: ``(module, x [B, *], input_scale) -> z [B, *]`` with quantized weights, no bias.
         check: raises :class:`UnsupportedLayerError` for settings with no exact Loihi form.
         bias: ``(module, input_scale) -> float bias per output channel or None``.
-        to_lava: ``(module, neuron_kwargs, delay_shift, input_scale) -> lava-dl block``.
+        to_netx: ``(module, input_scale, in_shape, neuron, bias_mant, where) -> NetX layer`` (a
+            :mod:`sj2lava.netx.spec` layer with the quantized integers :func:`sj2lava.export` writes).
         normalize: optional ``module -> module`` replacement done once at construction
             (``nn.AvgPool2d`` becomes :class:`SumPool2d`).
     """
 
     kind: str
     forward: Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
-    to_lava: Callable[[nn.Module, Optional[dict], bool, float], nn.Module]
+    to_netx: Callable[..., Layer]
     check: Callable[[nn.Module, str], None] = lambda m, where: None
     bias: Callable[[nn.Module, float], Optional[torch.Tensor]] = lambda m, s: None
     normalize: Optional[Callable[[nn.Module, str], nn.Module]] = field(default=None)
@@ -78,8 +74,8 @@ def register(*types: type, names: Tuple[str, ...] = ()) -> Callable[[SynapseRule
 _RESOLVED: Dict[type, SynapseRule] = {}  # per concrete type: every forward asks, the MRO walk runs once
 
 
-def rule_for(module: nn.Module, where: str) -> SynapseRule:
-    """The rule for ``module``, or :class:`UnsupportedLayerError` naming it and the fix."""
+def find_rule(module: nn.Module) -> Optional[SynapseRule]:
+    """The rule for ``module``'s type (walking its MRO), or None."""
     rule = _RESOLVED.get(type(module))
     if rule is not None:
         return rule
@@ -88,7 +84,15 @@ def rule_for(module: nn.Module, where: str) -> SynapseRule:
         if rule is not None:
             _RESOLVED[type(module)] = rule
             return rule
-    raise UnsupportedLayerError(f"{where}: {_unsupported_hint(module)}")
+    return None
+
+
+def rule_for(module: nn.Module, where: str) -> SynapseRule:
+    """The rule for ``module``, or :class:`UnsupportedLayerError` naming it and the fix."""
+    rule = find_rule(module)
+    if rule is None:
+        raise UnsupportedLayerError(f"{where}: {_unsupported_hint(module)}")
+    return rule
 
 
 def _unsupported_hint(m: nn.Module) -> str:
@@ -107,33 +111,21 @@ def _unsupported_hint(m: nn.Module) -> str:
 
 
 # --------------------------------------------------------------------------- helpers
-def _scaled(w: torch.Tensor, input_scale: float) -> torch.Tensor:
+def host(t: torch.Tensor) -> np.ndarray:
+    """A parameter as a numpy array, wherever the model lives (training on a GPU is the normal path)."""
+    return t.detach().cpu().numpy()
+
+
+def need_image(shape: Shape, where: str) -> None:
+    """Refuse a conv or pool layer fed by a flat (dense) layer."""
+    if len(shape) != 3:
+        raise ExportError(f"export: {where} needs a (C, H, W) input but gets {shape}; a conv or pool "
+                          "layer cannot follow a flatten or dense layer")
+
+
+def scaled(w: torch.Tensor, input_scale: float) -> torch.Tensor:
     # One expression, used by both the container and the lava-dl block, so both quantize the same floats.
     return w if input_scale == 1.0 else w * input_scale
-
-
-def _neuron_kwargs_with_bias(neuron_kwargs: dict, bias: Optional[torch.Tensor]) -> dict:
-    if bias is None:
-        return neuron_kwargs
-    mant = quant.bias_mant(bias).double()
-    return dict(neuron_kwargs, norm=lambda: _NeuronBias(mant))
-
-
-class _NeuronBias(nn.Module):
-    """lava-dl ``norm`` hook that adds a per-channel bias to the neuron's voltage input.
-
-    slayer's CUBA neuron feeds ``norm(current)`` to the voltage integrator, so adding the bias here is
-    ``v = a_v v + u + bias``, NetX's ``bias_mant`` (exponent 6) semantics; lava-dl's HDF5 export
-    writes ``norm.bias`` as the layer's ``bias``.
-    """
-
-    def __init__(self, bias_mant: torch.Tensor):
-        super().__init__()
-        self.register_buffer("bias", bias_mant.float())
-
-    def forward(self, current: torch.Tensor) -> torch.Tensor:
-        b = self.bias / quant.W_SCALE
-        return current + b.view(1, -1, *([1] * (current.dim() - 2)))
 
 
 # --------------------------------------------------------------------------- conv
@@ -151,49 +143,47 @@ def _check_conv(m: nn.Conv2d, where: str) -> None:
 
 
 def _conv_forward(m: nn.Conv2d, x: torch.Tensor, scale: float) -> torch.Tensor:
-    w = quant.quantize_weight(_scaled(m.weight, scale))
+    w = quant.quantize_weight(scaled(m.weight, scale))
     return F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups)
-
-
-def _conv_to_lava(m: nn.Conv2d, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
-    blk = _slayer().block.cuba.Conv(
-        _neuron_kwargs_with_bias(neuron_kwargs, _bias(m, scale)),
-        in_features=m.in_channels, out_features=m.out_channels, kernel_size=m.kernel_size,
-        stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups,
-        delay_shift=delay_shift,
-    )
-    with torch.no_grad():
-        blk.synapse.weight.data[..., 0] = _scaled(m.weight.detach(), scale)
-    return blk
 
 
 def _bias(m: nn.Module, scale: float) -> Optional[torch.Tensor]:
     b = getattr(m, "bias", None)
-    return None if b is None else _scaled(b, scale)
+    return None if b is None else scaled(b, scale)
+
+
+def _conv_to_netx(m: nn.Conv2d, scale: float, shape: Shape, neuron: Neuron, bias: Optional[np.ndarray],
+                  where: str) -> Conv:
+    need_image(shape, where)
+    if shape[0] != m.in_channels:
+        raise ExportError(f"export: {where} takes {m.in_channels} channels but gets {shape}")
+    w = host(quant.weight_mant(scaled(m.weight, scale)))
+    out = conv_out_shape(shape, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation)
+    return Conv(shape, out, w, tuple(m.stride), tuple(m.padding), tuple(m.dilation), m.groups, neuron, bias)
 
 
 CONV = register(nn.Conv2d)(SynapseRule(
-    kind="conv", forward=_conv_forward, to_lava=_conv_to_lava, check=_check_conv, bias=_bias,
+    kind="conv", forward=_conv_forward, to_netx=_conv_to_netx, check=_check_conv, bias=_bias,
 ))
 
 
 # --------------------------------------------------------------------------- dense
 def _dense_forward(m: nn.Linear, x: torch.Tensor, scale: float) -> torch.Tensor:
-    return F.linear(x, quant.quantize_weight(_scaled(m.weight, scale)))
+    return F.linear(x, quant.quantize_weight(scaled(m.weight, scale)))
 
 
-def _dense_to_lava(m: nn.Linear, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
-    blk = _slayer().block.cuba.Dense(
-        _neuron_kwargs_with_bias(neuron_kwargs, _bias(m, scale)),
-        m.in_features, m.out_features, delay_shift=delay_shift,
-    )
-    with torch.no_grad():
-        blk.synapse.weight.data[:, :, 0, 0, 0] = _scaled(m.weight.detach(), scale)
-    return blk
+def _dense_to_netx(m: nn.Linear, scale: float, shape: Shape, neuron: Neuron, bias: Optional[np.ndarray],
+                   where: str) -> Dense:
+    if len(shape) != 1:
+        raise ExportError(f"export: {where} is a Linear after a {shape} layer; put "
+                          "BlockContainer(nn.Flatten(), None) before it.")
+    if shape[0] != m.in_features:
+        raise ExportError(f"export: {where} takes {m.in_features} features but gets {shape[0]}")
+    return Dense(shape, (m.out_features,), host(quant.weight_mant(scaled(m.weight, scale))), neuron, bias)
 
 
 DENSE = register(nn.Linear)(SynapseRule(
-    kind="dense", forward=_dense_forward, to_lava=_dense_to_lava, bias=_bias,
+    kind="dense", forward=_dense_forward, to_netx=_dense_to_netx, bias=_bias,
 ))
 
 
@@ -209,19 +199,6 @@ def _pool_forward(m: SumPool2d, x: torch.Tensor, scale: float) -> torch.Tensor:
     if tap != 1.0:
         y = y * quant.quantize_weight(torch.tensor(tap, dtype=y.dtype, device=y.device))
     return y
-
-
-def _pool_to_lava(m: SumPool2d, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
-    if m.stride != m.kernel_size:
-        raise UnsupportedLayerError(
-            f"SumPool2d(kernel_size={m.kernel_size}, stride={m.stride}): lava-dl's Pool block is only "
-            "correct for stride == kernel_size (it pools across channel boundaries otherwise). "
-            "Use stride=kernel_size; sj2lava.export writes other strides as a depthwise conv."
-        )
-    return _slayer().block.cuba.Pool(
-        neuron_kwargs, m.kernel_size, stride=m.stride, weight_scale=pool_tap(m, scale),
-        delay_shift=delay_shift,
-    )
 
 
 def _avgpool_as_sumpool(m: nn.AvgPool2d, where: str) -> SumPool2d:
@@ -241,23 +218,20 @@ def _avgpool_as_sumpool(m: nn.AvgPool2d, where: str) -> SumPool2d:
     return pool
 
 
-def _sj_sumpool_as_sumpool(m: nn.Module, where: str) -> SumPool2d:
-    if pair(m.padding) != (0, 0) or pair(m.dilation) != (1, 1):
-        raise UnsupportedLayerError(
-            f"{where}: lava_exchange.SumPool2d(padding={m.padding}, dilation={m.dilation}) is not "
-            "supported; use padding=0 and dilation=1."
-        )
-    return SumPool2d(m.kernel_size, m.stride)
+def _pool_to_netx(m: SumPool2d, scale: float, shape: Shape, neuron: Neuron, bias: Optional[np.ndarray],
+                  where: str) -> Conv:
+    # a depthwise conv with every tap weighing quantize(tap) (1.0 -> 64): what NetX can load
+    need_image(shape, where)
+    tap = int(quant.weight_mant(torch.tensor(pool_tap(m, scale))))
+    k, s = m.kernel_size, m.stride
+    w = np.full((shape[0], 1, *k), tap, dtype=np.int64)
+    return Conv(shape, conv_out_shape(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),
+                shape[0], neuron, None)
 
 
-
-
-POOL = register(SumPool2d)(SynapseRule(kind="pool", forward=_pool_forward, to_lava=_pool_to_lava))
+POOL = register(SumPool2d)(SynapseRule(kind="pool", forward=_pool_forward, to_netx=_pool_to_netx))
 register(nn.AvgPool2d)(SynapseRule(
-    kind="pool", forward=_pool_forward, to_lava=_pool_to_lava, normalize=_avgpool_as_sumpool,
-))
-register(names=("spikingjelly.activation_based.lava_exchange.SumPool2d",))(SynapseRule(
-    kind="pool", forward=_pool_forward, to_lava=_pool_to_lava, normalize=_sj_sumpool_as_sumpool,
+    kind="pool", forward=_pool_forward, to_netx=_pool_to_netx, normalize=_avgpool_as_sumpool,
 ))
 
 
@@ -270,61 +244,10 @@ def _check_flatten(m: nn.Flatten, where: str) -> None:
         )
 
 
-def _flatten_to_lava(m: nn.Flatten, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
-    return _slayer().block.cuba.Flatten()
-
-
 FLATTEN = register(nn.Flatten)(SynapseRule(
-    kind="flatten", forward=lambda m, x, s: x.flatten(1), to_lava=_flatten_to_lava,
+    kind="flatten", forward=lambda m, x, s: x.flatten(1),
+    to_netx=lambda m, scale, shape, neuron, bias, where: Flatten(shape, (int(np.prod(shape)),)),
     check=_check_flatten,
 ))
 
 
-# --------------------------------------------------------------------------- lava-dl blocks
-def lava_block(synapse: nn.Module, neuron: Optional[CubaLIFNode], delay_shift: bool,
-               input_scale: float = 1.0, where: str = "block") -> nn.Module:
-    """The lava-dl ``slayer.block.cuba`` block computing ``neuron(synapse(x))`` (needs lava-dl)."""
-    rule = rule_for(synapse, where)
-    if neuron is None:
-        return rule.to_lava(synapse, None, delay_shift, input_scale)
-    blk = rule.to_lava(synapse, lava_neuron_params(neuron), delay_shift, input_scale)
-    copy_decays_to_lava(neuron, blk.neuron)
-    return blk
-
-
-# --------------------------------------------------------------------------- SpikingJelly names
-def _no_bias(m: nn.Module, fn: str) -> None:
-    if getattr(m, "bias", None) is not None:
-        raise UnsupportedLayerError(
-            f"{fn}: {type(m).__name__} has a bias, and lava-dl synapses have none. Build a "
-            "sj2lava.BlockContainer instead: it carries the bias into the neuron (NetX bias)."
-        )
-
-
-def conv2d_to_lava_synapse_conv(conv2d_nn: nn.Conv2d) -> nn.Module:
-    """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Conv`` with ``conv2d_nn``'s weights."""
-    _check_conv(conv2d_nn, "conv2d_to_lava_synapse_conv")
-    _no_bias(conv2d_nn, "conv2d_to_lava_synapse_conv")
-    syn = _slayer().synapse.Conv(
-        in_features=conv2d_nn.in_channels, out_features=conv2d_nn.out_channels,
-        kernel_size=conv2d_nn.kernel_size, stride=conv2d_nn.stride, padding=conv2d_nn.padding,
-        dilation=conv2d_nn.dilation, groups=conv2d_nn.groups,
-    )
-    with torch.no_grad():
-        syn.weight.data[..., 0] = conv2d_nn.weight.detach()
-    return syn
-
-
-def linear_to_lava_synapse_dense(fc: nn.Linear) -> nn.Module:
-    """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Dense`` with ``fc``'s weights."""
-    _no_bias(fc, "linear_to_lava_synapse_dense")
-    syn = _slayer().synapse.Dense(fc.in_features, fc.out_features)
-    with torch.no_grad():
-        syn.weight.data[:, :, 0, 0, 0] = fc.weight.detach()
-    return syn
-
-
-def avgpool2d_to_lava_synapse_pool(pool2d_nn: nn.AvgPool2d) -> nn.Module:
-    """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Pool`` (a sum-pool; warns)."""
-    pool = _avgpool_as_sumpool(pool2d_nn, "avgpool2d_to_lava_synapse_pool")
-    return _slayer().synapse.Pool(pool.kernel_size, pool.stride)

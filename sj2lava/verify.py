@@ -16,11 +16,12 @@ import torch
 from torch import nn
 
 from .block import BlockContainer
-from .convert import _leaves, convert, is_neuron
+from .convert import _leaves, convert
 from .emulator import emulate
-from .translate import lava_block
+from .frontends.lavadl import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .netx.lava import run_lava
+from .neuron import is_neuron
 
 __all__ = ["Report", "Stage", "verify", "accuracy"]
 

@@ -23,7 +23,7 @@ def test_snntorch_export_to_nir_converts_and_runs_in_lava(tmp_path):
         net[0].weight.mul_(6)
         net[0].bias.fill_(0.1)
         net[2].weight.mul_(8)
-    graph = sj2lava.frontends.nir.snntorch_to_nir(net, torch.zeros(1, 20))
+    graph = sj2lava.frontends.snntorch.snntorch_to_nir(net, torch.zeros(1, 20))
     nir.write(tmp_path / "snn.nir", graph, compression=None)  # snnTorch writes scalars; gzip refuses those
     blocks = from_nir(tmp_path / "snn.nir", dt=1e-4)  # snnTorch exports with dt = 1e-4
     direct = sj2lava.convert(net)

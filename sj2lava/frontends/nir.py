@@ -28,7 +28,7 @@ from ..layers import SumPool2d, pair
 from ..neuron import CubaLIFNode
 from ..netx.spec import Conv, Flatten, NetSpec
 
-__all__ = ["from_nir", "to_nir", "snntorch_to_nir"]
+__all__ = ["from_nir", "to_nir"]
 
 _NO_DECAY_TAU = float(2 ** 30)  # a time constant (in dt) whose decay rounds to 0 on Loihi's 1/4096 grid
 
@@ -276,15 +276,3 @@ def _neuron_node(nir, di: int, dv: int, th: float, leak: Optional[np.ndarray], d
     tau_syn = dt * 4096 / di if di else dt * _NO_DECAY_TAU
     return nir.CubaLIF(tau_syn=full(tau_syn), tau_mem=full(tau_mem), r=full(tau_mem / dt), v_leak=v_leak,
                        v_threshold=full(th), v_reset=full(0.0), w_in=full(tau_syn / dt))
-
-
-def snntorch_to_nir(model: nn.Module, sample: torch.Tensor):
-    """snnTorch's own NIR export (its module mapping, through nirtorch), without the final
-    ``infer_types()`` that snnTorch 1.0.0's ``export_to_nir`` calls and nir 1.0.8 rejects for every
-    net ("type mismatch ... 1.input: []"). The graph is the one ``export_to_nir`` builds."""
-    import nirtorch
-    import snntorch as snn
-    from snntorch import export_nir
-
-    return nirtorch.extract_nir_graph(model, export_nir._extract_snntorch_module, sample, model_name="snntorch",
-                                      ignore_submodules_of=[snn.RLeaky, snn.RSynaptic])

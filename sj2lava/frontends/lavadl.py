@@ -1,0 +1,297 @@
+"""lava-dl (``lava.lib.dl.slayer``): its CUBA neurons and blocks, in and out.
+
+- In: ``slayer.neuron.cuba.Neuron`` converts to :class:`~sj2lava.neuron.CubaLIFNode` (a registered neuron
+  rule), and ``slayer.block.cuba`` ``Dense`` / ``Conv`` / ``Pool`` / ``Flatten`` blocks export to NetX
+  (a registered block exporter).
+- Out: the lava-dl block equal to a BlockContainer (:func:`lava_block`, behind
+  ``BlockContainer.to_lava_block``), :func:`to_lava` for a whole model, :func:`to_lava_neuron`, and
+  SpikingJelly's ``lava_exchange`` synapse functions under their SpikingJelly names.
+
+lava-dl is imported only when a lava-dl object is built; recognising one needs no import.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import quant, translate
+from .._deps import slayer as _slayer
+from ..errors import ExportError, UnsupportedLayerError
+from ..export import BlockExporter, register_block_exporter
+from ..export import neuron as netx_neuron
+from ..layers import SumPool2d
+from ..netx.spec import Conv, Dense, Flatten, Layer, Shape, conv_out_shape
+from ..neuron import CubaLIFNode, NeuronRule, register_neuron, to_cuba, unsupported_neuron
+from ..translate import host, need_image, pool_tap, rule_for, scaled
+
+__all__ = ["lava_block", "to_lava", "to_lava_neuron", "lava_neuron_params", "copy_decays_to_lava",
+           "conv2d_to_lava_synapse_conv", "linear_to_lava_synapse_dense", "avgpool2d_to_lava_synapse_pool"]
+
+
+# --------------------------------------------------------------------------- neurons
+def _from_slayer(neuron: nn.Module, where: str) -> CubaLIFNode:
+    if int(neuron.w_scale) != quant.W_SCALE:
+        raise UnsupportedLayerError(f"{where}: lava-dl neuron with scale={neuron.w_scale}; use 64.")
+    if neuron.current_decay.numel() != 1 or not neuron.shared_param:
+        raise UnsupportedLayerError(
+            f"{where}: lava-dl neuron with per-channel decays (shared_param=False) is not supported; "
+            "use shared_param=True."
+        )
+    if getattr(neuron, "norm", None) is not None or getattr(neuron, "graded_spike", False):
+        raise UnsupportedLayerError(
+            f"{where}: lava-dl neuron with norm or graded_spike is not supported; use norm=None, "
+            "graded_spike=False (a bias belongs to sj2lava.BlockContainer's synapse)."
+        )
+    node = CubaLIFNode(1.0, 1.0, float(neuron.threshold), requires_grad=bool(neuron.requires_grad))
+    with torch.no_grad():
+        node.current_decay.copy_(neuron.current_decay.detach().reshape(1).float())
+        node.voltage_decay.copy_(neuron.voltage_decay.detach().reshape(1).float())
+    return node
+
+
+
+def lava_neuron_params(node: CubaLIFNode) -> dict:
+    """Keyword arguments of lava-dl's ``cuba.Neuron`` equal to ``node`` (floored threshold)."""
+    return dict(
+        threshold=node.threshold,
+        current_decay=float(node.current_decay.detach()[0]) / quant.P_SCALE,
+        voltage_decay=float(node.voltage_decay.detach()[0]) / quant.P_SCALE,
+        scale=quant.W_SCALE,
+        requires_grad=node.requires_grad,
+    )
+
+
+def copy_decays_to_lava(node: CubaLIFNode, lava_neuron: nn.Module) -> None:
+    """Copy the stored decay parameters bit for bit, so lava-dl rounds exactly what we round."""
+    with torch.no_grad():
+        lava_neuron.current_decay.data = node.current_decay.detach().clone().reshape(1)
+        lava_neuron.voltage_decay.data = node.voltage_decay.detach().clone().reshape(1)
+
+
+def to_lava_neuron(neuron: nn.Module) -> nn.Module:
+    """The equivalent lava-dl ``slayer.neuron.cuba.Neuron`` (learned decays, floored threshold).
+
+    Accepts anything :func:`to_cuba` accepts. Needs lava-dl.
+    """
+    node = to_cuba(neuron, with_input_scale=True)[0]
+    lava = _slayer().neuron.cuba.Neuron(**lava_neuron_params(node))
+    copy_decays_to_lava(node, lava)
+    return lava
+
+
+def _recognises(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("lava.lib.dl.slayer.neuron")
+
+
+def _to_cuba(m: nn.Module, where: str, approximate: bool) -> Tuple[CubaLIFNode, float]:
+    if not (type(m).__name__ == "Neuron" and type(m).__module__.endswith("neuron.cuba")):
+        raise unsupported_neuron(m, where)
+    return _from_slayer(m, where), 1.0
+
+
+register_neuron(NeuronRule("lava-dl", _recognises, _to_cuba))
+
+
+# --------------------------------------------------------------------------- blocks out
+def _neuron_kwargs_with_bias(neuron_kwargs: dict, bias: Optional[torch.Tensor]) -> dict:
+    if bias is None:
+        return neuron_kwargs
+    mant = quant.bias_mant(bias).double()
+    return dict(neuron_kwargs, norm=lambda: _NeuronBias(mant))
+
+
+class _NeuronBias(nn.Module):
+    """lava-dl ``norm`` hook that adds a per-channel bias to the neuron's voltage input.
+
+    slayer's CUBA neuron feeds ``norm(current)`` to the voltage integrator, so adding the bias here is
+    ``v = a_v v + u + bias``, NetX's ``bias_mant`` (exponent 6) semantics; lava-dl's HDF5 export
+    writes ``norm.bias`` as the layer's ``bias``.
+    """
+
+    def __init__(self, bias_mant: torch.Tensor):
+        super().__init__()
+        self.register_buffer("bias", bias_mant.float())
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        b = self.bias / quant.W_SCALE
+        return current + b.view(1, -1, *([1] * (current.dim() - 2)))
+
+
+
+def _conv_to_lava(m: nn.Conv2d, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
+    blk = _slayer().block.cuba.Conv(
+        _neuron_kwargs_with_bias(neuron_kwargs, translate._bias(m, scale)),
+        in_features=m.in_channels, out_features=m.out_channels, kernel_size=m.kernel_size,
+        stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups,
+        delay_shift=delay_shift,
+    )
+    with torch.no_grad():
+        blk.synapse.weight.data[..., 0] = scaled(m.weight.detach(), scale)
+    return blk
+
+
+
+def _dense_to_lava(m: nn.Linear, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
+    blk = _slayer().block.cuba.Dense(
+        _neuron_kwargs_with_bias(neuron_kwargs, translate._bias(m, scale)),
+        m.in_features, m.out_features, delay_shift=delay_shift,
+    )
+    with torch.no_grad():
+        blk.synapse.weight.data[:, :, 0, 0, 0] = scaled(m.weight.detach(), scale)
+    return blk
+
+
+
+def _pool_to_lava(m: SumPool2d, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
+    if m.stride != m.kernel_size:
+        raise UnsupportedLayerError(
+            f"SumPool2d(kernel_size={m.kernel_size}, stride={m.stride}): lava-dl's Pool block is only "
+            "correct for stride == kernel_size (it pools across channel boundaries otherwise). "
+            "Use stride=kernel_size; sj2lava.export writes other strides as a depthwise conv."
+        )
+    return _slayer().block.cuba.Pool(
+        neuron_kwargs, m.kernel_size, stride=m.stride, weight_scale=pool_tap(m, scale),
+        delay_shift=delay_shift,
+    )
+
+
+
+def _flatten_to_lava(m: nn.Flatten, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
+    return _slayer().block.cuba.Flatten()
+
+
+
+# --------------------------------------------------------------------------- lava-dl blocks
+
+
+_BUILDERS: Dict[str, Callable[..., nn.Module]] = {
+    "conv": _conv_to_lava, "dense": _dense_to_lava, "pool": _pool_to_lava, "flatten": _flatten_to_lava,
+}
+"""The lava-dl block for each synapse kind of :mod:`sj2lava.translate`."""
+
+
+def lava_block(synapse: nn.Module, neuron: Optional[CubaLIFNode], delay_shift: bool,
+               input_scale: float = 1.0, where: str = "block") -> nn.Module:
+    """The lava-dl ``slayer.block.cuba`` block computing ``neuron(synapse(x))`` (needs lava-dl)."""
+    build = _BUILDERS[rule_for(synapse, where).kind]
+    if neuron is None:
+        return build(synapse, None, delay_shift, input_scale)
+    blk = build(synapse, lava_neuron_params(neuron), delay_shift, input_scale)
+    copy_decays_to_lava(neuron, blk.neuron)
+    return blk
+
+
+# --------------------------------------------------------------------------- SpikingJelly names
+def _no_bias(m: nn.Module, fn: str) -> None:
+    if getattr(m, "bias", None) is not None:
+        raise UnsupportedLayerError(
+            f"{fn}: {type(m).__name__} has a bias, and lava-dl synapses have none. Build a "
+            "sj2lava.BlockContainer instead: it carries the bias into the neuron (NetX bias)."
+        )
+
+
+def conv2d_to_lava_synapse_conv(conv2d_nn: nn.Conv2d) -> nn.Module:
+    """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Conv`` with ``conv2d_nn``'s weights."""
+    translate._check_conv(conv2d_nn, "conv2d_to_lava_synapse_conv")
+    _no_bias(conv2d_nn, "conv2d_to_lava_synapse_conv")
+    syn = _slayer().synapse.Conv(
+        in_features=conv2d_nn.in_channels, out_features=conv2d_nn.out_channels,
+        kernel_size=conv2d_nn.kernel_size, stride=conv2d_nn.stride, padding=conv2d_nn.padding,
+        dilation=conv2d_nn.dilation, groups=conv2d_nn.groups,
+    )
+    with torch.no_grad():
+        syn.weight.data[..., 0] = conv2d_nn.weight.detach()
+    return syn
+
+
+def linear_to_lava_synapse_dense(fc: nn.Linear) -> nn.Module:
+    """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Dense`` with ``fc``'s weights."""
+    _no_bias(fc, "linear_to_lava_synapse_dense")
+    syn = _slayer().synapse.Dense(fc.in_features, fc.out_features)
+    with torch.no_grad():
+        syn.weight.data[:, :, 0, 0, 0] = fc.weight.detach()
+    return syn
+
+
+def avgpool2d_to_lava_synapse_pool(pool2d_nn: nn.AvgPool2d) -> nn.Module:
+    """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Pool`` (a sum-pool; warns)."""
+    pool = translate._avgpool_as_sumpool(pool2d_nn, "avgpool2d_to_lava_synapse_pool")
+    return _slayer().synapse.Pool(pool.kernel_size, pool.stride)
+
+
+def to_lava(model: nn.Module) -> nn.Sequential:
+    """``nn.Sequential`` of lava-dl ``slayer.block.cuba`` blocks equal to ``model`` (converted first
+    if it is not made of BlockContainers). Needs lava-dl."""
+    from ..block import BlockContainer
+    from ..convert import convert
+
+    _slayer()
+    plain = isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model)
+    blocks = model if plain else convert(model)
+    return nn.Sequential(*[b.to_lava_block() for b in blocks])
+
+
+# --------------------------------------------------------------------------- blocks in (export)
+def _lava_kind(blk: nn.Module) -> Optional[str]:
+    mod = type(blk).__module__
+    if not mod.startswith("lava.lib.dl.slayer.block"):
+        return None
+    return {"Dense": "dense", "Conv": "conv", "Pool": "pool", "Flatten": "flatten"}.get(type(blk).__name__)
+
+
+def _lava_layer(blk: nn.Module, shape: Shape, where: str, refuse: Callable[[str], None]) -> Layer:
+    kind = _lava_kind(blk)
+    if kind == "flatten":
+        return Flatten(shape, (int(np.prod(shape)),))
+    if getattr(blk, "delay", None) is not None:
+        raise ExportError(f"export: {where} has axonal delays, which sj2lava does not export; use delay=False")
+    if not blk.delay_shift:
+        refuse(f"export: {where} has delay_shift=False, but Lava delays every synaptic layer by one "
+                "step. Build it with delay_shift=True.")
+    p = blk.neuron.device_params
+    if p.get("type") != "CUBA" or p.get("gradedSpike"):
+        raise ExportError(f"export: {where} has a {p.get('type')} neuron (graded={p.get('gradedSpike')}); "
+                          "sj2lava exports binary CUBA neurons")
+    if np.size(p["iDecay"]) != 1:
+        raise ExportError(f"export: {where} has per-channel decays; use shared_param=True")
+    neuron = netx_neuron(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
+    syn = blk.synapse
+    w = host(torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)).to(torch.int64))
+    norm = getattr(blk.neuron, "norm", None)
+    bias = None
+    if norm is not None:
+        bias = np.rint(host(norm.bias).reshape(-1)).astype(np.int64)
+    if kind == "dense":
+        w = w.reshape(w.shape[:2])
+        if len(shape) != 1:
+            raise ExportError(f"export: {where} is a Dense after a {shape} layer; put a Flatten before it")
+        if shape[0] != w.shape[1]:
+            raise ExportError(f"export: {where} takes {w.shape[1]} features but gets {shape[0]}")
+        return Dense(shape, (w.shape[0],), w, neuron, bias)
+    need_image(shape, where)
+    k, s = tuple(syn.kernel_size[:2]), tuple(syn.stride[:2])
+    pad, dil = tuple(syn.padding[:2]), tuple(syn.dilation[:2])
+    if kind == "conv":
+        w = w.reshape(w.shape[:4])
+        out = conv_out_shape(shape, w.shape[0], k, s, pad, dil)
+        return Conv(shape, out, w, s, pad, dil, int(syn.groups), neuron, bias)
+    # lava-dl Pool: exact as a depthwise conv only where slayer neither pads nor crosses channels
+    if s != k or pad != (0, 0) or dil != (1, 1) or shape[1] % k[0] or shape[2] % k[1]:
+        raise ExportError(
+            f"export: {where} is a lava-dl Pool with kernel {k}, stride {s}, padding {pad} on a {shape} "
+            "input; lava-dl pads odd sizes (or pools across channels) where NetX's depthwise conv would "
+            "not, so it cannot be exported exactly. Use stride == kernel and sizes divisible by the kernel."
+        )
+    taps = np.unique(w)
+    w = np.full((shape[0], 1, *k), int(taps[0]), dtype=np.int64)
+    return Conv(shape, conv_out_shape(shape, shape[0], k, s, pad, dil), w, s, pad, dil, shape[0], neuron, None)
+
+
+register_block_exporter(BlockExporter(
+    recognises=lambda blk: _lava_kind(blk) is not None,
+    to_netx=_lava_layer,
+    input_shape=lambda blk: (int(blk.synapse.in_channels),) if _lava_kind(blk) == "dense" else None,
+))
