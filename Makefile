@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo bench verify-emulator gpu-check lock clean
+.PHONY: test demo lint bench verify-emulator gpu-check lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check sj2lava tests tools benchmarks examples
 
 demo: $(STAMP)
 	$(PY) -m sj2lava.demo

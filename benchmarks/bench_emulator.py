@@ -1,9 +1,10 @@
 """Emulator vs Lava throughput on the seed MNIST conv net, measured in one run on the same machine.
 
 Lava's steady rate (time steps/s, batch 1) is taken from two runs of different length, so its ~3 s
-compile cancels out; it and the emulator's batch-256 rate are each the median of three measurements. The emulator's rate (default backend: the event kernel on
-the CPU) is sample-steps/s at batch 1 and 256, the torch backend's at batch 256 for comparison, plus a
-full 10,000-sample x 32-step evaluation. Peak memory is the emulator process's maximum resident set.
+compile cancels out; it and the emulator's batch-256 rate are each the median of three measurements.
+The emulator's rate (default backend: the C kernel on the CPU) is sample-steps/s at batch 1 and 256, the
+torch backend's at batch 256 for comparison, plus a full 10,000-sample x 32-step evaluation. Peak memory
+is the emulator process's maximum resident set.
 
     python benchmarks/bench_emulator.py [--samples 10000] [--steps 32]
 """
@@ -110,7 +111,8 @@ def main(argv=None):
     print(f"seed MNIST conv net, T={args.steps}, {torch.get_num_threads()} threads, CPU")
     print(f"  Lava Loihi2SimCfg(fixed_pt), batch 1: {lava:10,.1f} time steps/s (steady, compile excluded)")
     print(f"  emulator, batch 1:                    {emu['b1']:10,.0f} sample-steps/s   {emu['b1'] / lava:7,.0f}x Lava")
-    print(f"  emulator, batch 256:                  {emu['b256']:10,.0f} sample-steps/s   {emu['b256'] / lava:7,.0f}x Lava")
+    ratio = emu["b256"] / lava
+    print(f"  emulator, batch 256:                  {emu['b256']:10,.0f} sample-steps/s   {ratio:7,.0f}x Lava")
     print(f"  emulator torch backend, batch 256:    {emu['torch256']:10,.0f} sample-steps/s   "
           f"{emu['torch256'] / lava:7,.0f}x Lava")
     print(f"  emulated evaluation of {args.samples:,} samples x {args.steps} steps: {emu['full']:.1f} s "

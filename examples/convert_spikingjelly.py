@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     (x_tr, y_tr), (x_te, y_te) = digits()
-    x_tr, y_tr, x_te, y_te = x_tr[:args.train_samples], y_tr[:args.train_samples], x_te[:args.test_samples], y_te[:args.test_samples]
+    x_tr, y_tr = x_tr[:args.train_samples], y_tr[:args.train_samples]
+    x_te, y_te = x_te[:args.test_samples], y_te[:args.test_samples]
     net = spikingjelly_net()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(1)

@@ -13,18 +13,13 @@ from .emulator import emulate
 from .errors import ExportError, NetFileError, UnsupportedLayerError
 from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
-from .layers import SumPool2d
-from .layout import NXT_to_TNX, TNX_to_NXT
-from .netx.hdf5 import load
-from .netx.lava import run_lava
-from .netx.spec import NetSpec
-from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
-from .train import finetune
-from .verify import Report, verify
 
 # The front-ends register their neuron, synapse, block and export rules with the core on import
 # (none imports its framework); lava-dl's also carries SpikingJelly lava_exchange's names.
-from .frontends import lavadl as _lavadl, nir as _nir, snntorch as _snntorch, spikingjelly as _spikingjelly  # noqa: E402,F401
+from .frontends import lavadl as _lavadl  # noqa: F401
+from .frontends import nir as _nir  # noqa: F401
+from .frontends import snntorch as _snntorch  # noqa: F401
+from .frontends import spikingjelly as _spikingjelly  # noqa: F401
 from .frontends.lavadl import (  # noqa: E402
     avgpool2d_to_lava_synapse_pool,
     conv2d_to_lava_synapse_conv,
@@ -33,6 +28,14 @@ from .frontends.lavadl import (  # noqa: E402
     to_lava_neuron,
 )
 from .frontends.nir import from_nir, to_nir  # noqa: E402
+from .layers import SumPool2d
+from .layout import NXT_to_TNX, TNX_to_NXT
+from .netx.hdf5 import load
+from .netx.lava import run_lava
+from .netx.spec import NetSpec
+from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
+from .train import finetune
+from .verify import Report, verify
 
 __version__ = "0.1.0"
 

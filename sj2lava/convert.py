@@ -246,7 +246,8 @@ def block(syn: nn.Module, neu: nn.Module, where: str) -> BlockContainer:
 def _unsupported(m: nn.Module) -> str:
     name = type(m).__name__
     if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-        return f"{name} has no Loihi equivalent (max is not a weighted sum). Use sj2lava.SumPool2d or a strided Conv2d and retrain."
+        return (f"{name} has no Loihi equivalent (max is not a weighted sum). Use sj2lava.SumPool2d or a strided "
+                "Conv2d and retrain.")
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return f"{name} must follow a Conv2d/Linear directly to be folded into it."
     if isinstance(m, (nn.Conv1d, nn.Conv3d)):
@@ -325,7 +326,8 @@ def _compose_pool(pool: _Leaf, syn: nn.Module, path: str, blocks: List[BlockCont
                         "would see as zeros; the composition is not exact. Use sizes divisible by the pool.")
             w0 = syn.weight
             kern = (w0.shape[2] * k[0], w0.shape[3] * k[1])
-            new = nn.Conv2d(syn.in_channels, syn.out_channels, kern, stride=(syn.stride[0] * k[0], syn.stride[1] * k[1]),
+            stride = (syn.stride[0] * k[0], syn.stride[1] * k[1])
+            new = nn.Conv2d(syn.in_channels, syn.out_channels, kern, stride=stride,
                             padding=(pad[0] * k[0], pad[1] * k[1]), groups=syn.groups, bias=syn.bias is not None)
             new.weight.copy_(w0.repeat_interleave(k[0], 2).repeat_interleave(k[1], 3) / area)
         else:

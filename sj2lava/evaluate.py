@@ -13,8 +13,8 @@ import torch
 
 from ._deps import progress as _progress
 from .emulator import emulate
-from .netx.lava import run_lava
 from .netx.hdf5 import load
+from .netx.lava import run_lava
 
 __all__ = ["Evaluation", "evaluate", "rate_encoder"]
 

@@ -26,8 +26,8 @@ __all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporte
 
 load = hdf5.load
 
-BIAS_MANT_RANGE = (-(1 << 12), (1 << 12) - 1)  # Lava's bias_mant: signed 13 bits
-V_TH_MANT_MAX = (1 << 17) - 1  # Lava's vth: unsigned 17 bits (vth << 6 fits v's 24 bits)
+BIAS_MANT_RANGE = (quant.BIAS_MANT_MIN, quant.BIAS_MANT_MAX)
+V_TH_MANT_MAX = quant.V_TH_MANT_MAX
 
 
 def export(model: Union[nn.Module, Sequence[nn.Module]], path: Union[str, Path],

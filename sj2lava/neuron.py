@@ -205,7 +205,7 @@ def _forward_torch(z, bias, keep_u, keep_v, u0, v0, th_mant):
     u_leaks = bool((keep_u != 0).any())  # iDecay = 4096: u is just this step's input
     v_leaks = bool((keep_v != 1).any())  # vDecay = 0: v does not decay (IF)
     bi = None if bias is None else (bias.detach().double() * quant.S_SCALE)
-    th = float(th_mant << (quant.DECAY_BITS - 6))
+    th = float(quant.threshold_state(th_mant))
     # u[t] overwrites zi[t] in place, so zi ends as the current history.
     zi = quant.to_state(z)
     v_pre = torch.empty(z.shape, dtype=torch.float64, device=z.device)
@@ -237,7 +237,7 @@ def _forward_triton(z, bias, di, dv, u0, v0, th_mant, store_u):
     bias_state = None if bias is None else to_int(bias)
     spikes, v_pre, u_hist, u, v = kernels.forward(
         z, bias_state, int(quant.P_SCALE - di.detach().reshape(-1)[0]), int(quant.P_SCALE - dv.detach().reshape(-1)[0]),
-        th_mant << (quant.DECAY_BITS - 6), to_int(u0), to_int(v0), store_u)
+        quant.threshold_state(th_mant), to_int(u0), to_int(v0), store_u)
     zi = u_hist.double() if u_hist is not None else None
     return spikes.bool(), v_pre.double(), zi, u.double(), v.double()
 
@@ -544,7 +544,7 @@ class NeuronRule:
 
     name: str
     recognises: Callable[[nn.Module], bool]
-    to_cuba: Callable[[nn.Module, str, bool], Tuple["CubaLIFNode", float]]
+    to_cuba: Callable[[nn.Module, str, bool], Tuple[CubaLIFNode, float]]
     note: Optional[Callable[[List[str]], Optional[str]]] = None
 
 

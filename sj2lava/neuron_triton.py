@@ -50,6 +50,17 @@ def _complete_interpreter() -> None:
         interpreter.Builder.get_double_ty = lambda self: tl.float64
 
 
+def twin(rule: str, x: torch.Tensor) -> torch.Tensor:
+    """The kernels' own ``_rs0`` (``rule='rs0'``, int64 ``x``) or ``_to_state`` (``'to_state'``, float ``x``)
+    on ``x``: the Triton twins of :mod:`sj2lava.quant`'s rules, for the edge-case test."""
+    _kernels()
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=torch.int64, device=x.device)
+    n = x.numel()
+    _probe[_grid(n)](x, out, n, RULE=("rs0", "to_state").index(rule), BLOCK=_BLOCK)
+    return out
+
+
 def _kernels():
     if triton is None:
         raise ImportError("the fused kernels need Triton (pip install triton)")
@@ -59,6 +70,33 @@ def _kernels():
 
 
 if triton is not None:
+
+    @triton.jit
+    def _rs0(p):
+        # quant.rs0(p, 12): the arithmetic shift rounds down, so negatives first get 4095 added
+        return (p + ((p >> 63) & 4095)) >> 12
+
+    @triton.jit
+    def _to_state(z):
+        # quant.to_state: floor(4096 z + 0.5), floor written as trunc minus one below zero (the
+        # interpreter has no floor). 4096 z is exact, so an FMA of the two changes nothing.
+        if z.dtype != tl.float64:
+            z = z.to(tl.float32)
+        x = z * 4096.0 + 0.5
+        zi = x.to(tl.int64)
+        return zi - (zi.to(x.dtype) > x).to(tl.int64)
+
+    @triton.jit
+    def _probe(x_ptr, out_ptr, n, RULE: tl.constexpr, BLOCK: tl.constexpr):
+        # the rules above on an array (RULE 0: _rs0 of int64, 1: _to_state of floats), for the test that
+        # runs every twin of sj2lava.quant on the same boundary values
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        m = offs < n
+        x = tl.load(x_ptr + offs, mask=m)
+        if RULE == 0:
+            tl.store(out_ptr + offs, _rs0(x), mask=m)
+        else:
+            tl.store(out_ptr + offs, _to_state(x), mask=m)
 
     @triton.jit
     def _fwd(z_ptr, b_ptr, u0_ptr, v0_ptr, s_ptr, vpre_ptr, uh_ptr, uT_ptr, vT_ptr,
@@ -80,17 +118,8 @@ if triton is not None:
             else:
                 row = t * n + offs
             z = tl.load(z_ptr + row, mask=m, other=0.0)
-            if z.dtype != tl.float64:
-                z = z.to(tl.float32)
-            # quant.to_state: floor(4096 z + 0.5), floor written as trunc minus one below zero (the
-            # interpreter has no floor). 4096 z is exact, so an FMA of the two changes nothing.
-            x = z * 4096.0 + 0.5
-            zi = x.to(tl.int64)
-            zi = zi - (zi.to(x.dtype) > x).to(tl.int64)
-            p = u * keep_u
-            u = ((p + ((p >> 63) & 4095)) >> 12) + zi
-            p = v * keep_v
-            v = ((p + ((p >> 63) & 4095)) >> 12) + u
+            u = _rs0(u * keep_u) + _to_state(z)  # the LIF step of sj2lava.quant
+            v = _rs0(v * keep_v) + u
             if HAS_BIAS:
                 v = v + b
             fired = v > th

@@ -1,19 +1,44 @@
 """Loihi's fixed-point rules, in one place.
 
-Every other module of sj2lava calls these functions; none keeps its own copy of a
-rounding rule. The rules are those of lava-dl 0.6.0 (``slayer.neuron.cuba``,
+Every other Python module of sj2lava calls these functions and constants; none keeps its own copy
+of a rule. The rules are those of lava-dl 0.6.0 (``slayer.neuron.cuba``,
 ``slayer.neuron.base.quantize_8bit``) and NetX / Lava 0.10.0 (``PyLifModelBitAcc``).
 
 Units
 -----
 - Weights: 8-bit mantissas in steps of 2, ``w_mant in {-256, -254, ..., 254}``; the float
   weight is ``w_mant / 64``, so the float grid step is ``2/64``.
-- Thresholds: ``vThMant = int(threshold * 64)`` (floored to 1/64); compared with the voltage
-  as ``vThMant << 6`` in state units.
-- State (current ``u`` and voltage ``v``): integers in 1/4096 of a float unit.
+- Thresholds: ``vThMant = int(threshold * 64)`` (floored to 1/64), unsigned 17 bits; compared with
+  the voltage as ``vThMant << 6`` in state units (:func:`threshold_state`).
+- State (current ``u`` and voltage ``v``): integers in 1/4096 of a float unit, 24-bit registers.
 - Decays: integers in 1/4096 (``iDecay``, ``vDecay`` in [0, 4096]).
-- Bias: integer ``bias_mant`` with exponent 6, i.e. ``bias_mant * 64`` state units added to
-  ``v`` each step; the float bias is ``bias_mant / 64``.
+- Bias: integer ``bias_mant`` (signed 13 bits) with exponent 6, i.e. ``bias_mant * 64`` state units
+  added to ``v`` each step; the float bias is ``bias_mant / 64``.
+
+The LIF step (Lava's ``PyLifModelBitAcc``; the one statement of the equations others refer to)
+----------------------------------------------------------------------------------------------
+Per neuron and time step, with ``a`` the step's synaptic sum (weight mantissas times spikes)::
+
+    u = lava_wrap(rs0(u * (4096 - iDecay), 12) + (a << 6))        current, kept in (-2^23, 2^23]
+    v = clip_state(rs0(v * (4096 - vDecay), 12) + u + (bias_mant << 6))
+    s = v > threshold_state(vThMant);  v = 0 where s               (u is never reset)
+
+A convolution's sum first passes :func:`conv_wrap` (Lava Conv's signed 24-bit accumulator). In
+training, ``a << 6`` is :func:`to_state` of the float synaptic input.
+
+Twins
+-----
+Three rules must also exist outside Python, where speed needs them; each twin is a transcription of
+the function named here, and ``tests/test_quant.py`` runs every twin on the same boundary values:
+
+- :func:`rs0`: ``rs0`` (scalar) and ``rs0_16`` (16 lanes) in ``emulator/ckernel.c``; the decay
+  products in ``neuron_triton._fwd``.
+- :func:`lava_wrap`: ``lava_wrap`` / ``lava_wrap16`` in ``emulator/ckernel.c``.
+- :func:`conv_wrap`: ``conv_wrap`` in ``emulator/ckernel.c``.
+- :func:`to_state`: the ``floor(4096 z + 0.5)`` in ``neuron_triton._fwd``.
+- The LIF step: ``neurons16`` / ``neuron_block`` in ``emulator/ckernel.c`` and ``neuron_triton._fwd``
+  (checked against this module's rules by the emulator and kernel tests against Lava and the torch
+  reference).
 """
 from __future__ import annotations
 
@@ -35,6 +60,10 @@ BIAS_EXP = 6
 STATE_BITS = 24
 """Lava's fixed-point LIF keeps ``u`` and ``v`` in 24-bit signed registers."""
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
+V_TH_MANT_MAX = (1 << 17) - 1
+"""Lava's ``vth`` field: unsigned 17 bits (``vThMant << 6`` fits ``v``'s 24 bits)."""
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
+"""Lava's ``bias_mant`` field: signed 13 bits."""
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -109,9 +138,10 @@ def threshold_mant(threshold: float) -> int:
     return int(float(threshold) * W_SCALE)
 
 
-def threshold_state(threshold: float) -> int:
-    """Threshold in state units, ``vThMant << 6``; a neuron spikes when ``v > this``."""
-    return threshold_mant(threshold) << (DECAY_BITS - 6)
+def threshold_state(v_th_mant):
+    """Threshold in state units, ``vThMant << 6`` (ints, numpy or torch integers); a neuron spikes when
+    ``v > this``."""
+    return v_th_mant << BIAS_EXP
 
 
 def to_state(x: torch.Tensor) -> torch.Tensor:
@@ -146,8 +176,8 @@ def rs0(x, bits: int = DECAY_BITS):
     """``sign(x) * (|x| >> bits)``: Loihi's right shift that rounds toward zero, on 64-bit integers.
 
     Integer operators only, so that this one definition serves torch int64 tensors, numpy int64
-    arrays and Numba-compiled scalars (the emulator's event kernels): an arithmetic shift rounds
-    down, so negatives first get ``2**bits - 1`` added.
+    arrays and Python ints: an arithmetic shift rounds down, so negatives first get
+    ``2**bits - 1`` added.
     """
     return (x + ((x >> 63) & ((1 << bits) - 1))) >> bits
 
@@ -156,10 +186,19 @@ def lava_wrap(u):
     """Lava's wrap of the current register into ``(-2**23, 2**23]`` (``PyLifModelBitAcc``): one period
     ``2**24`` is subtracted above ``2**23`` or added at or below ``-2**23``; ``2**23`` itself is kept.
 
-    Operators only (torch, numpy, Numba scalars alike); on torch tensors the result is int64.
+    Operators only (torch, numpy, Python ints alike); on torch tensors the result is int64.
     """
     half, full = 1 << (STATE_BITS - 1), 1 << STATE_BITS
     return u - (u > half) * full + (u <= -half) * full
+
+
+def conv_wrap(a):
+    """Lava Conv's signed 24-bit accumulator: ``a`` wrapped into ``[-2**23, 2**23)``.
+
+    Operators only (floored modulo on torch and numpy integers and Python ints).
+    """
+    half, full = 1 << (STATE_BITS - 1), 1 << STATE_BITS
+    return (a + half) % full - half
 
 
 def clip_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Prove (or measure) that nothing changed: the same input through every stage, layer by layer.
 
 Stages: the original float/SpikingJelly model (if given), the BlockContainers, lava-dl's blocks, the
-``.net`` in sj2lava's bit-exact emulator and in Lava's fixed-point simulation. Exact stages are compared spike for spike with the
-containers; the float model is compared after shifting each layer by its Lava delay (one step per
-synaptic layer), which is the honest float-vs-Loihi difference.
+``.net`` in sj2lava's bit-exact emulator and in Lava's fixed-point simulation. Exact stages are compared
+spike for spike with the containers; the float model is compared after shifting each layer by its Lava
+delay (one step per synaptic layer), which is the honest float-vs-Loihi difference.
 """
 from __future__ import annotations
 

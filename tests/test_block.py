@@ -2,10 +2,10 @@ import itertools
 
 import pytest
 import torch
+from conftest import lava_forward, mismatches, spikes
 from torch import nn
 
 from sj2lava import BlockContainer, CubaLIFNode, SumPool2d, UnsupportedLayerError
-from conftest import lava_forward, mismatches, spikes
 
 T, N = 24, 3
 NEURON_GRID = [  # (current_decay, voltage_decay, threshold): IF, LIF and CUBA corners

@@ -4,11 +4,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import lava_forward, mismatches, spikes
 from torch import nn
 
 import sj2lava
 from sj2lava import BlockContainer, UnsupportedLayerError, convert, export, run_lava, to_lava, verify
-from conftest import lava_forward, mismatches, spikes
 
 
 def plain_sj_net(sj):
@@ -153,7 +153,8 @@ def test_blockcontainers_pass_through(tmp_path):
 
 
 REFUSALS = [
-    ("maxpool", lambda N: nn.Sequential(nn.Conv2d(1, 2, 3), N.IFNode(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3), N.IFNode()),
+    ("maxpool", lambda N: nn.Sequential(nn.Conv2d(1, 2, 3), N.IFNode(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3),
+                                        N.IFNode()),
      ["2:", "MaxPool2d", "SumPool2d", "strided Conv2d", "retrain"]),
     ("soft_reset", lambda N: nn.Sequential(nn.Linear(4, 3), N.IFNode(v_reset=None)),
      ["features.1:", "IFNode", "soft reset", "v_reset=0.0", "retrain"]),

@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 import torch
+from conftest import lava_forward, mismatches, spikes
+from test_export import _lava_dl_file, _lif_if_net, _scale, zoo
 from torch import nn
 
 import sj2lava
 from sj2lava import emulate, evaluate, export, run_lava
 from sj2lava.netx import hdf5
-from sj2lava.netx.weights import lava_dense_weights, netx_weight_bits
 from sj2lava.netx.random_nets import random_spec
-from conftest import lava_forward, mismatches, spikes
-from test_export import _lava_dl_file, _lif_if_net, _scale, zoo
+from sj2lava.netx.weights import lava_dense_weights, netx_weight_bits
 
 
 @pytest.mark.parametrize("name", [z[0] for z in zoo()])
@@ -63,8 +63,9 @@ def test_random_nets_cover_the_corners():
 
 def test_lava_dl_files_emulate_like_lava_dl(tmp_path, slayer):
     torch.manual_seed(7)
-    net = _scale(nn.Sequential(sj2lava.BlockContainer(nn.Linear(30, 20, bias=False), sj2lava.CubaLIFNode(1.0, 0.1, 0.6), "m"),
-                               sj2lava.BlockContainer(nn.Linear(20, 8, bias=False), sj2lava.CubaLIFNode(0.5, 0.2, 0.5), "m")),
+    B, C = sj2lava.BlockContainer, sj2lava.CubaLIFNode
+    net = _scale(nn.Sequential(B(nn.Linear(30, 20, bias=False), C(1.0, 0.1, 0.6), "m"),
+                               B(nn.Linear(20, 8, bias=False), C(0.5, 0.2, 0.5), "m")),
                  [6, 6])
     blocks = nn.Sequential(*[b.to_lava_block() for b in net])
     x = spikes((20, 3, 30), 0.4, seed=8)

@@ -1,5 +1,4 @@
 """The CPU backend (emulate backend='events': the C kernel) against the torch backend and against Lava itself."""
-import importlib
 import os
 import subprocess
 import sys
@@ -8,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import mismatches
 
 import sj2lava
 from sj2lava import emulate, run_lava
 from sj2lava.emulator import ckernel as emulate_events
 from sj2lava.emulator import compiled, cpu_backend, torch_backend
 from sj2lava.netx import hdf5
-from sj2lava.netx.spec import Dense, NetSpec, Neuron
 from sj2lava.netx.random_nets import random_spec
-from conftest import mismatches
+from sj2lava.netx.spec import Dense, NetSpec, Neuron
 
 pytestmark = pytest.mark.skipif(not emulate_events.available(), reason="no C compiler for the event kernel")
 ALL = ("spikes", "layer_spikes", "voltage", "current")

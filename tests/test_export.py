@@ -5,13 +5,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import lava_forward, mismatches, spikes
 from torch import nn
 
 import sj2lava
 from sj2lava import BlockContainer as B
 from sj2lava import CubaLIFNode as C
 from sj2lava import ExportError, NetFileError, SumPool2d, export, load, run_lava
-from conftest import lava_forward, mismatches, spikes
 
 
 def _scale(net, factors):
@@ -272,8 +272,8 @@ MALFORMED = {
     "wrong_weight_shape": (lambda p: _edit(p, lambda f: (f["layer/3"].pop("weight"),
                                                          f["layer/3"].create_dataset("weight", data=np.ones((3, 17))))),
                            "takes 17 inputs"),
-    "non_integer_weight": (lambda p: _edit(p, lambda f: (f["layer/1"].pop("weight"),
-                                                         f["layer/1"].create_dataset("weight", data=np.full((2, 1, 3, 3), 0.5)))),
+    "non_integer_weight": (lambda p: _edit(p, lambda f: (
+        f["layer/1"].pop("weight"), f["layer/1"].create_dataset("weight", data=np.full((2, 1, 3, 3), 0.5)))),
                            "must hold integers"),
     "unknown_type": (lambda p: _edit(p, lambda f: (f["layer/2"].pop("type"),
                                                    f["layer/2"].create_dataset("type", (1,), "S10", [b"warp"]))),

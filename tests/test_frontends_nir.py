@@ -1,16 +1,15 @@
 """NIR graphs (snnTorch's exporter, hand-written with `nir`) to .net files, and .net files back to NIR."""
+import nir
 import numpy as np
 import pytest
+import snntorch as snn
 import torch
+from conftest import mismatches, spikes
+from test_export import zoo
 from torch import nn
 
 import sj2lava
 from sj2lava import UnsupportedLayerError, emulate, export, from_nir, run_lava, to_nir
-from conftest import mismatches, spikes
-from test_export import zoo
-
-import nir
-import snntorch as snn
 
 
 def test_snntorch_export_to_nir_converts_and_runs_in_lava(tmp_path):
@@ -91,7 +90,8 @@ def test_net_to_nir_and_back_is_identical(name, tmp_path):
             assert np.array_equal(l1.weight, l2.weight) and int(l1.neuron.i_decay) == int(l2.neuron.i_decay)
             assert int(l1.neuron.v_decay) == int(l2.neuron.v_decay)
             assert int(l1.neuron.v_th_mant) == int(l2.neuron.v_th_mant)
-            assert (l1.bias is None and l2.bias is None) or np.array_equal(np.broadcast_to(l1.bias, l2.bias.shape), l2.bias)
+            assert (l1.bias is None and l2.bias is None) or \
+                np.array_equal(np.broadcast_to(l1.bias, l2.bias.shape), l2.bias)
     x = spikes((steps, 3, *in_shape), 0.3, seed=6)
     a = emulate(path, x)
     assert a.sum() > 0 and mismatches(emulate(path2, x), a) == 0

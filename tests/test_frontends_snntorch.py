@@ -1,17 +1,16 @@
 """snnTorch 1.0 models to Loihi: convert, export, Lava, verify, finetune; and every refusal."""
 
 import pytest
+import snntorch as snn
 import torch
 import torch.nn.functional as F
+from conftest import mismatches, spikes
+from snntorch import utils as snn_utils
 from torch import nn
 
 import sj2lava
 from sj2lava import UnsupportedLayerError, convert, export, finetune, run_lava, verify
 from sj2lava.demo import digits, rate_code
-from conftest import mismatches, spikes
-
-import snntorch as snn
-from snntorch import utils as snn_utils
 
 
 def tutorial_net():

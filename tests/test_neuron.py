@@ -4,11 +4,10 @@ import logging
 
 import pytest
 import torch
+from conftest import mismatches
 
 import sj2lava
-
 from sj2lava import CubaLIFNode, Sigmoid, UnsupportedLayerError, cuba_lif, quant, to_cuba, to_lava_neuron
-from conftest import mismatches
 
 THRESHOLDS = [0.3, 0.7, 1.0, 1.25]
 DECAYS = [0.0, 0.03, 0.25, 1.0]
@@ -109,7 +108,7 @@ def reference_bptt(z, cd, vd, th, bias, surrogate, detach_reset):
                    + u_exact * 4096 + b.detach().double() * 4096) / 4096
         vp = vf + (v_exact.float() - vf).detach()
         y = surrogate(vp - thf)
-        s_exact = (v_exact * 4096 > quant.threshold_state(th)).float()
+        s_exact = (v_exact * 4096 > quant.threshold_state(quant.threshold_mant(th))).float()
         s = y + (s_exact - y).detach()
         v = vp * (1 - (s.detach() if detach_reset else s))
         out.append(s)

@@ -6,10 +6,10 @@ does not. Mismatch counts are asserted in both directions so neither side can pa
 import copy
 
 import torch
+from conftest import lava_forward, mismatches, spikes
 from torch import nn
 
 from sj2lava import BlockContainer, quant
-from conftest import lava_forward, mismatches, spikes
 
 T, N = 32, 4
 

@@ -68,3 +68,75 @@ def test_synaptic_input_rounds_to_the_nearest_state_unit():
             assert quant.to_state((k + eps).to(dtype)).long().tolist() == exact.tolist(), (dtype, eps)
     # halves round up (floor(x + 1/2)), the rule the Triton kernel copies
     assert quant.to_state(torch.tensor([0.5, -0.5, 1.5, -1.5]) / 4096).tolist() == [1, 0, 2, -1]
+
+
+# --------------------------------------------------------------------------- every twin, same boundary values
+RS0_EDGES = [-2**40 - 1, -2**35, -8193, -8192, -4097, -4096, -4095, -1, 0, 1, 4095, 4096, 4097, 8191,
+             2**23 * 4095, -(2**23) * 4095, 2**35 + 4095, 2**40 + 4097]
+WRAP_EDGES = [-2**24 - 1, -2**24, -2**23 - 1, -2**23, -2**23 + 1, -1, 0, 1, 2**23 - 1, 2**23, 2**23 + 1,
+              2**24 - 1, 2**24, 2**24 + 1, 3 * 2**23, 2**30, -2**30]
+STATE_EDGES = [x / 4096 for x in (-2.5, -1.5, -0.5, -0.49, 0.0, 0.49, 0.5, 1.5, 2.5, 128.0, -128.0)] + \
+    [k * 2 / 64 + e for k in (-70, -3, 3, 70) for e in (-3e-5, 0.0, 3e-5)]
+
+
+def _c_twin(rule, values):
+    from sj2lava.emulator import ckernel
+
+    if not ckernel.available():
+        return None  # no C compiler on this machine: the C twin does not exist here
+    return ckernel.twin(rule, np.array(values, dtype=np.int64)).tolist()
+
+
+def _triton_twins(code: str):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    r = subprocess.run([sys.executable, "-c", "import json, torch\nfrom sj2lava import neuron_triton as k\n" + code],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_rs0_twins_agree_on_boundary_values():
+    want = [int(v / 4096) if abs(v) < 2**52 else -((-v) // 4096) if v < 0 else v // 4096 for v in RS0_EDGES]
+    assert [quant.rs0(v) for v in RS0_EDGES] == want  # Python ints
+    assert quant.rs0(torch.tensor(RS0_EDGES)).tolist() == want
+    assert quant.rs0(np.array(RS0_EDGES, dtype=np.int64)).tolist() == want
+    for rule in ("rs0", "rs0_8"):
+        got = _c_twin(rule, RS0_EDGES)
+        assert got is None or got == want, rule
+    triton = _triton_twins(f"print(json.dumps(k.twin('rs0', torch.tensor({RS0_EDGES})).tolist()))")
+    assert triton == want
+
+
+def test_wrap_twins_agree_on_boundary_values():
+    lava = [quant.lava_wrap(v) for v in WRAP_EDGES]
+    conv = [quant.conv_wrap(v) for v in WRAP_EDGES]
+    assert all(-2**23 <= v < 2**23 and (v - x) % 2**24 == 0 for v, x in zip(conv, WRAP_EDGES))
+    assert lava[WRAP_EDGES.index(2**23)] == 2**23 and lava[WRAP_EDGES.index(-2**23)] == 2**23
+    assert conv[WRAP_EDGES.index(2**23)] == -2**23 and conv[WRAP_EDGES.index(-2**23)] == -2**23
+    # lava_wrap removes one period only: the registers it serves never pass +-(2^24 + 2^23)
+    for v, x in zip(lava, WRAP_EDGES):
+        if abs(x) < 2**24 + 2**23:
+            assert -2**23 < v <= 2**23 and (v - x) % 2**24 == 0, x
+    for wrap in (torch.tensor(WRAP_EDGES), np.array(WRAP_EDGES, dtype=np.int64)):
+        assert quant.lava_wrap(wrap).tolist() == lava
+        assert quant.conv_wrap(wrap).tolist() == conv
+    for rule in ("lava_wrap", "lava_wrap16"):
+        got = _c_twin(rule, WRAP_EDGES)
+        assert got is None or got == lava, rule
+    got = _c_twin("conv_wrap", WRAP_EDGES)
+    assert got is None or got == conv
+
+
+def test_to_state_twins_agree_on_boundary_values():
+    for dtype in ("float32", "float64"):
+        x = torch.tensor(STATE_EDGES, dtype=getattr(torch, dtype))
+        want = quant.to_state(x).long().tolist()
+        triton = _triton_twins(
+            f"print(json.dumps(k.twin('to_state', torch.tensor({STATE_EDGES}, dtype=torch.{dtype})).tolist()))")
+        assert triton == want, dtype
+    assert quant.to_state(torch.tensor([-0.5, 0.5, -1.5]) / 4096).tolist() == [0, 1, -1]

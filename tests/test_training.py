@@ -47,7 +47,7 @@ def test_conv_net_of_blocks_learns(sj):
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
     start = time.perf_counter()
     losses = []
-    for epoch in range(12):
+    for _ in range(12):
         perm = torch.randperm(len(y))
         for i in range(0, len(y), 32):
             idx = perm[i:i + 32]

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
                tuple(sorted(attrs.divisible_by_16)), tuple(sorted(attrs.equal_to_1)))
         seen.setdefault(key, (kernel, sig, consts, attrs))
     done = 0
-    for key, (kernel, sig, consts, attrs) in seen.items():
+    for kernel, sig, consts, attrs in seen.values():
         for cap in opts.capabilities:
             try:
                 sizes = compile_stages(kernel, sig, consts, attrs, cap)

@@ -11,7 +11,7 @@
  *     s = v > (vThMant << 6);  v = 0 where s
  *   use    = shift(acc) (dense: Lava's weight exponent, flooring) or wrap24(acc) (conv)
  *
- * rs0 and the wrap are the C twins of sj2lava.quant.rs0 / quant.lava_wrap, written with the same
+ * rs0, lava_wrap and conv_wrap are the C twins of sj2lava.quant.rs0 / lava_wrap / conv_wrap, written with the same
  * operators (a scalar and a 16-lane version of each); tests compare this kernel with the torch backend
  * and with Lava itself.
  * The Python side checks statically that no int32 register here can overflow.
@@ -30,6 +30,8 @@
 static inline int64_t rs0(int64_t x) { return (x + ((x >> 63) & 4095)) >> 12; }
 
 static inline int32_t lava_wrap(int32_t u) { return u - (u > HALF) * FULL + (u <= -HALF) * FULL; }
+
+static inline int32_t conv_wrap(int32_t a) { return ((a + HALF) & (FULL - 1)) - HALF; }
 
 /* The same two rules on 16 lanes (vector comparisons give -1 for true, so masks select). v16 is
  * sixteen int32 lanes (GCC/Clang vector extension), one AVX-512 register or two AVX2 ones; written out
@@ -330,7 +332,7 @@ static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
  * Dense's weight exponent */
 static void next_input(const layer_t *L, int32_t *restrict a, int64_t n) {
     if (L->wrap) {
-        for (int64_t i = 0; i < n; i++) a[i] = ((a[i] + HALF) & (FULL - 1)) - HALF;
+        for (int64_t i = 0; i < n; i++) a[i] = conv_wrap(a[i]);
     } else if (L->shift) {
         for (int64_t i = 0; i < n; i++) a[i] = exp_shift(a[i], L->shift);
     }
@@ -441,4 +443,30 @@ int64_t sj2lava_spike_bytes(const float *restrict x, uint8_t *restrict out, int6
                     return i;
     }
     return -1;
+}
+
+/* The twins of sj2lava.quant's rules on an array, for the test that runs every twin on the same
+ * boundary values: rule 0 rs0, 1 rs0 on 8 lanes, 2 lava_wrap, 3 lava_wrap on 16 lanes, 4 conv_wrap.
+ * Rules 2-4 take int32 values. n must be a multiple of 16. */
+void sj2lava_twin(int64_t rule, const int64_t *restrict x, int64_t *restrict out, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        if (rule == 1) {
+            for (int h = 0; h < 16; h += 8) {
+                v8l a;
+                for (int k = 0; k < 8; k++) a[k] = x[i + h + k];
+                const v8l r = rs0_8(a);
+                for (int k = 0; k < 8; k++) out[i + h + k] = r[k];
+            }
+        } else if (rule == 3) {
+            v16 a;
+            for (int k = 0; k < 16; k++) a[k] = (int32_t)x[i + k];
+            const v16 r = lava_wrap16(a);
+            for (int k = 0; k < 16; k++) out[i + k] = r[k];
+        } else {
+            for (int k = 0; k < 16; k++) {
+                const int64_t v = x[i + k];
+                out[i + k] = rule == 0 ? rs0(v) : rule == 2 ? lava_wrap((int32_t)v) : conv_wrap((int32_t)v);
+            }
+        }
+    }
 }

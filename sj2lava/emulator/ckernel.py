@@ -46,7 +46,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["available", "unavailable_reason", "has_dot", "spike_bytes", "fan_table", "nibble_table", "dot_table",
+__all__ = ["available", "unavailable_reason", "has_dot", "twin", "TWINS", "spike_bytes", "fan_table", "nibble_table",
+           "dot_table",
            "KernelLayer", "run"]
 
 _log = logging.getLogger("sj2lava")
@@ -105,6 +106,7 @@ def _build() -> ctypes.CDLL:
     dll = ctypes.CDLL(str(lib))
     dll.sj2lava_run.restype = ctypes.c_int
     dll.sj2lava_spike_bytes.restype = ctypes.c_int64
+    dll.sj2lava_twin.restype = None
     return dll
 
 
@@ -134,6 +136,25 @@ def has_dot() -> bool:
     """True when the kernel was built with the dot path (the CPU has AVX512-VNNI)."""
     lib = _library()
     return lib is not None and bool(lib.sj2lava_has_dot())
+
+
+TWINS = ("rs0", "rs0_8", "lava_wrap", "lava_wrap16", "conv_wrap")
+"""The C twins of :mod:`sj2lava.quant`'s rules that :func:`twin` runs (scalar and vector forms)."""
+
+
+def twin(rule: str, x: np.ndarray) -> np.ndarray:
+    """The kernel's own code for one of :data:`TWINS` on ``x`` (int64; the wraps take int32 values)."""
+    lib = _library()
+    if lib is None:
+        raise RuntimeError(f"the C kernel is unavailable: {unavailable_reason()}")
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    n = -(-x.size // 16) * 16
+    padded = np.zeros(n, np.int64)
+    padded[:x.size] = x.ravel()
+    out = np.empty(n, np.int64)
+    lib.sj2lava_twin(ctypes.c_int64(TWINS.index(rule)), padded.ctypes.data_as(ctypes.c_void_p),
+                     out.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(n))
+    return out[:x.size].reshape(x.shape)
 
 
 def spike_bytes(x: np.ndarray) -> Tuple[np.ndarray, int]:

@@ -74,7 +74,7 @@ def _lif(layer, max_input: float) -> LifParams:
     return LifParams(
         keep_u=quant.P_SCALE - i_decay, keep_v=quant.P_SCALE - v_decay,
         bias=None if layer.bias is None else _per_neuron(layer.bias, shape, "bias") << quant.BIAS_EXP,
-        vth=_per_neuron(n.v_th_mant, shape, "vThMant") << 6,
+        vth=quant.threshold_state(_per_neuron(n.v_th_mant, shape, "vThMant")),
         u_decays=bool((i_decay != 0).any()), u_leaks_fully=bool((i_decay == quant.P_SCALE).all()),
         v_decays=bool((v_decay != 0).any()), u_may_wrap=u_bound >= _HALF,
     )
@@ -114,7 +114,7 @@ def compile_net(spec: NetSpec) -> List[CompiledLayer]:
     return out
 
 
-_CACHE: "OrderedDict[tuple, object]" = OrderedDict()  # (spec fingerprint, what) -> prepared layers
+_CACHE: OrderedDict[tuple, object] = OrderedDict()  # (spec fingerprint, what) -> prepared layers
 _CACHE_SIZE = 16
 
 

@@ -36,7 +36,9 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
         if l.kind == "flatten":  # a view: the stored order is unchanged
             continue
         order = channels_last(l.out_shape)
-        flat = lambda a: np.broadcast_to(a, l.out_shape).ravel()[order]  # noqa: E731
+        def flat(a, shape=l.out_shape, order=order):
+            return np.broadcast_to(a, shape).ravel()[order]
+
         lif = l.lif
         params = dict(keep_u=flat(lif.keep_u), keep_v=flat(lif.keep_v), vth=flat(lif.vth),
                       bias=None if lif.bias is None else flat(lif.bias),

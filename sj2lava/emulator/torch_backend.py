@@ -77,7 +77,7 @@ def _synapse(tl: _TorchLayer, s: torch.Tensor) -> torch.Tensor:
     if l.kind == "conv":
         a = _int_sums(F.conv2d(s.to(tl.weight.dtype), tl.weight, None, **l.conv), torch.int32)
         if l.may_wrap:  # Lava Conv: signed 24-bit wrap of the sum
-            a = ((a + _HALF) % _FULL) - _HALF
+            a = quant.conv_wrap(a)
         return a
     a = _int_sums(s.reshape(s.shape[0], -1).to(tl.weight.dtype) @ tl.weight.T, torch.int64)
     return _exp_shift(a, l.shift).to(torch.int32)

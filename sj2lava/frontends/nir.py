@@ -25,8 +25,8 @@ from torch import nn
 from ..block import BlockContainer
 from ..errors import UnsupportedLayerError
 from ..layers import SumPool2d, pair
-from ..neuron import CubaLIFNode
 from ..netx.spec import Conv, Flatten, NetSpec
+from ..neuron import CubaLIFNode
 
 __all__ = ["from_nir", "to_nir"]
 
@@ -69,7 +69,8 @@ def _chain(graph) -> List[str]:
             break
         node = nxt[node]
         if node in order:
-            raise UnsupportedLayerError(f"from_nir: the graph has a cycle at {node!r}; recurrent graphs are not supported")
+            raise UnsupportedLayerError(f"from_nir: the graph has a cycle at {node!r}; recurrent graphs are not "
+                                        "supported")
     if len(order) != len(graph.nodes):
         missing = sorted(set(graph.nodes) - set(order))
         raise UnsupportedLayerError(f"from_nir: nodes {missing} are not on the Input -> Output chain")
@@ -142,7 +143,8 @@ def from_nir(graph_or_path, *, dt: float) -> nn.Sequential:
             synapse = None
         else:
             raise UnsupportedLayerError(f"{where}: NIR node type {kind} is not supported on Loihi. Supported: "
-                                        "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, IF, LIF, CubaLIF, Output.")
+                                        "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, IF, LIF, "
+                                        "CubaLIF, Output.")
     if synapse is not None:
         raise UnsupportedLayerError("from_nir: the graph ends in a synapse with no neuron after it")
     net = nn.Sequential(*blocks)
@@ -174,8 +176,8 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str) ->
                                         "use a smaller dt or larger time constants.")
     bias_v = vd * np.asarray(v_leak, dtype=np.float64)  # v per step, per output channel/feature or scalar
     if getattr(synapse, "bias", None) is not None and cd < 1.0 - 1e-9:
-        raise UnsupportedLayerError(f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying "
-                                    "current, which NetX's voltage bias cannot express. Use v_leak instead.")
+        raise UnsupportedLayerError(f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the "
+                                    "decaying current, which NetX's voltage bias cannot express. Use v_leak instead.")
     if np.any(bias_v != 0.0):
         if isinstance(synapse, SumPool2d):
             raise UnsupportedLayerError(f"{where}: v_leak after a pooling node is not supported (pools carry no bias)")

@@ -20,8 +20,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..convert import block, register_block_reader, register_dropout
 from ..block import BlockContainer
+from ..convert import block, register_block_reader, register_dropout
 from ..errors import UnsupportedLayerError
 from ..layers import SumPool2d, pair
 from ..neuron import CubaLIFNode, NeuronRule, from_package, register_neuron, unsupported_neuron

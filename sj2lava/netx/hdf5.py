@@ -23,6 +23,7 @@ from typing import Any, Optional, Tuple, Union
 import h5py
 import numpy as np
 
+from .. import quant
 from ..errors import NetFileError
 from .spec import Conv, Dense, Flatten, NetSpec, Neuron, Shape, conv_out_shape
 
@@ -255,7 +256,7 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int) -> Neuron:
     if kind not in ("CUBA", "LOIHI"):
         raise ctx.fail(f"neuron type {kind!r} is not supported; sj2lava handles CUBA-LIF neurons")
     vals = []
-    for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, (1 << 17) - 1)):
+    for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, quant.V_TH_MANT_MAX)):
         a = _ints(n, key, ctx)
         if a.size not in (1, n_out):
             raise ctx.fail(f"field 'neuron/{key}' has {a.size} values; expected 1 or {n_out}")

@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .. import quant
 from .spec import Conv, Dense, Flatten, NetSpec, Neuron, conv_out_shape
 
 
@@ -45,7 +46,7 @@ def _neuron(rng: np.random.Generator, weight: np.ndarray) -> Neuron:
 
     drive = float(np.clip(weight, 0, None).reshape(weight.shape[0], -1).sum(1).mean()) * 0.4
     th = int(max(1, rng.uniform(0.05, 0.8) * drive)) if rng.random() < 0.9 else int(rng.integers(0, 3000))
-    return Neuron(np.asarray(decay()), np.asarray(decay()), np.asarray(min(th, (1 << 17) - 1)))
+    return Neuron(np.asarray(decay()), np.asarray(decay()), np.asarray(min(th, quant.V_TH_MANT_MAX)))
 
 
 def _bias(rng: np.random.Generator, n: int, weight: np.ndarray) -> Optional[np.ndarray]:
