@@ -13,7 +13,8 @@ from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
 
 import sj2lava
-from sj2lava.demo import digits, rate_code
+from sj2lava.demo import digits
+from sj2lava.train import rate_code
 
 
 def spikingjelly_net() -> nn.Sequential:

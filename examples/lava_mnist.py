@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 import sj2lava
-from sj2lava.demo import rate_code, seed_net, train
+from sj2lava.demo import seed_net, train
+from sj2lava.train import rate_code
 
 
 def mnist(args):

@@ -34,7 +34,7 @@ from .netx.hdf5 import load
 from .netx.lava import run_lava
 from .netx.spec import NetSpec
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
-from .train import finetune
+from .train import finetune, rate_code
 from .verify import Report, verify
 
 __version__ = "0.1.0"
@@ -72,6 +72,7 @@ __all__ = [
     "to_lava_neuron",
     "verify",
     "quiet_spikingjelly_reset",
+    "rate_code",
 ]
 
 

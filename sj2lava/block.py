@@ -15,7 +15,7 @@ LIF neurons converted from SpikingJelly); with a slower current decay it is the 
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ from .errors import UnsupportedLayerError
 from .neuron import CubaLIFNode, check_step_mode, to_cuba
 from .translate import rule_for
 
-__all__ = ["BlockContainer"]
+__all__ = ["BlockContainer", "run_blocks"]
 
 
 class BlockContainer(nn.Module):
@@ -147,3 +147,24 @@ class BlockContainer(nn.Module):
     def extra_repr(self) -> str:
         extra = f", input_scale={self.input_scale:g}" if self.input_scale != 1.0 else ""
         return f"delay_shift={self.delay_shift}, step_mode={self.step_mode!r}{extra}"
+
+
+def run_blocks(blocks, x: torch.Tensor) -> List[torch.Tensor]:
+    """Each block's spikes for input ``x`` ``[T, N, *]``, without gradients: the blocks run in multi-step
+    mode from zero state, and their step modes and states are restored (reset) afterwards.
+
+    Returns the outputs of the blocks that have a neuron (flatten blocks are passed through)."""
+    outs, h = [], x
+    with torch.no_grad():
+        for b in blocks:
+            saved = b.step_mode
+            b.reset()
+            b.step_mode = "m"
+            try:
+                h = b(h)
+            finally:
+                b.step_mode = saved
+                b.reset()
+            if b.neuron is not None:
+                outs.append(h)
+    return outs

@@ -95,7 +95,8 @@ def _run(args) -> int:
             n = x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0]
             bar = _Bar(n, f"Lava {args.file.name}")
             try:
-                y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to)
+                y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to,
+                             spec=spec)
             finally:
                 bar.close()
     except ValueError as e:
@@ -116,7 +117,7 @@ def _eval(args) -> int:
 
     from .evaluate import evaluate
 
-    _load(args.file)
+    spec = _load(args.file)
     if not args.data.is_file():
         raise _UserError(f"{args.data}: no such file")
     try:
@@ -135,7 +136,7 @@ def _eval(args) -> int:
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     try:
-        result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend)
+        result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend, spec=spec)
     except ValueError as e:
         raise _UserError(str(e)) from None
     print(result)

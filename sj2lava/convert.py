@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import quant
-from .block import BlockContainer
+from .block import BlockContainer, run_blocks
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
 from .neuron import is_neuron, neuron_notes, to_cuba
@@ -386,17 +386,9 @@ def _pool_input_hw(blocks: List[BlockContainer], example_input: Optional[torch.T
         raise UnsupportedLayerError(f"{ppath}: composing AvgPool2d into {path} needs the image size; pass "
                                     "example_input=(a [T, N, C, H, W] batch) to convert().")
     x = example_input if example_input.dim() >= 5 else example_input.unsqueeze(0)
-    h = x[:1, :1].float()
-    with torch.no_grad():
-        for b in blocks:
-            if b.neuron is None:  # the pool sits before any flatten that follows the last neuron
-                continue
-            saved = b.step_mode
-            b.step_mode = "m"
-            b.reset()
-            h = b(h)
-            b.reset()
-            b.step_mode = saved
+    # the pool sits before any flatten that follows the last neuron, so neuron blocks alone give its input
+    outs = run_blocks([b for b in blocks if b.neuron is not None], x[:1, :1].float())
+    h = outs[-1] if outs else x[:1, :1]
     if h.dim() != 5:
         raise UnsupportedLayerError(f"{ppath}: AvgPool2d needs a (C, H, W) map, but gets {tuple(h.shape[2:])}")
     return int(h.shape[-2]), int(h.shape[-1])

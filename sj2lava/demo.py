@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .train import rate_code
 
 STEPS = 16
 
@@ -37,11 +38,6 @@ def digits(seed: int = 0):
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     cut = int(0.8 * len(y))
     return (x[perm[:cut]], y[perm[:cut]]), (x[perm[cut:]], y[perm[cut:]])
-
-
-def rate_code(x: torch.Tensor, steps: int, gen: torch.Generator) -> torch.Tensor:
-    """Bernoulli spikes with probability = intensity: [N, *] -> [T, N, *]."""
-    return (torch.rand((steps, *x.shape), generator=gen) < x).float()
 
 
 def seed_net(width: int = 16, image: int = 16) -> nn.Sequential:
@@ -69,35 +65,17 @@ def seed_net(width: int = 16, image: int = 16) -> nn.Sequential:
 
 def train(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, epochs: int, steps: int, seed: int,
           progress: bool = True) -> List[float]:
-    """Quantization-aware training with surrogate gradients; returns the mean loss per epoch."""
-    from . import reset_net
-    from ._deps import progress as _progress
+    """Quantization-aware training with surrogate gradients (:func:`sj2lava.finetune` from weights scaled
+    so that every IF layer is active); returns the mean loss per epoch."""
+    from .train import finetune
 
     with torch.no_grad():  # start with every layer active (IF neurons, threshold 1)
         for m in net.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 m.weight.mul_(3.0)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for epoch in range(epochs):
-        order = torch.randperm(len(y), generator=gen)
-        batches = range(0, len(y), 32)
-        bar = _progress(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress)
-        total = 0.0
-        for i in bar:
-            idx = order[i:i + 32]
-            reset_net(net)
-            out = net(rate_code(x[idx], steps, gen))
-            loss = F.cross_entropy(out.sum(0), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        losses.append(total / len(y))
-    reset_net(net)
-    return losses
+    gen = torch.Generator().manual_seed(seed)  # shuffles each epoch, then rate-codes each batch
+    return finetune(net, (x, y), epochs, encoder=lambda b: rate_code(b, steps, gen), lr=3e-3, batch_size=32,
+                    progress=progress, shuffle=gen)
 
 
 def figure(report, path: Path, sample: int = 0) -> Path:

@@ -540,12 +540,15 @@ class NeuronRule:
             :class:`UnsupportedLayerError` naming ``where`` for settings with no CUBA form.
         note: ``class names found in a model -> note or None``: what a float-trained neuron of this
             family computes differently on Loihi (shown by ``convert`` and ``verify``).
+        single_step: the family's neurons take one time step per call (``verify`` runs such a model
+            step by step).
     """
 
     name: str
     recognises: Callable[[nn.Module], bool]
     to_cuba: Callable[[nn.Module, str, bool], Tuple[CubaLIFNode, float]]
     note: Optional[Callable[[List[str]], Optional[str]]] = None
+    single_step: bool = False
 
 
 _NEURON_RULES: List[NeuronRule] = []

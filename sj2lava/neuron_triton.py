@@ -87,6 +87,25 @@ if triton is not None:
         return zi - (zi.to(x.dtype) > x).to(tl.int64)
 
     @triton.jit
+    def _offsets(I64: tl.constexpr, BLOCK: tl.constexpr):
+        # this program's neurons; with I64 every index product is int64 (offsets past 2^31 elements)
+        if I64:
+            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        else:
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        return offs
+
+    @triton.jit
+    def _row(t, n, offs, I64: tl.constexpr, BLOCK: tl.constexpr):
+        # step t's elements t * n + offs; with I64, t * n as an int64 vector (the interpreter's loop
+        # index is a Python int, the compiler's an i32 scalar)
+        if I64:
+            row = (tl.zeros([BLOCK], dtype=tl.int64) + t) * n + offs
+        else:
+            row = t * n + offs
+        return row
+
+    @triton.jit
     def _probe(x_ptr, out_ptr, n, RULE: tl.constexpr, BLOCK: tl.constexpr):
         # the rules above on an array (RULE 0: _rs0 of int64, 1: _to_state of floats), for the test that
         # runs every twin of sj2lava.quant on the same boundary values
@@ -102,21 +121,14 @@ if triton is not None:
     def _fwd(z_ptr, b_ptr, u0_ptr, v0_ptr, s_ptr, vpre_ptr, uh_ptr, uT_ptr, vT_ptr,
             n, steps, keep_u, keep_v, th,
             HAS_BIAS: tl.constexpr, STORE_U: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
-        if I64:  # offsets past 2^31 elements: every index product in int64 (t * n as a vector: the
-            # interpreter's loop index is a Python int, the compiler's an i32 scalar)
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        else:
-            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        offs = _offsets(I64, BLOCK)
         m = offs < n
         u = tl.load(u0_ptr + offs, mask=m, other=0)
         v = tl.load(v0_ptr + offs, mask=m, other=0)
         if HAS_BIAS:
             b = tl.load(b_ptr + offs, mask=m, other=0)
         for t in range(steps):
-            if I64:
-                row = (tl.zeros([BLOCK], dtype=tl.int64) + t) * n + offs
-            else:
-                row = t * n + offs
+            row = _row(t, n, offs, I64, BLOCK)
             z = tl.load(z_ptr + row, mask=m, other=0.0)
             u = _rs0(u * keep_u) + _to_state(z)  # the LIF step of sj2lava.quant
             v = _rs0(v * keep_v) + u
@@ -136,10 +148,7 @@ if triton is not None:
             n, steps, keep_u, keep_v,
             NEED_DU: tl.constexpr, NEED_DV: tl.constexpr, I64: tl.constexpr, BLOCK: tl.constexpr):
         # Accumulates in the gradients' dtype (float32, or float64 for float64 models).
-        if I64:
-            offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        else:
-            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        offs = _offsets(I64, BLOCK)
         m = offs < n
         gu = tl.load(gu_ptr + offs, mask=m, other=0.0)
         gv = tl.load(gv_ptr + offs, mask=m, other=0.0)
@@ -150,12 +159,8 @@ if triton is not None:
         v_init = tl.load(v0_ptr + offs, mask=m, other=0.0)
         for i in range(steps):
             t = steps - 1 - i
-            if I64:
-                row = (tl.zeros([BLOCK], dtype=tl.int64) + t) * n + offs
-                prev = row - n
-            else:
-                row = t * n + offs
-                prev = row - n
+            row = _row(t, n, offs, I64, BLOCK)
+            prev = row - n
             a = tl.load(a_ptr + row, mask=m, other=0.0)
             c = tl.load(c_ptr + row, mask=m, other=0.0)
             gvp = a + gv * c

@@ -6,7 +6,7 @@ containers spike for spike by construction.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -14,15 +14,43 @@ from torch import nn
 
 from ._deps import progress as _progress
 from .block import BlockContainer
-from .evaluate import _batches, rate_encoder
 
-__all__ = ["finetune"]
+__all__ = ["finetune", "rate_code", "rate_encoder", "batches"]
+
+
+def rate_code(x: torch.Tensor, steps: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Bernoulli rate coding: intensities ``[N, *]`` in [0, 1] -> spikes ``[steps, N, *]`` (float 0/1),
+    a spike with probability equal to the intensity at every step."""
+    return (torch.rand((steps, *x.shape), generator=generator) < x.float()).float()
+
+
+def rate_encoder(steps: int, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:func:`rate_code` over ``steps`` as a one-argument encoder with its own seeded generator."""
+    gen = torch.Generator().manual_seed(seed)
+    return lambda x: rate_code(x, steps, gen)
+
+
+def batches(data, batch_size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """``(x, y)`` batches of ``data``: ``(X, Y)`` tensors (split along the first axis), a map-style
+    ``Dataset`` of ``(x, y)``, or any iterable of batches (a ``DataLoader``), passed through."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(d) for d in data):
+        x, y = data
+        for i in range(0, len(y), batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+    elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):  # a map-style Dataset of (x, y)
+        for i in range(0, len(data), batch_size):
+            items = [data[j] for j in range(i, min(i + batch_size, len(data)))]
+            yield torch.stack([torch.as_tensor(a) for a, _ in items]), torch.as_tensor([int(b) for _, b in items])
+    else:  # a DataLoader or any iterable of (x, y) batches
+        for x, y in data:
+            yield torch.as_tensor(x), torch.as_tensor(y)
 
 
 def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = None,
              encoder: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, lr: float = 1e-3,
              loss_fn: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
-             batch_size: int = 32, progress: bool = True) -> List[float]:
+             batch_size: int = 32, progress: bool = True,
+             shuffle: Optional[torch.Generator] = None) -> List[float]:
     """Train ``model`` (BlockContainers, e.g. from :func:`sj2lava.convert`) for ``epochs``.
 
     Args:
@@ -31,6 +59,8 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
             batches) or intensities ``[N, *shape]`` in [0, 1] that ``encoder`` (default: rate coding over
             ``steps``) turns into spikes.
         loss_fn: ``(output spikes [T, N, C], labels) -> loss``; default cross-entropy on spike counts.
+        shuffle: a generator that reorders ``(X, Y)`` tensors at the start of every epoch (and may be
+            the encoder's too: the draws then interleave reproducibly).
 
     Returns:
         The mean loss of each epoch.
@@ -49,7 +79,11 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
     model.train()
     for epoch in range(epochs):
         total, n = 0.0, 0
-        bar = _progress(list(_batches(data, batch_size)), desc=f"finetune {epoch + 1}/{epochs}", unit="batch",
+        epoch_data = data
+        if shuffle is not None and isinstance(data, (tuple, list)) and len(data) == 2:
+            order = torch.randperm(len(data[1]), generator=shuffle)
+            epoch_data = (data[0][order], data[1][order])
+        bar = _progress(list(batches(epoch_data, batch_size)), desc=f"finetune {epoch + 1}/{epochs}", unit="batch",
                         disable=not progress)
         for x, y in bar:
             spikes = encoder(x) if encoder is not None else x.float().transpose(0, 1)

@@ -15,13 +15,13 @@ from typing import List, Optional, Union
 import torch
 from torch import nn
 
-from .block import BlockContainer
+from .block import BlockContainer, run_blocks
 from .convert import _leaves, convert
 from .emulator import emulate
 from .frontends.lavadl import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .netx.lava import run_lava
-from .neuron import is_neuron
+from .neuron import is_neuron, neuron_rule
 
 __all__ = ["Report", "Stage", "verify", "accuracy"]
 
@@ -105,7 +105,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
     steps, n = x.shape[0], x.shape[1]
 
-    cont = _run_blocks(containers, x)
+    cont = run_blocks(containers, x)
     neurons = [int(o[0, 0].numel()) for o in cont]
     stages = [Stage("containers", n, [int(o.sum()) for o in cont], [None] * len(cont),
                     accuracy(cont[-1], labels) if labels is not None else None, output=cont[-1])]
@@ -149,21 +149,6 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     return Report(layers, neurons, steps, stages, notes)
 
 
-def _run_blocks(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
-    outs, h = [], x
-    with torch.no_grad():
-        for b in blocks:
-            b.reset()
-            saved = b.step_mode
-            b.step_mode = "m"
-            h = b(h)
-            b.step_mode = saved
-            b.reset()
-            if b.neuron is not None:
-                outs.append(h)
-    return outs
-
-
 def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
     """lava-dl's blocks with Lava's timing: the one-step delay on each synapse's input (lava-dl's own
     ``delay_shift`` delays the block output, which differs on the first step when there is a bias)."""
@@ -180,10 +165,10 @@ def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
 
 
 def _run_float(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
-    """The original model on a copy, each neuron's output captured: SpikingJelly models in multi-step
-    mode, snnTorch models (single-step modules) one time step per call."""
-    stepwise = any(type(mod).__module__.startswith("snntorch") for mod in model.modules())
-    # snnTorch neurons keep graph tensors as hidden state, which deepcopy refuses: run the model itself,
+    """The original model on a copy, each neuron's output captured: in multi-step mode, or one time step per
+    call when a neuron's front-end says its neurons are single-step modules (snnTorch)."""
+    stepwise = any(rule.single_step for rule in map(neuron_rule, model.modules()) if rule is not None)
+    # single-step neurons (snnTorch's) keep graph tensors as hidden state, which deepcopy refuses: run the model itself,
     # with its state reset before and after and its training flag restored.
     m = model if stepwise else copy.deepcopy(model)
     was_training = m.training

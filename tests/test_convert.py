@@ -4,33 +4,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import lava_forward, mismatches, spikes
+from conftest import mismatches, plain_sj_net, spikes
 from torch import nn
 
 import sj2lava
-from sj2lava import BlockContainer, UnsupportedLayerError, convert, export, run_lava, to_lava, verify
-
-
-def plain_sj_net(sj):
-    """Conv2d+BN+IFNode, AvgPool2d+IFNode, Flatten, Dropout, Linear+LIFNode(decay_input=True)."""
-    torch.manual_seed(0)
-    L, N = sj.layer, sj.neuron
-    net = nn.Sequential(
-        L.SeqToANNContainer(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)),
-        N.IFNode(surrogate_function=sj.surrogate.ATan()),
-        L.AvgPool2d(2), N.IFNode(),
-        L.Flatten(), L.Dropout(0.3),
-        L.Linear(8 * 6 * 6, 10), N.LIFNode(tau=2.0),
-    )
-    sj.functional.set_step_mode(net, "m")
-    bn = net[0][1]
-    with torch.no_grad():
-        bn.running_mean.uniform_(-0.2, 0.2)
-        bn.running_var.uniform_(0.5, 1.5)
-        bn.weight.uniform_(2, 4)
-        bn.bias.uniform_(0, 0.3)
-        net[6].weight.mul_(6)
-    return net.eval()
+from sj2lava import BlockContainer, UnsupportedLayerError, convert, export, run_lava, verify
 
 
 def test_plain_spikingjelly_net_converts_exports_and_runs_identically(sj, tmp_path):
@@ -104,47 +82,6 @@ def test_avgpool_tap_rounding_is_announced(sj):
     with pytest.warns(UserWarning, match=r"1/9 = 0.11111 rounds to 0.12500 .*\+12.5%"):
         blocks = convert(net)
     assert blocks[1].synapse.weight == pytest.approx(1 / 9)
-
-
-def test_lava_exchange_model_keeps_learned_state_and_runs_in_lava(sj, tmp_path):
-    torch.manual_seed(3)
-    LE = sj.lava_exchange
-    atan = sj.surrogate.ATan()
-    n1 = LE.CubaLIFNode(0.5, 0.5, v_threshold=0.5, requires_grad=True, surrogate_function=atan, detach_reset=True)
-    n2 = LE.CubaLIFNode(0.3, 0.1, v_threshold=0.7, requires_grad=True)
-    with torch.no_grad():  # as if training had moved them
-        n1.current_decay.fill_(3000.4)
-        n1.voltage_decay.fill_(120.6)
-        n2.voltage_decay.fill_(999.5)
-    peer = nn.Sequential(LE.BlockContainer(nn.Conv2d(1, 4, 3, bias=False), n1, step_mode="m"),
-                         LE.BlockContainer(nn.Flatten(), None, step_mode="m"),
-                         LE.BlockContainer(nn.Linear(4 * 6 * 6, 6, bias=False), n2, step_mode="m"))
-    with torch.no_grad():
-        peer[0].synapse.weight.mul_(4)
-        peer[2].synapse.weight.mul_(6)
-    blocks = convert(peer)
-    assert (blocks[0].neuron.i_decay, blocks[0].neuron.v_decay, blocks[2].neuron.v_decay) == (3000, 121, 1000)
-    assert blocks[0].neuron.surrogate_function is atan and blocks[0].neuron.detach_reset
-    assert blocks[0].neuron.requires_grad
-    x = spikes((16, 2, 1, 8, 8), 0.5, seed=3)
-    with torch.no_grad():
-        y = blocks(x)
-    path = export(blocks, tmp_path / "peer.net", (1, 8, 8))
-    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
-
-
-def test_to_lava_returns_lava_dl_blocks(sj):
-    net = plain_sj_net(sj)
-    for m in net.modules():  # bias-free, so lava-dl's output-side delay agrees exactly
-        if isinstance(m, nn.BatchNorm2d):
-            m.bias.data.zero_()
-            m.running_mean.data.zero_()
-    lava = to_lava(net)
-    assert [type(b).__name__ for b in lava] == ["Conv", "Pool", "Flatten", "Dense"]
-    x = spikes((12, 2, 1, 12, 12), 0.4, seed=4)
-    blocks = convert(net)
-    with torch.no_grad():
-        assert mismatches(lava_forward(lava, x), blocks(x)) == 0
 
 
 def test_blockcontainers_pass_through(tmp_path):

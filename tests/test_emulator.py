@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import lava_forward, mismatches, spikes
-from test_export import _lava_dl_file, _lif_if_net, _scale, zoo
+from conftest import lava_dl_file, lava_forward, lif_if_net, mismatches, scale_weights, spikes, zoo
 from torch import nn
 
 import sj2lava
@@ -16,7 +15,7 @@ from sj2lava.netx.weights import lava_dense_weights, netx_weight_bits
 @pytest.mark.parametrize("name", [z[0] for z in zoo()])
 def test_zoo_spikes_voltages_currents_equal_lava(name, sj, tmp_path):
     _, net, in_shape, steps = next(z for z in zoo() if z[0] == name)
-    net = net if net is not None else _lif_if_net(sj)
+    net = net if net is not None else lif_if_net(sj)
     batch = 1 if name == "seed_mnist" else 2  # Lava's monitors make the big net slow
     x = spikes((steps, batch, *in_shape), 0.3, seed=11)
     path = export(net, tmp_path / f"{name}.net", in_shape)
@@ -64,13 +63,13 @@ def test_random_nets_cover_the_corners():
 def test_lava_dl_files_emulate_like_lava_dl(tmp_path, slayer):
     torch.manual_seed(7)
     B, C = sj2lava.BlockContainer, sj2lava.CubaLIFNode
-    net = _scale(nn.Sequential(B(nn.Linear(30, 20, bias=False), C(1.0, 0.1, 0.6), "m"),
+    net = scale_weights(nn.Sequential(B(nn.Linear(30, 20, bias=False), C(1.0, 0.1, 0.6), "m"),
                                B(nn.Linear(20, 8, bias=False), C(0.5, 0.2, 0.5), "m")),
                  [6, 6])
     blocks = nn.Sequential(*[b.to_lava_block() for b in net])
     x = spikes((20, 3, 30), 0.4, seed=8)
     ref = lava_forward(blocks, x)
-    _lava_dl_file(blocks, tmp_path / "l.net")
+    lava_dl_file(blocks, tmp_path / "l.net")
     assert ref.sum() > 0 and mismatches(emulate(tmp_path / "l.net", x), ref) == 0
 
 
@@ -117,7 +116,7 @@ def test_bad_input_is_refused_before_work(bad, match, backend, tmp_path):
 def test_unsupported_layer_is_a_net_file_error(tmp_path, slayer):
     blk = sj2lava.BlockContainer(sj2lava.SumPool2d(2), sj2lava.CubaLIFNode(1.0, 0.0, 0.5), "m").to_lava_block()
     lava_forward(blk, spikes((4, 1, 2, 4, 4)))
-    _lava_dl_file([blk], tmp_path / "pool.net", (2, 4, 4))
+    lava_dl_file([blk], tmp_path / "pool.net", (2, 4, 4))
     with pytest.raises(sj2lava.NetFileError, match="pool"):
         emulate(tmp_path / "pool.net", spikes((4, 1, 2, 4, 4)))
 
@@ -153,3 +152,15 @@ def test_cli_run_backends_and_eval(tmp_path, capsys):
     np.savez(tmp_path / "bad.npz", x=np.zeros(3))
     assert main(["eval", str(path), "--data", str(tmp_path / "bad.npz"), "--steps", "4"]) == 2
     assert "needs arrays 'x' and 'y'" in capsys.readouterr().err
+
+
+def test_verify_emulator_tool_runs():
+    """`make verify-emulator` (tools/verify_emulator.py) on its first two seeds: it runs and finds no mismatch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "verify_emulator.py"
+    r = subprocess.run([sys.executable, str(tool), "--nets", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "2 random nets" in r.stdout and "0 nets with mismatches" in r.stdout

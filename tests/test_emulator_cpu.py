@@ -201,3 +201,16 @@ def test_exact_float_sums_switches_tf32_off_and_restores_it():
         assert matmul.allow_tf32 and torch.backends.cudnn.allow_tf32 == before[1]
     finally:
         matmul.allow_tf32 = before[0]
+
+
+@pytest.mark.parametrize("backend", ["events", "torch"])
+def test_every_recorded_array_follows_the_layout(backend):
+    spec = random_spec(3)
+    x = _input(spec, 3)
+    tnx = emulate(spec, x, record=ALL, backend=backend)
+    nxt = emulate(spec, sj2lava.TNX_to_NXT(x), layout="NXT", record=ALL, backend=backend)
+    assert torch.equal(nxt["spikes"], sj2lava.TNX_to_NXT(tnx["spikes"]))
+    for key in ("layer_spikes", "voltage", "current"):
+        assert len(nxt[key]) == len(tnx[key]) > 0
+        for a, b in zip(nxt[key], tnx[key]):
+            assert torch.equal(a, sj2lava.TNX_to_NXT(b)), key

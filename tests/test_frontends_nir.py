@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import snntorch as snn
 import torch
-from conftest import mismatches, spikes
-from test_export import zoo
+from conftest import mismatches, spikes, zoo
 from torch import nn
 
 import sj2lava

@@ -10,7 +10,8 @@ from torch import nn
 
 import sj2lava
 from sj2lava import UnsupportedLayerError, convert, export, finetune, run_lava, verify
-from sj2lava.demo import digits, rate_code
+from sj2lava.demo import digits
+from sj2lava.train import rate_code
 
 
 def tutorial_net():

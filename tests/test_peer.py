@@ -1,7 +1,13 @@
 """SpikingJelly 0.0.0.0.14's lava_exchange (the peer) against lava-dl, and sj2lava against lava-dl.
 
-One test per item 1-5 of shared/reference/peer-gaps.md: the peer disagrees with lava-dl, sj2lava
+One test per numeric gap of the peer, each observed by running it: the peer disagrees with lava-dl, sj2lava
 does not. Mismatch counts are asserted in both directions so neither side can pass vacuously.
+
+1. The peer clamps 8-bit weights to [-256, 255]/64; lava-dl (and Loihi) to [-256, 254]/64.
+2. The peer compares against the float threshold; lava-dl floors it to the 1/64 grid (``vThMant``).
+3. The peer's export drops learned decays; lava-dl (and sj2lava) keep the learned 1/4096 values.
+4. The peer's lava-dl conversion loses the surrogate and ``detach_reset``; sj2lava keeps both.
+5. The peer runs without lava-dl's one-step synaptic delay (``delay_shift``), so its outputs lag in Lava.
 """
 import copy
 

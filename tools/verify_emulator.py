@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sj2lava import netfile, run_lava
+from sj2lava import run_lava
 from sj2lava.emulator import emulate
+from sj2lava.netx import hdf5
 from sj2lava.netx.random_nets import random_spec
 
 
 def check(seed: int, folder: Path):
     spec = random_spec(seed)
-    path = netfile.write(spec, folder / f"net{seed}.net")
+    path = hdf5.write(spec, folder / f"net{seed}.net")
     rng = np.random.default_rng(10_000 + seed)
     steps = int(rng.integers(8, 21))
     x = torch.from_numpy((rng.random((steps, 2, *spec.input_shape)) < rng.uniform(0.1, 0.7)).astype(np.float32))

@@ -117,6 +117,11 @@ register_neuron(NeuronRule("SpikingJelly", _recognises, _to_cuba, _note))
 
 # --------------------------------------------------------------------------- lava_exchange.SumPool2d
 def _sj_sumpool_as_sumpool(m: nn.Module, where: str) -> SumPool2d:
+    if None in tuple(m.stride):
+        raise UnsupportedLayerError(
+            f"{where}: lava_exchange.SumPool2d without a stride holds stride (None, None), which its own "
+            "forward cannot run with; give stride=kernel_size (or another stride) explicitly."
+        )
     if pair(m.padding) != (0, 0) or pair(m.dilation) != (1, 1):
         raise UnsupportedLayerError(
             f"{where}: lava_exchange.SumPool2d(padding={m.padding}, dilation={m.dilation}) is not "

@@ -18,6 +18,7 @@ from .._deps import quiet_import
 from ..layout import TNX_to_NXT
 from .hdf5 import load
 from .inputs import prepare_input
+from .spec import NetSpec
 
 
 def _import_lava_runtime() -> None:
@@ -54,7 +55,8 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
              num_steps: Optional[int] = None,
              progress: Optional[Callable[[int], None]] = None,
              all_layers: bool = False,
-             record: Sequence[str] = ("spikes",)) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             record: Sequence[str] = ("spikes",),
+             spec: Optional[NetSpec] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -65,6 +67,7 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
             the output only.
         record: adding ``'voltage'`` / ``'current'`` probes every LIF's ``v`` / ``u`` with Lava monitors
             and returns a dict like :func:`sj2lava.emulator.emulate` (state units, 4096 = 1.0).
+        spec: the file's :class:`NetSpec` when the caller has already loaded ``path`` (read once).
 
     Returns:
         Output spikes in the caller's layout, aligned so that they equal the exported
@@ -73,7 +76,7 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
 
     The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C.
     """
-    spec = load(path)
+    spec = load(path) if spec is None else spec
     x = prepare_input(spec, x, layout, f"run_lava({Path(path).name})")
     steps = int(num_steps) if num_steps is not None else x.shape[0]
     if steps < 1:

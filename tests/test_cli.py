@@ -1,0 +1,29 @@
+"""The sj2lava command line: inspect and run a .net file, exit codes 0 (ok) and 2 (bad input)."""
+import numpy as np
+import pytest
+from conftest import small_net_file, spikes
+
+from sj2lava import run_lava
+
+
+def test_cli_inspect_and_run(tmp_path, capsys):
+    from sj2lava.cli import main
+
+    path = small_net_file(tmp_path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    for word in ("conv", "flatten", "dense", "total", "iD=4096", "kernel", "synapses"):
+        assert word in out
+    x = spikes((10, 2, 1, 5, 5), 0.5, seed=1)
+    np.save(tmp_path / "x.npy", x.numpy())
+    assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")]) == 0
+    y = np.load(tmp_path / "y.npy")
+    assert np.array_equal(y, run_lava(path, x).numpy())
+    np.save(tmp_path / "bad.npy", np.full((10, 2, 1, 5, 5), 0.5, dtype=np.float32))
+    assert main(["run", str(path), "--input", str(tmp_path / "bad.npy")]) == 2
+    assert "binary spikes" in capsys.readouterr().err
+    assert main(["run", str(path), "--input", str(tmp_path / "missing.npy")]) == 2
+    assert main(["inspect", str(tmp_path / "nope.net")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(path)])
+    assert e.value.code == 2

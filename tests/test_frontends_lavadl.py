@@ -1,0 +1,82 @@
+"""sj2lava.frontends.lavadl: lava-dl blocks in (conversion, export of lava-dl's own files) and out
+(to_lava, to_lava_block, SpikingJelly's lava_exchange names), each against lava-dl itself."""
+import pytest
+import torch
+from conftest import lava_dl_file, lava_forward, mismatches, plain_sj_net, scale_weights, spikes
+from torch import nn
+
+import sj2lava
+from sj2lava import BlockContainer as B
+from sj2lava import CubaLIFNode as C
+from sj2lava import NetFileError, SumPool2d, UnsupportedLayerError, convert, export, load, run_lava, to_lava
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_lava_dl_exported_file_loads_inspects_and_runs(kind, tmp_path, slayer):
+    torch.manual_seed(7)
+    if kind == "dense":
+        net = scale_weights(nn.Sequential(B(nn.Linear(30, 20, bias=False), C(1.0, 0.1, 0.6), "m"),
+                                   B(nn.Linear(20, 8, bias=False), C(0.5, 0.2, 0.5), "m")), [6, 6])
+        in_shape, file_input = (30,), None
+    else:
+        net = scale_weights(nn.Sequential(B(nn.Conv2d(1, 4, 3, padding=1, bias=False), C(1.0, 0.0, 0.6), "m"),
+                                   B(nn.Flatten(), None, "m"),
+                                   B(nn.Linear(4 * 6 * 6, 5, bias=False), C(1.0, 0.1, 0.5), "m")), [5, 0, 5])
+        in_shape = file_input = (1, 6, 6)
+    blocks = nn.Sequential(*[b.to_lava_block() for b in net])
+    x = spikes((20, 2, *in_shape), 0.4, seed=8)
+    ref = lava_forward(blocks, x)  # also sets the shapes lava-dl's export needs
+    path = tmp_path / "lavadl.net"
+    lava_dl_file(blocks, path, file_input)
+    spec = load(path)
+    assert spec.input_shape == in_shape and "total" in spec.table()
+    assert ref.sum() > 0 and mismatches(run_lava(path, x), ref) == 0
+    # and sj2lava exports the same lava-dl blocks to an equivalent file
+    mine = export(blocks, tmp_path / "mine.net", in_shape)
+    assert mismatches(run_lava(mine, x), ref) == 0
+
+
+def test_lava_dl_pool_file_is_refused_with_the_fix(tmp_path, slayer):
+    blk = B(SumPool2d(2), C(1.0, 0.0, 0.5), "m").to_lava_block()
+    lava_forward(blk, spikes((4, 1, 2, 4, 4)))
+    lava_dl_file([blk], tmp_path / "pool.net", (2, 4, 4))
+    with pytest.raises(NetFileError, match="cannot load 'pool'.*depthwise"):
+        load(tmp_path / "pool.net")
+
+
+def test_to_lava_returns_lava_dl_blocks(sj):
+    net = plain_sj_net(sj)
+    for m in net.modules():  # bias-free, so lava-dl's output-side delay agrees exactly
+        if isinstance(m, nn.BatchNorm2d):
+            m.bias.data.zero_()
+            m.running_mean.data.zero_()
+    lava = to_lava(net)
+    assert [type(b).__name__ for b in lava] == ["Conv", "Pool", "Flatten", "Dense"]
+    x = spikes((12, 2, 1, 12, 12), 0.4, seed=4)
+    blocks = convert(net)
+    with torch.no_grad():
+        assert mismatches(lava_forward(lava, x), blocks(x)) == 0
+
+
+def test_spikingjelly_names_build_lava_dl_synapses(slayer):
+    conv = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+    syn = sj2lava.conv2d_to_lava_synapse_conv(conv)
+    assert isinstance(syn, slayer.synapse.Conv) and torch.equal(syn.weight.data[..., 0], conv.weight.data)
+    fc = nn.Linear(6, 3, bias=False)
+    dense = sj2lava.linear_to_lava_synapse_dense(fc)
+    assert isinstance(dense, slayer.synapse.Dense) and torch.equal(dense.weight.data[:, :, 0, 0, 0], fc.weight.data)
+    with pytest.warns(UserWarning, match="sum-pool"):
+        assert isinstance(sj2lava.avgpool2d_to_lava_synapse_pool(nn.AvgPool2d(2)), slayer.synapse.Pool)
+    with pytest.raises(UnsupportedLayerError, match="has a bias"):
+        sj2lava.linear_to_lava_synapse_dense(nn.Linear(6, 3))
+
+
+def test_lava_dl_neuron_converts_and_other_lava_dl_neurons_are_refused_by_name(slayer):
+    n = slayer.neuron.cuba.Neuron(threshold=0.75, current_decay=0.25, voltage_decay=0.125)
+    node = sj2lava.to_cuba(n)
+    assert (node.i_decay, node.v_decay, node.v_threshold_mant) == (1024, 512, 48)
+    assert sj2lava.to_lava_neuron(node).threshold == 0.75
+    other = slayer.neuron.sigma_delta.Neuron(threshold=0.1, activation=torch.nn.functional.relu)
+    assert sj2lava.neuron.is_neuron(other)
+    with pytest.raises(UnsupportedLayerError, match="sigma_delta.*is not a neuron sj2lava can map"):
+        sj2lava.to_cuba(other)

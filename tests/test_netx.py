@@ -1,0 +1,128 @@
+"""sj2lava.netx: the .net schema (atomic writer, validating reader), its weight rules, and running a file in Lava."""
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from conftest import small_net_file, spikes, zoo
+
+import sj2lava
+from sj2lava import NetFileError, export, load, netx, run_lava
+
+
+def test_write_then_load_round_trips_every_zoo_net(sj, tmp_path):
+    for name, net, in_shape, _ in zoo():
+        if net is None:
+            continue
+        spec = sj2lava.to_spec(net, in_shape)
+        path = netx.write(spec, tmp_path / f"{name}.net")
+        back = netx.load(path)
+        assert back.input_shape == spec.input_shape and len(back.layers) == len(spec.layers), name
+        for a, b in zip(spec.layers, back.layers):
+            assert a.kind == b.kind and a.in_shape == b.in_shape and a.out_shape == b.out_shape, name
+            for field in ("weight", "bias"):
+                x, y = getattr(a, field, None), getattr(b, field, None)
+                assert (x is None and y is None) or np.array_equal(x, y), (name, field)
+        assert back.table() == spec.table()
+
+
+def test_the_package_names_its_parts_and_loads_lava_only_on_use():
+    assert netx.load is netx.hdf5.load and netx.write is netx.hdf5.write
+    assert netx.run_lava is sj2lava.run_lava
+    with pytest.raises(AttributeError):
+        netx.no_such_thing  # noqa: B018
+
+
+def test_run_lava_layouts_steps_and_fresh_networks_agree(tmp_path):
+    _, net, in_shape, steps = zoo()[4]
+    x = spikes((steps, 3, *in_shape), 0.3, seed=3)
+    path = export(net, tmp_path / "b.net", in_shape)
+    y = run_lava(path, x)
+    # NXT in, NXT out
+    assert torch.equal(sj2lava.NXT_to_TNX(run_lava(path, sj2lava.TNX_to_NXT(x), layout="NXT")), y)
+    # samples run one at a time in fresh networks give the same spikes: the state reset is complete
+    for i in range(3):
+        assert torch.equal(run_lava(path, x[:, i:i + 1]), y[:, i:i + 1])
+    # more steps than input: the input is zero afterwards
+    longer = run_lava(path, x[:, :1], num_steps=steps + 5)
+    with torch.no_grad():
+        sj2lava.reset_net(net)
+        ref = net(torch.cat([x[:, :1], torch.zeros(5, 1, *in_shape)]))
+    assert torch.equal(longer, ref)
+
+
+def test_file_schema_is_netx_compatible(tmp_path):
+    _, net, in_shape, _ = zoo()[3]
+    path = export(net, tmp_path / "p.net", in_shape)
+    with h5py.File(path, "r") as f:
+        types = [f[f"layer/{i}/type"][0].decode() for i in range(len(f["layer"]))]
+        assert types == ["input", "conv", "conv", "conv", "flatten", "dense"]
+        pool = f["layer/2"]
+        assert int(pool["groups"][()]) == 4 and pool["weight"].shape == (4, 1, 2, 2)
+        assert set(np.unique(pool["weight"][()])) == {64}
+        assert tuple(f["layer/0/shape"][()]) == (1, 7, 7)
+        assert f["layer/1/weight"].dtype.kind == "i"
+
+
+def _edit(path, fn):
+    with h5py.File(path, "a") as f:
+        fn(f)
+    return path
+
+
+def _rewrite(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+MALFORMED = {
+    "truncated": (lambda p: _rewrite(p, p.read_bytes()[:700]), "not a readable HDF5"),
+    "not_hdf5": (lambda p: _rewrite(p, b"hello"), "not a readable HDF5"),
+    "missing_layer0": (lambda p: _edit(p, lambda f: f["layer"].pop("0") and None), "missing layer/0"),
+    "non_contiguous": (lambda p: _edit(p, lambda f: f["layer"].move("3", "7")), "missing layer/3"),
+    "string_for_number": (lambda p: _edit(p, lambda f: (f["layer/1"].pop("stride"),
+                                                        f["layer/1"].create_dataset("stride", data="abc"))),
+                          "'stride' should be numeric"),
+    "wrong_weight_shape": (lambda p: _edit(p, lambda f: (f["layer/3"].pop("weight"),
+                                                         f["layer/3"].create_dataset("weight", data=np.ones((3, 17))))),
+                           "takes 17 inputs"),
+    "non_integer_weight": (lambda p: _edit(p, lambda f: (
+        f["layer/1"].pop("weight"), f["layer/1"].create_dataset("weight", data=np.full((2, 1, 3, 3), 0.5)))),
+                           "must hold integers"),
+    "unknown_type": (lambda p: _edit(p, lambda f: (f["layer/2"].pop("type"),
+                                                   f["layer/2"].create_dataset("type", (1,), "S10", [b"warp"]))),
+                     "unknown layer type 'warp'"),
+    "no_layer_group": (lambda p: _edit(p, lambda f: f.pop("layer") and None), "no 'layer' group"),
+    "missing_neuron": (lambda p: _edit(p, lambda f: f["layer/3"].pop("neuron") and None), "missing group 'neuron'"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_files_give_net_file_error_and_exit_2(case, tmp_path, capsys):
+    damage, match = MALFORMED[case]
+    path = damage(small_net_file(tmp_path))
+    with pytest.raises(NetFileError, match=match) as e:
+        load(path)
+    assert str(path) in str(e.value)
+    from sj2lava.cli import main
+
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and match.split("'")[0][:8] in err
+
+
+def test_run_lava_after_the_process_fixed_its_multiprocessing_context(tmp_path):
+    """tqdm or a DataLoader fix the start method before Lava's import calls set_start_method('fork')."""
+    import subprocess
+    import sys
+
+    path = small_net_file(tmp_path)
+    code = (
+        "import multiprocessing as mp, torch, sj2lava\n"
+        "mp.RLock()  # what tqdm does: fixes the default context\n"
+        f"y = sj2lava.run_lava({str(path)!r}, (torch.rand(6, 1, 1, 5, 5) < 0.5).float())\n"
+        "print(tuple(y.shape))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("(6, 1, 3)")
