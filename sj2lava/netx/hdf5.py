@@ -94,13 +94,81 @@ def _write(f: h5py.File, i: int, layer) -> None:
 
 # --------------------------------------------------------------------------- reading
 class _Ctx:
-    """Where we are in the file, for error messages."""
+    """Where we are in the file, for error messages, and the notes on fields NetX does not read."""
 
     def __init__(self, path: Path):
         self.path, self.where = path, ""
+        self.ignored: dict = {}  # field -> layer indices where NetX (and so sj2lava) does not read it
 
     def fail(self, msg: str) -> NetFileError:
         return NetFileError(f"{self.path}: {self.where}{msg}")
+
+
+# Every field a layer may hold: read (and validated) by sj2lava exactly as NetX reads it, or not read by
+# NetX 0.6.0 at all (then Lava runs without it, sj2lava too, and the spec's notes say so). Anything else
+# is refused by name: a field NetX acts on that sj2lava would not is a silently wrong result.
+_READ = {
+    "input": {"type", "shape"},
+    "flatten": {"type", "shape"},
+    "conv": {"type", "shape", "weight", "stride", "padding", "dilation", "groups", "neuron", "bias"},
+    "dense": {"type", "shape", "weight", "neuron", "bias"},
+    "dense_rec": {"type", "shape", "weight", "weight_rec", "neuron", "bias"},
+}
+_INFORMATIONAL = {"inChannels", "outChannels", "kernelSize", "inFeatures", "outFeatures"}  # checked, not used
+_NEURON_READ = {"type", "iDecay", "vDecay", "vThMant"}
+_NEURON_NOT_READ_BY_NETX = {
+    "refDelay": "a refractory delay (Lava's CUBA neuron has none)",
+    "gradedSpike": "lava-dl's graded-spike flag (NetX reads messageBits instead)",
+    "scaleRho": "a surrogate-gradient setting of training", "tauRho": "a surrogate-gradient setting of training",
+    "theta": "the float threshold of training (vThMant is what runs)",
+    "wgtExp": "a Loihi 1 weight exponent",
+}
+_REFUSED = {
+    "delay": "axonal delays, which NetX applies to dense layers (and ignores on conv layers); sj2lava does not "
+             "emulate them yet, so this file would run differently here",
+    "weight/real": "complex (resonate-and-fire) weights, which sj2lava does not emulate",
+    "messageBits": "graded messages, which sj2lava does not emulate yet",
+}
+
+
+def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
+    names = set(g.keys()) | ({"weight/real"} if "weight" in g and isinstance(g["weight"], h5py.Group) else set())
+    neuron = g["neuron"] if "neuron" in g and isinstance(g["neuron"], h5py.Group) else None
+    fields = [(n, n) for n in sorted(names)] + ([(f"neuron/{n}", n) for n in sorted(neuron.keys())]
+                                                 if neuron is not None else [])
+    for path, name in fields:
+        if path.startswith("neuron/"):
+            if name in _NEURON_READ:
+                continue
+            if name in _NEURON_NOT_READ_BY_NETX:
+                value = np.asarray(neuron[name][()])
+                if name == "gradedSpike" and bool(value.any()):
+                    raise ctx.fail("field 'neuron/gradedSpike' is true: the layer was trained with graded "
+                                   "spikes, which NetX runs as binary ones (it reads messageBits); refusing "
+                                   "rather than running something else than what was trained")
+                # refDelay 1 and gradedSpike false state what NetX assumes anyway: nothing to note
+                if not ((name == "refDelay" and value.size == 1 and int(value) == 1) or name == "gradedSpike"):
+                    ctx.ignored.setdefault(path, []).append(index)
+                continue
+        elif name in _READ[kind]:
+            continue
+        elif name in _INFORMATIONAL and kind != "input":
+            continue
+        if name in _REFUSED:
+            raise ctx.fail(f"field '{path}' holds {_REFUSED[name]}")
+        raise ctx.fail(f"field '{path}' is not one sj2lava understands for a {kind} layer; refusing rather "
+                       "than ignoring it (NetX reads: " + ", ".join(sorted(_READ[kind])) + ")")
+
+
+def _notes(ctx: _Ctx) -> list:
+    notes = []
+    for path, layers in sorted(ctx.ignored.items()):
+        name = path.split("/")[-1]
+        what = _NEURON_NOT_READ_BY_NETX.get(name, "")
+        where = ", ".join(map(str, layers))
+        notes.append(f"layer {where}: field '{path}' ({what}) is not read by NetX: Lava runs without it, "
+                     "and so do sj2lava's emulator and run_lava")
+    return notes
 
 
 def load(path: PathLike, input_shape: Optional[Shape] = None) -> NetSpec:
@@ -151,8 +219,11 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape]) -> NetSpec:
         kind = _string(g, "type", ctx)
         ctx.where = f"layer/{i} ({kind}): "
         if kind in NOT_LOADABLE:
-            raise ctx.fail(f"NetX cannot load '{kind}' layers (NotImplementedError). "
-                           "Re-export with sj2lava, which writes sum-pools as depthwise convolutions.")
+            raise ctx.fail(f"NetX cannot load '{kind}' layers (NotImplementedError in lava-dl 0.6.0), so Lava "
+                           "cannot run this file either. If the model is yours, export it with sj2lava, which "
+                           "writes sum-pools as depthwise convolutions.")
+        if kind in _READ and not (kind == "input" and "neuron" in g):
+            _check_fields(g, kind, i, ctx)
         if kind == "input":
             if i != 0:
                 raise ctx.fail("an input layer must be layer/0")
@@ -187,7 +258,7 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape]) -> NetSpec:
             raise ctx.fail(f"unknown layer type {kind!r}; NetX loads input, conv, dense, dense_rec, flatten")
     if not layers:
         raise ctx.fail("the network has no layers after its input")
-    return NetSpec(net_input, layers, source=ctx.path)
+    return NetSpec(net_input, layers, source=ctx.path, notes=_notes(ctx))
 
 
 def _dataset(g: h5py.Group, name: str, ctx: _Ctx) -> h5py.Dataset:
@@ -275,6 +346,17 @@ def _bias(g: h5py.Group, ctx: _Ctx, sizes: Tuple[int, ...]) -> Optional[np.ndarr
     return b
 
 
+def _same(g: h5py.Group, ctx: _Ctx, *expected: Tuple[str, Any]) -> None:
+    """Informational fields (NetX does not read them) must still agree with what the layer is."""
+    for name, want in expected:
+        if name in g:
+            got = tuple(int(v) for v in _ints(g, name, ctx).reshape(-1))
+            want_t = tuple(want) if isinstance(want, tuple) else (int(want),)
+            if got != want_t and not (len(want_t) == 2 and got == want_t[:1] and want_t[0] == want_t[1]):
+                raise ctx.fail(f"field '{name}' says {got if len(got) > 1 else got[0]}, but the layer's weights "
+                               f"and shapes give {want_t if len(want_t) > 1 else want_t[0]}")
+
+
 def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
     w = _ints(g, "weight", ctx)
     if w.ndim == 5 and w.shape[-1] == 1:
@@ -299,6 +381,7 @@ def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
     if expect != out[1:]:
         raise ctx.fail(f"field 'shape' {out} does not follow from input {in_shape}, kernel {w.shape[2:]}, "
                        f"stride {stride}, padding {padding}, dilation {dilation} (expected H, W = {expect})")
+    _same(g, ctx, ("inChannels", in_shape[0]), ("outChannels", out[0]), ("kernelSize", tuple(w.shape[2:])))
     n_out = int(np.prod(out))
     return Conv(in_shape, out, w, stride, padding, dilation, groups, _neuron(g, ctx, n_out),
                 _bias(g, ctx, (out[0], n_out)))
@@ -306,6 +389,12 @@ def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
 
 def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, first: bool) -> Dense:
     w = _ints(g, "weight", ctx)
+    if w.ndim == 1 and "shape" in g:  # NetX's leniency: a flat weight is reshaped to (out, -1)
+        n_out = int(np.prod(_shape(g, "shape", ctx)))
+        if n_out < 1 or w.size % n_out:
+            raise ctx.fail(f"field 'weight' is flat with {w.size} values, which do not split into "
+                           f"{n_out} rows (field 'shape')")
+        w = w.reshape(n_out, -1)
     if w.ndim != 2:
         raise ctx.fail(f"field 'weight' should be (out, in), found shape {w.shape}")
     n_out, n_in = w.shape
@@ -318,6 +407,7 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
         if int(np.prod(in_shape)) != n_in:
             raise ctx.fail(f"field 'weight' takes {n_in} inputs but the previous layer gives "
                            f"{int(np.prod(in_shape))} {in_shape}")
+    _same(g, ctx, ("inFeatures", n_in), ("outFeatures", n_out))
     w_rec = None
     if rec:
         w_rec = _ints(g, "weight_rec", ctx)

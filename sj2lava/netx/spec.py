@@ -110,6 +110,8 @@ class NetSpec:
     input_shape: Shape
     layers: List[Layer]
     source: Optional[Path] = None
+    notes: List[str] = field(default_factory=list)
+    """What the file holds that NetX does not read (so neither Lava nor sj2lava acts on it)."""
 
     @property
     def output_shape(self) -> Shape:
@@ -149,7 +151,8 @@ class NetSpec:
         rows.append(("", "total", "", "", "", "", "", "", "", "", f"{self.neurons:,}", f"{self.synapses:,}"))
         widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
         line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
-        return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows])
+        return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows]
+                         + [f"note: {n}" for n in self.notes])
 
 
 def _shape(s: Shape) -> str:
