@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="where to save the output spikes (.npy)")
     r.add_argument("--steps", type=int, help="time steps per sample (default: T of the input)")
     r.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
+    r.add_argument("--reset-interval", type=int, metavar="R",
+                   help="zero every layer's u and v every R steps (NetX's reset_interval)")
+    r.add_argument("--reset-offset", type=int, default=0, metavar="K", help="phase of the reset (NetX's reset_offset)")
     e = sub.add_parser("eval", help="accuracy on a labelled .npz (x: [N, *shape] in [0, 1], y: [N])")
     e.add_argument("file", type=Path)
     e.add_argument("--data", required=True, type=Path)
@@ -90,13 +93,14 @@ def _run(args) -> int:
 
             if args.steps is not None and args.steps != (x.shape[0] if args.layout == "TNX" else x.shape[-1]):
                 raise _UserError("--steps is for the Lava backend; the emulator runs the input's T steps")
-            y = emulate(spec, x, layout=args.layout)
+            y = emulate(spec, x, layout=args.layout, reset_interval=args.reset_interval,
+                        reset_offset=args.reset_offset)
         else:
             n = x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0]
             bar = _Bar(n, f"Lava {args.file.name}")
             try:
                 y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to,
-                             spec=spec)
+                             spec=spec, reset_interval=args.reset_interval, reset_offset=args.reset_offset)
             finally:
                 bar.close()
     except ValueError as e:

@@ -27,3 +27,20 @@ def test_cli_inspect_and_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", str(path)])
     assert e.value.code == 2
+
+
+def test_cli_run_with_periodic_reset(tmp_path, capsys):
+    from sj2lava import emulate
+    from sj2lava.cli import main
+
+    path = small_net_file(tmp_path)
+    x = spikes((11, 2, 1, 5, 5), 0.6, seed=2)
+    np.save(tmp_path / "x.npy", x.numpy())
+    for backend in ("emulator", "lava"):
+        assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--backend", backend, "--reset-interval",
+                     "4", "--reset-offset", "1", "--out", str(tmp_path / f"{backend}.npy")]) == 0
+    want = emulate(path, x, reset_interval=4, reset_offset=1).numpy()
+    assert np.array_equal(np.load(tmp_path / "emulator.npy"), want)
+    assert np.array_equal(np.load(tmp_path / "lava.npy"), want)
+    assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--reset-interval", "0"]) == 2
+    assert "reset_interval" in capsys.readouterr().err

@@ -31,7 +31,7 @@ import torch
 
 from ..layout import TNX_to_NXT
 from ..netx.hdf5 import load
-from ..netx.inputs import check_binary, prepare_input
+from ..netx.inputs import check_binary, prepare_input, reset_phases
 from ..netx.spec import NetSpec
 from . import ckernel, cpu_backend, torch_backend
 from .compiled import compile_net, fingerprint, prepared
@@ -57,7 +57,8 @@ def _spike_bytes(x: torch.Tensor) -> np.ndarray:
 
 def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout: str = "TNX",
             batch_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
-            record: Sequence[str] = ("spikes",), backend: str = "auto") -> Union[torch.Tensor, Dict[str, object]]:
+            record: Sequence[str] = ("spikes",), backend: str = "auto", reset_interval: Optional[int] = None,
+            reset_offset: int = 0) -> Union[torch.Tensor, Dict[str, object]]:
     """Run a NetX ``.net`` file (or a :class:`~sj2lava.netx.spec.NetSpec`) exactly as Lava's fixed-point
     simulation would (the step in this package's docstring).
 
@@ -74,6 +75,10 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
             ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
             is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
             integers.
+        reset_interval, reset_offset: NetX's names and meaning: every ``reset_interval`` steps each layer's
+            ``u`` and ``v`` are zeroed, synaptic layer ``i`` at the Lava steps ``k`` (from 1) with
+            ``k % reset_interval == (reset_offset + 1 + i) % reset_interval``
+            (:func:`sj2lava.netx.inputs.reset_phases`).
 
     Every sample starts from zero state, as ``run_lava`` resets between samples. Bad input (wrong
     shape, non-binary spikes, NaN) raises ``ValueError`` before any work.
@@ -87,6 +92,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
     backend = _pick_backend(backend, dev)
     x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
+    resets = reset_phases(spec, reset_interval, reset_offset)
     key = fingerprint(spec)
     layers = prepared(key, "compiled", lambda: compile_net(spec))
     kernel_layers = None
@@ -98,12 +104,12 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
                          "only backend='torch' computes exactly")
     if kernel_layers is not None:
         s = _spike_bytes(x)  # checks the values before any work
-        run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record)  # noqa: E731
+        run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
         check_binary(x, "emulate")
         torch_layers = torch_backend.prepare(layers, dev)
-        run = lambda i, j: torch_backend.run(torch_layers, x[:, i:j].to(dev), record)  # noqa: E731
+        run = lambda i, j: torch_backend.run(torch_layers, x[:, i:j].to(dev), record, resets)  # noqa: E731
         size = n if batch_size is None else max(1, int(batch_size))
     parts: Dict[str, List[List[torch.Tensor]]] = {}
     for i in range(0, n, size):

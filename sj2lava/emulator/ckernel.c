@@ -131,6 +131,8 @@ typedef struct {
     int64_t in_h, in_w, in_c, pad_top, pad_left, padded_w, padded_bytes; /* the zero-padded input copy */
     uint8_t *rec_s;                                /* [samples][steps][n_out] or NULL */
     int32_t *rec_u, *rec_v;                        /* likewise, or NULL */
+    int64_t reset_interval, reset_phase;           /* u = v = 0 before step t when (t + 1) % interval == phase
+                                                    * (NetX's LIFReset; interval 0: never) */
 } layer_t;
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
@@ -383,6 +385,10 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                 const layer_t *L = &layers[j];
                 state_t *S = &st[j];
                 const int64_t n_out = L->n_out;
+                if (L->reset_interval > 0 && (t + 1) % L->reset_interval == L->reset_phase) {
+                    memset(S->u, 0, (size_t)n_out * sizeof(int32_t));
+                    memset(S->v, 0, (size_t)n_out * sizeof(int32_t));
+                }
                 if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
                                         * on the previous step's sums */
                     const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;

@@ -280,7 +280,8 @@ class _KernelLayerC(ctypes.Structure):
                [("n_nib", ctypes.c_int64), ("nib_bytes", ctypes.c_int64)] + \
                [(n, ctypes.c_void_p) for n in ("w8", "rel", "base")] + \
                [(n, ctypes.c_int64) for n in _DOT_SIZES] + \
-               [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")]
+               [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")] + \
+               [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")]
 
 
 class KernelLayer:
@@ -325,9 +326,11 @@ class KernelLayer:
 
 
 def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
-        threads: int) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
+        threads: int, resets: Optional[Sequence[Tuple[int, int]]] = None
+        ) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
     """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples shared out to ``threads``
-    threads one at a time as each thread becomes free.
+    threads one at a time as each thread becomes free. ``resets[j] = (interval, phase)``: layer ``j``'s
+    ``u`` and ``v`` are zeroed before step ``t`` when ``(t + 1) % interval == phase`` (NetX's LIFReset).
 
     Returns per layer ``(spikes, u, v)`` as ``[T, B, n_out]`` arrays: the spikes where ``spikes[j]``,
     ``u`` and ``v`` where ``state[j]``, else None.
@@ -343,6 +346,7 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
                np.empty(shape, np.int32) if state[j] else None, np.empty(shape, np.int32) if state[j] else None)
         out.append(rec)
         structs[j] = layer.struct
+        structs[j].reset_interval, structs[j].reset_phase = resets[j] if resets is not None else (0, 0)
         structs[j].rec_s, structs[j].rec_u, structs[j].rec_v = (None if a is None else a.ctypes.data for a in rec)
     workers = max(1, min(threads, batch))
     next_sample = ctypes.c_int64(0)  # the threads claim samples from this counter

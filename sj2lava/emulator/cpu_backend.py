@@ -73,15 +73,17 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
     return out
 
 
-def run(prepared: list, s: np.ndarray, record: Sequence[str]) -> Dict[str, List]:
-    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order."""
+def run(prepared: list, s: np.ndarray, record: Sequence[str],
+        resets: Optional[Sequence[Tuple[int, int]]] = None) -> Dict[str, List]:
+    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order; ``resets``
+    per layer ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`)."""
     steps, batch = s.shape[0], s.shape[1]
     every = any(k in record for k in ("layer_spikes", "voltage", "current"))
     state = "voltage" in record or "current" in record
     layers = [p[0] for p in prepared]
     last = len(layers) - 1
     out = ev.run(layers, s, [every or j == last for j in range(len(layers))],
-                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads())
+                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads(), resets)
 
     def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
         if a is None:  # [T, B, stored] -> [T, B, *out_shape]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -113,8 +113,11 @@ def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Ten
     return s, u, v.masked_fill_(s, 0)
 
 
-def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str]) -> Dict[str, List]:
-    """Time-major, as Lava steps: every layer advances one step before the next step starts."""
+def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
+        resets: Optional[Sequence[Tuple[int, int]]] = None) -> Dict[str, List]:
+    """Time-major, as Lava steps: every layer advances one step before the next step starts. ``resets``
+    per synaptic layer ``(interval, phase)``: its ``u`` and ``v`` are zeroed before step ``t`` when
+    ``(t + 1) % interval == phase`` (NetX's LIFReset; Lava's steps count from 1)."""
     steps, batch = x.shape[0], x.shape[1]
     dev = x.device
     syn = [tl for tl in layers if tl.layer.kind != "flatten"]
@@ -129,6 +132,11 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str]) -> Di
                for j, tl in enumerate(syn)] for k in keys}
     with _exact_float_sums():
         for t in range(steps):
+            if resets is not None:
+                for st, (interval, phase) in zip(state, resets):
+                    if interval and (t + 1) % interval == phase:
+                        st["u"].zero_()
+                        st["v"].zero_()
             _torch_step(layers, state, rec, x[t], t, batch)
     return {key: [None if r is None else r.cpu() for r in value] for key, value in rec.items()}
 

@@ -5,13 +5,15 @@ bad input (wrong shape, NaN, non-binary values) with a ``ValueError`` before any
 """
 from __future__ import annotations
 
+from typing import List, Optional, Tuple
+
 import numpy as np
 import torch
 
 from ..layout import NXT_to_TNX
 from .spec import NetSpec
 
-__all__ = ["prepare_input", "check_binary"]
+__all__ = ["prepare_input", "check_binary", "reset_phases"]
 
 
 def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_values: bool = True) -> torch.Tensor:
@@ -41,3 +43,17 @@ def check_binary(x: torch.Tensor, what: str) -> None:
     if not bool(((x == 0) | (x == 1)).all()):
         raise ValueError(f"{what}: input must be binary spikes (0/1); the network has no message bits "
                          "for graded input. Encode it first (e.g. rate coding).")
+
+
+def reset_phases(spec: NetSpec, reset_interval: Optional[int], reset_offset: int = 0
+                 ) -> Optional[List[Tuple[int, int]]]:
+    """Per synaptic layer ``(interval, phase)`` of NetX's periodic reset (``hdf5.Network(reset_interval=,
+    reset_offset=)``): layer ``i`` resets at Lava steps ``k`` with ``k % interval == phase``, ``phase =
+    (reset_offset + 1 + i) % interval`` (NetX counts hardware time from 1 and shifts each layer by one)."""
+    if reset_interval is None:
+        return None
+    for name, value, low in (("reset_interval", reset_interval, 1), ("reset_offset", reset_offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    interval = int(reset_interval)
+    return [(interval, (int(reset_offset) + 1 + i) % interval) for i in range(spec.synaptic_layers)]

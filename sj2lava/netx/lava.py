@@ -17,7 +17,7 @@ import torch
 from .._deps import quiet_import
 from ..layout import TNX_to_NXT
 from .hdf5 import load
-from .inputs import prepare_input
+from .inputs import prepare_input, reset_phases
 from .spec import NetSpec
 
 
@@ -56,7 +56,9 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
              progress: Optional[Callable[[int], None]] = None,
              all_layers: bool = False,
              record: Sequence[str] = ("spikes",),
-             spec: Optional[NetSpec] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             spec: Optional[NetSpec] = None,
+             reset_interval: Optional[int] = None,
+             reset_offset: int = 0) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -68,6 +70,10 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
         record: adding ``'voltage'`` / ``'current'`` probes every LIF's ``v`` / ``u`` with Lava monitors
             and returns a dict like :func:`sj2lava.emulator.emulate` (state units, 4096 = 1.0).
         spec: the file's :class:`NetSpec` when the caller has already loaded ``path`` (read once).
+        reset_interval, reset_offset: passed to ``netx.hdf5.Network`` (periodic reset of every layer's
+            ``u`` and ``v``, NetX's ``LIFReset``). Lava's step counter runs on across samples, so each
+            sample is padded with empty steps to a multiple of ``reset_interval``: every sample then sees
+            the reset phases of a fresh network, as :func:`sj2lava.emulate` computes them.
 
     Returns:
         Output spikes in the caller's layout, aligned so that they equal the exported
@@ -82,23 +88,26 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     if steps < 1:
         raise ValueError("run_lava: num_steps must be >= 1")
     n = x.shape[1]
+    reset_phases(spec, reset_interval, reset_offset)  # the same argument checks as emulate
+    period = steps if reset_interval is None else -(-steps // reset_interval) * reset_interval
     _import_lava_runtime()
     netx = quiet_import("lava.lib.dl.netx")
     io = quiet_import("lava.proc.io")
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
-    net = netx.hdf5.Network(net_config=str(path))
+    resets = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
+    net = netx.hdf5.Network(net_config=str(path), **resets)
     # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
     # [T, C, H, W] gives Lava's [W, H, C, T]. A network whose first layer is dense takes the
-    # sample flattened in C, H, W order. Sample i occupies steps i*steps .. (i+1)*steps - 1.
+    # sample flattened in C, H, W order. Sample i occupies steps i*period .. i*period + steps - 1.
     lava_in = tuple(net.inp.shape)
-    data = np.zeros((*lava_in, n * steps), dtype=np.int32)
+    data = np.zeros((*lava_in, n * period), dtype=np.int32)
     t_in = min(steps, x.shape[0])
     xs = x[:t_in].detach().cpu().numpy().astype(np.int32)
     for i in range(n):
         sample = xs[:, i].reshape(t_in, -1) if len(lava_in) == 1 else xs[:, i]
-        data[..., i * steps:i * steps + t_in] = sample.T
+        data[..., i * period:i * period + t_in] = sample.T
 
     started = False
     try:
@@ -107,7 +116,7 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
         states = [k for k in ("voltage", "current") if k in record]
         all_layers = all_layers or bool(states)
         probed = net.layers if all_layers else [net]
-        sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * steps) for p in probed]
+        sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * period) for p in probed]
         for p, sink in zip(probed, sinks):
             p.out.connect(sink.a_in)
         monitors = []
@@ -118,21 +127,21 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
                 for key, var in (("voltage", "v"), ("current", "u")):
                     if key in states:
                         mon = Monitor()
-                        mon.probe(target=getattr(layer.neuron, var), num_steps=n * steps)
+                        mon.probe(target=getattr(layer.neuron, var), num_steps=n * period)
                         monitors.append((key, var, mon))
         cfg = Loihi2SimCfg(select_tag="fixed_pt")
         for i in range(n):
             if i:
                 _reset_states(net)
-            net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+            net.run(condition=RunSteps(num_steps=period), run_cfg=cfg)
             started = True
             if progress is not None:
                 progress(i + 1)
-        outs = [sink.data.get() for sink in sinks]
+        outs = [_unpad(sink.data.get(), n, period, steps) for sink in sinks]
         probes = {}
         for key, var, mon in monitors:
             data = next(iter(mon.get_data().values()))[var]  # (steps, *lava_shape)
-            probes.setdefault(key, []).append(np.moveaxis(np.asarray(data), 0, -1))
+            probes.setdefault(key, []).append(_unpad(np.moveaxis(np.asarray(data), 0, -1), n, period, steps))
     finally:
         if started:
             net.stop()
@@ -147,6 +156,13 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
             result[key] = [_to_torch(a, n, steps, shape, layout).long() for a, shape in zip(arrays, shapes)]
         return result
     return ys if all_layers else ys[0]
+
+
+def _unpad(out: np.ndarray, n: int, period: int, steps: int) -> np.ndarray:
+    """(..., n * period) -> (..., n * steps): each sample's first ``steps`` steps."""
+    if period == steps:
+        return out
+    return out.reshape(*out.shape[:-1], n, period)[..., :steps].reshape(*out.shape[:-1], n * steps)
 
 
 def _to_torch(out: np.ndarray, n: int, steps: int, shape, layout: str) -> torch.Tensor:
