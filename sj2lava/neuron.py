@@ -1,15 +1,10 @@
 """The quantization-aware CUBA-LIF neuron of Loihi, and conversions into and out of it.
 
-One step of the neuron, in integer state units (1/4096), exactly as lava-dl and Lava compute it::
-
-    u[t] = rs0(u[t-1] * (4096 - iDecay), 12) + round(4096 * z[t])    (quant.to_state)
-    v[t] = rs0(v[t-1] * (4096 - vDecay), 12) + u[t] + 64 * bias_mant
-    s[t] = v[t] > vThMant * 64                  (strict, in integers)
-    v[t] = 0 where s[t]                         (u is never reset)
-
-with ``rs0(a, 12) = sign(a) * (|a| >> 12)``, decays rounded to 1/4096 and the threshold floored
-to 1/64 (see :mod:`sj2lava.quant`). ``z`` is the synaptic input in float units (a weight of 1.0
-is 64 mantissa units). Gradients use a surrogate derivative of the spike, as in SpikingJelly.
+One step of the neuron is the LIF step written out in :mod:`sj2lava.quant`, in integer state units
+(1/4096), exactly as lava-dl and Lava compute it; here the synaptic input ``a << 6`` is
+``quant.to_state(z)`` of the float input ``z`` (a weight of 1.0 is 64 mantissa units), decays are
+rounded to 1/4096 and the threshold floored to 1/64. Gradients use a surrogate derivative of the
+spike, as in SpikingJelly.
 """
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """Fused multi-step CUBA-LIF kernels in Triton: one launch for all time steps, forward and backward.
 
-Forward (per neuron, integer state in 1/4096, the rules of :mod:`sj2lava.quant`)::
-
-    u = rs0(u * keep_u, 12) + floor(4096 z[t] + 0.5);  v = rs0(v * keep_v, 12) + u + b;  s = v > th;  v[s] = 0
-
-with ``keep = 4096 - decay`` and ``rs0(x, 12) = (x + ((x >> 63) & 4095)) >> 12`` (toward zero).
+Forward: the LIF step of :mod:`sj2lava.quant` per neuron, integer state in 1/4096, with the twins
+``_rs0`` and ``_to_state`` of ``quant.rs0`` and ``quant.to_state`` (``keep = 4096 - decay``).
 Backward is the recurrence of ``sj2lava.neuron._CubaLIF.backward`` (the reference), per neuron::
 
     g_vpre = A[t] + g_v * C[t];  g_u = g_vpre + g_u';  g_z[t] = g_u;  g_v = keep_v g_vpre;  g_u' = keep_u g_u

@@ -165,3 +165,16 @@ def small_net_file(tmp_path):
     net = scale_weights(nn.Sequential(B(nn.Conv2d(1, 2, 3, bias=False), C(1.0, 0.0), "m"), B(nn.Flatten(), None, "m"),
                                B(nn.Linear(18, 3), C(1.0, 0.0), "m")), [3, 0, 3])
     return export(net, tmp_path / "good.net", (1, 5, 5))
+
+
+@pytest.fixture(scope="session")
+def netx_files():
+    """The folder of NetX files and ground truths that ship inside the installed lava-dl wheel
+    (site-packages ``tests/lava/lib/dl/netx``: tiny.net, mnist.net, gts/...)."""
+    from pathlib import Path
+
+    import lava.lib.dl.netx as ldl_netx
+
+    folder = Path(ldl_netx.__file__).resolve().parents[4] / "tests" / "lava" / "lib" / "dl" / "netx"
+    assert (folder / "tiny.net").is_file(), folder
+    return folder

@@ -175,16 +175,10 @@ def test_fields_netx_does_not_read_are_accepted_with_a_note(tmp_path):
     assert load(small_net_file(tmp_path)).notes == []  # sj2lava's own files carry nothing NetX ignores
 
 
-def test_lava_dl_file_with_axonal_delays_is_refused_not_run_without_them():
+def test_lava_dl_file_with_axonal_delays_is_refused_not_run_without_them(netx_files):
     """NTIDIGITS (shipped with lava-dl) carries per-synapse delays 0..62 on its dense layers; NetX applies them.
     Emulating it without them differed from Lava by 24,631 spikes; until delays are emulated, it is refused."""
-    from pathlib import Path
-
-    import lava.lib.dl.netx as ldl_netx  # noqa: F401  (the wheel's tests folder sits beside the package)
-
-    site = Path(ldl_netx.__file__).resolve().parents[4]
-    path = site / "tests" / "lava" / "lib" / "dl" / "netx" / "gts" / "ntidigits" / "ntidigits.net"
-    assert path.is_file(), path
+    path = netx_files / "gts" / "ntidigits" / "ntidigits.net"
     with pytest.raises(NetFileError, match="layer/2 \\(dense\\): field 'delay' holds axonal delays"):
         load(path)
 
@@ -201,3 +195,34 @@ def test_a_flat_dense_weight_is_reshaped_as_netx_does(tmp_path):
     assert np.array_equal(flat.layers[-1].weight, w) and flat.table() == ref.table()
     assert torch.equal(sj2lava.emulate(path, x), ref_out)
     assert torch.equal(run_lava(path, x), ref_out)
+
+
+def test_input_neurons_are_read_written_and_read_again_identically(netx_files, tmp_path):
+    spec = load(netx_files / "tiny.net")
+    first = spec.layers[0]
+    assert isinstance(first, netx.spec.InputNeurons) and first.transform == (36, 34)
+    assert any("transform (weight 36, bias 34)" in n and "not applied" in n for n in spec.notes)
+    back = load(netx.write(spec, tmp_path / "tiny.net"))
+    again = back.layers[0]
+    assert back.input_shape == spec.input_shape and again.transform == first.transform
+    assert again.out_shape == first.out_shape
+    for f in ("i_decay", "v_decay", "v_th_mant"):
+        assert np.array_equal(getattr(again.neuron, f), getattr(first.neuron, f))
+    for a, b in zip(spec.layers[1:], back.layers[1:]):
+        assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
+    bias = torch.randint(0, 60, (2, 3, 16, 16))
+    assert torch.equal(sj2lava.emulate(spec, input_bias=bias, num_steps=12),
+                       sj2lava.emulate(back, input_bias=bias, num_steps=12))
+    with pytest.raises(sj2lava.UnsupportedLayerError, match="input neurons"):
+        sj2lava.to_nir(spec, dt=1.0)
+
+
+def test_run_lava_takes_a_run_configuration(tmp_path):
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    path = small_net_file(tmp_path)
+    x = spikes((8, 1, 1, 5, 5), 0.6, seed=3)
+    cfg = Loihi2SimCfg(select_tag="fixed_pt")
+    assert torch.equal(run_lava(path, x, run_cfg=cfg), run_lava(path, x))
+    with pytest.raises(AttributeError, match="select"):  # the configuration is really handed to Lava
+        run_lava(path, x, run_cfg=object())

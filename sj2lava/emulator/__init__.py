@@ -6,13 +6,11 @@ Per time step ``t`` (from 1) and per layer, exactly in Lava's order and integer 
     a_out(t)   = a_buf(t-1)                               one step of synaptic delay (a_buf(0) = 0)
     a_buf(t)   = dense: (W_lava s_in(t)) >> sb            NetX's weight-bit optimisation (W << sb, clip,
                                                           truncate) and Lava Dense's exponent shift (floor)
-                 conv:  wrap24(conv(s_in(t), W))          Lava Conv: integer weights, 24-bit signed wrap
-    u = wrap24'(rs0(u (4096 - iDecay), 12) + (a_in << 6))   u kept in (-2^23, 2^23] as Lava wraps it
-    v = clip(rs0(v (4096 - vDecay), 12) + u + (bias << 6), +-(2^23 - 1))
-    s = v > (vThMant << 6);  v[s] = 0
+                 conv:  conv_wrap(conv(s_in(t), W))       Lava Conv: integer weights, 24-bit signed wrap
+    u, v, s    = the LIF step of sj2lava.quant on a_in = a_out(t) (+ W_rec s(t-1) for dense_rec)
 
-with the rules of :mod:`sj2lava.quant` (``rs0``, ``lava_wrap``, ``conv_wrap``, ``clip_state``), ``a_in`` the sum of the
-layer's synapses (``dense_rec`` adds ``W_rec`` times the layer's own spikes of the previous step).
+with the rules of :mod:`sj2lava.quant` (``rs0``, ``lava_wrap``, ``conv_wrap``, ``clip_state``). Input
+neurons (a NetX ``Input`` block) have no synapse: their ``a_in`` is the caller's ``x`` at the same step.
 
 Backends: ``'events'`` (:mod:`.cpu_backend` over :mod:`.ckernel`, a C kernel on the CPU: int8 dot
 products, pattern tables or spike-driven fan-out, per layer) and
@@ -31,8 +29,8 @@ import torch
 
 from ..layout import TNX_to_NXT
 from ..netx.hdf5 import load
-from ..netx.inputs import check_binary, prepare_input, reset_phases
-from ..netx.spec import NetSpec
+from ..netx.inputs import check_binary, input_neuron_data, prepare_input, reset_phases
+from ..netx.spec import InputNeurons, NetSpec
 from . import ckernel, cpu_backend, torch_backend
 from .compiled import compile_net, fingerprint, prepared
 
@@ -55,10 +53,11 @@ def _spike_bytes(x: torch.Tensor) -> np.ndarray:
     return s if np.array_equal(first, np.arange(first.size)) else s[:, :, first]
 
 
-def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout: str = "TNX",
+def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] = None, *, layout: str = "TNX",
             batch_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
             record: Sequence[str] = ("spikes",), backend: str = "auto", reset_interval: Optional[int] = None,
-            reset_offset: int = 0) -> Union[torch.Tensor, Dict[str, object]]:
+            reset_offset: int = 0, input_bias: Optional[torch.Tensor] = None,
+            num_steps: Optional[int] = None) -> Union[torch.Tensor, Dict[str, object]]:
     """Run a NetX ``.net`` file (or a :class:`~sj2lava.netx.spec.NetSpec`) exactly as Lava's fixed-point
     simulation would (the step in this package's docstring).
 
@@ -75,6 +74,10 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
             ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
             is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
             integers.
+        input_bias: for a net whose input layer has neurons (NetX's ``Input`` block): their ``bias_mant``,
+            integers in [-4096, 4095], ``[N, *input_shape]`` (one image per sample) or ``[*input_shape]``;
+            lava-dl drives PilotNet-LIF and tinynet this way. ``x`` is then optional: the neurons' ``a_in``
+            (integers, added to ``u`` as ``a_in << 6`` at the same step); without it, ``num_steps`` zeros.
         reset_interval, reset_offset: NetX's names and meaning: every ``reset_interval`` steps each layer's
             ``u`` and ``v`` are zeroed, synaptic layer ``i`` at the Lava steps ``k`` (from 1) with
             ``k % reset_interval == (reset_offset + 1 + i) % reset_interval``
@@ -89,8 +92,21 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
         raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current'; got "
                          f"{sorted(unknown)}")
     dev = torch.device(device)
+    neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
+    if neurons_in:
+        if backend == "events":
+            raise ValueError("emulate: the 'events' backend does not run input neurons yet; use backend='torch' "
+                             "(or 'auto')")
+        backend = "torch"
+        x, input_bias = input_neuron_data(spec, x, input_bias, num_steps, layout, "emulate")
+    elif input_bias is not None:
+        raise ValueError("emulate: input_bias drives input neurons, and this net's input layer has none; "
+                         "give its input as spikes x")
+    elif x is None:
+        raise ValueError("emulate: give the input spikes x [T, N, *input_shape]")
     backend = _pick_backend(backend, dev)
-    x = prepare_input(spec, x, layout, "emulate", check_values=False)
+    if not neurons_in:
+        x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
     resets = reset_phases(spec, reset_interval, reset_offset)
     key = fingerprint(spec)
@@ -107,9 +123,11 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: torch.Tensor, *, layout:
         run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
-        check_binary(x, "emulate")
+        if not neurons_in:
+            check_binary(x, "emulate")
         torch_layers = torch_backend.prepare(layers, dev)
-        run = lambda i, j: torch_backend.run(torch_layers, x[:, i:j].to(dev), record, resets)  # noqa: E731
+        run = lambda i, j: torch_backend.run(  # noqa: E731
+            torch_layers, x[:, i:j].to(dev), record, resets, None if input_bias is None else input_bias[i:j])
         size = n if batch_size is None else max(1, int(batch_size))
     parts: Dict[str, List[List[torch.Tensor]]] = {}
     for i in range(0, n, size):

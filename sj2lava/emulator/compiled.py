@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import quant
 from ..errors import NetFileError
-from ..netx.spec import Conv, Dense, Flatten, NetSpec
+from ..netx.spec import Conv, Dense, Flatten, InputNeurons, NetSpec
 from ..netx.weights import lava_dense_weights, netx_weight_bits
 
 __all__ = ["LifParams", "CompiledLayer", "compile_net", "fingerprint", "prepared"]
@@ -42,7 +42,7 @@ class LifParams:
 @dataclass
 class CompiledLayer:
     """One layer of the net in the emulator's terms, backend-neutral (numpy integers)."""
-    kind: str  # 'conv', 'dense' or 'flatten'
+    kind: str  # 'input' (input neurons), 'conv', 'dense' or 'flatten'
     in_shape: Tuple[int, ...]
     out_shape: Tuple[int, ...]
     weight: Optional[np.ndarray] = None  # conv: [Co, Ci/g, kh, kw]; dense: Lava's weights [out, in]
@@ -89,6 +89,10 @@ def compile_net(spec: NetSpec) -> List[CompiledLayer]:
     for layer in spec.layers:
         if isinstance(layer, Flatten):
             out.append(CompiledLayer("flatten", tuple(layer.in_shape), tuple(layer.out_shape)))
+            continue
+        if isinstance(layer, InputNeurons):  # no synapse; its a_in comes from the caller, so u may wrap
+            out.append(CompiledLayer("input", tuple(layer.in_shape), tuple(layer.out_shape),
+                                     lif=_lif(layer, float("inf"))))
             continue
         if isinstance(layer, Conv):
             w = np.asarray(layer.weight, dtype=np.int64)

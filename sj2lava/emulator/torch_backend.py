@@ -41,7 +41,8 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
         dt = _kernel_dtype(l.bound)
         as_t = lambda a, dtype=torch.int64: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         out.append(_TorchLayer(
-            l, weight=as_t(l.weight, dt), rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt),
+            l, weight=None if l.weight is None else as_t(l.weight, dt),
+            rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt),
             lif=dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
                      bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))))
     return out
@@ -93,8 +94,10 @@ def _decay(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return quant.rs0(x.to(torch.int64) * keep).to(torch.int32)
 
 
-def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
-    """One LIF step on int32 state, as PyLifModelBitAcc computes it (int32 registers, int64 products)."""
+def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                 extra_bias: Optional[torch.Tensor] = None):
+    """One LIF step on int32 state, as PyLifModelBitAcc computes it (int32 registers, int64 products).
+    ``extra_bias`` (state units, per sample) is the input neurons' ``bias_mant << 6`` given at run time."""
     lif, p = tl.layer.lif, tl.lif
     x = a << 6
     if lif.u_leaks_fully:
@@ -108,16 +111,22 @@ def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Ten
     v = _decay(v, p["keep_v"]).add_(u) if lif.v_decays else v + u
     if p["bias"] is not None:
         v.add_(p["bias"])
+    if extra_bias is not None:
+        v.add_(extra_bias)
     v = quant.clip_state(v)
     s = v > p["vth"]
     return s, u, v.masked_fill_(s, 0)
 
 
 def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
-        resets: Optional[Sequence[Tuple[int, int]]] = None) -> Dict[str, List]:
+        resets: Optional[Sequence[Tuple[int, int]]] = None,
+        input_bias: Optional[torch.Tensor] = None) -> Dict[str, List]:
     """Time-major, as Lava steps: every layer advances one step before the next step starts. ``resets``
     per synaptic layer ``(interval, phase)``: its ``u`` and ``v`` are zeroed before step ``t`` when
-    ``(t + 1) % interval == phase`` (NetX's LIFReset; Lava's steps count from 1)."""
+    ``(t + 1) % interval == phase`` (NetX's LIFReset; Lava's steps count from 1). A net that starts with
+    input neurons takes ``x`` as their ``a_in`` (integers, no synaptic delay) and ``input_bias``
+    ``[B, *shape]`` as their ``bias_mant``."""
+    extra = None if input_bias is None else (input_bias.to(device=x.device, dtype=torch.int32) << quant.BIAS_EXP)
     steps, batch = x.shape[0], x.shape[1]
     dev = x.device
     syn = [tl for tl in layers if tl.layer.kind != "flatten"]
@@ -137,12 +146,12 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
                     if interval and (t + 1) % interval == phase:
                         st["u"].zero_()
                         st["v"].zero_()
-            _torch_step(layers, state, rec, x[t], t, batch)
+            _torch_step(layers, state, rec, x[t], t, batch, extra)
     return {key: [None if r is None else r.cpu() for r in value] for key, value in rec.items()}
 
 
 def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: torch.Tensor, t: int,
-                batch: int) -> None:
+                batch: int, input_bias: Optional[torch.Tensor] = None) -> None:
     """Step ``t`` of every layer, each feeding the next at the same step, as Lava does."""
     k = 0
     for tl in layers:
@@ -150,12 +159,16 @@ def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: t
             s_in = s_in.reshape(batch, -1)
             continue
         st = state[k]
-        a_now = st["a"]
-        if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
-            r = _int_sums(st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T, torch.int64)
-            a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
-        st["a"] = _synapse(tl, s_in)
-        s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
+        if tl.layer.kind == "input":  # input neurons: a_in arrives at the same step, plus the run's bias
+            a = s_in.reshape(batch, *tl.layer.out_shape).to(torch.int32)
+            s, st["u"], st["v"] = _neuron_step(tl, a, st["u"], st["v"], input_bias)
+        else:
+            a_now = st["a"]
+            if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
+                r = _int_sums(st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T, torch.int64)
+                a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
+            st["a"] = _synapse(tl, s_in)
+            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
         st["s"] = s
         if rec["spikes"][k] is not None:
             rec["spikes"][k][t] = s

@@ -25,7 +25,7 @@ from torch import nn
 from ..block import BlockContainer
 from ..errors import UnsupportedLayerError
 from ..layers import SumPool2d, pair
-from ..netx.spec import Conv, Flatten, NetSpec
+from ..netx.spec import Conv, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
 
 __all__ = ["from_nir", "to_nir"]
@@ -233,6 +233,9 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
     nodes: Dict[str, object] = {"input": nir.Input(input_type={"input": np.array(spec.input_shape)})}
     order = ["input"]
     for i, layer in enumerate(spec.layers):
+        if isinstance(layer, InputNeurons):
+            raise UnsupportedLayerError(f"to_nir: layer {i} holds input neurons (NetX's Input block, driven by their "
+                                        "bias), which have no NIR node yet")
         if isinstance(layer, Flatten):
             nodes[f"{i}"] = nir.Flatten(input_type={"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
             order.append(f"{i}")

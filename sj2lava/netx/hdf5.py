@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import quant
 from ..errors import NetFileError
-from .spec import Conv, Dense, Flatten, NetSpec, Neuron, Shape, conv_out_shape
+from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, Shape, conv_out_shape
 
 PathLike = Union[str, os.PathLike]
 NOT_LOADABLE = {"pool", "average", "convT", "unpool", "concat"}
@@ -41,8 +41,17 @@ def write(spec: NetSpec, path: PathLike) -> Path:
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
         with h5py.File(tmp, "w") as f:
-            _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
-            for i, layer in enumerate(spec.layers, start=1):
+            first = spec.layers[0] if spec.layers else None
+            if isinstance(first, InputNeurons):
+                g = _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
+                if first.transform is not None:
+                    g.create_dataset("weight", data=first.transform[0])
+                    g.create_dataset("bias", data=first.transform[1])
+                _write_neuron(g, first.neuron)
+            else:
+                _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
+            rest = spec.layers[1:] if isinstance(first, InputNeurons) else spec.layers
+            for i, layer in enumerate(rest, start=1):
                 _write(f, i, layer)
         os.replace(tmp, path)
     except BaseException:
@@ -83,7 +92,10 @@ def _write(f: h5py.File, i: int, layer) -> None:
             g.create_dataset("weight_rec", data=layer.weight_rec.astype(np.int16))
     if layer.bias is not None:
         g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int32))
-    n = layer.neuron
+    _write_neuron(g, layer.neuron)
+
+
+def _write_neuron(g: h5py.Group, n: Neuron) -> None:
     g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
     g.create_dataset("neuron/iDecay", data=np.asarray(n.i_decay, dtype=np.int64))
     g.create_dataset("neuron/vDecay", data=np.asarray(n.v_decay, dtype=np.int64))
@@ -99,6 +111,7 @@ class _Ctx:
     def __init__(self, path: Path):
         self.path, self.where = path, ""
         self.ignored: dict = {}  # field -> layer indices where NetX (and so sj2lava) does not read it
+        self.notes: list = []
 
     def fail(self, msg: str) -> NetFileError:
         return NetFileError(f"{self.path}: {self.where}{msg}")
@@ -109,6 +122,7 @@ class _Ctx:
 # is refused by name: a field NetX acts on that sj2lava would not is a silently wrong result.
 _READ = {
     "input": {"type", "shape"},
+    "input_neurons": {"type", "shape", "neuron", "weight", "bias"},
     "flatten": {"type", "shape"},
     "conv": {"type", "shape", "weight", "stride", "padding", "dilation", "groups", "neuron", "bias"},
     "dense": {"type", "shape", "weight", "neuron", "bias"},
@@ -156,12 +170,12 @@ def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
             continue
         if name in _REFUSED:
             raise ctx.fail(f"field '{path}' holds {_REFUSED[name]}")
-        raise ctx.fail(f"field '{path}' is not one sj2lava understands for a {kind} layer; refusing rather "
-                       "than ignoring it (NetX reads: " + ", ".join(sorted(_READ[kind])) + ")")
+        raise ctx.fail(f"field '{path}' is not one sj2lava understands for a {kind.replace('_', ' ')} layer; "
+                       "refusing rather than ignoring it (NetX reads: " + ", ".join(sorted(_READ[kind])) + ")")
 
 
 def _notes(ctx: _Ctx) -> list:
-    notes = []
+    notes = list(ctx.notes)
     for path, layers in sorted(ctx.ignored.items()):
         name = path.split("/")[-1]
         what = _NEURON_NOT_READ_BY_NETX.get(name, "")
@@ -222,16 +236,15 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape]) -> NetSpec:
             raise ctx.fail(f"NetX cannot load '{kind}' layers (NotImplementedError in lava-dl 0.6.0), so Lava "
                            "cannot run this file either. If the model is yours, export it with sj2lava, which "
                            "writes sum-pools as depthwise convolutions.")
-        if kind in _READ and not (kind == "input" and "neuron" in g):
-            _check_fields(g, kind, i, ctx)
+        if kind in _READ:
+            _check_fields(g, "input_neurons" if kind == "input" and "neuron" in g else kind, i, ctx)
         if kind == "input":
             if i != 0:
                 raise ctx.fail("an input layer must be layer/0")
-            if "neuron" in g:
-                raise ctx.fail("an input layer with a neuron is not supported (NetX builds an Input "
-                               "block whose input port is not wired); write the input layer with 'shape' only")
             shape = _shape(g, "shape", ctx)
             net_input = shape
+            if "neuron" in g:
+                layers.append(_read_input_neurons(g, ctx, shape, i))
         elif kind == "flatten":
             if shape is None:
                 raise ctx.fail("flatten cannot be the first layer of a NetX network (NetX fails on it)")
@@ -355,6 +368,21 @@ def _same(g: h5py.Group, ctx: _Ctx, *expected: Tuple[str, Any]) -> None:
             if got != want_t and not (len(want_t) == 2 and got == want_t[:1] and want_t[0] == want_t[1]):
                 raise ctx.fail(f"field '{name}' says {got if len(got) > 1 else got[0]}, but the layer's weights "
                                f"and shapes give {want_t if len(want_t) > 1 else want_t[0]}")
+
+
+def _read_input_neurons(g: h5py.Group, ctx: _Ctx, shape: Shape, index: int) -> InputNeurons:
+    n_out = int(np.prod(shape))
+    transform = None
+    if "weight" in g or "bias" in g:  # NetX keeps these as Input.transform and never applies them
+        w = _ints(g, "weight", ctx).reshape(-1) if "weight" in g else np.array([64])
+        b = _ints(g, "bias", ctx).reshape(-1) if "bias" in g else np.array([0])
+        if w.size != 1 or b.size != 1:
+            raise ctx.fail("fields 'weight' and 'bias' of an input layer must be scalars (NetX reads them with "
+                           "int())")
+        transform = (int(w[0]), int(b[0]))
+        ctx.notes.append(f"layer {index}: the input transform (weight {transform[0]}, bias {transform[1]}) is "
+                         "stored by NetX but not applied: apply it to the data you pass as input_bias")
+    return InputNeurons(shape, shape, _neuron(g, ctx, n_out), transform)
 
 
 def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:

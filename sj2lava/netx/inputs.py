@@ -10,10 +10,11 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from .. import quant
 from ..layout import NXT_to_TNX
 from .spec import NetSpec
 
-__all__ = ["prepare_input", "check_binary", "reset_phases"]
+__all__ = ["prepare_input", "check_binary", "reset_phases", "input_neuron_data"]
 
 
 def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_values: bool = True) -> torch.Tensor:
@@ -57,3 +58,54 @@ def reset_phases(spec: NetSpec, reset_interval: Optional[int], reset_offset: int
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     interval = int(reset_interval)
     return [(interval, (int(reset_offset) + 1 + i) % interval) for i in range(spec.synaptic_layers)]
+
+
+A_IN_MAX = 1 << 16
+"""Largest |a_in| an input neuron takes here: ``a_in << 6`` then stays far inside the 24-bit current."""
+
+
+def input_neuron_data(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Optional[torch.Tensor],
+                      num_steps: Optional[int], layout: str, what: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For a net whose input layer has neurons: ``(a_in [T, N, *shape] int32, bias_mant [N, *shape] int32)``
+    from the caller's ``x`` (optional a_in values), ``input_bias`` (``[N, *shape]`` or ``[*shape]``) and
+    ``num_steps``; every value checked (integers in range, no NaN) before any work."""
+    shape = tuple(spec.input_shape)
+    bias = None
+    if input_bias is not None:
+        bias = torch.as_tensor(input_bias)
+        if tuple(bias.shape) == shape:
+            bias = bias.unsqueeze(0)
+        if bias.dim() != len(shape) + 1 or tuple(bias.shape[1:]) != shape:
+            raise ValueError(f"{what}: input_bias must be [N, *{shape}] or {shape}; got {tuple(bias.shape)}")
+        _check_ints(bias, quant.BIAS_MANT_MIN, quant.BIAS_MANT_MAX, "input_bias", what)
+    if x is None:
+        if num_steps is None:
+            raise ValueError(f"{what}: give num_steps (or x) for a net driven by its input neurons' bias")
+        n = 1 if bias is None else bias.shape[0]
+        x = torch.zeros(int(num_steps), n, *shape, dtype=torch.int32)
+    else:
+        x = torch.as_tensor(x)
+        x = x if layout == "TNX" else NXT_to_TNX(x)
+        if x.dim() < 3 or int(np.prod(x.shape[2:])) != int(np.prod(shape)):
+            raise ValueError(f"{what}: x must be [T, N, *{shape}] (the input neurons' a_in); got {tuple(x.shape)}")
+        x = x.reshape(x.shape[0], x.shape[1], *shape)
+        _check_ints(x, -A_IN_MAX, A_IN_MAX, "x (the input neurons' a_in)", what)
+        if num_steps is not None and int(num_steps) != x.shape[0]:
+            raise ValueError(f"{what}: num_steps={num_steps} but x has {x.shape[0]} steps")
+    if bias is None:
+        bias = torch.zeros(x.shape[1], *shape, dtype=torch.int32)
+    if bias.shape[0] == 1 and x.shape[1] > 1:
+        bias = bias.expand(x.shape[1], *shape)
+    if bias.shape[0] != x.shape[1]:
+        raise ValueError(f"{what}: input_bias has {bias.shape[0]} samples but x has {x.shape[1]}")
+    return x.to(torch.int32), bias.to(torch.int32).contiguous()
+
+
+def _check_ints(a: torch.Tensor, lo: int, hi: int, name: str, what: str) -> None:
+    f = a.double()
+    if not bool(torch.isfinite(f).all()):
+        raise ValueError(f"{what}: {name} contains NaN or inf")
+    if not bool((f == torch.round(f)).all()):
+        raise ValueError(f"{what}: {name} must hold integers")
+    if f.numel() and (float(f.min()) < lo or float(f.max()) > hi):
+        raise ValueError(f"{what}: {name} must lie in [{lo}, {hi}]; found {float(f.min()):g}..{float(f.max()):g}")

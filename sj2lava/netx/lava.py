@@ -17,8 +17,8 @@ import torch
 from .._deps import quiet_import
 from ..layout import TNX_to_NXT
 from .hdf5 import load
-from .inputs import prepare_input, reset_phases
-from .spec import NetSpec
+from .inputs import input_neuron_data, prepare_input, reset_phases
+from .spec import InputNeurons, NetSpec
 
 
 def _import_lava_runtime() -> None:
@@ -51,14 +51,16 @@ def _import_lava_runtime() -> None:
         multiprocessing.set_start_method = original
 
 
-def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
+def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout: str = "TNX",
              num_steps: Optional[int] = None,
              progress: Optional[Callable[[int], None]] = None,
              all_layers: bool = False,
              record: Sequence[str] = ("spikes",),
              spec: Optional[NetSpec] = None,
              reset_interval: Optional[int] = None,
-             reset_offset: int = 0) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             reset_offset: int = 0,
+             input_bias: Optional[torch.Tensor] = None,
+             run_cfg: Optional[object] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -74,6 +76,13 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
             ``u`` and ``v``, NetX's ``LIFReset``). Lava's step counter runs on across samples, so each
             sample is padded with empty steps to a multiple of ``reset_interval``: every sample then sees
             the reset phases of a fresh network, as :func:`sj2lava.emulate` computes them.
+        input_bias: for a net whose input layer has neurons, their ``bias_mant`` per sample (set on
+            ``net.in_layer.neuron.bias_mant``, as lava-dl's own tests drive PilotNet-LIF); ``x`` is then
+            the neurons' ``a_in`` (a source connected to ``net.in_layer.neuron.a_in``), optional, and
+            ``num_steps`` the steps per sample. Same meaning and checks as in :func:`sj2lava.emulate`.
+        run_cfg: a Lava run configuration; default ``Loihi2SimCfg(select_tag='fixed_pt')``, the CPU simulation
+            the emulator equals. With ``lava-loihi`` and access to a Loihi 2 system, ``Loihi2HwCfg()`` runs the
+            same call on the chip (untested here: no chip is reachable from this project's machines).
 
     Returns:
         Output spikes in the caller's layout, aligned so that they equal the exported
@@ -83,7 +92,17 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C.
     """
     spec = load(path) if spec is None else spec
-    x = prepare_input(spec, x, layout, f"run_lava({Path(path).name})")
+    what = f"run_lava({Path(path).name})"
+    neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
+    bias = None
+    if neurons_in:
+        x, bias = input_neuron_data(spec, x, input_bias, num_steps, layout, what)
+    elif input_bias is not None:
+        raise ValueError(f"{what}: input_bias drives input neurons, and this net's input layer has none")
+    elif x is None:
+        raise ValueError(f"{what}: give the input spikes x [T, N, *input_shape]")
+    else:
+        x = prepare_input(spec, x, layout, what)
     steps = int(num_steps) if num_steps is not None else x.shape[0]
     if steps < 1:
         raise ValueError("run_lava: num_steps must be >= 1")
@@ -101,7 +120,8 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
     # [T, C, H, W] gives Lava's [W, H, C, T]. A network whose first layer is dense takes the
     # sample flattened in C, H, W order. Sample i occupies steps i*period .. i*period + steps - 1.
-    lava_in = tuple(net.inp.shape)
+    target = net.in_layer.neuron.a_in if neurons_in else net.inp
+    lava_in = tuple(target.shape)
     data = np.zeros((*lava_in, n * period), dtype=np.int32)
     t_in = min(steps, x.shape[0])
     xs = x[:t_in].detach().cpu().numpy().astype(np.int32)
@@ -112,7 +132,10 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
     started = False
     try:
         src = io.source.RingBuffer(data=data)
-        src.s_out.connect(net.inp)
+        src.s_out.connect(target)
+        if neurons_in:  # one image per sample, in Lava's (W, H, C) order
+            images = [bias[i].numpy().transpose(*reversed(range(bias.dim() - 1))).reshape(lava_in) for i in range(n)]
+            net.in_layer.neuron.bias_mant.init = images[0]
         states = [k for k in ("voltage", "current") if k in record]
         all_layers = all_layers or bool(states)
         probed = net.layers if all_layers else [net]
@@ -129,10 +152,12 @@ def run_lava(path: Union[str, Path], x: torch.Tensor, *, layout: str = "TNX",
                         mon = Monitor()
                         mon.probe(target=getattr(layer.neuron, var), num_steps=n * period)
                         monitors.append((key, var, mon))
-        cfg = Loihi2SimCfg(select_tag="fixed_pt")
+        cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
         for i in range(n):
             if i:
                 _reset_states(net)
+                if neurons_in:
+                    net.in_layer.neuron.bias_mant.set(images[i])
             net.run(condition=RunSteps(num_steps=period), run_cfg=cfg)
             started = True
             if progress is not None:

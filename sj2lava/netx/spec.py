@@ -17,11 +17,8 @@ Shape = Tuple[int, ...]
 
 @dataclass(frozen=True)
 class Neuron:
-    """CUBA-LIF parameters (scalars, or arrays with one value per neuron).
-
-    ``u = rs0(u (4096 - iDecay), 12) + (a_in << 6)``; ``v = rs0(v (4096 - vDecay), 12) + u + (bias << 6)``;
-    spike when ``v > vThMant << 6``, then ``v = 0``.
-    """
+    """CUBA-LIF parameters (scalars, or arrays with one value per neuron) of the LIF step in
+    :mod:`sj2lava.quant`: ``iDecay``, ``vDecay`` in 1/4096, ``vThMant`` in 1/64."""
 
     i_decay: np.ndarray
     v_decay: np.ndarray
@@ -87,7 +84,26 @@ class Flatten:
     synapses: int = field(default=0, init=False)
 
 
-Layer = Union[Conv, Dense, Flatten]
+@dataclass(frozen=True)
+class InputNeurons:
+    """An ``input`` layer with a neuron (NetX's ``Input`` block): CUBA neurons with no synapse. Lava drives
+    them through their bias (``bias_mant``, one image per sample: ``emulate(..., input_bias=)``) and/or their
+    ``a_in`` (integer values added to ``u`` as ``a_in << 6`` at the same step); they spike into the next layer.
+
+    ``transform`` is the file's ``(weight, bias)`` pair that NetX stores on the block but never applies: a
+    user applies it to the data before passing it as ``input_bias`` (lava-dl's own tests do).
+    """
+
+    in_shape: Shape
+    out_shape: Shape
+    neuron: Neuron
+    transform: Optional[Tuple[int, int]] = None
+    kind: str = field(default="input", init=False)
+    synapses: int = field(default=0, init=False)
+    bias: Optional[np.ndarray] = field(default=None, init=False)
+
+
+Layer = Union[InputNeurons, Conv, Dense, Flatten]
 
 
 def conv_out_shape(in_shape: Shape, c_out: int, kernel, stride, padding, dilation) -> Shape:
@@ -143,6 +159,11 @@ class NetSpec:
             if isinstance(l, Conv):
                 kern = "x".join(map(str, l.weight.shape[2:]))
                 stride, pad, grp = "x".join(map(str, l.stride)), "x".join(map(str, l.padding)), str(l.groups)
+            if isinstance(l, InputNeurons):
+                note = "" if l.transform is None else f"transform w={l.transform[0]} b={l.transform[1]}"
+                rows.append((str(i), "input+neuron", _shape(l.out_shape), "", "", "", "", l.neuron.describe(), "",
+                             note, f"{neurons_of(l):,}", "0"))
+                continue
             bias = "" if l.bias is None else f"{int(np.min(l.bias))}..{int(np.max(l.bias))}"
             wr = f"{int(l.weight.min())}..{int(l.weight.max())}"
             kind = "dense_rec" if isinstance(l, Dense) and l.weight_rec is not None else l.kind
