@@ -137,8 +137,7 @@ def _with_field(tmp_path, layer, name, data):
 
 
 @pytest.mark.parametrize("layer, name, data, match", [
-    (3, "delay", np.arange(3), "axonal delays"),
-    (1, "delay", 1, "axonal delays"),
+    (1, "delay", 1, "axonal delays, which NetX applies to dense layers only"),
     (3, "neuron/messageBits", 3, "graded messages"),
     (3, "neuron/gradedSpike", True, "graded spikes"),
     (1, "frobnicate", 1, "'frobnicate' is not one sj2lava understands for a conv layer"),
@@ -175,12 +174,32 @@ def test_fields_netx_does_not_read_are_accepted_with_a_note(tmp_path):
     assert load(small_net_file(tmp_path)).notes == []  # sj2lava's own files carry nothing NetX ignores
 
 
-def test_lava_dl_file_with_axonal_delays_is_refused_not_run_without_them(netx_files):
-    """NTIDIGITS (shipped with lava-dl) carries per-synapse delays 0..62 on its dense layers; NetX applies them.
-    Emulating it without them differed from Lava by 24,631 spikes; until delays are emulated, it is refused."""
-    path = netx_files / "gts" / "ntidigits" / "ntidigits.net"
-    with pytest.raises(NetFileError, match="layer/2 \\(dense\\): field 'delay' holds axonal delays"):
+def test_delays_in_every_form_netx_accepts_and_its_clip_at_62(tmp_path):
+    path = small_net_file(tmp_path)
+    for data, want in [(5, np.full((3, 18), 5)), (np.arange(3), np.repeat(np.arange(3)[:, None], 18, 1)),
+                       (np.arange(18), np.repeat(np.arange(18)[None], 3, 0)), (np.arange(54).reshape(3, 18), None)]:
+        with h5py.File(path, "r+") as f:
+            if "delay" in f["layer/3"]:
+                del f["layer/3/delay"]
+            f["layer/3"].create_dataset("delay", data=data)
+        if want is None:  # up to 53: the ones above 62 do not occur, so nothing is clipped
+            want = np.arange(54).reshape(3, 18)
+        assert np.array_equal(load(path).layers[-1].delay, want)
+    with h5py.File(path, "r+") as f:
+        del f["layer/3/delay"]
+        f["layer/3"].create_dataset("delay", data=np.array([10, 63, 70]))
+    with pytest.warns(UserWarning, match="clips them to 62"):
+        spec = load(path)
+    assert spec.layers[-1].delay.max() == 62 and any("clips them to 62" in n for n in spec.notes)
+    x = spikes((70, 1, 1, 5, 5), 0.6, seed=7)
+    with pytest.warns(UserWarning):
+        assert torch.equal(sj2lava.emulate(path, x), run_lava(path, x))  # NetX clips them the same way
+    with h5py.File(path, "r+") as f:
+        del f["layer/3/delay"]
+        f["layer/3"].create_dataset("delay", data=np.array([1, -1, 0]))
+    with pytest.raises(NetFileError, match="negative delays"):
         load(path)
+
 
 
 def test_a_flat_dense_weight_is_reshaped_as_netx_does(tmp_path):

@@ -57,7 +57,8 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             batch_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
             record: Sequence[str] = ("spikes",), backend: str = "auto", reset_interval: Optional[int] = None,
             reset_offset: int = 0, input_bias: Optional[torch.Tensor] = None,
-            num_steps: Optional[int] = None) -> Union[torch.Tensor, Dict[str, object]]:
+            num_steps: Optional[int] = None, num_layers: Optional[int] = None
+            ) -> Union[torch.Tensor, Dict[str, object]]:
     """Run a NetX ``.net`` file (or a :class:`~sj2lava.netx.spec.NetSpec`) exactly as Lava's fixed-point
     simulation would (the step in this package's docstring).
 
@@ -78,6 +79,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             integers in [-4096, 4095], ``[N, *input_shape]`` (one image per sample) or ``[*input_shape]``;
             lava-dl drives PilotNet-LIF and tinynet this way. ``x`` is then optional: the neurons' ``a_in``
             (integers, added to ``u`` as ``a_in << 6`` at the same step); without it, ``num_steps`` zeros.
+        num_layers: run only the file's first layers (NetX's ``num_layers``; see :func:`sj2lava.load`).
         reset_interval, reset_offset: NetX's names and meaning: every ``reset_interval`` steps each layer's
             ``u`` and ``v`` are zeroed, synaptic layer ``i`` at the Lava steps ``k`` (from 1) with
             ``k % reset_interval == (reset_offset + 1 + i) % reset_interval``
@@ -86,18 +88,25 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     Every sample starts from zero state, as ``run_lava`` resets between samples. Bad input (wrong
     shape, non-binary spikes, NaN) raises ``ValueError`` before any work.
     """
-    spec = path_or_spec if isinstance(path_or_spec, NetSpec) else load(path_or_spec)
+    if isinstance(path_or_spec, NetSpec):
+        if num_layers is not None:
+            raise ValueError("emulate: num_layers selects layers of a file; load(path, num_layers=) for a spec")
+        spec = path_or_spec
+    else:
+        spec = load(path_or_spec, num_layers=num_layers)
     unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current"}
     if unknown:
         raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current'; got "
                          f"{sorted(unknown)}")
     dev = torch.device(device)
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
-    if neurons_in:
+    delays = any(getattr(layer, "delay", None) is not None for layer in spec.layers)
+    if neurons_in or delays:
         if backend == "events":
-            raise ValueError("emulate: the 'events' backend does not run input neurons yet; use backend='torch' "
-                             "(or 'auto')")
+            raise ValueError("emulate: the 'events' backend does not run input neurons or axonal delays yet; use "
+                             "backend='torch' (or 'auto')")
         backend = "torch"
+    if neurons_in:
         x, input_bias = input_neuron_data(spec, x, input_bias, num_steps, layout, "emulate")
     elif input_bias is not None:
         raise ValueError("emulate: input_bias drives input neurons, and this net's input layer has none; "

@@ -51,6 +51,7 @@ class CompiledLayer:
     conv: Optional[dict] = None
     lif: Optional[LifParams] = None
     may_wrap: bool = True  # conv: can a sum leave Lava's 24-bit a_buf?
+    delay: Optional[np.ndarray] = None  # dense: per-synapse axonal delays [out, in] (Lava's DelayDense)
     bound: float = 0.0  # the largest |sum| of one step's synaptic input (before the shift)
 
 
@@ -114,7 +115,7 @@ def compile_net(spec: NetSpec) -> List[CompiledLayer]:
         kernel = w_in if w_rec is None else np.hstack([w_in, w_rec])
         bound = _row_bound(kernel)
         out.append(CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=-exp,
-                          rec_weight=w_rec, lif=_lif(layer, bound / 2**-exp), bound=bound))
+                          rec_weight=w_rec, lif=_lif(layer, bound / 2**-exp), bound=bound, delay=layer.delay))
     return out
 
 

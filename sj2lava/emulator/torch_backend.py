@@ -10,6 +10,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +31,7 @@ class _TorchLayer:
     weight: Optional[torch.Tensor] = None  # float kernel/matrix holding exact integers
     rec_weight: Optional[torch.Tensor] = None
     lif: Optional[Dict[str, torch.Tensor]] = None
+    delays: Optional[List[Tuple[int, torch.Tensor]]] = None  # (delay k, the weights of the synapses with it)
 
 
 def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
@@ -40,8 +42,11 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
             continue
         dt = _kernel_dtype(l.bound)
         as_t = lambda a, dtype=torch.int64: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        delays = None
+        if l.delay is not None:
+            delays = [(int(k), as_t(np.where(l.delay == k, l.weight, 0), dt)) for k in np.unique(l.delay)]
         out.append(_TorchLayer(
-            l, weight=None if l.weight is None else as_t(l.weight, dt),
+            l, delays=delays, weight=None if l.weight is None else as_t(l.weight, dt),
             rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt),
             lif=dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
                      bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))))
@@ -133,6 +138,10 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
     zeros = lambda tl, dt: torch.zeros((batch, *tl.layer.out_shape), dtype=dt, device=dev)  # noqa: E731
     state = [dict(a=zeros(tl, torch.int32), u=zeros(tl, torch.int32), v=zeros(tl, torch.int32),
                   s=zeros(tl, torch.bool)) for tl in syn]
+    for st, tl in zip(state, syn):
+        if tl.delays is not None:  # Lava DelayDense's a_buff: column j reaches the neurons j steps from now
+            st["ring"] = torch.zeros((batch, max(k for k, _ in tl.delays) + 1, *tl.layer.out_shape),
+                                     dtype=torch.int32, device=dev)
     every_layer = any(k in record for k in ("layer_spikes", "voltage", "current"))
     keys = ["spikes"] + [k for k in ("voltage", "current") if k in record]
     rec = {k: [torch.empty((steps, batch, *tl.layer.out_shape),
@@ -162,6 +171,15 @@ def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: t
         if tl.layer.kind == "input":  # input neurons: a_in arrives at the same step, plus the run's bias
             a = s_in.reshape(batch, *tl.layer.out_shape).to(torch.int32)
             s, st["u"], st["v"] = _neuron_step(tl, a, st["u"], st["v"], input_bias)
+        elif tl.delays is not None:  # DelayDense: send column 0, shift, then add each delay's sums (shifted apart)
+            ring = st["ring"]
+            a_now = ring[:, 0].clone()
+            ring = torch.cat((ring[:, 1:], torch.zeros_like(ring[:, :1])), 1)
+            x_in = s_in.reshape(batch, -1).to(tl.weight.dtype)
+            for d, w_d in tl.delays:
+                ring[:, d] += _exp_shift(_int_sums(x_in @ w_d.T, torch.int64), tl.layer.shift).to(torch.int32)
+            st["ring"] = ring
+            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
         else:
             a_now = st["a"]
             if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec

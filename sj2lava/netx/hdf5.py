@@ -17,6 +17,7 @@ NetX reads weights and biases with ``astype(int)``, so they must hold exact inte
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Tuple, Union
 
@@ -90,6 +91,8 @@ def _write(f: h5py.File, i: int, layer) -> None:
         )
         if layer.weight_rec is not None:
             g.create_dataset("weight_rec", data=layer.weight_rec.astype(np.int16))
+        if layer.delay is not None:
+            g.create_dataset("delay", data=layer.delay.astype(np.int8))
     if layer.bias is not None:
         g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int32))
     _write_neuron(g, layer.neuron)
@@ -125,7 +128,7 @@ _READ = {
     "input_neurons": {"type", "shape", "neuron", "weight", "bias"},
     "flatten": {"type", "shape"},
     "conv": {"type", "shape", "weight", "stride", "padding", "dilation", "groups", "neuron", "bias"},
-    "dense": {"type", "shape", "weight", "neuron", "bias"},
+    "dense": {"type", "shape", "weight", "neuron", "bias", "delay"},
     "dense_rec": {"type", "shape", "weight", "weight_rec", "neuron", "bias"},
 }
 _INFORMATIONAL = {"inChannels", "outChannels", "kernelSize", "inFeatures", "outFeatures"}  # checked, not used
@@ -138,8 +141,8 @@ _NEURON_NOT_READ_BY_NETX = {
     "wgtExp": "a Loihi 1 weight exponent",
 }
 _REFUSED = {
-    "delay": "axonal delays, which NetX applies to dense layers (and ignores on conv layers); sj2lava does not "
-             "emulate them yet, so this file would run differently here",
+    "delay": "axonal delays, which NetX applies to dense layers only (it ignores them on conv layers, and sj2lava "
+             "does not emulate them on dense_rec layers yet), so this file would run differently than written",
     "weight/real": "complex (resonate-and-fire) weights, which sj2lava does not emulate",
     "messageBits": "graded messages, which sj2lava does not emulate yet",
 }
@@ -185,10 +188,12 @@ def _notes(ctx: _Ctx) -> list:
     return notes
 
 
-def load(path: PathLike, input_shape: Optional[Shape] = None) -> NetSpec:
+def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Optional[int] = None) -> NetSpec:
     """Read and validate a NetX ``.net`` file (sj2lava's or lava-dl's ``export_hdf5`` output).
 
     ``input_shape`` is needed only for files without an ``input`` layer whose first layer is a conv.
+    ``num_layers`` (NetX's argument of the same name) reads only ``layer/0 .. layer/<num_layers - 1>``, as
+    NetX builds only those: lava-dl runs NTIDIGITS with ``num_layers=5``, before its ``average`` layer.
 
     Raises:
         NetFileError: naming the file, the layer and the field, for anything NetX could not load
@@ -205,14 +210,14 @@ def load(path: PathLike, input_shape: Optional[Shape] = None) -> NetSpec:
         raise ctx.fail(f"not a readable HDF5 file ({e}); it may be truncated or not a .net file") from None
     try:
         with f:
-            return _read(f, ctx, input_shape)
+            return _read(f, ctx, input_shape, num_layers)
     except NetFileError:
         raise
     except Exception as e:  # h5py and numpy raise many kinds for damaged data
         raise ctx.fail(f"unreadable data ({type(e).__name__}: {e})") from None
 
 
-def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape]) -> NetSpec:
+def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Optional[int] = None) -> NetSpec:
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise ctx.fail("no 'layer' group: not a NetX network file")
     keys = list(f["layer"].keys())
@@ -224,6 +229,10 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape]) -> NetSpec:
     if idx != list(range(len(idx))):
         missing = sorted(set(range(idx[-1] + 1)) - set(idx))
         raise ctx.fail(f"layer indices must be contiguous from 0; missing layer/{missing[0]}")
+    if num_layers is not None:
+        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
+            raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+        idx = idx[:int(num_layers)]
     layers = []
     shape: Optional[Shape] = tuple(int(s) for s in input_shape) if input_shape is not None else None
     net_input: Optional[Shape] = shape
@@ -442,4 +451,33 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
         if w_rec.shape != (n_out, n_out):
             raise ctx.fail(f"field 'weight_rec' should be ({n_out}, {n_out}), found {w_rec.shape}")
     return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, _neuron(g, ctx, n_out),
-                 _bias(g, ctx, (n_out,)), w_rec)
+                 _bias(g, ctx, (n_out,)), w_rec, _delay(g, ctx, w.shape) if "delay" in g else None)
+
+
+MAX_DELAY = 62
+"""NetX clips axonal delays above 62 (with a warning); Lava's DelayDense holds 0..63."""
+
+
+def _delay(g: h5py.Group, ctx: _Ctx, shape: Tuple[int, int]) -> np.ndarray:
+    """NetX's ``delay`` as a per-synapse ``(out, in)`` array: a scalar, one per output (axonal), one per input,
+    or one per synapse; values above 62 clipped as NetX clips them (with a warning and a note)."""
+    d = _ints(g, "delay", ctx)
+    n_out, n_in = shape
+    if d.size == 1:
+        d = np.full(shape, int(d.reshape(-1)[0]), dtype=np.int64)
+    elif d.ndim == 1 and d.size == n_out:  # NetX checks per output first, as here
+        d = np.repeat(d.reshape(-1, 1), n_in, axis=1)
+    elif d.ndim == 1 and d.size == n_in:
+        d = np.repeat(d.reshape(1, -1), n_out, axis=0)
+    elif d.shape != (n_out, n_in):
+        raise ctx.fail(f"field 'delay' of shape {d.shape} fits neither one value, {n_out} outputs, {n_in} "
+                       f"inputs nor the weight's {shape}")
+    if d.min() < 0:
+        raise ctx.fail(f"field 'delay' holds negative delays (min {int(d.min())}); Lava drops those synapses")
+    if d.max() > MAX_DELAY:
+        msg = (f"field 'delay' holds delays up to {int(d.max())}; NetX clips them to {MAX_DELAY}, and so does "
+               "sj2lava")
+        warnings.warn(f"{ctx.path}: {ctx.where}{msg}", stacklevel=4)
+        ctx.notes.append(f"{ctx.where.rstrip(': ')}: {msg}")
+        d = np.minimum(d, MAX_DELAY)
+    return d.astype(np.int64)

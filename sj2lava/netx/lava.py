@@ -60,7 +60,8 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
              reset_interval: Optional[int] = None,
              reset_offset: int = 0,
              input_bias: Optional[torch.Tensor] = None,
-             run_cfg: Optional[object] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             run_cfg: Optional[object] = None,
+             num_layers: Optional[int] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -80,6 +81,8 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
             ``net.in_layer.neuron.bias_mant``, as lava-dl's own tests drive PilotNet-LIF); ``x`` is then
             the neurons' ``a_in`` (a source connected to ``net.in_layer.neuron.a_in``), optional, and
             ``num_steps`` the steps per sample. Same meaning and checks as in :func:`sj2lava.emulate`.
+        num_layers: build only the file's first layers (passed to ``netx.hdf5.Network``, as in
+            :func:`sj2lava.load`).
         run_cfg: a Lava run configuration; default ``Loihi2SimCfg(select_tag='fixed_pt')``, the CPU simulation
             the emulator equals. With ``lava-loihi`` and access to a Loihi 2 system, ``Loihi2HwCfg()`` runs the
             same call on the chip (untested here: no chip is reachable from this project's machines).
@@ -91,7 +94,7 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
 
     The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C.
     """
-    spec = load(path) if spec is None else spec
+    spec = load(path, num_layers=num_layers) if spec is None else spec
     what = f"run_lava({Path(path).name})"
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
     bias = None
@@ -115,8 +118,10 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
-    resets = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
-    net = netx.hdf5.Network(net_config=str(path), **resets)
+    options = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
+    if num_layers is not None:
+        options["num_layers"] = int(num_layers)
+    net = netx.hdf5.Network(net_config=str(path), **options)
     # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
     # [T, C, H, W] gives Lava's [W, H, C, T]. A network whose first layer is dense takes the
     # sample flattened in C, H, W order. Sample i occupies steps i*period .. i*period + steps - 1.

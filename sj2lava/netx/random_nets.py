@@ -57,11 +57,22 @@ def _bias(rng: np.random.Generator, n: int, weight: np.ndarray) -> Optional[np.n
     return rng.integers(-60, 60, n).astype(np.int64) * int(rng.choice([1, 1, 8]))
 
 
-def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0) -> NetSpec:
+def _delays(rng: np.random.Generator, shape: Tuple[int, int]) -> np.ndarray:
+    top = int(rng.choice([3, 10, 62]))
+    form = rng.choice(["synapse", "output", "input", "one"])
+    size = {"synapse": shape, "output": (shape[0], 1), "input": (1, shape[1]), "one": (1, 1)}[form]
+    d = rng.integers(0, top + 1, size)
+    d.flat[0] = top  # the largest delay of the layer really occurs
+    return np.broadcast_to(d, shape).astype(np.int64).copy()
+
+
+def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float = 0.0) -> NetSpec:
     """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``.
 
     ``wide``: the chance that a convolution has 16 or 32 output channels and no groups (the shape
-    the emulator's event kernel sums by table); 0 keeps the nets of earlier versions seed for seed.
+    the emulator's event kernel sums by table); ``delays``: the chance that a (non-recurrent) dense layer
+    has axonal delays (one per synapse, per output, per input or one for all, 0..62 with both ends
+    likely). 0 keeps the nets of earlier versions seed for seed.
     """
     rng = np.random.default_rng(seed)
     if rng.random() < 0.6:
@@ -106,6 +117,8 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0) -> NetSpec:
             rec = None
             if rng.random() < 0.15:
                 rec = rng.integers(-40, 40, (n_out, n_out)).astype(np.int64) * 2
-            layers.append(Dense(shape, (n_out,), weight, _neuron(rng, weight), _bias(rng, n_out, weight), rec))
+            delay = _delays(rng, weight.shape) if rec is None and delays and rng.random() < delays else None
+            layers.append(Dense(shape, (n_out,), weight, _neuron(rng, weight), _bias(rng, n_out, weight), rec,
+                                delay))
             shape = (n_out,)
     return NetSpec(input_shape, layers)

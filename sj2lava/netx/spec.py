@@ -58,7 +58,11 @@ class Conv:
 @dataclass(frozen=True)
 class Dense:
     """Fully connected synapse + CUBA neurons: ``a_in[o] = sum_i w[o, i] s[i]`` (``weight`` is ``(out, in)``),
-    plus ``weight_rec @ s_prev`` for ``dense_rec`` layers."""
+    plus ``weight_rec @ s_prev`` for ``dense_rec`` layers.
+
+    ``delay`` (optional, ``(out, in)`` integers in 0..62, Lava's ``DelayDense``): a spike through synapse
+    ``(o, i)`` at step ``t`` reaches neuron ``o`` at step ``t + 1 + delay[o, i]`` (0: the plain one-step
+    synaptic delay)."""
 
     in_shape: Shape
     out_shape: Shape
@@ -66,6 +70,7 @@ class Dense:
     neuron: Neuron
     bias: Optional[np.ndarray] = None
     weight_rec: Optional[np.ndarray] = None
+    delay: Optional[np.ndarray] = None
     kind: str = field(default="dense", init=False)
 
     @property
@@ -167,6 +172,8 @@ class NetSpec:
             bias = "" if l.bias is None else f"{int(np.min(l.bias))}..{int(np.max(l.bias))}"
             wr = f"{int(l.weight.min())}..{int(l.weight.max())}"
             kind = "dense_rec" if isinstance(l, Dense) and l.weight_rec is not None else l.kind
+            if isinstance(l, Dense) and l.delay is not None:
+                kind += f" delay {int(l.delay.min())}..{int(l.delay.max())}"
             rows.append((str(i), kind, _shape(l.out_shape), kern, stride, pad, grp, l.neuron.describe(),
                          bias, wr, f"{neurons_of(l):,}", f"{l.synapses:,}"))
         rows.append(("", "total", "", "", "", "", "", "", "", "", f"{self.neurons:,}", f"{self.synapses:,}"))
