@@ -93,7 +93,7 @@ MALFORMED = {
                                                    f["layer/2"].create_dataset("type", (1,), "S10", [b"warp"]))),
                      "unknown layer type 'warp'"),
     "no_layer_group": (lambda p: _edit(p, lambda f: f.pop("layer") and None), "no 'layer' group"),
-    "missing_neuron": (lambda p: _edit(p, lambda f: f["layer/3"].pop("neuron") and None), "missing group 'neuron'"),
+    "missing_neuron": (lambda p: _edit(p, lambda f: f["layer/1"].pop("neuron") and None), "missing group 'neuron'"),
 }
 
 
@@ -245,3 +245,20 @@ def test_run_lava_takes_a_run_configuration(tmp_path):
     assert torch.equal(run_lava(path, x, run_cfg=cfg), run_lava(path, x))
     with pytest.raises(AttributeError, match="select"):  # the configuration is really handed to Lava
         run_lava(path, x, run_cfg=object())
+
+
+def test_a_dense_layer_without_neuron_gets_netx_default_integrator(tmp_path):
+    path = small_net_file(tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f["layer/3/neuron"]
+    spec = load(path)
+    n = spec.layers[-1].neuron
+    assert (int(n.i_decay), int(n.v_decay), int(n.v_th_mant)) == (0, 4096, 1 << 17)
+    assert any("default integrator" in note for note in spec.notes)
+    x = spikes((12, 2, 1, 5, 5), 0.6, seed=5)
+    want = ("spikes", "voltage", "current")
+    lava, emu = run_lava(path, x, record=want), sj2lava.emulate(path, x, record=want)
+    for key in ("layer_spikes", "voltage", "current"):
+        for a, b in zip(emu[key], lava[key]):
+            assert torch.equal(a.long(), b.long()), key
+    assert emu["layer_spikes"][-1].sum() == 0 and emu["voltage"][-1].abs().sum() > 0  # it integrates, never fires

@@ -341,6 +341,18 @@ def _pair(g: h5py.Group, name: str, ctx: _Ctx, default: Optional[int] = None) ->
     return (int(a[0]), int(a[1]))
 
 
+NETX_DEFAULT_V_TH_MANT = 1 << 17
+"""NetX's threshold for a dense layer without a neuron group (its ``1 << 18 - 1``): ``v`` is clipped to
+``2^23 - 1`` while the threshold is ``2^23``, so such a layer never spikes; it integrates."""
+
+
+def _default_neuron(ctx: _Ctx) -> Neuron:
+    ctx.notes.append(f"{ctx.where.rstrip(': ')}: no neuron group; NetX gives the layer its default integrator "
+                     f"(iDecay 0, vDecay 4096, vThMant {NETX_DEFAULT_V_TH_MANT}, which never spikes), and so does "
+                     "sj2lava")
+    return Neuron(np.asarray(0), np.asarray(quant.P_SCALE), np.asarray(NETX_DEFAULT_V_TH_MANT))
+
+
 def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int) -> Neuron:
     if "neuron" not in g:
         raise ctx.fail("missing group 'neuron'")
@@ -450,7 +462,8 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
         w_rec = _ints(g, "weight_rec", ctx)
         if w_rec.shape != (n_out, n_out):
             raise ctx.fail(f"field 'weight_rec' should be ({n_out}, {n_out}), found {w_rec.shape}")
-    return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, _neuron(g, ctx, n_out),
+    neuron = _neuron(g, ctx, n_out) if "neuron" in g else _default_neuron(ctx)
+    return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, neuron,
                  _bias(g, ctx, (n_out,)), w_rec, _delay(g, ctx, w.shape) if "delay" in g else None)
 
 
