@@ -3,7 +3,9 @@
     python tools/verify_emulator.py [--nets 200] [--first-seed 0]
 
 Every synaptic layer's spikes must be identical; prints one line per net and a summary; exits 1 on
-any mismatch. (The suite runs a small subset of the same seeds.)
+any mismatch. Besides the layer corners of ``random_spec``, the nets include axonal delays (0..62, so
+each such net runs past its longest delay), input neurons driven by bias images and graded ``a_in``,
+and NetX's periodic reset, each drawn per seed. (The suite runs the same kinds of nets in tests.)
 """
 import argparse
 import sys
@@ -18,19 +20,30 @@ from sj2lava import run_lava
 from sj2lava.emulator import emulate
 from sj2lava.netx import hdf5
 from sj2lava.netx.random_nets import random_spec
+from sj2lava.netx.spec import InputNeurons
 
 
 def check(seed: int, folder: Path):
-    spec = random_spec(seed)
+    spec = random_spec(seed, delays=0.5, inputs=0.25)
     path = hdf5.write(spec, folder / f"net{seed}.net")
     rng = np.random.default_rng(10_000 + seed)
-    steps = int(rng.integers(8, 21))
+    longest = max([int(l.delay.max()) for l in spec.layers if getattr(l, "delay", None) is not None], default=0)
+    steps = int(rng.integers(8, 21)) + longest
     x = torch.from_numpy((rng.random((steps, 2, *spec.input_shape)) < rng.uniform(0.1, 0.7)).astype(np.float32))
-    lava = run_lava(path, x, all_layers=True)
-    emu = emulate(path, x, record=("spikes", "layer_spikes"))["layer_spikes"]
+    kw = {}
+    if isinstance(spec.layers[0], InputNeurons):  # a bias image per sample, and graded a_in on some nets
+        kw["input_bias"] = torch.from_numpy(rng.integers(-50, 400, (2, *spec.input_shape)))
+        x = x * int(rng.choice([0, 1, 5]))
+    if rng.random() < 0.3:
+        kw.update(reset_interval=int(rng.integers(2, 10)), reset_offset=int(rng.integers(0, 6)))
+    lava = run_lava(path, x, all_layers=True, **kw)
+    emu = emulate(path, x, record=("spikes", "layer_spikes"), **kw)["layer_spikes"]
     mism = [int((a != b).sum()) for a, b in zip(emu, lava)]
-    kinds = "+".join(("dense_rec" if getattr(l, "weight_rec", None) is not None else l.kind) for l in spec.layers)
-    return kinds, [int(s.sum()) for s in lava], mism
+    names = [("dense_rec" if getattr(l, "weight_rec", None) is not None else l.kind)
+             + ("(delay)" if getattr(l, "delay", None) is not None else "") for l in spec.layers]
+    if "reset_interval" in kw:
+        names.append(f"reset{kw['reset_interval']}")
+    return "+".join(names), [int(s.sum()) for s in lava], mism
 
 
 def main(argv=None) -> int:

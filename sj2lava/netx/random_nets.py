@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .. import quant
-from .spec import Conv, Dense, Flatten, NetSpec, Neuron, conv_out_shape
+from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, conv_out_shape
 
 
 def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
@@ -66,13 +66,15 @@ def _delays(rng: np.random.Generator, shape: Tuple[int, int]) -> np.ndarray:
     return np.broadcast_to(d, shape).astype(np.int64).copy()
 
 
-def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float = 0.0) -> NetSpec:
+def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float = 0.0,
+                inputs: float = 0.0) -> NetSpec:
     """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``.
 
     ``wide``: the chance that a convolution has 16 or 32 output channels and no groups (the shape
     the emulator's event kernel sums by table); ``delays``: the chance that a (non-recurrent) dense layer
     has axonal delays (one per synapse, per output, per input or one for all, 0..62 with both ends
-    likely). 0 keeps the nets of earlier versions seed for seed.
+    likely); ``inputs``: the chance that the net starts with input neurons (NetX's ``Input`` block, driven
+    by a bias image and/or ``a_in``). 0 keeps the nets of earlier versions seed for seed.
     """
     rng = np.random.default_rng(seed)
     if rng.random() < 0.6:
@@ -121,4 +123,7 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
             layers.append(Dense(shape, (n_out,), weight, _neuron(rng, weight), _bias(rng, n_out, weight), rec,
                                 delay))
             shape = (n_out,)
+    if inputs and rng.random() < inputs:  # drawn last, so the layers after it are those of inputs=0
+        drive = np.full((1, 1), int(rng.integers(50, 400)))  # a typical bias image value, for the threshold
+        layers.insert(0, InputNeurons(input_shape, input_shape, _neuron(rng, drive)))
     return NetSpec(input_shape, layers)
