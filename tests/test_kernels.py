@@ -52,3 +52,40 @@ def test_backend_choice():
             _resolve_backend("triton", cpu)
     node = CubaLIFNode(0.5, 0.5, backend="torch", step_mode="m")
     assert node(torch.ones(3, 2, 4)).shape == (3, 2, 4)
+
+
+def test_offsets_past_2_31_elements_are_computed_in_int64():
+    """T * n >= 2^31 with n itself an i32 (T=128 steps of 2^25 neurons, 32 GiB, fits an H200): the kernels
+    Triton builds for that launch index memory with 64-bit offsets, and a small launch keeps 32-bit ones.
+    Read from the TTIR of the very launches the host code makes (recorded on the meta device, not run)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    code = (
+        "import re, torch\n"
+        "import sys; sys.path.insert(0, 'tools')\n"
+        "import triton_aot as aot\n"
+        "from triton.compiler.backends.cuda import CUDABackend\n"
+        "from triton.compiler.compiler import ASTSource\n"
+        "from sj2lava import neuron_triton as k\n"
+        "def ttir(steps, n):\n"
+        "    with k.record_launches() as rec:\n"
+        "        z = torch.empty(steps, n, device='meta')\n"
+        "        s = torch.empty(n, dtype=torch.int64, device='meta')\n"
+        "        k.forward(z, s, 3072, 3072, 4096, s, s, True)\n"
+        "        g = torch.empty(steps, n, device='meta')\n"
+        "        k.backward(g, g, 0.5, 0.5, None, None, g, s.float(), g, s.float())\n"
+        "    out = []\n"
+        "    for kernel, args, const in rec:\n"
+        "        sig, consts, attrs = aot.compile_key(kernel, args, const)\n"
+        "        be = CUDABackend(('cuda', 80)); opts = be.parse_options({})\n"
+        "        out.append(str(ASTSource(kernel, sig, consts, attrs).make_ir(opts)))\n"
+        "    return out\n"
+        "for steps, n in ((128, 1 << 25), (16, 4096)):\n"
+        "    for ir in ttir(steps, n):\n"
+        "        wide = bool(re.search(r'tt[.]addptr [^\\n]*, tensor<256xi64>', ir))\n"
+        "        print(steps, n, 'i64' if wide else 'i32')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                       cwd=str(Path(__file__).resolve().parents[1]))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.split("\n")
+    assert lines.count(f"128 {1 << 25} i64") == 2 and lines.count("16 4096 i32") == 2, r.stdout
