@@ -26,9 +26,6 @@ __all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporte
 
 load = hdf5.load
 
-BIAS_MANT_RANGE = (quant.BIAS_MANT_MIN, quant.BIAS_MANT_MAX)
-V_TH_MANT_MAX = quant.V_TH_MANT_MAX
-
 
 def export(model: Union[nn.Module, Sequence[nn.Module]], path: Union[str, Path],
            input_shape: Optional[Sequence[int]] = None, *, strict: bool = True) -> Path:
@@ -188,12 +185,12 @@ def _problems(layer: Layer, where: str) -> List[str]:
                    "then loses precision. Clamp the weights to >= -254/64 (e.g. "
                    "synapse.weight.data.clamp_(min=-254/64)) or add a positive weight.")
     th = int(np.max(layer.neuron.v_th_mant))
-    if th > V_TH_MANT_MAX:
+    if th > quant.V_TH_MANT_MAX:
         out.append(f"export: {where}: threshold {th / 64:g} (vThMant {th}) exceeds Lava's 17-bit vThMant "
-                   f"(max {V_TH_MANT_MAX}, threshold < 2048). Lower the threshold and scale the weights.")
-    if layer.bias is not None and (layer.bias.min() < BIAS_MANT_RANGE[0] or layer.bias.max() > BIAS_MANT_RANGE[1]):
+                   f"(max {quant.V_TH_MANT_MAX}, threshold < 2048). Lower the threshold and scale the weights.")
+    if layer.bias is not None and (layer.bias.min() < quant.BIAS_MANT_MIN or layer.bias.max() > quant.BIAS_MANT_MAX):
         out.append(f"export: {where}: bias {layer.bias.min() / 64:g}..{layer.bias.max() / 64:g} exceeds Lava's "
-                   f"13-bit bias_mant ({BIAS_MANT_RANGE[0]}..{BIAS_MANT_RANGE[1]}, i.e. |bias| < 64).")
+                   f"13-bit bias_mant ({quant.BIAS_MANT_MIN}..{quant.BIAS_MANT_MAX}, i.e. |bias| < 64).")
     for bound, what in _state_bounds(layer):
         if bound > quant.STATE_MAX:
             out.append(f"export: {where}: {what} can reach {bound:,.0f} state units, beyond Lava's 24-bit "

@@ -52,7 +52,6 @@ def _from_slayer(neuron: nn.Module, where: str) -> CubaLIFNode:
     return node
 
 
-
 def lava_neuron_params(node: CubaLIFNode) -> dict:
     """Keyword arguments of lava-dl's ``cuba.Neuron`` equal to ``node`` (floored threshold)."""
     return dict(
@@ -120,10 +119,9 @@ class _NeuronBias(nn.Module):
         return current + b.view(1, -1, *([1] * (current.dim() - 2)))
 
 
-
 def _conv_to_lava(m: nn.Conv2d, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
     blk = _slayer().block.cuba.Conv(
-        _neuron_kwargs_with_bias(neuron_kwargs, translate._bias(m, scale)),
+        _neuron_kwargs_with_bias(neuron_kwargs, rule_for(m, type(m).__name__).bias(m, scale)),
         in_features=m.in_channels, out_features=m.out_channels, kernel_size=m.kernel_size,
         stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups,
         delay_shift=delay_shift,
@@ -133,16 +131,14 @@ def _conv_to_lava(m: nn.Conv2d, neuron_kwargs: Optional[dict], delay_shift: bool
     return blk
 
 
-
 def _dense_to_lava(m: nn.Linear, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
     blk = _slayer().block.cuba.Dense(
-        _neuron_kwargs_with_bias(neuron_kwargs, translate._bias(m, scale)),
+        _neuron_kwargs_with_bias(neuron_kwargs, rule_for(m, type(m).__name__).bias(m, scale)),
         m.in_features, m.out_features, delay_shift=delay_shift,
     )
     with torch.no_grad():
         blk.synapse.weight.data[:, :, 0, 0, 0] = scaled(m.weight.detach(), scale)
     return blk
-
 
 
 def _pool_to_lava(m: SumPool2d, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
@@ -158,10 +154,8 @@ def _pool_to_lava(m: SumPool2d, neuron_kwargs: Optional[dict], delay_shift: bool
     )
 
 
-
 def _flatten_to_lava(m: nn.Flatten, neuron_kwargs: Optional[dict], delay_shift: bool, scale: float):
     return _slayer().block.cuba.Flatten()
-
 
 
 # --------------------------------------------------------------------------- lava-dl blocks
@@ -195,7 +189,7 @@ def _no_bias(m: nn.Module, fn: str) -> None:
 
 def conv2d_to_lava_synapse_conv(conv2d_nn: nn.Conv2d) -> nn.Module:
     """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Conv`` with ``conv2d_nn``'s weights."""
-    translate._check_conv(conv2d_nn, "conv2d_to_lava_synapse_conv")
+    translate.CONV.check(conv2d_nn, "conv2d_to_lava_synapse_conv")
     _no_bias(conv2d_nn, "conv2d_to_lava_synapse_conv")
     syn = _slayer().synapse.Conv(
         in_features=conv2d_nn.in_channels, out_features=conv2d_nn.out_channels,
@@ -218,7 +212,8 @@ def linear_to_lava_synapse_dense(fc: nn.Linear) -> nn.Module:
 
 def avgpool2d_to_lava_synapse_pool(pool2d_nn: nn.AvgPool2d) -> nn.Module:
     """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Pool`` (a sum-pool; warns)."""
-    pool = translate._avgpool_as_sumpool(pool2d_nn, "avgpool2d_to_lava_synapse_pool")
+    where = "avgpool2d_to_lava_synapse_pool"
+    pool = rule_for(pool2d_nn, where).normalize(pool2d_nn, where)  # the AvgPool2d rule: a sum-pool, with a warning
     return _slayer().synapse.Pool(pool.kernel_size, pool.stride)
 
 
