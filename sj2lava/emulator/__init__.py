@@ -29,8 +29,8 @@ import torch
 
 from ..layout import TNX_to_NXT
 from ..netx.hdf5 import load
-from ..netx.inputs import check_binary, input_neuron_data, prepare_input, reset_phases
-from ..netx.spec import InputNeurons, NetSpec
+from ..netx.inputs import check_binary, graded_input_data, input_neuron_data, prepare_input, reset_phases
+from ..netx.spec import InputNeurons, NetSpec, sends_graded
 from . import ckernel, cpu_backend, torch_backend
 from .compiled import compile_net, fingerprint, prepared
 
@@ -57,20 +57,24 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             batch_size: Optional[int] = None, device: Union[str, torch.device] = "cpu",
             record: Sequence[str] = ("spikes",), backend: str = "auto", reset_interval: Optional[int] = None,
             reset_offset: int = 0, input_bias: Optional[torch.Tensor] = None,
-            num_steps: Optional[int] = None, num_layers: Optional[int] = None
-            ) -> Union[torch.Tensor, Dict[str, object]]:
+            num_steps: Optional[int] = None, num_layers: Optional[int] = None, skip_layers: int = 0,
+            spike_exp: int = 6) -> Union[torch.Tensor, Dict[str, object]]:
     """Run a NetX ``.net`` file (or a :class:`~sj2lava.netx.spec.NetSpec`) exactly as Lava's fixed-point
     simulation would (the step in this package's docstring).
 
     Args:
         path_or_spec: a ``.net`` path (anything :func:`sj2lava.load` accepts) or a loaded spec.
-        x: binary input spikes ``[T, N, *input_shape]`` (``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``).
+        x: binary input spikes ``[T, N, *input_shape]`` (``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``);
+            integers for a net that takes graded input (an SDNN input layer: its Delta neurons' ``a_in``, or
+            ``input_message_bits`` after ``skip_layers``).
         batch_size: samples per chunk (default: all at once for ``'torch'``, 256 for ``'events'``).
         device: ``'cpu'`` or ``'cuda'``.
         record: ``('spikes',)`` returns the output spikes; adding ``'layer_spikes'``, ``'voltage'``
             and/or ``'current'`` returns a dict with ``'spikes'`` (output) and per synaptic layer lists
             ``'layer_spikes'``, ``'voltage'``, ``'current'`` (``v`` after reset and ``u``, int32 state
-            units: 4096 = 1.0). Every returned array is in ``layout``.
+            units: 4096 = 1.0; None for SDNN layers); ``'sigma'`` adds the SDNN layers' sigma state (None for
+            the others). Every returned array is in ``layout``. Spikes are float 0/1; the messages of an SDNN
+            layer are int32 (units of ``2^-spike_exp``).
         backend: ``'events'`` (CPU, a C kernel built on first use: the fast one),
             ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
             is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
@@ -79,7 +83,9 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             integers in [-4096, 4095], ``[N, *input_shape]`` (one image per sample) or ``[*input_shape]``;
             lava-dl drives PilotNet-LIF and tinynet this way. ``x`` is then optional: the neurons' ``a_in``
             (integers, added to ``u`` as ``a_in << 6`` at the same step); without it, ``num_steps`` zeros.
-        num_layers: run only the file's first layers (NetX's ``num_layers``; see :func:`sj2lava.load`).
+        num_layers, skip_layers: run only the file's first layers, or all but its first ones (NetX's names; see
+            :func:`sj2lava.load`).
+        spike_exp: NetX's ``spike_exp``, the fraction bits of SDNN messages (default 6: a message of 64 is 1.0).
         reset_interval, reset_offset: NetX's names and meaning: every ``reset_interval`` steps each layer's
             ``u`` and ``v`` are zeroed, synaptic layer ``i`` at the Lava steps ``k`` (from 1) with
             ``k % reset_interval == (reset_offset + 1 + i) % reset_interval``
@@ -89,24 +95,32 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     shape, non-binary spikes, NaN) raises ``ValueError`` before any work.
     """
     if isinstance(path_or_spec, NetSpec):
-        if num_layers is not None:
-            raise ValueError("emulate: num_layers selects layers of a file; load(path, num_layers=) for a spec")
+        if num_layers is not None or skip_layers:
+            raise ValueError("emulate: num_layers and skip_layers select layers of a file; use load(path, ...) "
+                             "for a spec")
         spec = path_or_spec
     else:
-        spec = load(path_or_spec, num_layers=num_layers)
-    unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current"}
+        spec = load(path_or_spec, num_layers=num_layers, skip_layers=skip_layers)
+    unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current", "sigma"}
     if unknown:
-        raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current'; got "
+        raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current', 'sigma'; got "
                          f"{sorted(unknown)}")
+    if isinstance(spike_exp, bool) or not isinstance(spike_exp, (int, np.integer)) or not 0 <= spike_exp <= 24:
+        raise ValueError(f"emulate: spike_exp must be an integer in [0, 24], got {spike_exp!r}")
     dev = torch.device(device)
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
     delays = any(getattr(layer, "delay", None) is not None for layer in spec.layers)
-    if neurons_in or delays:
+    sdnn = spec.graded_input or any(sends_graded(layer) for layer in spec.layers)
+    if neurons_in or delays or sdnn:
         if backend == "events":
-            raise ValueError("emulate: the 'events' backend does not run input neurons or axonal delays yet; use "
-                             "backend='torch' (or 'auto')")
+            raise ValueError("emulate: the 'events' backend does not run input neurons, axonal delays or SDNN "
+                             "layers yet; use backend='torch' (or 'auto')")
         backend = "torch"
-    if neurons_in:
+    if spec.graded_input:
+        if input_bias is not None:
+            raise ValueError("emulate: input_bias is the bias of CUBA input neurons; this net takes graded input x")
+        x = graded_input_data(spec, x, layout, "emulate", spike_exp)
+    elif neurons_in:
         x, input_bias = input_neuron_data(spec, x, input_bias, num_steps, layout, "emulate")
     elif input_bias is not None:
         raise ValueError("emulate: input_bias drives input neurons, and this net's input layer has none; "
@@ -114,12 +128,12 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     elif x is None:
         raise ValueError("emulate: give the input spikes x [T, N, *input_shape]")
     backend = _pick_backend(backend, dev)
-    if not neurons_in:
+    if not (neurons_in or spec.graded_input):
         x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
     resets = reset_phases(spec, reset_interval, reset_offset)
     key = fingerprint(spec)
-    layers = prepared(key, "compiled", lambda: compile_net(spec))
+    layers = prepared(key, ("compiled", int(spike_exp)), lambda: compile_net(spec, int(spike_exp)))
     kernel_layers = None
     if backend != "torch":
         kernel_layers = prepared(key, ("events", ckernel.DOT),
@@ -132,7 +146,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
-        if not neurons_in:
+        if not (neurons_in or spec.graded_input):
             check_binary(x, "emulate")
         torch_layers = torch_backend.prepare(layers, dev)
         run = lambda i, j: torch_backend.run(  # noqa: E731
@@ -145,14 +159,15 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     merged = {k: [None if v[0][j] is None else torch.cat([p[j] for p in v], 1) for j in range(len(v[0]))]
               for k, v in parts.items()}
     to_layout = (lambda a: a) if layout == "TNX" else TNX_to_NXT  # every returned array follows `layout`
-    out_spikes = to_layout(merged["spikes"][-1].float().reshape(x.shape[0], n, *spec.output_shape))
+    as_out = lambda a: a.float() if a.dtype == torch.bool else a  # noqa: E731  (SDNN messages stay int32)
+    out_spikes = to_layout(as_out(merged["spikes"][-1]).reshape(x.shape[0], n, *spec.output_shape))
     if tuple(record) == ("spikes",):
         return out_spikes
     result: Dict[str, object] = {"spikes": out_spikes,
-                                 "layer_spikes": [to_layout(s.float()) for s in merged["spikes"]]}
-    for name in ("voltage", "current"):
+                                 "layer_spikes": [to_layout(as_out(s)) for s in merged["spikes"]]}
+    for name in ("voltage", "current", "sigma"):
         if name in merged:
-            result[name] = [to_layout(a) for a in merged[name]]
+            result[name] = [None if a is None else to_layout(a) for a in merged[name]]
     return result
 
 

@@ -40,6 +40,15 @@ class LifParams:
 
 
 @dataclass
+class SdnnParams:
+    """A :class:`~sj2lava.netx.spec.SigmaDelta` layer's integers, as NetX hands them to Lava."""
+    role: str  # 'delta', 'sigma_delta' or 'sigma'
+    vth: int  # vThMant << (spike_exp + 6)
+    bias: Optional[np.ndarray]  # bias << (spike_exp + 6)
+    in_shift: int  # Delta: a_in << (spike_exp + 6)
+
+
+@dataclass
 class CompiledLayer:
     """One layer of the net in the emulator's terms, backend-neutral (numpy integers)."""
     kind: str  # 'input' (input neurons), 'conv', 'dense' or 'flatten'
@@ -52,7 +61,9 @@ class CompiledLayer:
     lif: Optional[LifParams] = None
     may_wrap: bool = True  # conv: can a sum leave Lava's 24-bit a_buf?
     delay: Optional[np.ndarray] = None  # dense: per-synapse axonal delays [out, in] (Lava's DelayDense)
-    bound: float = 0.0  # the largest |sum| of one step's synaptic input (before the shift)
+    bound: float = 0.0  # the largest |sum| of one step's synaptic input (before the shift) for 0/1 input
+    graded_in: bool = False  # the synapse receives graded messages (the layer before is SDNN): sum w * m
+    sdnn: Optional[SdnnParams] = None  # SDNN neurons instead of ``lif``
 
 
 def _per_neuron(a: np.ndarray, shape: Tuple[int, ...], what: str) -> np.ndarray:
@@ -85,38 +96,64 @@ def _row_bound(w: np.ndarray) -> float:
     return float(np.abs(w).reshape(w.shape[0], -1).sum(1).max()) if w.size else 0.0
 
 
-def compile_net(spec: NetSpec) -> List[CompiledLayer]:
+def _sdnn(layer, spike_exp: int) -> SdnnParams:
+    n, shift = layer.neuron, spike_exp + quant.BIAS_EXP
+    vth = int(n.v_th_mant) << shift
+    bias = None if layer.bias is None else _per_neuron(layer.bias, layer.out_shape, "bias") << shift
+    if vth >= 1 << 31 or (bias is not None and int(np.abs(bias).max()) >= 1 << 31):
+        raise NetFileError(f"emulate: spike_exp={spike_exp} scales this net's SDNN thresholds or biases past int32")
+    return SdnnParams(n.role, vth, bias, shift)
+
+
+def compile_net(spec: NetSpec, spike_exp: int = 6) -> List[CompiledLayer]:
+    """The spec's layers in the emulator's terms; ``spike_exp`` is NetX's (the SDNN message scale)."""
     out = []
+    graded = spec.input_message_bits > 0
     for layer in spec.layers:
         if isinstance(layer, Flatten):
             out.append(CompiledLayer("flatten", tuple(layer.in_shape), tuple(layer.out_shape)))
             continue
-        if isinstance(layer, InputNeurons):  # no synapse; its a_in comes from the caller, so u may wrap
-            out.append(CompiledLayer("input", tuple(layer.in_shape), tuple(layer.out_shape),
-                                     lif=_lif(layer, float("inf"))))
-            continue
-        if isinstance(layer, Conv):
-            w = np.asarray(layer.weight, dtype=np.int64)
-            bound = _row_bound(w)
-            out.append(CompiledLayer("conv", tuple(layer.in_shape), tuple(layer.out_shape), weight=w,
-                              conv=dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                                        groups=layer.groups),
-                              lif=_lif(layer, bound), may_wrap=bound >= _HALF, bound=bound))
-            continue
-        assert isinstance(layer, Dense)
-        w = layer.weight
-        joint = w if layer.weight_rec is None else np.hstack([w, layer.weight_rec])
-        try:
-            scaled, bits, exp = netx_weight_bits(joint)
-        except ValueError as e:
-            raise NetFileError(f"emulate: dense layer {len(out)}: {e}") from None
-        w_in = lava_dense_weights(scaled[:, :w.shape[1]], bits)
-        w_rec = None if layer.weight_rec is None else lava_dense_weights(scaled[:, w.shape[1]:], bits)
-        kernel = w_in if w_rec is None else np.hstack([w_in, w_rec])
-        bound = _row_bound(kernel)
-        out.append(CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=-exp,
-                          rec_weight=w_rec, lif=_lif(layer, bound / 2**-exp), bound=bound, delay=layer.delay))
+        out.append(_compile(layer, spike_exp, graded))
+        graded = layer.neuron.graded
     return out
+
+
+def _compile(layer, spike_exp: int, graded: bool) -> CompiledLayer:
+    c = _compile_synapse(layer)
+    c.graded_in = graded
+    if layer.neuron.graded:
+        c.lif, c.sdnn = None, _sdnn(layer, spike_exp)
+    elif graded:  # graded sums are not bounded by the weights alone: assume u may wrap
+        c.lif.u_may_wrap = True
+    return c
+
+
+def _compile_synapse(layer) -> CompiledLayer:
+    if isinstance(layer, InputNeurons):  # no synapse; its a_in comes from the caller, so u may wrap
+        return CompiledLayer("input", tuple(layer.in_shape), tuple(layer.out_shape),
+                             lif=None if layer.neuron.graded else _lif(layer, float("inf")))
+    if isinstance(layer, Conv):
+        w = np.asarray(layer.weight, dtype=np.int64)
+        bound = _row_bound(w)
+        return CompiledLayer("conv", tuple(layer.in_shape), tuple(layer.out_shape), weight=w,
+                             conv=dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                                       groups=layer.groups),
+                             lif=None if layer.neuron.graded else _lif(layer, bound), may_wrap=bound >= _HALF,
+                             bound=bound)
+    assert isinstance(layer, Dense)
+    w = layer.weight
+    joint = w if layer.weight_rec is None else np.hstack([w, layer.weight_rec])
+    try:
+        scaled, bits, exp = netx_weight_bits(joint)
+    except ValueError as e:
+        raise NetFileError(f"emulate: dense layer {layer.out_shape}: {e}") from None
+    w_in = lava_dense_weights(scaled[:, :w.shape[1]], bits)
+    w_rec = None if layer.weight_rec is None else lava_dense_weights(scaled[:, w.shape[1]:], bits)
+    kernel = w_in if w_rec is None else np.hstack([w_in, w_rec])
+    bound = _row_bound(kernel)
+    return CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=-exp,
+                         rec_weight=w_rec, lif=None if layer.neuron.graded else _lif(layer, bound / 2**-exp),
+                         bound=bound, delay=layer.delay)
 
 
 _CACHE: OrderedDict[tuple, object] = OrderedDict()  # (spec fingerprint, what) -> prepared layers
@@ -125,7 +162,8 @@ _CACHE_SIZE = 16
 
 def fingerprint(spec: NetSpec) -> bytes:
     """A digest of the spec's shapes and arrays: a spec changed in place gets a new one."""
-    return hashlib.blake2b(pickle.dumps((spec.input_shape, spec.layers), protocol=5), digest_size=16).digest()
+    what = (spec.input_shape, spec.input_message_bits, spec.layers)
+    return hashlib.blake2b(pickle.dumps(what, protocol=5), digest_size=16).digest()
 
 
 def prepared(fingerprint: bytes, what, make):

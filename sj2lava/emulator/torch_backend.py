@@ -31,6 +31,7 @@ class _TorchLayer:
     weight: Optional[torch.Tensor] = None  # float kernel/matrix holding exact integers
     rec_weight: Optional[torch.Tensor] = None
     lif: Optional[Dict[str, torch.Tensor]] = None
+    sdnn: Optional[Dict[str, torch.Tensor]] = None
     delays: Optional[List[Tuple[int, torch.Tensor]]] = None  # (delay k, the weights of the synapses with it)
 
 
@@ -40,16 +41,21 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
         if l.kind == "flatten":
             out.append(_TorchLayer(l))
             continue
-        dt = _kernel_dtype(l.bound)
+        # graded messages: float64 sums, exact while every |sum| < 2^31 (checked each step)
+        dt = torch.float64 if l.graded_in else _kernel_dtype(l.bound)
         as_t = lambda a, dtype=torch.int64: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         delays = None
         if l.delay is not None:
             delays = [(int(k), as_t(np.where(l.delay == k, l.weight, 0), dt)) for k in np.unique(l.delay)]
+        lif = sdnn = None
+        if l.lif is not None:
+            lif = dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
+                       bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))
+        else:
+            sdnn = dict(vth=l.sdnn.vth, bias=None if l.sdnn.bias is None else as_t(l.sdnn.bias, torch.int32))
         out.append(_TorchLayer(
             l, delays=delays, weight=None if l.weight is None else as_t(l.weight, dt),
-            rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt),
-            lif=dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
-                     bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))))
+            rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt), lif=lif, sdnn=sdnn))
     return out
 
 
@@ -74,15 +80,28 @@ def _exact_float_sums():
         matmul.allow_tf32 = keep
 
 
+class GradedOverflowError(OverflowError):
+    """A graded sum may leave int32, where Lava's numpy arithmetic wraps in an order not reproduced here."""
+
+
+def _check_graded(tl: _TorchLayer, m: torch.Tensor, index: int) -> None:
+    top = int(m.abs().max()) if m.numel() else 0  # m is int64 here: |INT32_MIN| is exact
+    if top * tl.layer.bound >= 1 << 31:
+        raise GradedOverflowError(
+            f"emulate: synaptic layer {index} receives graded messages up to {top}; with its weights (row sum "
+            f"{tl.layer.bound:g}) a sum may reach 2^31, where Lava's int32 arithmetic wraps in an order sj2lava "
+            "does not reproduce. Scale the messages or weights down")
+
+
 def _synapse(tl: _TorchLayer, s: torch.Tensor) -> torch.Tensor:
-    """This step's synaptic sums for input spikes ``s`` [B, *in] (bool or float) -> int32 [B, *out].
+    """This step's synaptic sums for input ``s`` [B, *in] (bool spikes, or int graded messages) -> int32 [B, *out].
 
     The sums run as float convolutions / matmuls on integer-valued kernels (float32 below 2^24, else
     float64, so every partial sum is exact when accumulated exactly) inside :func:`_exact_float_sums`."""
     l = tl.layer
     if l.kind == "conv":
         a = _int_sums(F.conv2d(s.to(tl.weight.dtype), tl.weight, None, **l.conv), torch.int32)
-        if l.may_wrap:  # Lava Conv: signed 24-bit wrap of the sum
+        if l.may_wrap or l.graded_in:  # Lava Conv: signed 24-bit wrap of the sum
             a = quant.conv_wrap(a)
         return a
     a = _int_sums(s.reshape(s.shape[0], -1).to(tl.weight.dtype) @ tl.weight.T, torch.int64)
@@ -123,6 +142,25 @@ def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Ten
     return s, u, v.masked_fill_(s, 0)
 
 
+def _sdnn_step(tl: _TorchLayer, a: torch.Tensor, st: dict) -> torch.Tensor:
+    """One step of Lava's fixed-point SDNN models (``PyDeltaModelFixed``, ``PySigmaDeltaModelFixed``,
+    ``PySigmaModelFixed``) on int32 state; int32 tensors wrap as Lava's int32 numpy arrays do."""
+    role, p = tl.layer.sdnn.role, tl.sdnn
+    if role == "delta":
+        act = a << tl.layer.sdnn.in_shift
+    else:
+        st["sigma"] = st["sigma"] + a
+        if role == "sigma":
+            return st["sigma"].clone()
+        act = st["sigma"] if p["bias"] is None else st["sigma"] + p["bias"]
+        act = torch.clamp_min(act, 0)
+    delta = act - st["act"] + st["residue"]
+    s = torch.where(delta.abs() >= p["vth"], delta, torch.zeros_like(delta))
+    st["residue"] = delta - s
+    st["act"] = act
+    return s >> quant.BIAS_EXP  # Lava's state_exp: the message drops 6 of the state's fraction bits
+
+
 def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
         resets: Optional[Sequence[Tuple[int, int]]] = None,
         input_bias: Optional[torch.Tensor] = None) -> Dict[str, List]:
@@ -130,23 +168,37 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
     per synaptic layer ``(interval, phase)``: its ``u`` and ``v`` are zeroed before step ``t`` when
     ``(t + 1) % interval == phase`` (NetX's LIFReset; Lava's steps count from 1). A net that starts with
     input neurons takes ``x`` as their ``a_in`` (integers, no synaptic delay) and ``input_bias``
-    ``[B, *shape]`` as their ``bias_mant``."""
+    ``[B, *shape]`` as their ``bias_mant``. Graded ``x`` (int) feeds SDNN input neurons or a graded synapse.
+
+    Returns per record key a list over synaptic layers: ``spikes`` (bool, or int32 messages of SDNN
+    layers), ``voltage`` / ``current`` (CUBA layers; None for SDNN ones), ``sigma`` (SDNN sigma state;
+    None elsewhere); a layer not recorded is None."""
     extra = None if input_bias is None else (input_bias.to(device=x.device, dtype=torch.int32) << quant.BIAS_EXP)
     steps, batch = x.shape[0], x.shape[1]
     dev = x.device
     syn = [tl for tl in layers if tl.layer.kind != "flatten"]
     zeros = lambda tl, dt: torch.zeros((batch, *tl.layer.out_shape), dtype=dt, device=dev)  # noqa: E731
-    state = [dict(a=zeros(tl, torch.int32), u=zeros(tl, torch.int32), v=zeros(tl, torch.int32),
-                  s=zeros(tl, torch.bool)) for tl in syn]
-    for st, tl in zip(state, syn):
+    state = []
+    for tl in syn:
+        st = dict(a=zeros(tl, torch.int32))
+        names = ("u", "v") if tl.sdnn is None else ("sigma", "act", "residue")
+        st.update({k: zeros(tl, torch.int32) for k in names})
+        st["s"] = zeros(tl, torch.bool if tl.sdnn is None else torch.int32)
         if tl.delays is not None:  # Lava DelayDense's a_buff: column j reaches the neurons j steps from now
             st["ring"] = torch.zeros((batch, max(k for k, _ in tl.delays) + 1, *tl.layer.out_shape),
                                      dtype=torch.int32, device=dev)
-    every_layer = any(k in record for k in ("layer_spikes", "voltage", "current"))
-    keys = ["spikes"] + [k for k in ("voltage", "current") if k in record]
+        state.append(st)
+    every_layer = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
+    keys = ["spikes"] + [k for k in ("voltage", "current", "sigma") if k in record]
+
+    def has(tl: _TorchLayer, key: str) -> bool:
+        if key in ("voltage", "current"):
+            return tl.sdnn is None
+        return key == "spikes" or (tl.sdnn is not None and tl.layer.sdnn.role != "delta")
+
     rec = {k: [torch.empty((steps, batch, *tl.layer.out_shape),
-                           dtype=torch.bool if k == "spikes" else torch.int32, device=dev)
-               if (every_layer or j == len(syn) - 1) else None
+                           dtype=torch.bool if k == "spikes" and tl.sdnn is None else torch.int32, device=dev)
+               if (every_layer or j == len(syn) - 1) and has(tl, k) else None
                for j, tl in enumerate(syn)] for k in keys}
     with _exact_float_sums():
         for t in range(steps):
@@ -168,9 +220,12 @@ def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: t
             s_in = s_in.reshape(batch, -1)
             continue
         st = state[k]
+        if tl.layer.graded_in and tl.layer.kind != "input":
+            s_in = s_in.to(torch.int64)
+            _check_graded(tl, s_in, k)
         if tl.layer.kind == "input":  # input neurons: a_in arrives at the same step, plus the run's bias
-            a = s_in.reshape(batch, *tl.layer.out_shape).to(torch.int32)
-            s, st["u"], st["v"] = _neuron_step(tl, a, st["u"], st["v"], input_bias)
+            a_now = s_in.reshape(batch, *tl.layer.out_shape).to(torch.int32)
+            bias = input_bias
         elif tl.delays is not None:  # DelayDense: send column 0, shift, then add each delay's sums (shifted apart)
             ring = st["ring"]
             a_now = ring[:, 0].clone()
@@ -179,20 +234,21 @@ def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: t
             for d, w_d in tl.delays:
                 ring[:, d] += _exp_shift(_int_sums(x_in @ w_d.T, torch.int64), tl.layer.shift).to(torch.int32)
             st["ring"] = ring
-            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
+            bias = None
         else:
             a_now = st["a"]
             if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
                 r = _int_sums(st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T, torch.int64)
                 a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
             st["a"] = _synapse(tl, s_in)
-            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"])
+            bias = None
+        if tl.sdnn is not None:
+            s = _sdnn_step(tl, a_now, st)
+        else:
+            s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"], bias)
         st["s"] = s
-        if rec["spikes"][k] is not None:
-            rec["spikes"][k][t] = s
-            if "voltage" in rec:
-                rec["voltage"][k][t] = st["v"]
-            if "current" in rec:
-                rec["current"][k][t] = st["u"]
+        for key, arrays in rec.items():
+            if arrays[k] is not None:
+                arrays[k][t] = s if key == "spikes" else st[{"voltage": "v", "current": "u", "sigma": "sigma"}[key]]
         s_in = s
         k += 1

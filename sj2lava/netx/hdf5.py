@@ -4,13 +4,17 @@ Schema (lava-dl 0.6.0 / NetX, ``lava/lib/dl/netx/hdf5.py``); layers are ``layer/
 
     layer/i/type        ASCII string, shape (1,): input | conv | dense | dense_rec | flatten
     input:   shape      (C, H, W) or (features,), PyTorch order (NetX reverses it to W, H, C)
+             optional neuron/ (input neurons) and weight, bias (NetX's transform: stored, never applied)
     conv:    shape      output (C, H, W);  weight (C_out, C_in/groups, kH, kW) integer mantissas
              stride, padding, dilation (H, W) pairs;  groups scalar;  inChannels, outChannels, kernelSize
     dense:   shape      (out,);  weight (out, in), `in` in C, H, W flatten order;  inFeatures, outFeatures
+             optional delay (axonal, 0..62): scalar, (out,), (in,) or (out, in)
     dense_rec: as dense, plus weight_rec (out, out)
     flatten: shape      (C*H*W, 1, 1)
-    conv/dense neuron/  type 'CUBA', iDecay, vDecay (1/4096), vThMant (1/64), refDelay, gradedSpike
-    conv/dense bias     optional bias_mant per channel / neuron (NetX uses bias_exp = 6)
+    neuron/  type 'CUBA' (or 'LOIHI'): iDecay, vDecay (1/4096), vThMant (1/64), refDelay, gradedSpike
+             type 'SDNN': vThMant (2^-6 message units), activation 'relu', sigma_output (output layer)
+             messageBits (optional, any type; NetX 0.6.0 can use it only on the last layer)
+    conv/dense bias     optional, per channel / neuron: CUBA bias_mant (bias_exp = 6); SDNN bias (2^-6 units)
 
 NetX reads weights and biases with ``astype(int)``, so they must hold exact integers.
 """
@@ -26,7 +30,7 @@ import numpy as np
 
 from .. import quant
 from ..errors import NetFileError
-from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, Shape, conv_out_shape
+from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, NeuronType, Shape, SigmaDelta, conv_out_shape
 
 PathLike = Union[str, os.PathLike]
 NOT_LOADABLE = {"pool", "average", "convT", "unpool", "concat"}
@@ -98,13 +102,24 @@ def _write(f: h5py.File, i: int, layer) -> None:
     _write_neuron(g, layer.neuron)
 
 
-def _write_neuron(g: h5py.Group, n: Neuron) -> None:
-    g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
-    g.create_dataset("neuron/iDecay", data=np.asarray(n.i_decay, dtype=np.int64))
-    g.create_dataset("neuron/vDecay", data=np.asarray(n.v_decay, dtype=np.int64))
-    g.create_dataset("neuron/vThMant", data=np.asarray(n.v_th_mant, dtype=np.int64))
-    g.create_dataset("neuron/refDelay", data=1)
-    g.create_dataset("neuron/gradedSpike", data=False)
+def _write_neuron(g: h5py.Group, n: NeuronType) -> None:
+    if isinstance(n, SigmaDelta):  # the fields lava-dl's SDNN blocks write
+        g.create_dataset("neuron/type", (1,), "S10", [b"SDNN"])
+        if n.activation is not None:
+            g.create_dataset("neuron/activation", data=n.activation.encode("ascii"))
+        if n.role == "sigma":
+            g.create_dataset("neuron/sigma_output", data=True)
+        else:
+            g.create_dataset("neuron/vThMant", data=int(n.v_th_mant))
+    else:
+        g.create_dataset("neuron/type", (1,), "S10", [b"CUBA"])
+        g.create_dataset("neuron/iDecay", data=np.asarray(n.i_decay, dtype=np.int64))
+        g.create_dataset("neuron/vDecay", data=np.asarray(n.v_decay, dtype=np.int64))
+        g.create_dataset("neuron/vThMant", data=np.asarray(n.v_th_mant, dtype=np.int64))
+        g.create_dataset("neuron/refDelay", data=1)
+        g.create_dataset("neuron/gradedSpike", data=False)
+    if n.message_bits is not None:
+        g.create_dataset("neuron/messageBits", data=int(n.message_bits))
 
 
 # --------------------------------------------------------------------------- reading
@@ -112,8 +127,9 @@ class _Ctx:
     """Where we are in the file, for error messages, and the notes on fields NetX does not read."""
 
     def __init__(self, path: Path):
-        self.path, self.where = path, ""
+        self.path, self.where, self.index = path, "", 0
         self.ignored: dict = {}  # field -> layer indices where NetX (and so sj2lava) does not read it
+        self.reasons: dict = {}  # field -> what it is, where the tables below do not say
         self.notes: list = []
 
     def fail(self, msg: str) -> NetFileError:
@@ -132,7 +148,10 @@ _READ = {
     "dense_rec": {"type", "shape", "weight", "weight_rec", "neuron", "bias"},
 }
 _INFORMATIONAL = {"inChannels", "outChannels", "kernelSize", "inFeatures", "outFeatures"}  # checked, not used
-_NEURON_READ = {"type", "iDecay", "vDecay", "vThMant"}
+_NEURON_READ = {
+    "CUBA": {"type", "iDecay", "vDecay", "vThMant", "messageBits"},
+    "SDNN": {"type", "vThMant", "messageBits", "sigma_output", "activation"},
+}
 _NEURON_NOT_READ_BY_NETX = {
     "refDelay": "a refractory delay (Lava's CUBA neuron has none)",
     "gradedSpike": "lava-dl's graded-spike flag (NetX reads messageBits instead)",
@@ -140,24 +159,41 @@ _NEURON_NOT_READ_BY_NETX = {
     "theta": "the float threshold of training (vThMant is what runs)",
     "wgtExp": "a Loihi 1 weight exponent",
 }
+_NOT_READ_FOR_SDNN = {"iDecay": "a CUBA decay, which NetX does not give SDNN neurons",
+                      "vDecay": "a CUBA decay, which NetX does not give SDNN neurons"}
+_RF = ("resonate-and-fire neurons (NetX's RF / RF_IZ with complex weights), which sj2lava does not emulate; "
+       "refusing rather than running something else")
 _REFUSED = {
     "delay": "axonal delays, which NetX applies to dense layers only (it ignores them on conv layers, and sj2lava "
              "does not emulate them on dense_rec layers yet), so this file would run differently than written",
-    "weight/real": "complex (resonate-and-fire) weights, which sj2lava does not emulate",
-    "messageBits": "graded messages, which sj2lava does not emulate yet",
+    "weight/real": _RF,
 }
+
+
+def _neuron_type(g: h5py.Group, ctx: _Ctx) -> Optional[str]:
+    if "neuron" not in g or not isinstance(g["neuron"], h5py.Group):
+        return None
+    kind = _string(g["neuron"], "type", ctx) if "type" in g["neuron"] else "CUBA"
+    if kind in ("CUBA", "LOIHI"):
+        return "CUBA"
+    if kind == "SDNN":
+        return kind
+    if "RF" in kind:
+        raise ctx.fail(f"neuron type {kind!r}: {_RF}")
+    raise ctx.fail(f"neuron type {kind!r} is not one NetX builds (CUBA, LOIHI, SDNN, RF, RF_IZ)")
 
 
 def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
     names = set(g.keys()) | ({"weight/real"} if "weight" in g and isinstance(g["weight"], h5py.Group) else set())
-    neuron = g["neuron"] if "neuron" in g and isinstance(g["neuron"], h5py.Group) else None
+    neuron_type = _neuron_type(g, ctx)
+    neuron = g["neuron"] if neuron_type is not None else None
     fields = [(n, n) for n in sorted(names)] + ([(f"neuron/{n}", n) for n in sorted(neuron.keys())]
                                                  if neuron is not None else [])
     for path, name in fields:
         if path.startswith("neuron/"):
-            if name in _NEURON_READ:
+            if name in _NEURON_READ[neuron_type]:
                 continue
-            if name in _NEURON_NOT_READ_BY_NETX:
+            if name in _NEURON_NOT_READ_BY_NETX or (neuron_type == "SDNN" and name in _NOT_READ_FOR_SDNN):
                 value = np.asarray(neuron[name][()])
                 if name == "gradedSpike" and bool(value.any()):
                     raise ctx.fail("field 'neuron/gradedSpike' is true: the layer was trained with graded "
@@ -181,19 +217,23 @@ def _notes(ctx: _Ctx) -> list:
     notes = list(ctx.notes)
     for path, layers in sorted(ctx.ignored.items()):
         name = path.split("/")[-1]
-        what = _NEURON_NOT_READ_BY_NETX.get(name, "")
+        what = ctx.reasons.get(path) or _NEURON_NOT_READ_BY_NETX.get(name) or _NOT_READ_FOR_SDNN.get(name)
         where = ", ".join(map(str, layers))
         notes.append(f"layer {where}: field '{path}' ({what}) is not read by NetX: Lava runs without it, "
                      "and so do sj2lava's emulator and run_lava")
     return notes
 
 
-def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Optional[int] = None) -> NetSpec:
+def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Optional[int] = None,
+         skip_layers: int = 0) -> NetSpec:
     """Read and validate a NetX ``.net`` file (sj2lava's or lava-dl's ``export_hdf5`` output).
 
     ``input_shape`` is needed only for files without an ``input`` layer whose first layer is a conv.
     ``num_layers`` (NetX's argument of the same name) reads only ``layer/0 .. layer/<num_layers - 1>``, as
     NetX builds only those: lava-dl runs NTIDIGITS with ``num_layers=5``, before its ``average`` layer.
+    ``skip_layers`` (NetX's too) drops ``layer/0 .. layer/<skip_layers - 1>``: the net then takes what the last
+    skipped layer would send (graded messages after an SDNN layer: ``NetSpec.input_message_bits``), as
+    lava-dl's Loihi tests feed PilotNet-SDNN's first conv.
 
     Raises:
         NetFileError: naming the file, the layer and the field, for anything NetX could not load
@@ -210,14 +250,15 @@ def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Option
         raise ctx.fail(f"not a readable HDF5 file ({e}); it may be truncated or not a .net file") from None
     try:
         with f:
-            return _read(f, ctx, input_shape, num_layers)
+            return _read(f, ctx, input_shape, num_layers, skip_layers)
     except NetFileError:
         raise
     except Exception as e:  # h5py and numpy raise many kinds for damaged data
         raise ctx.fail(f"unreadable data ({type(e).__name__}: {e})") from None
 
 
-def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Optional[int] = None) -> NetSpec:
+def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Optional[int] = None,
+          skip_layers: int = 0) -> NetSpec:
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise ctx.fail("no 'layer' group: not a NetX network file")
     keys = list(f["layer"].keys())
@@ -233,12 +274,12 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
         if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
             raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
         idx = idx[:int(num_layers)]
-    layers = []
+    layers, where, index = [], [], []
     shape: Optional[Shape] = tuple(int(s) for s in input_shape) if input_shape is not None else None
     net_input: Optional[Shape] = shape
     for i in idx:
         g = f["layer"][str(i)]
-        ctx.where = f"layer/{i}: "
+        ctx.where, ctx.index = f"layer/{i}: ", i
         kind = _string(g, "type", ctx)
         ctx.where = f"layer/{i} ({kind}): "
         if kind in NOT_LOADABLE:
@@ -278,9 +319,54 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
             shape = layer.out_shape
         else:
             raise ctx.fail(f"unknown layer type {kind!r}; NetX loads input, conv, dense, dense_rec, flatten")
+        where += [ctx.where] * (len(layers) - len(where))
+        index += [i] * (len(layers) - len(index))
     if not layers:
         raise ctx.fail("the network has no layers after its input")
-    return NetSpec(net_input, layers, source=ctx.path, notes=_notes(ctx))
+    _check_neurons(layers, where, ctx)
+    bits = 0
+    if skip_layers:
+        if isinstance(skip_layers, bool) or not isinstance(skip_layers, (int, np.integer)) or skip_layers < 0:
+            raise ValueError(f"skip_layers must be an integer >= 0, got {skip_layers!r}")
+        kept = [k for k, i in enumerate(index) if i >= skip_layers]
+        while kept and isinstance(layers[kept[0]], Flatten):  # NetX connects a later dense to the flat input
+            kept.pop(0)
+        if not kept:
+            raise ctx.fail(f"skip_layers={skip_layers} leaves no layer to run")
+        sent = [l for l in layers[:kept[0]] if not isinstance(l, Flatten)]
+        if sent and sent[-1].neuron.graded:  # NetX: the next synapse takes the skipped layer's messages
+            bits = sent[-1].neuron.message_bits or SDNN_MESSAGE_BITS
+        layers = layers[kept[0]:]
+        net_input = tuple(layers[0].in_shape)
+        ctx.notes.append(f"layers before layer/{skip_layers} skipped (skip_layers={skip_layers}): the net takes "
+                         + (f"{bits}-bit graded messages" if bits else "spikes") + f" of shape {net_input}")
+    return NetSpec(net_input, layers, source=ctx.path, notes=_notes(ctx), input_message_bits=bits)
+
+
+SDNN_MESSAGE_BITS = 16
+"""NetX's message bits for SDNN neurons whose group has no ``messageBits``."""
+
+
+def _check_neurons(layers: list, where: list, ctx: _Ctx) -> None:
+    """What NetX 0.6.0 cannot build, or builds otherwise than the file says, across layers."""
+    with_neurons = [(l, w) for l, w in zip(layers, where) if not isinstance(l, Flatten)]
+    for k, (layer, w) in enumerate(with_neurons):
+        ctx.where = w
+        n = layer.neuron
+        if n.message_bits is not None and k < len(with_neurons) - 1:
+            raise ctx.fail("field 'neuron/messageBits' is set on a layer that feeds another: NetX 0.6.0 reads it "
+                           "as an HDF5 group, not a number, and fails building the next layer (TypeError), so "
+                           "Lava cannot run this file. Remove the field: spikes are 0/1 for any messageBits, "
+                           "and SDNN messages default to 16 bits")
+        if isinstance(n, SigmaDelta):
+            if isinstance(layer, Dense) and layer.weight_rec is not None:
+                raise ctx.fail("a dense_rec layer with SDNN neurons, which sj2lava does not emulate")
+            if n.role == "sigma" and layer.bias is not None:
+                raise ctx.fail("field 'bias' on a Sigma output layer: NetX passes it to Lava's Sigma, which "
+                               "takes no bias, and fails to build the network")
+            if layer.bias is not None and int(np.abs(layer.bias).max()) > SDNN_V_TH_MANT_MAX:
+                raise ctx.fail(f"field 'bias' must lie in [-{SDNN_V_TH_MANT_MAX}, {SDNN_V_TH_MANT_MAX}] for SDNN "
+                               "neurons (scaled by 2^12 into int32)")
 
 
 def _dataset(g: h5py.Group, name: str, ctx: _Ctx) -> h5py.Dataset:
@@ -346,20 +432,25 @@ NETX_DEFAULT_V_TH_MANT = 1 << 17
 ``2^23 - 1`` while the threshold is ``2^23``, so such a layer never spikes; it integrates."""
 
 
-def _default_neuron(ctx: _Ctx) -> Neuron:
+def _default_neuron(ctx: _Ctx) -> NeuronType:
     ctx.notes.append(f"{ctx.where.rstrip(': ')}: no neuron group; NetX gives the layer its default integrator "
                      f"(iDecay 0, vDecay 4096, vThMant {NETX_DEFAULT_V_TH_MANT}, which never spikes), and so does "
                      "sj2lava")
     return Neuron(np.asarray(0), np.asarray(quant.P_SCALE), np.asarray(NETX_DEFAULT_V_TH_MANT))
 
 
-def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int) -> Neuron:
+def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> NeuronType:
     if "neuron" not in g:
         raise ctx.fail("missing group 'neuron'")
     n = g["neuron"]
-    kind = _string(n, "type", ctx) if "type" in n else "CUBA"
-    if kind not in ("CUBA", "LOIHI"):
-        raise ctx.fail(f"neuron type {kind!r} is not supported; sj2lava handles CUBA-LIF neurons")
+    message_bits = None
+    if "messageBits" in n:
+        mb = _ints(n, "messageBits", ctx).reshape(-1)
+        if mb.size != 1 or not 0 <= int(mb[0]) <= 24:
+            raise ctx.fail(f"field 'neuron/messageBits' must be one integer in [0, 24], found {mb.tolist()}")
+        message_bits = int(mb[0])
+    if _neuron_type(g, ctx) == "SDNN":
+        return _sdnn_neuron(n, ctx, ctx.index, message_bits, is_input)
     vals = []
     for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, quant.V_TH_MANT_MAX)):
         a = _ints(n, key, ctx)
@@ -368,7 +459,48 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int) -> Neuron:
         if np.any(a < lo) or np.any(a > hi):
             raise ctx.fail(f"field 'neuron/{key}' must lie in [{lo}, {hi}], found {int(a.min())}..{int(a.max())}")
         vals.append(a.reshape(()) if a.size == 1 else a.reshape(-1))
-    return Neuron(*vals)
+    return Neuron(*vals, message_bits=message_bits)
+
+
+SDNN_V_TH_MANT_MAX = (1 << 19) - 1
+"""Largest SDNN ``vThMant``: NetX scales it by ``2^(spike_exp + 6) = 2^12`` into Lava's int32 threshold."""
+
+_ACTIVATION_NOT_APPLIED = "an activation, which NetX's Delta (input) and Sigma (output) neurons do not apply"
+
+
+def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, message_bits: Optional[int], is_input: bool) -> SigmaDelta:
+    """NetX's choice (``get_neuron_params``): an input layer is a Delta encoder, a layer whose neuron group
+    holds ``sigma_output`` (whatever its value) a Sigma decoder, any other a ReLU SigmaDelta neuron."""
+    role = "delta" if is_input else ("sigma" if "sigma_output" in n else "sigma_delta")
+    if "sigma_output" in n:
+        flag = _numbers(n, "sigma_output", ctx).reshape(-1)
+        if is_input:
+            ctx.ignored.setdefault("neuron/sigma_output", []).append(index)
+            ctx.reasons["neuron/sigma_output"] = "the Sigma output flag, which NetX does not read on an input layer"
+        elif flag.size != 1 or not bool(flag[0]):
+            raise ctx.fail("field 'neuron/sigma_output' is false, but NetX makes the layer a Sigma output "
+                           "whenever the field exists; refusing rather than guessing which was meant")
+    activation = _string(n, "activation", ctx) if "activation" in n else None
+    if activation is not None and activation != "relu":
+        if role == "sigma_delta":
+            raise ctx.fail(f"field 'neuron/activation' is {activation!r}, but NetX's SigmaDelta neurons always "
+                           "apply ReLU: Lava would run another network than the one trained")
+    if activation is not None and role != "sigma_delta":
+        ctx.ignored.setdefault("neuron/activation", []).append(index)
+        ctx.reasons["neuron/activation"] = _ACTIVATION_NOT_APPLIED
+    if role == "sigma":
+        if "vThMant" in n:
+            ctx.ignored.setdefault("neuron/vThMant", []).append(index)
+            ctx.reasons["neuron/vThMant"] = "a threshold, which NetX's Sigma output neurons do not have"
+        return SigmaDelta(0, role, message_bits, activation)
+    th = _ints(n, "vThMant", ctx).reshape(-1)
+    if th.size != 1:
+        raise ctx.fail(f"field 'neuron/vThMant' has {th.size} values; NetX gives SDNN neurons one threshold "
+                       "per layer")
+    if not 0 <= int(th[0]) <= SDNN_V_TH_MANT_MAX:
+        raise ctx.fail(f"field 'neuron/vThMant' must lie in [0, {SDNN_V_TH_MANT_MAX}] for SDNN neurons "
+                       f"(scaled by 2^12 into int32), found {int(th[0])}")
+    return SigmaDelta(int(th[0]), role, message_bits, activation)
 
 
 def _bias(g: h5py.Group, ctx: _Ctx, sizes: Tuple[int, ...]) -> Optional[np.ndarray]:
@@ -403,7 +535,7 @@ def _read_input_neurons(g: h5py.Group, ctx: _Ctx, shape: Shape, index: int) -> I
         transform = (int(w[0]), int(b[0]))
         ctx.notes.append(f"layer {index}: the input transform (weight {transform[0]}, bias {transform[1]}) is "
                          "stored by NetX but not applied: apply it to the data you pass as input_bias")
-    return InputNeurons(shape, shape, _neuron(g, ctx, n_out), transform)
+    return InputNeurons(shape, shape, _neuron(g, ctx, n_out, is_input=True), transform)
 
 
 def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:

@@ -5,6 +5,7 @@ bad input (wrong shape, NaN, non-binary values) with a ``ValueError`` before any
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -12,9 +13,9 @@ import torch
 
 from .. import quant
 from ..layout import NXT_to_TNX
-from .spec import NetSpec
+from .spec import Flatten, InputNeurons, NetSpec
 
-__all__ = ["prepare_input", "check_binary", "reset_phases", "input_neuron_data"]
+__all__ = ["prepare_input", "check_binary", "reset_phases", "input_neuron_data", "graded_input_data"]
 
 
 def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_values: bool = True) -> torch.Tensor:
@@ -57,7 +58,13 @@ def reset_phases(spec: NetSpec, reset_interval: Optional[int], reset_offset: int
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     interval = int(reset_interval)
-    return [(interval, (int(reset_offset) + 1 + i) % interval) for i in range(spec.synaptic_layers)]
+    layers = [l for l in spec.layers if not isinstance(l, Flatten)]
+    if any(l.neuron.graded for l in layers):
+        warnings.warn("reset_interval: NetX does not reset Sigma-Delta (SDNN) neurons (it warns and ignores the "
+                      "reset for them), and neither does sj2lava", stacklevel=3)
+    # the phase still counts every layer, as NetX's does
+    return [(0, 0) if l.neuron.graded else (interval, (int(reset_offset) + 1 + i) % interval)
+            for i, l in enumerate(layers)]
 
 
 A_IN_MAX = 1 << 16
@@ -109,3 +116,29 @@ def _check_ints(a: torch.Tensor, lo: int, hi: int, name: str, what: str) -> None
         raise ValueError(f"{what}: {name} must hold integers")
     if f.numel() and (float(f.min()) < lo or float(f.max()) > hi):
         raise ValueError(f"{what}: {name} must lie in [{lo}, {hi}]; found {float(f.min()):g}..{float(f.max()):g}")
+
+
+def graded_input_data(spec: NetSpec, x: Optional[torch.Tensor], layout: str, what: str, spike_exp: int = 6
+                      ) -> torch.Tensor:
+    """Graded input ``x`` ``[T, N, *input_shape]`` as int32, every value checked before any work: for an SDNN
+    input layer (Lava's Delta: ``a_in << (spike_exp + 6)`` into int32) integers below ``2^(25 - spike_exp)``
+    in magnitude; for a net whose first synapse takes graded messages (``input_message_bits = b``) signed
+    ``b``-bit integers."""
+    if x is None:
+        raise ValueError(f"{what}: give the graded input x [T, N, *{tuple(spec.input_shape)}]")
+    x = torch.as_tensor(x)
+    if layout not in ("TNX", "NXT"):
+        raise ValueError(f"{what}: layout must be 'TNX' or 'NXT', got {layout!r}")
+    x = x if layout == "TNX" else NXT_to_TNX(x)
+    shape = tuple(spec.input_shape)
+    if x.dim() < 3 or int(np.prod(x.shape[2:])) != int(np.prod(shape)):
+        raise ValueError(f"{what}: x must be [T, N, *{shape}] (graded values); got {tuple(x.shape)}")
+    first = spec.layers[0]
+    if isinstance(first, InputNeurons) and first.neuron.graded:
+        hi = (1 << (31 - int(spike_exp) - quant.BIAS_EXP)) - 1
+        name = f"x (the SDNN input neurons' a_in, shifted by {int(spike_exp) + quant.BIAS_EXP} bits into int32)"
+        _check_ints(x, -hi, hi, name, what)
+    else:
+        bits = spec.input_message_bits
+        _check_ints(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1, f"x ({bits}-bit graded messages)", what)
+    return x.reshape(x.shape[0], x.shape[1], *shape).to(torch.int32)

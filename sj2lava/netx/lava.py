@@ -17,7 +17,7 @@ import torch
 from .._deps import quiet_import
 from ..layout import TNX_to_NXT
 from .hdf5 import load
-from .inputs import input_neuron_data, prepare_input, reset_phases
+from .inputs import graded_input_data, input_neuron_data, prepare_input, reset_phases
 from .spec import InputNeurons, NetSpec
 
 
@@ -61,7 +61,9 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
              reset_offset: int = 0,
              input_bias: Optional[torch.Tensor] = None,
              run_cfg: Optional[object] = None,
-             num_layers: Optional[int] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             num_layers: Optional[int] = None,
+             skip_layers: int = 0,
+             spike_exp: int = 6) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -81,8 +83,10 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
             ``net.in_layer.neuron.bias_mant``, as lava-dl's own tests drive PilotNet-LIF); ``x`` is then
             the neurons' ``a_in`` (a source connected to ``net.in_layer.neuron.a_in``), optional, and
             ``num_steps`` the steps per sample. Same meaning and checks as in :func:`sj2lava.emulate`.
-        num_layers: build only the file's first layers (passed to ``netx.hdf5.Network``, as in
-            :func:`sj2lava.load`).
+        num_layers, skip_layers, spike_exp: passed to ``netx.hdf5.Network`` (see :func:`sj2lava.load` and
+            :func:`sj2lava.emulate`). A net with graded input (an SDNN input layer, or SDNN messages after
+            ``skip_layers``) takes integer ``x``; SDNN layers' messages come back as int32, and
+            ``record=('sigma',)`` probes their sigma state.
         run_cfg: a Lava run configuration; default ``Loihi2SimCfg(select_tag='fixed_pt')``, the CPU simulation
             the emulator equals. With ``lava-loihi`` and access to a Loihi 2 system, ``Loihi2HwCfg()`` runs the
             same call on the chip (untested here: no chip is reachable from this project's machines).
@@ -94,11 +98,17 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
 
     The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C.
     """
-    spec = load(path, num_layers=num_layers) if spec is None else spec
+    spec = load(path, num_layers=num_layers, skip_layers=skip_layers) if spec is None else spec
     what = f"run_lava({Path(path).name})"
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
     bias = None
-    if neurons_in:
+    if spec.graded_input:
+        if input_bias is not None:
+            raise ValueError(f"{what}: input_bias is the bias of CUBA input neurons; this net takes graded input x")
+        x = graded_input_data(spec, x, layout, what, spike_exp)
+        neurons_in = False  # Delta input neurons take x as their a_in below, and have no bias to set
+        delta_in = isinstance(spec.layers[0], InputNeurons)
+    elif neurons_in:
         x, bias = input_neuron_data(spec, x, input_bias, num_steps, layout, what)
     elif input_bias is not None:
         raise ValueError(f"{what}: input_bias drives input neurons, and this net's input layer has none")
@@ -121,11 +131,16 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
     options = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
     if num_layers is not None:
         options["num_layers"] = int(num_layers)
+    if skip_layers:
+        options["skip_layers"] = int(skip_layers)
+    if spike_exp != 6:
+        options["spike_exp"] = int(spike_exp)
     net = netx.hdf5.Network(net_config=str(path), **options)
     # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
     # [T, C, H, W] gives Lava's [W, H, C, T]. A network whose first layer is dense takes the
     # sample flattened in C, H, W order. Sample i occupies steps i*period .. i*period + steps - 1.
-    target = net.in_layer.neuron.a_in if neurons_in else net.inp
+    # NetX's Input block leaves its inp unconnected: input neurons are driven at their a_in
+    target = net.in_layer.neuron.a_in if neurons_in or (spec.graded_input and delta_in) else net.inp
     lava_in = tuple(target.shape)
     data = np.zeros((*lava_in, n * period), dtype=np.int32)
     t_in = min(steps, x.shape[0])
@@ -141,7 +156,7 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         if neurons_in:  # one image per sample, in Lava's (W, H, C) order
             images = [bias[i].numpy().transpose(*reversed(range(bias.dim() - 1))).reshape(lava_in) for i in range(n)]
             net.in_layer.neuron.bias_mant.init = images[0]
-        states = [k for k in ("voltage", "current") if k in record]
+        states = [k for k in ("voltage", "current", "sigma") if k in record]
         all_layers = all_layers or bool(states)
         probed = net.layers if all_layers else [net]
         sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * period) for p in probed]
@@ -151,12 +166,12 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         if states:
             from lava.proc.monitor.process import Monitor
 
-            for layer in net.layers:
-                for key, var in (("voltage", "v"), ("current", "u")):
-                    if key in states:
+            for j, layer in enumerate(net.layers):
+                for key, var in (("voltage", "v"), ("current", "u"), ("sigma", "sigma")):
+                    if key in states and hasattr(layer.neuron, var):
                         mon = Monitor()
                         mon.probe(target=getattr(layer.neuron, var), num_steps=n * period)
-                        monitors.append((key, var, mon))
+                        monitors.append((key, var, mon, j))
         cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
         for i in range(n):
             if i:
@@ -168,22 +183,24 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
             if progress is not None:
                 progress(i + 1)
         outs = [_unpad(sink.data.get(), n, period, steps) for sink in sinks]
-        probes = {}
-        for key, var, mon in monitors:
+        probes = {key: [None] * len(net.layers) for key in states}
+        for key, var, mon, j in monitors:
             data = next(iter(mon.get_data().values()))[var]  # (steps, *lava_shape)
-            probes.setdefault(key, []).append(_unpad(np.moveaxis(np.asarray(data), 0, -1), n, period, steps))
+            probes[key][j] = _unpad(np.moveaxis(np.asarray(data), 0, -1), n, period, steps)
     finally:
         if started:
             net.stop()
         f = getattr(getattr(net, "net_config", None), "f", None)
         if f is not None:
             f.close()
-    shapes = [l.out_shape for l in spec.layers if l.kind != "flatten"] if all_layers else [spec.output_shape]
-    ys = [_to_torch(o, n, steps, shape, layout) for o, shape in zip(outs, shapes)]
+    kept = [l for l in spec.layers if l.kind != "flatten"]
+    kept = kept if all_layers else kept[-1:]
+    ys = [_to_torch(o, n, steps, l.out_shape, layout, l.neuron.graded) for o, l in zip(outs, kept)]
     if states:
         result = {"spikes": ys[-1], "layer_spikes": ys}
         for key, arrays in probes.items():
-            result[key] = [_to_torch(a, n, steps, shape, layout).long() for a, shape in zip(arrays, shapes)]
+            result[key] = [None if a is None else _to_torch(a, n, steps, l.out_shape, layout, True).long()
+                           for a, l in zip(arrays, kept)]
         return result
     return ys if all_layers else ys[0]
 
@@ -195,11 +212,12 @@ def _unpad(out: np.ndarray, n: int, period: int, steps: int) -> np.ndarray:
     return out.reshape(*out.shape[:-1], n, period)[..., :steps].reshape(*out.shape[:-1], n * steps)
 
 
-def _to_torch(out: np.ndarray, n: int, steps: int, shape, layout: str) -> torch.Tensor:
+def _to_torch(out: np.ndarray, n: int, steps: int, shape, layout: str, graded: bool = False) -> torch.Tensor:
+    """Spikes as float 0/1; graded messages and states (``graded``) as int32, exactly."""
     # (W, H, C, N*T) -> (W, H, C, N, T) -> reversed: [T, N, C, H, W]
     out = out.reshape(*out.shape[:-1], n, steps).T
-    # float32 holds Lava's 24-bit states exactly, so .long() on probed states is lossless
-    y = torch.from_numpy(np.ascontiguousarray(out)).float().reshape(steps, n, *shape)
+    y = torch.from_numpy(np.ascontiguousarray(out))
+    y = (y.to(torch.int32) if graded else y.float()).reshape(steps, n, *shape)
     return y if layout == "TNX" else TNX_to_NXT(y)
 
 
@@ -208,7 +226,7 @@ def _reset_states(net) -> None:
     for block in net.layers:
         neuron = getattr(block, "neuron", None)
         if neuron is not None:
-            for var in ("u", "v"):
+            for var in ("u", "v", "sigma", "act", "residue", "error"):
                 if hasattr(neuron, var):
                     getattr(neuron, var).set(np.zeros(getattr(neuron, var).shape, dtype=np.int32))
         for syn_name in ("synapse", "synapse_rec"):

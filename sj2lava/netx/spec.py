@@ -23,13 +23,61 @@ class Neuron:
     i_decay: np.ndarray
     v_decay: np.ndarray
     v_th_mant: np.ndarray
+    message_bits: Optional[int] = None
+    """The file's ``messageBits`` (NetX: bits of the messages this layer sends; spikes are 0/1 either way)."""
+
+    kind = "cuba"
+    graded = False
 
     def describe(self) -> str:
-        def fmt(a: np.ndarray) -> str:
-            a = np.asarray(a)
-            return str(int(a)) if a.size == 1 else f"{int(a.min())}..{int(a.max())}"
+        mb = "" if self.message_bits is None else f" mb={self.message_bits}"
+        return f"iD={_fmt(self.i_decay)} vD={_fmt(self.v_decay)} th={_fmt(self.v_th_mant)}{mb}"
 
-        return f"iD={fmt(self.i_decay)} vD={fmt(self.v_decay)} th={fmt(self.v_th_mant)}"
+
+def _fmt(a: np.ndarray) -> str:
+    a = np.asarray(a)
+    return str(int(a)) if a.size == 1 else f"{int(a.min())}..{int(a.max())}"
+
+
+SDNN_ROLES = ("delta", "sigma_delta", "sigma")
+
+
+@dataclass(frozen=True)
+class SigmaDelta:
+    """NetX's ``SDNN`` neurons (Lava's ``lava.proc.sdn``), graded messages in units of ``2^-spike_exp``
+    (NetX: ``spike_exp = 6``, so a message of 64 is 1.0); state in units of ``2^-(spike_exp + 6)``.
+
+    ``role`` is what NetX builds from the layer:
+
+    - ``'delta'`` (an ``input`` layer): ``act = a_in << (spike_exp + 6)``;
+    - ``'sigma_delta'`` (a conv / dense layer): ``sigma += a_in``, ``act = relu(sigma + bias << (spike_exp + 6))``;
+    - ``'sigma'`` (field ``sigma_output``): ``sigma += a_in``, and the message is ``sigma`` itself.
+
+    then for delta and sigma_delta (``vth = vThMant << (spike_exp + 6)``)::
+
+        delta = act - act_prev + residue;  s = delta if |delta| >= vth else 0
+        residue = delta - s;  act_prev = act;  message = s >> 6
+
+    all in int32 arithmetic (wrapping), as Lava's fixed-point models compute it.
+    """
+
+    v_th_mant: int
+    role: str = "sigma_delta"
+    message_bits: Optional[int] = None
+    """The file's ``messageBits`` (None: NetX's default 16 for SDNN)."""
+    activation: Optional[str] = "relu"
+    """The file's ``activation`` (NetX always applies ReLU in ``sigma_delta`` layers)."""
+
+    kind = "sdnn"
+    graded = True
+
+    def describe(self) -> str:
+        mb = "" if self.message_bits is None else f" mb={self.message_bits}"
+        return {"delta": f"Delta th={self.v_th_mant}", "sigma": "Sigma",
+                "sigma_delta": f"SigmaDelta relu th={self.v_th_mant}"}[self.role] + mb
+
+
+NeuronType = Union[Neuron, SigmaDelta]
 
 
 @dataclass(frozen=True)
@@ -46,7 +94,7 @@ class Conv:
     padding: Tuple[int, int]
     dilation: Tuple[int, int]
     groups: int
-    neuron: Neuron
+    neuron: NeuronType
     bias: Optional[np.ndarray] = None
     kind: str = field(default="conv", init=False)
 
@@ -67,7 +115,7 @@ class Dense:
     in_shape: Shape
     out_shape: Shape
     weight: np.ndarray
-    neuron: Neuron
+    neuron: NeuronType
     bias: Optional[np.ndarray] = None
     weight_rec: Optional[np.ndarray] = None
     delay: Optional[np.ndarray] = None
@@ -91,9 +139,11 @@ class Flatten:
 
 @dataclass(frozen=True)
 class InputNeurons:
-    """An ``input`` layer with a neuron (NetX's ``Input`` block): CUBA neurons with no synapse. Lava drives
-    them through their bias (``bias_mant``, one image per sample: ``emulate(..., input_bias=)``) and/or their
-    ``a_in`` (integer values added to ``u`` as ``a_in << 6`` at the same step); they spike into the next layer.
+    """An ``input`` layer with a neuron (NetX's ``Input`` block): neurons with no synapse, driven at the same
+    step as the caller gives their input. CUBA neurons: through their bias (``bias_mant``, one image per
+    sample: ``emulate(..., input_bias=)``) and/or their ``a_in`` (integer values added to ``u`` as ``a_in << 6``);
+    they spike into the next layer. SDNN (:class:`SigmaDelta` role ``'delta'``): ``a_in`` are graded values,
+    sent on as delta messages.
 
     ``transform`` is the file's ``(weight, bias)`` pair that NetX stores on the block but never applies: a
     user applies it to the data before passing it as ``input_bias`` (lava-dl's own tests do).
@@ -101,7 +151,7 @@ class InputNeurons:
 
     in_shape: Shape
     out_shape: Shape
-    neuron: Neuron
+    neuron: NeuronType
     transform: Optional[Tuple[int, int]] = None
     kind: str = field(default="input", init=False)
     synapses: int = field(default=0, init=False)
@@ -124,6 +174,11 @@ def neurons_of(layer: Layer) -> int:
     return 0 if isinstance(layer, Flatten) else int(np.prod(layer.out_shape))
 
 
+def sends_graded(layer: Layer) -> bool:
+    """Does the layer send graded messages (SDNN) rather than 0/1 spikes?"""
+    return not isinstance(layer, Flatten) and layer.neuron.graded
+
+
 @dataclass
 class NetSpec:
     """A whole NetX network: the input shape and the layers after the ``input`` layer."""
@@ -133,10 +188,19 @@ class NetSpec:
     source: Optional[Path] = None
     notes: List[str] = field(default_factory=list)
     """What the file holds that NetX does not read (so neither Lava nor sj2lava acts on it)."""
+    input_message_bits: int = 0
+    """NetX's ``input_message_bits``: 0, the input is binary spikes; > 0, graded integer messages (a net
+    built from a file's later layers, like NetX's ``skip_layers``)."""
 
     @property
     def output_shape(self) -> Shape:
         return self.layers[-1].out_shape if self.layers else self.input_shape
+
+    @property
+    def graded_input(self) -> bool:
+        """Does the net take graded values (SDNN input neurons or ``input_message_bits``) rather than spikes?"""
+        first = self.layers[0] if self.layers else None
+        return self.input_message_bits > 0 or (isinstance(first, InputNeurons) and first.neuron.graded)
 
     @property
     def synaptic_layers(self) -> int:
@@ -156,6 +220,8 @@ class NetSpec:
         head = ("#", "type", "shape", "kernel", "stride", "pad", "grp", "neuron", "bias", "weights",
                 "neurons", "synapses")
         rows = [("in", "input", _shape(self.input_shape), "", "", "", "", "", "", "", "", "")]
+        if self.input_message_bits:
+            rows[0] = rows[0][:7] + (f"graded in, mb={self.input_message_bits}",) + rows[0][8:]
         for i, l in enumerate(self.layers):
             if isinstance(l, Flatten):
                 rows.append((str(i), "flatten", _shape(l.out_shape), "", "", "", "", "", "", "", "", ""))
