@@ -1,7 +1,8 @@
 """The ``sj2lava`` command line.
 
     sj2lava inspect FILE.net
-    sj2lava run FILE.net --input SPIKES.npy [--backend emulator|lava] [--layout TNX|NXT] [--out OUT.npy]
+    sj2lava run FILE.net --input X.npy [--input-bias B.npy] [--backend emulator|lava] [--layout TNX|NXT]
+                         [--reset-interval R] [--num-layers N] [--skip-layers K] [--out OUT.npy]
     sj2lava eval FILE.net --data DATA.npz --steps N [--backend emulator|lava] [--spikes]
     sj2lava convert MODEL.nir -o FILE.net --dt DT [--input-shape C,H,W]
     sj2lava demo
@@ -33,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("file", type=Path)
     r = sub.add_parser("run", help="run a .net file (bit-exact emulator, or Lava's CPU simulation of Loihi)")
     r.add_argument("file", type=Path)
-    r.add_argument("--input", required=True, type=Path, help=".npy spikes, [T, N, *shape] or [N, *shape, T]")
+    r.add_argument("--input", type=Path, help=".npy spikes, [T, N, *shape] or [N, *shape, T]; integers for a net with "
+                   "graded input (SDNN) or input neurons (their a_in)")
+    r.add_argument("--input-bias", type=Path, metavar="B.npy",
+                   help="bias_mant images [N, *shape] of the input neurons (NetX's Input block, as lava-dl drives "
+                        "PilotNet-LIF); --input is then optional and --steps sets the steps")
     r.add_argument("--layout", choices=("TNX", "NXT"), default="TNX")
     r.add_argument("--out", type=Path, help="where to save the output spikes (.npy)")
     r.add_argument("--steps", type=int, help="time steps per sample (default: T of the input)")
@@ -41,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--reset-interval", type=int, metavar="R",
                    help="zero every layer's u and v every R steps (NetX's reset_interval)")
     r.add_argument("--reset-offset", type=int, default=0, metavar="K", help="phase of the reset (NetX's reset_offset)")
+    r.add_argument("--num-layers", type=int, metavar="N", help="run only the file's first N layers (NetX's num_layers)")
+    r.add_argument("--skip-layers", type=int, default=0, metavar="K",
+                   help="drop the file's first K layers; the input then feeds layer K (NetX's skip_layers)")
+    r.add_argument("--spike-exp", type=int, default=6, metavar="E",
+                   help="SDNN message fraction bits (NetX's spike_exp)")
     e = sub.add_parser("eval", help="accuracy on a labelled .npz (x: [N, *shape] in [0, 1], y: [N])")
     e.add_argument("file", type=Path)
     e.add_argument("--data", required=True, type=Path)
@@ -57,13 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load(path: Path):
+def _load(path: Path, **options):
     from .errors import NetFileError
     from .netx.hdf5 import load
 
     try:
-        return load(path)
+        return load(path, **options)
     except NetFileError as e:
+        raise _UserError(str(e)) from None
+    except ValueError as e:  # bad num_layers / skip_layers
         raise _UserError(str(e)) from None
 
 
@@ -76,36 +88,38 @@ def _inspect(args) -> int:
 
 def _run(args) -> int:
     import numpy as np
-    import torch
 
     from .netx.lava import run_lava
 
-    spec = _load(args.file)
-    if not args.input.is_file():
-        raise _UserError(f"{args.input}: no such file")
-    try:
-        x = torch.from_numpy(np.load(args.input, allow_pickle=False))
-    except Exception as e:
-        raise _UserError(f"{args.input}: not a readable .npy array ({e})") from None
+    spec = _load(args.file, num_layers=args.num_layers, skip_layers=args.skip_layers)
+    x = None if args.input is None else _npy(args.input)
+    bias = None if args.input_bias is None else _npy(args.input_bias)
+    if x is None and bias is None:
+        raise _UserError("give --input (and/or --input-bias for a net whose input layer has neurons)")
+    options = dict(layout=args.layout, reset_interval=args.reset_interval, reset_offset=args.reset_offset,
+                   input_bias=bias, spike_exp=args.spike_exp)
     try:
         if args.backend == "emulator":
             from .emulator import emulate
 
-            if args.steps is not None and args.steps != (x.shape[0] if args.layout == "TNX" else x.shape[-1]):
+            if x is not None and args.steps is not None and args.steps != (
+                    x.shape[0] if args.layout == "TNX" else x.shape[-1]):
                 raise _UserError("--steps is for the Lava backend; the emulator runs the input's T steps")
-            y = emulate(spec, x, layout=args.layout, reset_interval=args.reset_interval,
-                        reset_offset=args.reset_offset)
+            y = emulate(spec, x, num_steps=args.steps if x is None else None, **options)
         else:
-            n = x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0]
+            n = (bias.shape[0] if bias is not None and bias.dim() > len(spec.input_shape) else 1) if x is None else (
+                x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0])
             bar = _Bar(n, f"Lava {args.file.name}")
             try:
-                y = run_lava(args.file, x, layout=args.layout, num_steps=args.steps, progress=bar.update_to,
-                             spec=spec, reset_interval=args.reset_interval, reset_offset=args.reset_offset)
+                y = run_lava(args.file, x, num_steps=args.steps, progress=bar.update_to, spec=spec,
+                             num_layers=args.num_layers, skip_layers=args.skip_layers, **options)
             finally:
                 bar.close()
     except ValueError as e:
         raise _UserError(str(e)) from None
-    print(f"{args.backend}: {tuple(x.shape)} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} output spikes, "
+    shown = tuple(x.shape) if x is not None else f"bias {tuple(bias.shape)}"
+    what = "output spikes" if y.dtype.is_floating_point else "output message sum"
+    print(f"{args.backend}: {shown} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} {what}, "
           f"{len(spec.layers)} layers")
     if args.out:
         tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.npy")
@@ -113,6 +127,18 @@ def _run(args) -> int:
         os.replace(tmp, args.out)
         print(f"saved {args.out}")
     return EXIT_OK
+
+
+def _npy(path: Path):
+    import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise _UserError(f"{path}: no such file")
+    try:
+        return torch.from_numpy(np.load(path, allow_pickle=False))
+    except Exception as e:
+        raise _UserError(f"{path}: not a readable .npy array ({e})") from None
 
 
 def _eval(args) -> int:

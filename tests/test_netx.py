@@ -138,7 +138,8 @@ def _with_field(tmp_path, layer, name, data):
 
 @pytest.mark.parametrize("layer, name, data, match", [
     (1, "delay", 1, "axonal delays, which NetX applies to dense layers only"),
-    (3, "neuron/messageBits", 3, "graded messages"),
+    (1, "neuron/messageBits", 3, "reads as an HDF5 group"),
+    (3, "neuron/messageBits", 0, "reads as an HDF5 group"),
     (3, "neuron/gradedSpike", True, "graded spikes"),
     (1, "frobnicate", 1, "'frobnicate' is not one sj2lava understands for a conv layer"),
     (3, "neuron/tau", 2.0, "'neuron/tau' is not one sj2lava understands"),
@@ -262,3 +263,62 @@ def test_a_dense_layer_without_neuron_gets_netx_default_integrator(tmp_path):
         for a, b in zip(emu[key], lava[key]):
             assert torch.equal(a.long(), b.long()), key
     assert emu["layer_spikes"][-1].sum() == 0 and emu["voltage"][-1].abs().sum() > 0  # it integrates, never fires
+
+
+def _sdnn_copy(netx_files, tmp_path, fn):
+    import shutil
+
+    path = tmp_path / "sdnn.net"
+    shutil.copy(netx_files / "gts" / "pilotnet_sdnn" / "square_network.net", path)
+    return _edit(path, fn)
+
+
+def _replace(f, name, data):
+    del f[name]
+    f.create_dataset(name, data=data)
+
+
+@pytest.mark.parametrize("edit, where, match", [
+    (lambda f: f["layer/1/neuron"].create_dataset("sigma_output", data=False), "layer/1",
+     "'neuron/sigma_output' is false"),
+    (lambda f: _replace(f, "layer/2/neuron/activation", b"tanh"), "layer/2", "always apply ReLU"),
+    (lambda f: _replace(f, "layer/3/neuron/vThMant", np.arange(1024)), "layer/3", "one threshold per layer"),
+    (lambda f: _replace(f, "layer/1/neuron/type", b"RF"), "layer/1", "resonate-and-fire"),
+    (lambda f: _replace(f, "layer/4/neuron/type", b"ALIF"), "layer/4", "'ALIF' is not one NetX builds"),
+    (lambda f: _replace(f, "layer/4/bias", np.full(64, 1 << 19)), "layer/4", "for SDNN neurons"),
+    (lambda f: (f["layer/4/neuron"].create_dataset("sigma_output", data=True)), "layer/4",
+     "Sigma output layer: NetX passes it to Lava's Sigma"),
+])
+def test_sdnn_fields_netx_cannot_build_as_written_are_refused(netx_files, tmp_path, edit, where, match):
+    path = _sdnn_copy(netx_files, tmp_path, edit)
+    with pytest.raises(NetFileError, match=match) as e:
+        load(path)
+    assert where in str(e.value) and str(path) in str(e.value)
+
+
+def test_sdnn_fields_netx_does_not_read_are_noted(netx_files):
+    spec = load(netx_files / "gts" / "pilotnet_sdnn" / "network.net")
+    roles = [l.neuron.role for l in spec.layers if l.kind != "flatten"]
+    assert roles == ["delta"] + ["sigma_delta"] * 7 + ["sigma"]
+    notes = "\n".join(spec.notes)
+    assert "layer 0, 9: field 'neuron/activation'" in notes and "layer 9: field 'neuron/vThMant'" in notes
+    table = spec.table()
+    assert "Delta th=0 mb=16" in table and "SigmaDelta relu th=13 mb=16" in table and "Sigma mb=16" in table
+
+
+@pytest.mark.parametrize("name, options", [
+    ("tiny.net", {}), ("mnist.net", {}), ("gts/ntidigits/ntidigits.net", {"num_layers": 5}),
+    ("gts/pilotnet_lif/network.net", {}), ("gts/pilotnet_sdnn/network.net", {}),
+    ("gts/pilotnet_sdnn/square_network.net", {}),
+])
+def test_lava_dl_files_round_trip_identically(netx_files, tmp_path, name, options):
+    """load -> write -> load gives the same spec (every shape, array, neuron and delay) for each of lava-dl's files."""
+    from sj2lava.emulator.compiled import fingerprint
+
+    spec = load(netx_files / name, **options)
+    back = load(netx.write(spec, tmp_path / "back.net"))
+    assert fingerprint(back) == fingerprint(spec)
+    assert back.table().split("note:")[0].strip() == spec.table().split("note:")[0].strip()
+    if name.startswith("gts/pilotnet_sdnn"):
+        with pytest.raises(ValueError, match="graded messages at its input"):
+            netx.write(load(netx_files / name, skip_layers=1), tmp_path / "skipped.net")

@@ -13,7 +13,7 @@ Schema (lava-dl 0.6.0 / NetX, ``lava/lib/dl/netx/hdf5.py``); layers are ``layer/
     flatten: shape      (C*H*W, 1, 1)
     neuron/  type 'CUBA' (or 'LOIHI'): iDecay, vDecay (1/4096), vThMant (1/64), refDelay, gradedSpike
              type 'SDNN': vThMant (2^-6 message units), activation 'relu', sigma_output (output layer)
-             messageBits (optional, any type; NetX 0.6.0 can use it only on the last layer)
+             (messageBits: NetX 0.6.0 cannot build a network from a file holding it; refused)
     conv/dense bias     optional, per channel / neuron: CUBA bias_mant (bias_exp = 6); SDNN bias (2^-6 units)
 
 NetX reads weights and biases with ``astype(int)``, so they must hold exact integers.
@@ -43,6 +43,10 @@ def write(spec: NetSpec, path: PathLike) -> Path:
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"{path}: folder {path.parent} does not exist")
+    if spec.input_message_bits:
+        raise ValueError(f"{path}: this net takes graded messages at its input (input_message_bits="
+                         f"{spec.input_message_bits}, from skip_layers), which a NetX file cannot say; write the "
+                         "net with the layers it skipped")
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
         with h5py.File(tmp, "w") as f:
@@ -99,7 +103,8 @@ def _write(f: h5py.File, i: int, layer) -> None:
             g.create_dataset("delay", data=layer.delay.astype(np.int8))
     if layer.bias is not None:
         g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int32))
-    _write_neuron(g, layer.neuron)
+    if not (isinstance(layer, Dense) and _is_default_neuron(layer.neuron)):  # NetX's default: no group, as read
+        _write_neuron(g, layer.neuron)
 
 
 def _write_neuron(g: h5py.Group, n: NeuronType) -> None:
@@ -118,8 +123,6 @@ def _write_neuron(g: h5py.Group, n: NeuronType) -> None:
         g.create_dataset("neuron/vThMant", data=np.asarray(n.v_th_mant, dtype=np.int64))
         g.create_dataset("neuron/refDelay", data=1)
         g.create_dataset("neuron/gradedSpike", data=False)
-    if n.message_bits is not None:
-        g.create_dataset("neuron/messageBits", data=int(n.message_bits))
 
 
 # --------------------------------------------------------------------------- reading
@@ -149,8 +152,8 @@ _READ = {
 }
 _INFORMATIONAL = {"inChannels", "outChannels", "kernelSize", "inFeatures", "outFeatures"}  # checked, not used
 _NEURON_READ = {
-    "CUBA": {"type", "iDecay", "vDecay", "vThMant", "messageBits"},
-    "SDNN": {"type", "vThMant", "messageBits", "sigma_output", "activation"},
+    "CUBA": {"type", "iDecay", "vDecay", "vThMant"},
+    "SDNN": {"type", "vThMant", "sigma_output", "activation"},
 }
 _NEURON_NOT_READ_BY_NETX = {
     "refDelay": "a refractory delay (Lava's CUBA neuron has none)",
@@ -167,6 +170,9 @@ _REFUSED = {
     "delay": "axonal delays, which NetX applies to dense layers only (it ignores them on conv layers, and sj2lava "
              "does not emulate them on dense_rec layers yet), so this file would run differently than written",
     "weight/real": _RF,
+    "messageBits": "message bits, which NetX 0.6.0 reads as an HDF5 group instead of a number, so it fails to "
+                   "build or run the network (TypeError) and Lava cannot run this file. Remove the field: spikes "
+                   "are 0/1 whatever it says, and NetX gives SDNN messages 16 bits",
 }
 
 
@@ -335,7 +341,7 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
             raise ctx.fail(f"skip_layers={skip_layers} leaves no layer to run")
         sent = [l for l in layers[:kept[0]] if not isinstance(l, Flatten)]
         if sent and sent[-1].neuron.graded:  # NetX: the next synapse takes the skipped layer's messages
-            bits = sent[-1].neuron.message_bits or SDNN_MESSAGE_BITS
+            bits = SDNN_MESSAGE_BITS
         layers = layers[kept[0]:]
         net_input = tuple(layers[0].in_shape)
         ctx.notes.append(f"layers before layer/{skip_layers} skipped (skip_layers={skip_layers}): the net takes "
@@ -350,14 +356,9 @@ SDNN_MESSAGE_BITS = 16
 def _check_neurons(layers: list, where: list, ctx: _Ctx) -> None:
     """What NetX 0.6.0 cannot build, or builds otherwise than the file says, across layers."""
     with_neurons = [(l, w) for l, w in zip(layers, where) if not isinstance(l, Flatten)]
-    for k, (layer, w) in enumerate(with_neurons):
+    for layer, w in with_neurons:
         ctx.where = w
         n = layer.neuron
-        if n.message_bits is not None and k < len(with_neurons) - 1:
-            raise ctx.fail("field 'neuron/messageBits' is set on a layer that feeds another: NetX 0.6.0 reads it "
-                           "as an HDF5 group, not a number, and fails building the next layer (TypeError), so "
-                           "Lava cannot run this file. Remove the field: spikes are 0/1 for any messageBits, "
-                           "and SDNN messages default to 16 bits")
         if isinstance(n, SigmaDelta):
             if isinstance(layer, Dense) and layer.weight_rec is not None:
                 raise ctx.fail("a dense_rec layer with SDNN neurons, which sj2lava does not emulate")
@@ -432,6 +433,11 @@ NETX_DEFAULT_V_TH_MANT = 1 << 17
 ``2^23 - 1`` while the threshold is ``2^23``, so such a layer never spikes; it integrates."""
 
 
+def _is_default_neuron(n: NeuronType) -> bool:
+    return isinstance(n, Neuron) and all(np.asarray(a).size == 1 for a in (n.i_decay, n.v_decay, n.v_th_mant)) and (
+        int(n.i_decay), int(n.v_decay), int(n.v_th_mant)) == (0, quant.P_SCALE, NETX_DEFAULT_V_TH_MANT)
+
+
 def _default_neuron(ctx: _Ctx) -> NeuronType:
     ctx.notes.append(f"{ctx.where.rstrip(': ')}: no neuron group; NetX gives the layer its default integrator "
                      f"(iDecay 0, vDecay 4096, vThMant {NETX_DEFAULT_V_TH_MANT}, which never spikes), and so does "
@@ -443,14 +449,8 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> Neu
     if "neuron" not in g:
         raise ctx.fail("missing group 'neuron'")
     n = g["neuron"]
-    message_bits = None
-    if "messageBits" in n:
-        mb = _ints(n, "messageBits", ctx).reshape(-1)
-        if mb.size != 1 or not 0 <= int(mb[0]) <= 24:
-            raise ctx.fail(f"field 'neuron/messageBits' must be one integer in [0, 24], found {mb.tolist()}")
-        message_bits = int(mb[0])
     if _neuron_type(g, ctx) == "SDNN":
-        return _sdnn_neuron(n, ctx, ctx.index, message_bits, is_input)
+        return _sdnn_neuron(n, ctx, ctx.index, is_input)
     vals = []
     for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, quant.V_TH_MANT_MAX)):
         a = _ints(n, key, ctx)
@@ -459,7 +459,7 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> Neu
         if np.any(a < lo) or np.any(a > hi):
             raise ctx.fail(f"field 'neuron/{key}' must lie in [{lo}, {hi}], found {int(a.min())}..{int(a.max())}")
         vals.append(a.reshape(()) if a.size == 1 else a.reshape(-1))
-    return Neuron(*vals, message_bits=message_bits)
+    return Neuron(*vals)
 
 
 SDNN_V_TH_MANT_MAX = (1 << 19) - 1
@@ -468,7 +468,7 @@ SDNN_V_TH_MANT_MAX = (1 << 19) - 1
 _ACTIVATION_NOT_APPLIED = "an activation, which NetX's Delta (input) and Sigma (output) neurons do not apply"
 
 
-def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, message_bits: Optional[int], is_input: bool) -> SigmaDelta:
+def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, is_input: bool) -> SigmaDelta:
     """NetX's choice (``get_neuron_params``): an input layer is a Delta encoder, a layer whose neuron group
     holds ``sigma_output`` (whatever its value) a Sigma decoder, any other a ReLU SigmaDelta neuron."""
     role = "delta" if is_input else ("sigma" if "sigma_output" in n else "sigma_delta")
@@ -492,7 +492,7 @@ def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, message_bits: Optional[in
         if "vThMant" in n:
             ctx.ignored.setdefault("neuron/vThMant", []).append(index)
             ctx.reasons["neuron/vThMant"] = "a threshold, which NetX's Sigma output neurons do not have"
-        return SigmaDelta(0, role, message_bits, activation)
+        return SigmaDelta(0, role, activation)
     th = _ints(n, "vThMant", ctx).reshape(-1)
     if th.size != 1:
         raise ctx.fail(f"field 'neuron/vThMant' has {th.size} values; NetX gives SDNN neurons one threshold "
@@ -500,7 +500,7 @@ def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, message_bits: Optional[in
     if not 0 <= int(th[0]) <= SDNN_V_TH_MANT_MAX:
         raise ctx.fail(f"field 'neuron/vThMant' must lie in [0, {SDNN_V_TH_MANT_MAX}] for SDNN neurons "
                        f"(scaled by 2^12 into int32), found {int(th[0])}")
-    return SigmaDelta(int(th[0]), role, message_bits, activation)
+    return SigmaDelta(int(th[0]), role, activation)
 
 
 def _bias(g: h5py.Group, ctx: _Ctx, sizes: Tuple[int, ...]) -> Optional[np.ndarray]:

@@ -168,7 +168,9 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
 
             for j, layer in enumerate(net.layers):
                 for key, var in (("voltage", "v"), ("current", "u"), ("sigma", "sigma")):
-                    if key in states and hasattr(layer.neuron, var):
+                    # Lava's Delta holds a sigma it never uses: only Sigma / SigmaDelta neurons report theirs
+                    if key in states and hasattr(layer.neuron, var) and not (
+                            var == "sigma" and type(layer.neuron).__name__ == "Delta"):
                         mon = Monitor()
                         mon.probe(target=getattr(layer.neuron, var), num_steps=n * period)
                         monitors.append((key, var, mon, j))

@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .. import quant
-from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, conv_out_shape
+from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, SigmaDelta, conv_out_shape
 
 
 def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
@@ -67,14 +67,16 @@ def _delays(rng: np.random.Generator, shape: Tuple[int, int]) -> np.ndarray:
 
 
 def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float = 0.0,
-                inputs: float = 0.0) -> NetSpec:
+                inputs: float = 0.0, sdnn: float = 0.0) -> NetSpec:
     """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``.
 
     ``wide``: the chance that a convolution has 16 or 32 output channels and no groups (the shape
     the emulator's event kernel sums by table); ``delays``: the chance that a (non-recurrent) dense layer
     has axonal delays (one per synapse, per output, per input or one for all, 0..62 with both ends
     likely); ``inputs``: the chance that the net starts with input neurons (NetX's ``Input`` block, driven
-    by a bias image and/or ``a_in``). 0 keeps the nets of earlier versions seed for seed.
+    by a bias image and/or ``a_in``); ``sdnn``: the chance that the net gets sigma-delta neurons (most layers
+    ReLU SigmaDelta, some CUBA between them, a Sigma output or a Delta input layer on some nets; graded messages).
+    0 keeps the nets of earlier versions seed for seed.
     """
     rng = np.random.default_rng(seed)
     if rng.random() < 0.6:
@@ -126,4 +128,36 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
     if inputs and rng.random() < inputs:  # drawn last, so the layers after it are those of inputs=0
         drive = np.full((1, 1), int(rng.integers(50, 400)))  # a typical bias image value, for the threshold
         layers.insert(0, InputNeurons(input_shape, input_shape, _neuron(rng, drive)))
+    if sdnn:  # its own generator, so that the nets above stay those of sdnn=0
+        r = np.random.default_rng(seed + 7_000_000)
+        if r.random() < sdnn:
+            layers = _to_sdnn(r, input_shape, layers)
     return NetSpec(input_shape, layers)
+
+
+def _to_sdnn(rng: np.random.Generator, input_shape: Tuple[int, ...], layers: list) -> list:
+    """Most synaptic layers become ReLU SigmaDelta with small weights (graded sums grow layer by layer, and
+    Lava's int32 must hold them), thresholds 0..40 message units and biases; recurrent ones stay CUBA (NetX
+    SDNN has none); the last may become a Sigma output; a Delta input layer on some nets."""
+    out = []
+    for i, l in enumerate(layers):
+        if isinstance(l, (Flatten, InputNeurons)) or getattr(l, "weight_rec", None) is not None or rng.random() < 0.2:
+            out.append(l)
+            continue
+        pool = isinstance(l, Conv) and l.groups == l.in_shape[0] and l.weight.shape[1] == 1 and (
+            len(np.unique(l.weight)) == 1)
+        w = l.weight if pool else rng.integers(-8, 9, l.weight.shape).astype(np.int64) * 2
+        if isinstance(l, Dense) and not np.any(w):
+            w.reshape(-1)[0] = 2
+        last = i == len(layers) - 1
+        role = "sigma" if last and rng.random() < 0.3 else "sigma_delta"
+        neuron = SigmaDelta(int(rng.choice([0, 0, int(rng.integers(1, 8)), int(rng.integers(8, 41))])), role)
+        bias = None if role == "sigma" or rng.random() < 0.4 else rng.integers(-60, 61, l.out_shape[0]).astype(np.int64)
+        if isinstance(l, Conv):
+            out.append(Conv(l.in_shape, l.out_shape, w, l.stride, l.padding, l.dilation, l.groups, neuron, bias))
+        else:
+            out.append(Dense(l.in_shape, l.out_shape, w, neuron, bias, None, l.delay))
+    if rng.random() < 0.8:  # graded input, as SDNN nets mostly take it (CUBA input neurons give way)
+        out = out[1:] if isinstance(out[0], InputNeurons) else out
+        out.insert(0, InputNeurons(input_shape, input_shape, SigmaDelta(int(rng.choice([0, 0, 2, 10])), "delta")))
+    return out

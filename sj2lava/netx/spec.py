@@ -23,15 +23,12 @@ class Neuron:
     i_decay: np.ndarray
     v_decay: np.ndarray
     v_th_mant: np.ndarray
-    message_bits: Optional[int] = None
-    """The file's ``messageBits`` (NetX: bits of the messages this layer sends; spikes are 0/1 either way)."""
 
     kind = "cuba"
     graded = False
 
     def describe(self) -> str:
-        mb = "" if self.message_bits is None else f" mb={self.message_bits}"
-        return f"iD={_fmt(self.i_decay)} vD={_fmt(self.v_decay)} th={_fmt(self.v_th_mant)}{mb}"
+        return f"iD={_fmt(self.i_decay)} vD={_fmt(self.v_decay)} th={_fmt(self.v_th_mant)}"
 
 
 def _fmt(a: np.ndarray) -> str:
@@ -63,18 +60,17 @@ class SigmaDelta:
 
     v_th_mant: int
     role: str = "sigma_delta"
-    message_bits: Optional[int] = None
-    """The file's ``messageBits`` (None: NetX's default 16 for SDNN)."""
     activation: Optional[str] = "relu"
     """The file's ``activation`` (NetX always applies ReLU in ``sigma_delta`` layers)."""
 
     kind = "sdnn"
     graded = True
 
+    message_bits = 16  # NetX's for SDNN neurons
+
     def describe(self) -> str:
-        mb = "" if self.message_bits is None else f" mb={self.message_bits}"
         return {"delta": f"Delta th={self.v_th_mant}", "sigma": "Sigma",
-                "sigma_delta": f"SigmaDelta relu th={self.v_th_mant}"}[self.role] + mb
+                "sigma_delta": f"SigmaDelta relu th={self.v_th_mant}"}[self.role] + f" mb={self.message_bits}"
 
 
 NeuronType = Union[Neuron, SigmaDelta]
