@@ -6,7 +6,13 @@ The emulator's rate (default backend: the C kernel on the CPU) is sample-steps/s
 torch backend's at batch 256 for comparison, plus a full 10,000-sample x 32-step evaluation. Peak memory
 is the emulator process's maximum resident set.
 
-    python benchmarks/bench_emulator.py [--samples 10000] [--steps 32]
+Then lava-dl's own PilotNet files, as lava-dl drives them: PilotNet-LIF (the image as the input neurons'
+bias, a reset every 16 steps, 16 steps a sample) and PilotNet-SDNN (the image as graded input, 9 steps),
+Lava's steady rate from runs of one and two sample lengths (one measurement each: Lava needs seconds per
+step on these) against the emulator's torch backend at batch 256 (the 'events' C kernel does not run input
+neurons or SDNN layers).
+
+    python benchmarks/bench_emulator.py [--samples 10000] [--steps 32] [--skip-pilotnet]
 """
 from __future__ import annotations
 
@@ -92,14 +98,65 @@ def lava_rate(path: Path, steps: int) -> float:
     return statistics.median(rates)
 
 
+def _pilotnet_inputs(which: str, batch: int):
+    """(file, emulate/run_lava keywords for ``batch`` samples, steps per sample) of lava-dl's shipped PilotNet."""
+    import numpy as np
+    from lava.lib.dl import netx
+
+    folder = Path(netx.__file__).parents[5] / "tests" / "lava" / "lib" / "dl" / "netx" / "gts" / f"pilotnet_{which}"
+    if which == "lif":
+        image = torch.from_numpy(np.load(folder / "image.npy").astype(np.int64).transpose(2, 1, 0).copy())
+        return folder / "network.net", dict(input_bias=image.expand(batch, *image.shape), reset_interval=16), 16
+    x = torch.from_numpy(np.load(folder / "input.npy").astype(np.int32).transpose(3, 2, 1, 0).copy())  # [1, C, H, W]
+    return folder / "network.net", dict(x=x.unsqueeze(1).expand(9, batch, *x.shape[1:]).contiguous()), 9
+
+
+def pilotnet_part(which: str) -> dict:
+    """The emulator's batch-256 rate on a PilotNet file (in its own process, for its peak memory)."""
+    import sj2lava
+
+    path, kw, steps = _pilotnet_inputs(which, 256)
+    spec = sj2lava.load(path)
+    if "x" not in kw:
+        kw["num_steps"] = steps
+    small = {k: (v[:, :2] if k == "x" else v[:2] if k == "input_bias" else v) for k, v in kw.items()}
+    sj2lava.emulate(spec, **small)  # warm up
+    t = time.perf_counter()
+    sj2lava.emulate(spec, **kw)
+    rate = 256 * steps / (time.perf_counter() - t)
+    return dict(rate=rate, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def pilotnet_lava_rate(which: str) -> float:
+    import sj2lava
+
+    path, kw, steps = _pilotnet_inputs(which, 1)
+    times = {}
+    for k in (1, 2):
+        run = dict(kw)
+        if "x" in run:
+            run["x"] = run["x"].repeat(k, 1, 1, 1, 1)
+        else:
+            run["num_steps"] = k * steps
+        t = time.perf_counter()
+        sj2lava.run_lava(path, **run)
+        times[k] = time.perf_counter() - t
+    return steps / (times[2] - times[1])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--skip-pilotnet", action="store_true", help="only the seed MNIST net")
     ap.add_argument("--emulator-part", help=argparse.SUPPRESS)
+    ap.add_argument("--pilotnet-part", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.emulator_part:
         print(json.dumps(emulator_part(args.emulator_part, args.samples, args.steps)))
+        return None
+    if args.pilotnet_part:
+        print(json.dumps(pilotnet_part(args.pilotnet_part)))
         return None
     with tempfile.TemporaryDirectory() as d:
         path = seed_file(Path(d))
@@ -118,6 +175,17 @@ def main(argv=None):
     print(f"  emulated evaluation of {args.samples:,} samples x {args.steps} steps: {emu['full']:.1f} s "
           f"(Lava would need ~{args.samples * args.steps / lava / 3600:.1f} h)")
     print(f"  emulator peak memory (process RSS): {emu['peak_mib']:,.0f} MiB")
+    if args.skip_pilotnet:
+        return emu, lava
+    for which, what in (("lif", "bias image, reset every 16 steps, 16 steps"), ("sdnn", "graded input, 9 steps")):
+        child = subprocess.run([sys.executable, __file__, "--pilotnet-part", which], capture_output=True, text=True,
+                               check=True)
+        part = json.loads(child.stdout.strip().splitlines()[-1])
+        rate = pilotnet_lava_rate(which)
+        print(f"lava-dl's PilotNet-{which.upper()} ({what}), {torch.get_num_threads()} threads, CPU")
+        print(f"  Lava Loihi2SimCfg(fixed_pt), batch 1: {rate:10,.2f} time steps/s (steady, compile excluded)")
+        print(f"  emulator torch backend, batch 256:    {part['rate']:10,.0f} sample-steps/s   "
+              f"{part['rate'] / rate:7,.0f}x Lava   (peak RSS {part['peak_mib']:,.0f} MiB)")
     return emu, lava
 
 

@@ -402,7 +402,7 @@ def test_graded_input_is_checked(netx_files):
         emulate(folder / "network.net", x, backend="events")
     with pytest.raises(ValueError, match="16-bit graded messages"):
         emulate(folder / "square_network.net", torch.full((2, 1, 3, 33, 33), 1 << 15), skip_layers=1)
-    with pytest.warns(UserWarning, match="does not reset Sigma-Delta"):
+    with pytest.warns(UserWarning, match="ignores the reset for Sigma-Delta"):
         emulate(folder / "network.net", x, reset_interval=4)
 
 
@@ -447,3 +447,30 @@ def test_random_sdnn_nets_equal_lava(seed, tmp_path):
             assert (a is None) == (b is None), (key, k)
             assert a is None or torch.equal(a.long(), b.long()), (key, k)
     assert sum(int((s != 0).sum()) for s in emu["layer_spikes"]) > 100
+
+
+RF_SEEDS = [2, 5, 23, 47]  # complex dense layers with RF and RF_IZ neurons, beside CUBA, delays, input neurons
+
+
+def test_rf_seeds_cover_both_resonators():
+    specs = [random_spec(s, delays=0.5, inputs=0.25, sdnn=0.3, rf=0.3) for s in RF_SEEDS]
+    kinds = {l.neuron.izhikevich for sp in specs for l in sp.layers if l.kind != "flatten" and l.neuron.kind == "rf"}
+    assert kinds == {True, False}
+
+
+@pytest.mark.parametrize("seed", RF_SEEDS)
+@pytest.mark.filterwarnings("ignore:divide by zero encountered:RuntimeWarning")
+def test_random_rf_nets_equal_lava(seed, tmp_path):
+    """Resonate-and-fire layers (NetX's ComplexDense: real and imaginary synapses with their own exponents, Lava's
+    fixed-point RF / RF_IZ with NetX's float round trip of the decays): every layer's spikes equal Lava's."""
+    spec = random_spec(seed, delays=0.5, inputs=0.25, sdnn=0.3, rf=0.3)
+    path = hdf5.write(spec, tmp_path / "r.net")
+    rng = np.random.default_rng(seed)
+    longest = max([int(l.delay.max()) for l in spec.layers if getattr(l, "delay", None) is not None], default=0)
+    x = torch.from_numpy((rng.random((30 + longest, 2, *spec.input_shape)) < 0.4).astype(np.float32))
+    kw = {"input_bias": torch.full((2, *spec.input_shape), 200)} if spec.layers[0].kind == "input" else {}
+    lava = run_lava(path, x, all_layers=True, **kw)
+    emu = emulate(path, x, record=("layer_spikes",), **kw)["layer_spikes"]
+    assert [mismatches(a, b) for a, b in zip(emu, lava)] == [0] * len(lava)
+    rf = [k for k, l in enumerate(l for l in spec.layers if l.kind != "flatten") if l.neuron.kind == "rf"]
+    assert sum(int(emu[k].sum()) for k in rf) > 0

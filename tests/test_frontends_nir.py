@@ -117,3 +117,17 @@ def test_nir_refusals():
     odd["if"] = nir.Threshold(threshold=np.ones((4, 8, 8)))
     with pytest.raises(UnsupportedLayerError, match="Threshold is not supported"):
         from_nir(nir.NIRGraph(nodes=odd, edges=g.edges, type_check=False), dt=1e-3)
+
+
+def test_to_nir_refuses_what_it_cannot_write(netx_files):
+    """SDNN neurons and axonal delays have no NIR form here: refused by name, never dropped."""
+    import sj2lava
+
+    with pytest.raises(sj2lava.UnsupportedLayerError, match="layer 0 holds input neurons"):
+        sj2lava.to_nir(netx_files / "gts" / "pilotnet_sdnn" / "network.net", dt=1.0)
+    spec = sj2lava.load(netx_files / "gts" / "pilotnet_sdnn" / "network.net", skip_layers=1)
+    with pytest.raises(sj2lava.UnsupportedLayerError, match="layer 0 has sigma-delta"):
+        sj2lava.to_nir(spec, dt=1.0)
+    spec = sj2lava.load(netx_files / "gts" / "ntidigits" / "ntidigits.net", num_layers=5)
+    with pytest.raises(sj2lava.UnsupportedLayerError, match="axonal delays"):
+        sj2lava.to_nir(spec, dt=1.0)

@@ -322,3 +322,61 @@ def test_lava_dl_files_round_trip_identically(netx_files, tmp_path, name, option
     if name.startswith("gts/pilotnet_sdnn"):
         with pytest.raises(ValueError, match="graded messages at its input"):
             netx.write(load(netx_files / name, skip_layers=1), tmp_path / "skipped.net")
+
+
+def _rf_file(path, neuron_type=b"RF_PHASE", sin=1500, extra=None):
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer/0")
+        g.create_dataset("type", (1,), "S10", [b"input"])
+        g.create_dataset("shape", data=np.array([8]))
+        g = f.create_group("layer/1")
+        g.create_dataset("type", (1,), "S10", [b"dense"])
+        g.create_dataset("shape", data=np.array([3]))
+        g.create_dataset("weight/real", data=np.arange(24).reshape(3, 8) * 2)
+        g.create_dataset("weight/imag", data=-np.arange(24).reshape(3, 8))
+        g.create_dataset("neuron/type", (1,), "S16", [neuron_type])
+        for k, v in dict(sinDecay=sin, cosDecay=3000, vThMant=100).items():
+            g.create_dataset(f"neuron/{k}", data=v)
+        for name, data in (extra or {}).items():
+            g.create_dataset(name, data=data)
+    return path
+
+
+def test_rf_layers_are_read_with_lava_s_decays_and_written_back(tmp_path):
+    spec = load(_rf_file(tmp_path / "rf.net", sin=np.array([-4095, 1500, 2000])))
+    layer = spec.layers[0]
+    assert layer.weight_imag.shape == layer.weight.shape == (3, 8) and not layer.neuron.izhikevich
+    assert "dense complex" in spec.table() and "RF sin=-4095..2000 cos=3000 th=100" in spec.table()
+    assert any("float round trip of the RF decays gives Lava sinDecay changed in 1 neurons by up to 1" in n
+               for n in spec.notes)
+    back = load(netx.write(spec, tmp_path / "back.net"))
+    assert np.array_equal(back.layers[0].weight_imag, layer.weight_imag) and back.table() == spec.table()
+    assert load(_rf_file(tmp_path / "iz.net", b"RF_IZHIKEVICH")).layers[0].neuron.izhikevich
+
+
+@pytest.mark.parametrize("neuron_type, extra, match", [
+    (b"RF_PHASE", {"bias": np.ones(3)}, "a bias, which NetX does not give a complex"),
+    (b"RF_PHASE", {"delay": np.ones(3)}, "axonal delays, which NetX does not give a complex"),
+    (b"CUBA", {}, "fails to connect them to CUBA neurons"),
+    (b"RF_PHASE", {"weight/extra": np.ones(3)}, "must hold 'real' and 'imag'"),
+])
+def test_complex_layers_netx_cannot_run_as_written_are_refused(tmp_path, neuron_type, extra, match):
+    path = _rf_file(tmp_path / "rf.net", neuron_type, extra=extra)
+    if neuron_type == b"CUBA":
+        with h5py.File(path, "r+") as f:
+            for k, v in dict(iDecay=0, vDecay=0).items():
+                f["layer/1/neuron"].create_dataset(k, data=v)
+            for k in ("sinDecay", "cosDecay"):
+                del f[f"layer/1/neuron/{k}"]
+    with pytest.raises(NetFileError, match=match) as e:
+        load(path)
+    assert "layer/1" in str(e.value)
+
+
+def test_rf_neurons_without_complex_weights_are_refused(tmp_path):
+    path = small_net_file(tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f["layer/1/neuron/type"]
+        f["layer/1/neuron"].create_dataset("type", (1,), "S16", [b"RF_PHASE"])
+    with pytest.raises(NetFileError, match="layer/1.*only on dense layers with weight/real and weight/imag"):
+        load(path)

@@ -26,7 +26,7 @@ from sj2lava.netx.spec import InputNeurons
 
 
 def check(seed: int, folder: Path):
-    spec = random_spec(seed, delays=0.5, inputs=0.25, sdnn=0.3)
+    spec = random_spec(seed, delays=0.5, inputs=0.25, sdnn=0.3, rf=0.3)
     path = hdf5.write(spec, folder / f"net{seed}.net")
     rng = np.random.default_rng(10_000 + seed)
     longest = max([int(l.delay.max()) for l in spec.layers if getattr(l, "delay", None) is not None], default=0)
@@ -45,7 +45,8 @@ def check(seed: int, folder: Path):
     mism = [int((a.long() != b.long()).sum()) for a, b in zip(emu, lava)]
     names = [("dense_rec" if getattr(l, "weight_rec", None) is not None else l.kind)
              + ("(delay)" if getattr(l, "delay", None) is not None else "")
-             + (f"({l.neuron.role})" if l.kind != "flatten" and l.neuron.graded else "") for l in spec.layers]
+             + (f"({l.neuron.role})" if l.kind != "flatten" and l.neuron.graded else "")
+             + ("(rf)" if l.kind != "flatten" and l.neuron.kind == "rf" else "") for l in spec.layers]
     if "reset_interval" in kw:
         names.append(f"reset{kw['reset_interval']}")
     return "+".join(names), [int((s != 0).sum()) for s in lava], mism

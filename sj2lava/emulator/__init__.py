@@ -30,7 +30,7 @@ import torch
 from ..layout import TNX_to_NXT
 from ..netx.hdf5 import load
 from ..netx.inputs import check_binary, graded_input_data, input_neuron_data, prepare_input, reset_phases
-from ..netx.spec import InputNeurons, NetSpec, sends_graded
+from ..netx.spec import InputNeurons, NetSpec
 from . import ckernel, cpu_backend, torch_backend
 from .compiled import compile_net, fingerprint, prepared
 
@@ -110,10 +110,10 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     dev = torch.device(device)
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
     delays = any(getattr(layer, "delay", None) is not None for layer in spec.layers)
-    sdnn = spec.graded_input or any(sends_graded(layer) for layer in spec.layers)
-    if neurons_in or delays or sdnn:
+    other_neurons = spec.graded_input or any(l.kind != "flatten" and l.neuron.kind != "cuba" for l in spec.layers)
+    if neurons_in or delays or other_neurons:
         if backend == "events":
-            raise ValueError("emulate: the 'events' backend does not run input neurons, axonal delays or SDNN "
+            raise ValueError("emulate: the 'events' backend does not run input neurons, axonal delays, SDNN or RF "
                              "layers yet; use backend='torch' (or 'auto')")
         backend = "torch"
     if spec.graded_input:

@@ -18,8 +18,8 @@ import numpy as np
 
 from .. import quant
 from ..errors import NetFileError
-from ..netx.spec import Conv, Dense, Flatten, InputNeurons, NetSpec
-from ..netx.weights import lava_dense_weights, netx_weight_bits
+from ..netx.spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, Resonator
+from ..netx.weights import lava_dense_weights, netx_weight_bits, rf_decays, rf_threshold
 
 __all__ = ["LifParams", "CompiledLayer", "compile_net", "fingerprint", "prepared"]
 
@@ -49,6 +49,15 @@ class SdnnParams:
 
 
 @dataclass
+class RfParams:
+    """A :class:`~sj2lava.netx.spec.Resonator` layer's integers, as Lava's fixed-point RF models hold them."""
+    sin: np.ndarray  # per neuron, 1/4096, after NetX's float round trip
+    cos: np.ndarray
+    vth: int  # int(vThMant * 64)
+    izhikevich: bool
+
+
+@dataclass
 class CompiledLayer:
     """One layer of the net in the emulator's terms, backend-neutral (numpy integers)."""
     kind: str  # 'input' (input neurons), 'conv', 'dense' or 'flatten'
@@ -64,6 +73,9 @@ class CompiledLayer:
     bound: float = 0.0  # the largest |sum| of one step's synaptic input (before the shift) for 0/1 input
     graded_in: bool = False  # the synapse receives graded messages (the layer before is SDNN): sum w * m
     sdnn: Optional[SdnnParams] = None  # SDNN neurons instead of ``lif``
+    rf: Optional[RfParams] = None  # resonate-and-fire neurons instead of ``lif``
+    weight_imag: Optional[np.ndarray] = None  # complex dense: Lava's imaginary weights, with their own shift
+    shift_imag: int = 0
 
 
 def _per_neuron(a: np.ndarray, shape: Tuple[int, ...], what: str) -> np.ndarray:
@@ -121,7 +133,16 @@ def compile_net(spec: NetSpec, spike_exp: int = 6) -> List[CompiledLayer]:
 def _compile(layer, spike_exp: int, graded: bool) -> CompiledLayer:
     c = _compile_synapse(layer)
     c.graded_in = graded
-    if layer.neuron.graded:
+    if isinstance(layer.neuron, Resonator):
+        n = layer.neuron
+        sin, cos = rf_decays(n.sin_decay, n.cos_decay)
+        c.lif, c.rf = None, RfParams(_per_neuron(sin, layer.out_shape, "sinDecay"),
+                                     _per_neuron(cos, layer.out_shape, "cosDecay"), rf_threshold(n.v_th_mant),
+                                     n.izhikevich)
+        scaled, bits, c.shift_imag = _netx_bits(layer.weight_imag, layer)  # its own synapse, its own exponent
+        c.weight_imag = lava_dense_weights(scaled, bits)
+        c.bound = max(c.bound, _row_bound(c.weight_imag))
+    elif layer.neuron.graded:
         c.lif, c.sdnn = None, _sdnn(layer, spike_exp)
     elif graded:  # graded sums are not bounded by the weights alone: assume u may wrap
         c.lif.u_may_wrap = True
@@ -131,29 +152,37 @@ def _compile(layer, spike_exp: int, graded: bool) -> CompiledLayer:
 def _compile_synapse(layer) -> CompiledLayer:
     if isinstance(layer, InputNeurons):  # no synapse; its a_in comes from the caller, so u may wrap
         return CompiledLayer("input", tuple(layer.in_shape), tuple(layer.out_shape),
-                             lif=None if layer.neuron.graded else _lif(layer, float("inf")))
+                             lif=_lif(layer, float("inf")) if isinstance(layer.neuron, Neuron) else None)
     if isinstance(layer, Conv):
         w = np.asarray(layer.weight, dtype=np.int64)
         bound = _row_bound(w)
         return CompiledLayer("conv", tuple(layer.in_shape), tuple(layer.out_shape), weight=w,
                              conv=dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                                        groups=layer.groups),
-                             lif=None if layer.neuron.graded else _lif(layer, bound), may_wrap=bound >= _HALF,
+                             lif=_lif(layer, bound) if isinstance(layer.neuron, Neuron) else None,
+                             may_wrap=bound >= _HALF,
                              bound=bound)
     assert isinstance(layer, Dense)
     w = layer.weight
     joint = w if layer.weight_rec is None else np.hstack([w, layer.weight_rec])
-    try:
-        scaled, bits, exp = netx_weight_bits(joint)
-    except ValueError as e:
-        raise NetFileError(f"emulate: dense layer {layer.out_shape}: {e}") from None
+    scaled, bits, shift = _netx_bits(joint, layer)
+    # NetX shares one exponent; each Lava synapse (input, recurrent) picks its own sign mode
     w_in = lava_dense_weights(scaled[:, :w.shape[1]], bits)
     w_rec = None if layer.weight_rec is None else lava_dense_weights(scaled[:, w.shape[1]:], bits)
-    kernel = w_in if w_rec is None else np.hstack([w_in, w_rec])
-    bound = _row_bound(kernel)
-    return CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=-exp,
-                         rec_weight=w_rec, lif=None if layer.neuron.graded else _lif(layer, bound / 2**-exp),
+    bound = _row_bound(w_in if w_rec is None else np.hstack([w_in, w_rec]))
+    cuba = isinstance(layer.neuron, Neuron)
+    return CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=shift,
+                         rec_weight=w_rec, lif=_lif(layer, bound / 2**shift) if cuba else None,
                          bound=bound, delay=layer.delay)
+
+
+def _netx_bits(w: np.ndarray, layer) -> Tuple[np.ndarray, int, int]:
+    """NetX's scaled weights, weight bits and the right shift Lava applies after the sum."""
+    try:
+        scaled, bits, exp = netx_weight_bits(w)
+    except ValueError as e:
+        raise NetFileError(f"emulate: dense layer {layer.out_shape}: {e}") from None
+    return scaled, bits, -exp
 
 
 _CACHE: OrderedDict[tuple, object] = OrderedDict()  # (spec fingerprint, what) -> prepared layers

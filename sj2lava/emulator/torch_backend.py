@@ -32,6 +32,8 @@ class _TorchLayer:
     rec_weight: Optional[torch.Tensor] = None
     lif: Optional[Dict[str, torch.Tensor]] = None
     sdnn: Optional[Dict[str, torch.Tensor]] = None
+    rf: Optional[Dict[str, torch.Tensor]] = None
+    weight_imag: Optional[torch.Tensor] = None
     delays: Optional[List[Tuple[int, torch.Tensor]]] = None  # (delay k, the weights of the synapses with it)
 
 
@@ -47,15 +49,18 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
         delays = None
         if l.delay is not None:
             delays = [(int(k), as_t(np.where(l.delay == k, l.weight, 0), dt)) for k in np.unique(l.delay)]
-        lif = sdnn = None
+        lif = sdnn = rf = None
         if l.lif is not None:
             lif = dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
                        bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))
+        elif l.rf is not None:
+            rf = dict(sin=as_t(l.rf.sin), cos=as_t(l.rf.cos))
         else:
             sdnn = dict(vth=l.sdnn.vth, bias=None if l.sdnn.bias is None else as_t(l.sdnn.bias, torch.int32))
         out.append(_TorchLayer(
             l, delays=delays, weight=None if l.weight is None else as_t(l.weight, dt),
-            rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt), lif=lif, sdnn=sdnn))
+            rec_weight=None if l.rec_weight is None else as_t(l.rec_weight, dt), lif=lif, sdnn=sdnn, rf=rf,
+            weight_imag=None if l.weight_imag is None else as_t(l.weight_imag, dt)))
     return out
 
 
@@ -104,8 +109,13 @@ def _synapse(tl: _TorchLayer, s: torch.Tensor) -> torch.Tensor:
         if l.may_wrap or l.graded_in:  # Lava Conv: signed 24-bit wrap of the sum
             a = quant.conv_wrap(a)
         return a
-    a = _int_sums(s.reshape(s.shape[0], -1).to(tl.weight.dtype) @ tl.weight.T, torch.int64)
-    return _exp_shift(a, l.shift).to(torch.int32)
+    return _dense(s, tl.weight, l.shift)
+
+
+def _dense(s: torch.Tensor, weight: torch.Tensor, shift: int) -> torch.Tensor:
+    """Lava Dense: the sum ``W s`` then its weight exponent's shift -> int32 [B, out]."""
+    a = _int_sums(s.reshape(s.shape[0], -1).to(weight.dtype) @ weight.T, torch.int64)
+    return _exp_shift(a, shift).to(torch.int32)
 
 
 def _exp_shift(a: torch.Tensor, shift: int) -> torch.Tensor:
@@ -161,6 +171,28 @@ def _sdnn_step(tl: _TorchLayer, a: torch.Tensor, st: dict) -> torch.Tensor:
     return s >> quant.BIAS_EXP  # Lava's state_exp: the message drops 6 of the state's fraction bits
 
 
+_RF_LIMIT = (1 << 23) - 1  # Lava's RF: real and imaginary parts clipped to 24 signed bits
+
+
+def _rf_step(tl: _TorchLayer, a_re: torch.Tensor, a_im: torch.Tensor, st: dict) -> torch.Tensor:
+    """One step of Lava's ``PyRFModelFixed`` / ``PyRF_IZModelFixed`` (int64 products, int32 state)."""
+    rf, p = tl.layer.rf, tl.rf
+    re, im = st["real"].to(torch.int64), st["imag"].to(torch.int64)
+    sv = lambda x: torch.sign(x) * (x.abs() >> 12)  # noqa: E731  (Lava's scale_volt, decay_bits = 12)
+    new_re = sv(p["cos"] * re) - sv(p["sin"] * im) + (a_re << 6).to(torch.int64)  # a << 6 wraps in int32
+    new_im = sv(p["sin"] * re) + sv(p["cos"] * im) + (a_im << 6).to(torch.int64)
+    new_re = new_re.clamp_(-_RF_LIMIT, _RF_LIMIT)
+    new_im = new_im.clamp_(-_RF_LIMIT, _RF_LIMIT)
+    if rf.izhikevich:
+        s = new_im >= rf.vth
+        new_re = new_re.masked_fill(s, 0)
+        new_im = new_im.masked_fill(s, rf.vth - 1)
+    else:
+        s = (new_re >= rf.vth) & (new_im >= 0) & (im < 0)
+    st["real"], st["imag"] = new_re.to(torch.int32), new_im.to(torch.int32)
+    return s
+
+
 def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
         resets: Optional[Sequence[Tuple[int, int]]] = None,
         input_bias: Optional[torch.Tensor] = None) -> Dict[str, List]:
@@ -181,7 +213,8 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
     state = []
     for tl in syn:
         st = dict(a=zeros(tl, torch.int32))
-        names = ("u", "v") if tl.sdnn is None else ("sigma", "act", "residue")
+        names = ("sigma", "act", "residue") if tl.sdnn is not None else (
+            ("real", "imag", "ai") if tl.rf is not None else ("u", "v"))
         st.update({k: zeros(tl, torch.int32) for k in names})
         st["s"] = zeros(tl, torch.bool if tl.sdnn is None else torch.int32)
         if tl.delays is not None:  # Lava DelayDense's a_buff: column j reaches the neurons j steps from now
@@ -193,7 +226,7 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
 
     def has(tl: _TorchLayer, key: str) -> bool:
         if key in ("voltage", "current"):
-            return tl.sdnn is None
+            return tl.lif is not None
         return key == "spikes" or (tl.sdnn is not None and tl.layer.sdnn.role != "delta")
 
     rec = {k: [torch.empty((steps, batch, *tl.layer.out_shape),
@@ -242,7 +275,11 @@ def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: t
                 a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
             st["a"] = _synapse(tl, s_in)
             bias = None
-        if tl.sdnn is not None:
+            if tl.rf is not None:  # the imaginary synapse, one step of delay like the real one
+                ai_now, st["ai"] = st["ai"], _dense(s_in, tl.weight_imag, tl.layer.shift_imag)
+        if tl.rf is not None:
+            s = _rf_step(tl, a_now, ai_now, st)
+        elif tl.sdnn is not None:
             s = _sdnn_step(tl, a_now, st)
         else:
             s, st["u"], st["v"] = _neuron_step(tl, a_now, st["u"], st["v"], bias)

@@ -240,8 +240,13 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
             nodes[f"{i}"] = nir.Flatten(input_type={"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
             order.append(f"{i}")
             continue
-        w = layer.weight.astype(np.float64) / 64.0
         n = layer.neuron
+        if n.kind != "cuba":
+            what = "sigma-delta (SDNN)" if n.kind == "sdnn" else "resonate-and-fire"
+            raise UnsupportedLayerError(f"to_nir: layer {i} has {what} neurons, which have no NIR node sj2lava writes")
+        if getattr(layer, "delay", None) is not None:
+            raise UnsupportedLayerError(f"to_nir: layer {i} has axonal delays, which sj2lava does not write to NIR")
+        w = layer.weight.astype(np.float64) / 64.0
         di, dv, th = int(n.i_decay), int(n.v_decay), int(n.v_th_mant) / 64.0
         bias = None if layer.bias is None else layer.bias.astype(np.float64) / 64.0
         if isinstance(layer, Conv):

@@ -30,7 +30,20 @@ import numpy as np
 
 from .. import quant
 from ..errors import NetFileError
-from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, NeuronType, Shape, SigmaDelta, conv_out_shape
+from .spec import (
+    Conv,
+    Dense,
+    Flatten,
+    InputNeurons,
+    NetSpec,
+    Neuron,
+    NeuronType,
+    Resonator,
+    Shape,
+    SigmaDelta,
+    conv_out_shape,
+)
+from .weights import rf_decays, rf_threshold
 
 PathLike = Union[str, os.PathLike]
 NOT_LOADABLE = {"pool", "average", "convT", "unpool", "concat"}
@@ -92,10 +105,11 @@ def _write(f: h5py.File, i: int, layer) -> None:
         )
     else:
         kind = "dense" if layer.weight_rec is None else "dense_rec"
+        weights = {"weight": layer.weight.astype(np.int16)} if layer.weight_imag is None else {
+            "weight/real": layer.weight.astype(np.int16), "weight/imag": layer.weight_imag.astype(np.int16)}
         g = _write_layer(
             f, i, kind, shape=np.asarray(layer.out_shape, dtype=np.int64),
-            inFeatures=int(layer.weight.shape[1]), outFeatures=int(layer.weight.shape[0]),
-            weight=layer.weight.astype(np.int16),
+            inFeatures=int(layer.weight.shape[1]), outFeatures=int(layer.weight.shape[0]), **weights,
         )
         if layer.weight_rec is not None:
             g.create_dataset("weight_rec", data=layer.weight_rec.astype(np.int16))
@@ -108,7 +122,12 @@ def _write(f: h5py.File, i: int, layer) -> None:
 
 
 def _write_neuron(g: h5py.Group, n: NeuronType) -> None:
-    if isinstance(n, SigmaDelta):  # the fields lava-dl's SDNN blocks write
+    if isinstance(n, Resonator):  # the fields lava-dl's RF neurons write
+        g.create_dataset("neuron/type", (1,), "S16", [n.type_name.encode("ascii")])
+        g.create_dataset("neuron/sinDecay", data=np.asarray(n.sin_decay))
+        g.create_dataset("neuron/cosDecay", data=np.asarray(n.cos_decay))
+        g.create_dataset("neuron/vThMant", data=n.v_th_mant)
+    elif isinstance(n, SigmaDelta):  # the fields lava-dl's SDNN blocks write
         g.create_dataset("neuron/type", (1,), "S10", [b"SDNN"])
         if n.activation is not None:
             g.create_dataset("neuron/activation", data=n.activation.encode("ascii"))
@@ -149,11 +168,13 @@ _READ = {
     "conv": {"type", "shape", "weight", "stride", "padding", "dilation", "groups", "neuron", "bias"},
     "dense": {"type", "shape", "weight", "neuron", "bias", "delay"},
     "dense_rec": {"type", "shape", "weight", "weight_rec", "neuron", "bias"},
+    "dense_complex": {"type", "shape", "weight", "neuron"},
 }
 _INFORMATIONAL = {"inChannels", "outChannels", "kernelSize", "inFeatures", "outFeatures"}  # checked, not used
 _NEURON_READ = {
     "CUBA": {"type", "iDecay", "vDecay", "vThMant"},
     "SDNN": {"type", "vThMant", "sigma_output", "activation"},
+    "RF": {"type", "sinDecay", "cosDecay", "vThMant"},
 }
 _NEURON_NOT_READ_BY_NETX = {
     "refDelay": "a refractory delay (Lava's CUBA neuron has none)",
@@ -162,14 +183,15 @@ _NEURON_NOT_READ_BY_NETX = {
     "theta": "the float threshold of training (vThMant is what runs)",
     "wgtExp": "a Loihi 1 weight exponent",
 }
-_NOT_READ_FOR_SDNN = {"iDecay": "a CUBA decay, which NetX does not give SDNN neurons",
-                      "vDecay": "a CUBA decay, which NetX does not give SDNN neurons"}
-_RF = ("resonate-and-fire neurons (NetX's RF / RF_IZ with complex weights), which sj2lava does not emulate; "
-       "refusing rather than running something else")
+_NOT_READ_FOR_SDNN = {"iDecay": "a CUBA decay, which NetX does not give SDNN or RF neurons",
+                      "vDecay": "a CUBA decay, which NetX does not give SDNN or RF neurons"}
+_REFUSED_COMPLEX = {
+    "bias": "a bias, which NetX does not give a complex (RF) dense layer: Lava would run it without",
+    "delay": "axonal delays, which NetX does not give a complex (RF) dense layer: Lava would run it without",
+}
 _REFUSED = {
     "delay": "axonal delays, which NetX applies to dense layers only (it ignores them on conv layers, and sj2lava "
              "does not emulate them on dense_rec layers yet), so this file would run differently than written",
-    "weight/real": _RF,
     "messageBits": "message bits, which NetX 0.6.0 reads as an HDF5 group instead of a number, so it fails to "
                    "build or run the network (TypeError) and Lava cannot run this file. Remove the field: spikes "
                    "are 0/1 whatever it says, and NetX gives SDNN messages 16 bits",
@@ -184,14 +206,33 @@ def _neuron_type(g: h5py.Group, ctx: _Ctx) -> Optional[str]:
         return "CUBA"
     if kind == "SDNN":
         return kind
-    if "RF" in kind:
-        raise ctx.fail(f"neuron type {kind!r}: {_RF}")
+    if "RF" in kind:  # NetX: "RF" anywhere in the name; RF if it holds "PHASE", else RF_IZ
+        return "RF"
     raise ctx.fail(f"neuron type {kind!r} is not one NetX builds (CUBA, LOIHI, SDNN, RF, RF_IZ)")
 
 
 def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
-    names = set(g.keys()) | ({"weight/real"} if "weight" in g and isinstance(g["weight"], h5py.Group) else set())
+    names = set(g.keys())
     neuron_type = _neuron_type(g, ctx)
+    if "weight" in g and isinstance(g["weight"], h5py.Group):  # NetX's complex dense layer (ComplexDense)
+        parts = set(g["weight"].keys())
+        if kind != "dense":
+            raise ctx.fail(f"field 'weight' is a group (complex weights) on a {kind} layer; NetX builds complex "
+                           "weights on dense layers only (and ignores weight_rec there)")
+        if parts != {"real", "imag"}:
+            raise ctx.fail(f"field 'weight' of a complex dense layer must hold 'real' and 'imag', found "
+                           f"{sorted(parts)}")
+        if neuron_type != "RF":
+            raise ctx.fail("complex weights feed the real and imaginary inputs of resonate-and-fire neurons; NetX "
+                           f"fails to connect them to {neuron_type or 'its default CUBA'} neurons")
+        kind = "dense_complex"
+        for name in sorted(names - _READ[kind]):
+            if name in _REFUSED_COMPLEX:
+                raise ctx.fail(f"field '{name}' holds {_REFUSED_COMPLEX[name]}")
+    elif neuron_type == "RF":
+        raise ctx.fail(f"neuron type {_string(g['neuron'], 'type', ctx)!r} (resonate-and-fire) on a layer without "
+                       "complex weights: NetX builds RF neurons only on dense layers with weight/real and "
+                       "weight/imag, and fails elsewhere")
     neuron = g["neuron"] if neuron_type is not None else None
     fields = [(n, n) for n in sorted(names)] + ([(f"neuron/{n}", n) for n in sorted(neuron.keys())]
                                                  if neuron is not None else [])
@@ -199,7 +240,7 @@ def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
         if path.startswith("neuron/"):
             if name in _NEURON_READ[neuron_type]:
                 continue
-            if name in _NEURON_NOT_READ_BY_NETX or (neuron_type == "SDNN" and name in _NOT_READ_FOR_SDNN):
+            if name in _NEURON_NOT_READ_BY_NETX or (neuron_type != "CUBA" and name in _NOT_READ_FOR_SDNN):
                 value = np.asarray(neuron[name][()])
                 if name == "gradedSpike" and bool(value.any()):
                     raise ctx.fail("field 'neuron/gradedSpike' is true: the layer was trained with graded "
@@ -451,6 +492,8 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> Neu
     n = g["neuron"]
     if _neuron_type(g, ctx) == "SDNN":
         return _sdnn_neuron(n, ctx, ctx.index, is_input)
+    if _neuron_type(g, ctx) == "RF":
+        return _rf_neuron(n, ctx, n_out)
     vals = []
     for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, quant.V_TH_MANT_MAX)):
         a = _ints(n, key, ctx)
@@ -460,6 +503,35 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> Neu
             raise ctx.fail(f"field 'neuron/{key}' must lie in [{lo}, {hi}], found {int(a.min())}..{int(a.max())}")
         vals.append(a.reshape(()) if a.size == 1 else a.reshape(-1))
     return Neuron(*vals)
+
+
+def _rf_neuron(n: h5py.Group, ctx: _Ctx, n_out: int) -> Resonator:
+    decays = []
+    for key in ("sinDecay", "cosDecay"):
+        a = _numbers(n, key, ctx)
+        if a.size not in (1, n_out):
+            raise ctx.fail(f"field 'neuron/{key}' has {a.size} values; expected 1 or {n_out}")
+        if np.any(np.abs(a) > quant.P_SCALE):
+            raise ctx.fail(f"field 'neuron/{key}' must lie in [-4096, 4096], found {a.min()}..{a.max()}")
+        decays.append(a.reshape(()) if a.size == 1 else a.reshape(-1))
+    th = _numbers(n, "vThMant", ctx).reshape(-1)
+    if th.size != 1:
+        raise ctx.fail(f"field 'neuron/vThMant' has {th.size} values; NetX gives RF neurons one threshold per layer")
+    if not 0 <= rf_threshold(th[0]) < 1 << 23:
+        raise ctx.fail(f"field 'neuron/vThMant' {th[0]} scales (x 64) beyond RF's 24-bit state")
+    sin_l, cos_l = rf_decays(*decays)
+    if np.any(sin_l != decays[0]) or np.any(cos_l != decays[1]):
+        ctx.notes.append(f"{ctx.where.rstrip(': ')}: NetX's float round trip of the RF decays gives Lava sinDecay "
+                         f"{_fmt_changed(decays[0], sin_l)}, cosDecay {_fmt_changed(decays[1], cos_l)}; "
+                         "sj2lava runs what Lava runs")
+    return Resonator(decays[0], decays[1], th[0].item(), _string(n, "type", ctx))
+
+
+def _fmt_changed(before: np.ndarray, after: np.ndarray) -> str:
+    changed = np.asarray(before) != after
+    if not changed.any():
+        return "unchanged"
+    return f"changed in {int(changed.sum())} neurons by up to {float(np.abs(after - before).max()):g}"
 
 
 SDNN_V_TH_MANT_MAX = (1 << 19) - 1
@@ -569,6 +641,14 @@ def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
 
 
 def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, first: bool) -> Dense:
+    if isinstance(g["weight"], h5py.Group):  # complex: NetX reads weight/real and weight/imag like weight
+        real = _read_dense(_WeightView(g, "weight/real"), ctx, in_shape, False, first)
+        notes = list(ctx.notes)
+        imag = _read_dense(_WeightView(g, "weight/imag"), ctx, in_shape, False, first)
+        ctx.notes = notes  # the neuron's notes once
+        if real.weight.shape != imag.weight.shape:
+            raise ctx.fail(f"fields 'weight/real' {real.weight.shape} and 'weight/imag' {imag.weight.shape} differ")
+        return Dense(real.in_shape, real.out_shape, real.weight, real.neuron, weight_imag=imag.weight)
     w = _ints(g, "weight", ctx)
     if w.ndim == 1 and "shape" in g:  # NetX's leniency: a flat weight is reshaped to (out, -1)
         n_out = int(np.prod(_shape(g, "shape", ctx)))
@@ -597,6 +677,22 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
     neuron = _neuron(g, ctx, n_out) if "neuron" in g else _default_neuron(ctx)
     return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, neuron,
                  _bias(g, ctx, (n_out,)), w_rec, _delay(g, ctx, w.shape) if "delay" in g else None)
+
+
+class _WeightView:
+    """A dense layer's group seen with one part of its complex weight as ``weight``."""
+
+    def __init__(self, g: h5py.Group, weight: str):
+        self.g, self.weight = g, weight
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.g if name != "weight" else True
+
+    def __getitem__(self, name: str):
+        return self.g[self.weight if name == "weight" else name]
+
+    def keys(self):
+        return self.g.keys()
 
 
 MAX_DELAY = 62

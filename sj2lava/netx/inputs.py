@@ -59,11 +59,11 @@ def reset_phases(spec: NetSpec, reset_interval: Optional[int], reset_offset: int
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     interval = int(reset_interval)
     layers = [l for l in spec.layers if not isinstance(l, Flatten)]
-    if any(l.neuron.graded for l in layers):
-        warnings.warn("reset_interval: NetX does not reset Sigma-Delta (SDNN) neurons (it warns and ignores the "
-                      "reset for them), and neither does sj2lava", stacklevel=3)
+    if any(l.neuron.kind != "cuba" for l in layers):
+        warnings.warn("reset_interval: NetX resets CUBA neurons only (it ignores the reset for Sigma-Delta and "
+                      "resonate-and-fire neurons), and so does sj2lava", stacklevel=3)
     # the phase still counts every layer, as NetX's does
-    return [(0, 0) if l.neuron.graded else (interval, (int(reset_offset) + 1 + i) % interval)
+    return [(interval, (int(reset_offset) + 1 + i) % interval) if l.neuron.kind == "cuba" else (0, 0)
             for i, l in enumerate(layers)]
 
 

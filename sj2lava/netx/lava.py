@@ -228,10 +228,10 @@ def _reset_states(net) -> None:
     for block in net.layers:
         neuron = getattr(block, "neuron", None)
         if neuron is not None:
-            for var in ("u", "v", "sigma", "act", "residue", "error"):
+            for var in ("u", "v", "sigma", "act", "residue", "error", "real", "imag"):
                 if hasattr(neuron, var):
                     getattr(neuron, var).set(np.zeros(getattr(neuron, var).shape, dtype=np.int32))
-        for syn_name in ("synapse", "synapse_rec"):
+        for syn_name in ("synapse", "synapse_rec", "real_synapse", "imag_synapse"):
             syn = getattr(block, syn_name, None)
             if syn is None:
                 continue

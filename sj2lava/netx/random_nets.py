@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .. import quant
-from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, SigmaDelta, conv_out_shape
+from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, Resonator, SigmaDelta, conv_out_shape
 
 
 def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
@@ -67,7 +67,7 @@ def _delays(rng: np.random.Generator, shape: Tuple[int, int]) -> np.ndarray:
 
 
 def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float = 0.0,
-                inputs: float = 0.0, sdnn: float = 0.0) -> NetSpec:
+                inputs: float = 0.0, sdnn: float = 0.0, rf: float = 0.0) -> NetSpec:
     """A random valid NetX network (input shape, 1..max_layers synaptic layers) from ``seed``.
 
     ``wide``: the chance that a convolution has 16 or 32 output channels and no groups (the shape
@@ -75,8 +75,9 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
     has axonal delays (one per synapse, per output, per input or one for all, 0..62 with both ends
     likely); ``inputs``: the chance that the net starts with input neurons (NetX's ``Input`` block, driven
     by a bias image and/or ``a_in``); ``sdnn``: the chance that the net gets sigma-delta neurons (most layers
-    ReLU SigmaDelta, some CUBA between them, a Sigma output or a Delta input layer on some nets; graded messages).
-    0 keeps the nets of earlier versions seed for seed.
+    ReLU SigmaDelta, some CUBA between them, a Sigma output or a Delta input layer on some nets; graded messages);
+    ``rf``: the chance that each plain dense layer of a non-SDNN net becomes complex with resonate-and-fire
+    neurons (RF or RF_IZ). 0 keeps the nets of earlier versions seed for seed.
     """
     rng = np.random.default_rng(seed)
     if rng.random() < 0.6:
@@ -132,7 +133,27 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
         r = np.random.default_rng(seed + 7_000_000)
         if r.random() < sdnn:
             layers = _to_sdnn(r, input_shape, layers)
+    if rf and not any(l.kind != "flatten" and l.neuron.graded for l in layers):
+        r = np.random.default_rng(seed + 9_000_000)
+        layers = [_to_rf(r, l) if isinstance(l, Dense) and l.weight_rec is None and l.delay is None
+                  and r.random() < rf else l for l in layers]
     return NetSpec(input_shape, layers)
+
+
+def _to_rf(rng: np.random.Generator, l: Dense) -> Dense:
+    """A complex dense layer with RF or RF_IZ neurons: decays from a period of 3..40 steps and a decay of
+    0..0.2 (some per neuron), a threshold near the drive of the real part."""
+    n = l.out_shape[0]
+    shape = n if rng.random() < 0.5 else 1
+    period, alpha = rng.uniform(3, 40, shape), rng.uniform(0, 0.2, shape)
+    sin = np.round(4096 * (1 - alpha) * np.sin(2 * np.pi / period)).astype(np.int64)
+    cos = np.round(4096 * (1 - alpha) * np.cos(2 * np.pi / period)).astype(np.int64)
+    w_re, w_im = (rng.integers(-100, 128, l.weight.shape).astype(np.int64) * 2 for _ in range(2))
+    drive = float(np.clip(w_re, 0, None).sum(1).mean())
+    th = int(max(1, rng.uniform(0.2, 2.0) * drive))
+    neuron = Resonator(sin.reshape(()) if shape == 1 else sin, cos.reshape(()) if shape == 1 else cos, th,
+                       str(rng.choice(["RF_PHASE", "RF_IZHIKEVICH"])))
+    return Dense(l.in_shape, l.out_shape, w_re, neuron, weight_imag=w_im)
 
 
 def _to_sdnn(rng: np.random.Generator, input_shape: Tuple[int, ...], layers: list) -> list:

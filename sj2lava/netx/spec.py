@@ -73,7 +73,38 @@ class SigmaDelta:
                 "sigma_delta": f"SigmaDelta relu th={self.v_th_mant}"}[self.role] + f" mb={self.message_bits}"
 
 
-NeuronType = Union[Neuron, SigmaDelta]
+@dataclass(frozen=True)
+class Resonator:
+    """NetX's resonate-and-fire neurons on a complex dense layer (``weight/real``, ``weight/imag``): type
+    ``RF_PHASE`` (any type holding ``PHASE``) is Lava's ``RF``, any other ``RF...`` type Lava's ``RF_IZ``.
+
+    NetX turns ``sinDecay``, ``cosDecay`` (1/4096) into a period and a decay in float and Lava back into
+    integers (:func:`sj2lava.netx.weights.rf_decays`); ``vth = int(vThMant * 64)``. Per step, with the real and
+    imaginary synaptic inputs ``a_re``, ``a_im`` and ``sv(x) = sign(x) (|x| >> 12)``::
+
+        re' = sv(cos re) - sv(sin im) + (a_re << 6);  im' = sv(sin re) + sv(cos im) + (a_im << 6)
+        clipped to +-(2^23 - 1);  RF:    s = re' >= vth and im' >= 0 and im < 0
+                                  RF_IZ: s = im' >= vth; then re' = 0 and im' = vth - 1 where s
+    """
+
+    sin_decay: np.ndarray
+    cos_decay: np.ndarray
+    v_th_mant: int
+    type_name: str = "RF_PHASE"
+
+    kind = "rf"
+    graded = False
+
+    @property
+    def izhikevich(self) -> bool:
+        return "PHASE" not in self.type_name
+
+    def describe(self) -> str:
+        return (f"{'RF_IZ' if self.izhikevich else 'RF'} sin={_fmt(self.sin_decay)} cos={_fmt(self.cos_decay)} "
+                f"th={self.v_th_mant}")
+
+
+NeuronType = Union[Neuron, SigmaDelta, Resonator]
 
 
 @dataclass(frozen=True)
@@ -106,7 +137,9 @@ class Dense:
 
     ``delay`` (optional, ``(out, in)`` integers in 0..62, Lava's ``DelayDense``): a spike through synapse
     ``(o, i)`` at step ``t`` reaches neuron ``o`` at step ``t + 1 + delay[o, i]`` (0: the plain one-step
-    synaptic delay)."""
+    synaptic delay). ``weight_imag`` (with :class:`Resonator` neurons only): the imaginary part of a complex
+    layer, whose real part is ``weight`` (NetX's ``ComplexDense``: two synapses, each with its own weight
+    exponent)."""
 
     in_shape: Shape
     out_shape: Shape
@@ -115,11 +148,12 @@ class Dense:
     bias: Optional[np.ndarray] = None
     weight_rec: Optional[np.ndarray] = None
     delay: Optional[np.ndarray] = None
+    weight_imag: Optional[np.ndarray] = None
     kind: str = field(default="dense", init=False)
 
     @property
     def synapses(self) -> int:
-        n = int(self.weight.size)
+        n = int(self.weight.size) * (1 if self.weight_imag is None else 2)
         return n + (int(self.weight_rec.size) if self.weight_rec is not None else 0)
 
 
@@ -234,6 +268,9 @@ class NetSpec:
             bias = "" if l.bias is None else f"{int(np.min(l.bias))}..{int(np.max(l.bias))}"
             wr = f"{int(l.weight.min())}..{int(l.weight.max())}"
             kind = "dense_rec" if isinstance(l, Dense) and l.weight_rec is not None else l.kind
+            if isinstance(l, Dense) and l.weight_imag is not None:
+                kind = "dense complex"
+                wr += f" / {int(l.weight_imag.min())}..{int(l.weight_imag.max())}"
             if isinstance(l, Dense) and l.delay is not None:
                 kind += f" delay {int(l.delay.min())}..{int(l.delay.max())}"
             rows.append((str(i), kind, _shape(l.out_shape), kern, stride, pad, grp, l.neuron.describe(),

@@ -8,6 +8,7 @@ A dense layer's weights (8-bit mantissas, steps of 2, in [-256, 254]) pass two s
    then truncation to ``num_weight_bits`` (the low bits are dropped).
 
 The emulator uses both, so its sums are Lava's; ``a >> shift`` after the sum is Lava's flooring shift.
+Resonate-and-fire decays take a float round trip through NetX and Lava (:func:`rf_decays`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
-__all__ = ["netx_weight_bits", "lava_dense_weights"]
+__all__ = ["netx_weight_bits", "lava_dense_weights", "rf_decays", "rf_threshold"]
 
 
 def netx_weight_bits(w: np.ndarray) -> Tuple[np.ndarray, int, int]:
@@ -53,3 +54,26 @@ def lava_dense_weights(w: np.ndarray, num_weight_bits: int) -> np.ndarray:
     drop = 8 - num_weight_bits + mixed
     w = (w >> drop) << drop
     return -w if inhibitory else w
+
+
+def rf_decays(sin_decay, cos_decay) -> Tuple[np.ndarray, np.ndarray]:
+    """The integer ``(sin_decay, cos_decay)`` (1/4096) Lava's fixed-point RF / RF_IZ models run with, from a
+    file's ``sinDecay``, ``cosDecay``: NetX (``slayer.neuron.rf.neuron_params``) makes a float period and
+    decay of them, and Lava's ``RF`` process makes integers again, ``int32(x * 4096)`` (truncation). The same
+    numpy operations in the same order, so the result is Lava's to the bit (it may differ from the file's
+    values by one)."""
+    sin_f = sin_decay / (1 << 12)
+    cos_f = cos_decay / (1 << 12)
+    decay = 1 - np.sqrt(sin_f ** 2 + cos_f ** 2)
+    with np.errstate(divide="ignore"):  # sinDecay 0: frequency 0, an infinite period, sin(0) again
+        period = 1 / (np.arctan2(sin_f, cos_f) / 2 / np.pi)
+    alpha = decay
+    sin_out = (1 - alpha) * np.sin(np.pi * 2 * 1 / period)
+    cos_out = (1 - alpha) * np.cos(np.pi * 2 * 1 / period)
+    return (np.asarray(np.int32(sin_out * (1 << 12)), dtype=np.int64),
+            np.asarray(np.int32(cos_out * (1 << 12)), dtype=np.int64))
+
+
+def rf_threshold(v_th_mant) -> int:
+    """Lava's RF threshold: ``int(vThMant * 2^6)`` (``state_exp = 6``)."""
+    return int(v_th_mant * (1 << 6))
