@@ -103,7 +103,7 @@ def _pilotnet_inputs(which: str, batch: int):
     import numpy as np
     from lava.lib.dl import netx
 
-    folder = Path(netx.__file__).parents[5] / "tests" / "lava" / "lib" / "dl" / "netx" / "gts" / f"pilotnet_{which}"
+    folder = Path(netx.__file__).parents[4] / "tests" / "lava" / "lib" / "dl" / "netx" / "gts" / f"pilotnet_{which}"
     if which == "lif":
         image = torch.from_numpy(np.load(folder / "image.npy").astype(np.int64).transpose(2, 1, 0).copy())
         return folder / "network.net", dict(input_bias=image.expand(batch, *image.shape), reset_interval=16), 16

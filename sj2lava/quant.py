@@ -36,6 +36,7 @@ the function named here, and ``tests/test_quant.py`` runs every twin on the same
 - :func:`lava_wrap`: ``lava_wrap`` / ``lava_wrap16`` in ``emulator/ckernel.c``.
 - :func:`conv_wrap`: ``conv_wrap`` in ``emulator/ckernel.c``.
 - :func:`to_state`: the ``floor(4096 z + 0.5)`` in ``neuron_triton._fwd``.
+- :func:`decay_int32`: the same number as ``rs0(x * keep)``, in int32 only (the emulator's torch backend).
 - The LIF step: ``neurons16`` / ``neuron_block`` in ``emulator/ckernel.c`` and ``neuron_triton._fwd``
   (checked against this module's rules by the emulator and kernel tests against Lava and the torch
   reference).
@@ -180,6 +181,18 @@ def rs0(x, bits: int = DECAY_BITS):
     ``2**bits - 1`` added.
     """
     return (x + ((x >> 63) & ((1 << bits) - 1))) >> bits
+
+
+def decay_int32(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``rs0(x * keep)`` for a 24-bit state ``x`` and ``keep = 4096 - decay`` in ``[0, 4096]``, in int32 only.
+
+    The product needs 36 bits; split ``|x| = 4096 h + l`` instead: ``(|x| keep) >> 12 = h keep + ((l keep) >> 12)``
+    exactly (``h keep`` is a whole multiple of 4096 before the shift), each term below 2^24. Valid for
+    ``|x| < 2^23 + 2^12`` (Lava's current and voltage registers); the sign is ``x``'s (``keep >= 0``).
+    """
+    a = x.abs()
+    mag = (a >> DECAY_BITS) * keep + (((a & ((1 << DECAY_BITS) - 1)) * keep) >> DECAY_BITS)
+    return torch.where(x < 0, -mag, mag)
 
 
 def lava_wrap(u):

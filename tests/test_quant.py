@@ -112,6 +112,16 @@ def test_rs0_twins_agree_on_boundary_values():
     assert triton == want
 
 
+def test_int32_decay_equals_rs0_of_the_int64_product():
+    """quant.decay_int32 (the torch backend's) against rs0(x * keep) on every 24-bit state edge and keep."""
+    xs = torch.tensor([-2**23 - 4095, -2**23, -2**23 + 1, -4097, -4096, -4095, -1, 0, 1, 4095, 4096, 4097,
+                       2**23 - 1, 2**23, 2**23 + 4095] + list(range(-70000, 70001, 997)), dtype=torch.int32)
+    keeps = torch.tensor([0, 1, 2, 1365, 2047, 2048, 2049, 4094, 4095, 4096], dtype=torch.int32)
+    got = quant.decay_int32(xs[:, None], keeps[None, :])
+    want = quant.rs0(xs[:, None].long() * keeps[None, :].long())
+    assert got.dtype == torch.int32 and torch.equal(got.long(), want)
+
+
 def test_wrap_twins_agree_on_boundary_values():
     lava = [quant.lava_wrap(v) for v in WRAP_EDGES]
     conv = [quant.conv_wrap(v) for v in WRAP_EDGES]

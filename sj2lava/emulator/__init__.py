@@ -11,6 +11,10 @@ Per time step ``t`` (from 1) and per layer, exactly in Lava's order and integer 
 
 with the rules of :mod:`sj2lava.quant` (``rs0``, ``lava_wrap``, ``conv_wrap``, ``clip_state``). Input
 neurons (a NetX ``Input`` block) have no synapse: their ``a_in`` is the caller's ``x`` at the same step.
+Sigma-delta layers (:class:`~sj2lava.netx.spec.SigmaDelta`) send graded int32 messages, which the next
+synapse multiplies (``W m``, exact while every sum stays below 2^31, else refused); resonate-and-fire
+layers (:class:`~sj2lava.netx.spec.Resonator`) sum a real and an imaginary synapse. Their steps are in
+those classes' docstrings.
 
 Backends: ``'events'`` (:mod:`.cpu_backend` over :mod:`.ckernel`, a C kernel on the CPU: int8 dot
 products, pattern tables or spike-driven fan-out, per layer) and
@@ -67,7 +71,8 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         x: binary input spikes ``[T, N, *input_shape]`` (``'TNX'``) or ``[N, *input_shape, T]`` (``'NXT'``);
             integers for a net that takes graded input (an SDNN input layer: its Delta neurons' ``a_in``, or
             ``input_message_bits`` after ``skip_layers``).
-        batch_size: samples per chunk (default: all at once for ``'torch'``, 256 for ``'events'``).
+        batch_size: samples per chunk (default: 256 for ``'events'``; for ``'torch'`` all at once on a GPU, and
+            on the CPU chunks of about 4 M neuron states).
         device: ``'cpu'`` or ``'cuda'``.
         record: ``('spikes',)`` returns the output spikes; adding ``'layer_spikes'``, ``'voltage'``
             and/or ``'current'`` returns a dict with ``'spikes'`` (output) and per synaptic layer lists
@@ -151,7 +156,8 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         torch_layers = torch_backend.prepare(layers, dev)
         run = lambda i, j: torch_backend.run(  # noqa: E731
             torch_layers, x[:, i:j].to(dev), record, resets, None if input_bias is None else input_bias[i:j])
-        size = n if batch_size is None else max(1, int(batch_size))
+        size = max(1, int(batch_size)) if batch_size is not None else (
+            n if dev.type != "cpu" else max(1, min(n, _CPU_CHUNK_STATES // max(1, spec.neurons))))
     parts: Dict[str, List[List[torch.Tensor]]] = {}
     for i in range(0, n, size):
         for key, tensors in run(i, i + size).items():
@@ -169,6 +175,11 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         if name in merged:
             result[name] = [None if a is None else to_layout(a) for a in merged[name]]
     return result
+
+
+_CPU_CHUNK_STATES = 1 << 22
+"""On the CPU the torch backend runs samples in chunks of about this many neurons' states: a chunk's int32
+state then stays near the caches (PilotNet-LIF runs 2.6x faster in chunks of 26 than all 256 at once)."""
 
 
 def _pick_backend(backend: str, device: torch.device) -> str:

@@ -51,7 +51,8 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
             delays = [(int(k), as_t(np.where(l.delay == k, l.weight, 0), dt)) for k in np.unique(l.delay)]
         lif = sdnn = rf = None
         if l.lif is not None:
-            lif = dict(keep_u=as_t(l.lif.keep_u), keep_v=as_t(l.lif.keep_v), vth=as_t(l.lif.vth, torch.int32),
+            lif = dict(keep_u=as_t(l.lif.keep_u, torch.int32), keep_v=as_t(l.lif.keep_v, torch.int32),
+                       vth=as_t(l.lif.vth, torch.int32),
                        bias=None if l.lif.bias is None else as_t(l.lif.bias, torch.int32))
         elif l.rf is not None:
             rf = dict(sin=as_t(l.rf.sin), cos=as_t(l.rf.cos))
@@ -124,8 +125,8 @@ def _exp_shift(a: torch.Tensor, shift: int) -> torch.Tensor:
 
 
 def _decay(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Lava's ``int32(sign(x * keep) * (|x * keep| >> 12))``, the product in int64."""
-    return quant.rs0(x.to(torch.int64) * keep).to(torch.int32)
+    """Lava's ``int32(sign(x * keep) * (|x * keep| >> 12))`` on the int32 state (no 36-bit product)."""
+    return quant.decay_int32(x, keep)
 
 
 def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
