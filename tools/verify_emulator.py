@@ -6,7 +6,8 @@ Every synaptic layer's spikes must be identical; prints one line per net and a s
 any mismatch. Besides the layer corners of ``random_spec``, the nets include axonal delays (0..62, so
 each such net runs past its longest delay), input neurons driven by bias images and graded ``a_in``,
 sigma-delta (SDNN) layers with graded messages (Delta inputs taking graded values, Sigma outputs, CUBA
-layers between), and NetX's periodic reset, each drawn per seed. (The suite runs the same kinds of nets
+layers between), resonate-and-fire layers (complex dense, RF and RF_IZ), and NetX's periodic reset, each
+drawn per seed. (The suite runs the same kinds of nets
 in tests.)
 """
 import argparse
