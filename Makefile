@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint bench verify-emulator gpu-check lock clean
+.PHONY: test demo lint bench verify-emulator fuzz gpu-check lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -34,6 +34,12 @@ bench: $(STAMP)
 NETS ?= 200
 verify-emulator: $(STAMP)
 	$(PY) tools/verify_emulator.py --nets $(NETS)
+
+# Hostile .net files: MUTANTS seeded mutants through load, inspect and emulate, each in a limited child
+# process (the suite runs 300).
+MUTANTS ?= 1000
+fuzz: $(STAMP)
+	$(PY) tools/fuzz_netx.py --mutants $(MUTANTS)
 
 # Every check that needs a GPU, with one summary table; without CUDA it is the CPU dry run the suite runs.
 gpu-check: $(STAMP)

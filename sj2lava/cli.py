@@ -13,11 +13,11 @@ tracebacks for user errors.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ._atomic import atomic_target
 from ._deps import progress
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -91,6 +91,7 @@ def _run(args) -> int:
 
     from .netx.lava import run_lava
 
+    _check_out(args.out)
     spec = _load(args.file, num_layers=args.num_layers, skip_layers=args.skip_layers)
     x = None if args.input is None else _npy(args.input)
     bias = None if args.input_bias is None else _npy(args.input_bias)
@@ -122,11 +123,20 @@ def _run(args) -> int:
     print(f"{args.backend}: {shown} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} {what}, "
           f"{len(spec.layers)} layers")
     if args.out:
-        tmp = args.out.with_name(f".{args.out.name}.{os.getpid()}.tmp.npy")
-        np.save(tmp, y.numpy())
-        os.replace(tmp, args.out)
+        with atomic_target(args.out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, y.numpy())
         print(f"saved {args.out}")
     return EXIT_OK
+
+
+def _check_out(out: Optional[Path]) -> None:
+    """Refuse an output path that cannot be written before any work is done."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise _UserError(f"--out {out} is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise _UserError(f"--out {out}: folder {out.parent} does not exist")
 
 
 def _npy(path: Path):
@@ -158,12 +168,21 @@ def _eval(args) -> int:
     except Exception as e:
         raise _UserError(f"{args.data}: not a readable .npz ({e})") from None
     encoder = None
+    if args.limit is not None and args.limit < 1:
+        raise _UserError(f"--limit must be >= 1, got {args.limit}")
+    if args.steps < 1:
+        raise _UserError(f"--steps must be >= 1, got {args.steps}")
+    if not args.spikes:
+        xf = x.double()
+        if x.numel() and not (bool(torch.isfinite(xf).all()) and float(xf.min()) >= 0 and float(xf.max()) <= 1):
+            raise _UserError(f"{args.data}: x must hold rates in [0, 1] (found {float(xf.min()):g}.."
+                             f"{float(xf.max()):g}); scale it, or pass --spikes for spike trains")
     if args.spikes:
         if x.dim() < 3 or x.shape[0] != args.steps:
             raise _UserError(f"--spikes: x must be [T={args.steps}, N, *shape], got {tuple(x.shape)}")
         x = x.transpose(0, 1)  # batches along N; the encoder puts time first again
         encoder = lambda b: b.transpose(0, 1).float()  # noqa: E731
-    if args.limit:
+    if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     try:
         result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend, spec=spec)

@@ -7,12 +7,14 @@ stride = pool stride), because NetX cannot load ``pool``. Export refuses, with
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from torch import nn
 
 from . import quant
@@ -42,7 +44,10 @@ def export(model: Union[nn.Module, Sequence[nn.Module]], path: Union[str, Path],
             and writes anyway.
     """
     spec = to_spec(model, input_shape, strict=strict)
-    return hdf5.write(spec, path)
+    try:
+        return hdf5.write(spec, path)
+    except ValueError as e:  # what a NetX file cannot hold (Lava's 8-bit conv fields)
+        raise ExportError(f"export: {e}") from None
 
 
 def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[Sequence[int]] = None,
@@ -142,7 +147,23 @@ def _exporter(blk: nn.Module) -> Optional[BlockExporter]:
     return next((e for e in _EXPORTERS if e.recognises(blk)), None)
 
 
+def _check_finite(blk: nn.Module, where: str) -> None:
+    """NaN or inf in a weight, bias, decay or threshold has no Loihi integer: refused by name (quantizing it
+    would write 0, or -2^63)."""
+    tensors = list(blk.named_parameters()) + list(blk.named_buffers())
+    for name, t in tensors:
+        if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all()):
+            bad = "NaN" if bool(torch.isnan(t.detach()).any()) else "inf"
+            raise ExportError(f"export: {where}: {name} holds {bad}; a Loihi layer needs finite weights, biases, "
+                              "decays and thresholds (check the training for divergence)")
+    for m in blk.modules():
+        th = getattr(m, "v_threshold", None)
+        if isinstance(th, float) and not math.isfinite(th):
+            raise ExportError(f"export: {where}: the threshold is {th}; a Loihi layer needs a finite one")
+
+
 def _layer(blk: nn.Module, shape: Shape, where: str, strict: bool) -> Layer:
+    _check_finite(blk, where)
     if isinstance(blk, BlockContainer):
         return _container_layer(blk, shape, where, strict)
     exporter = _exporter(blk)

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import logging
 import os
 import platform
 import shutil
@@ -40,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -50,7 +50,6 @@ __all__ = ["available", "unavailable_reason", "has_dot", "twin", "TWINS", "spike
            "dot_table",
            "KernelLayer", "run"]
 
-_log = logging.getLogger("sj2lava")
 _SOURCE = Path(__file__).with_name("ckernel.c")
 # $SJ2LAVA_CFLAGS comes last, so it can override, e.g. "-march=x86-64-v3" for a cache shared by
 # machines with different CPUs (the tests build the kernel without AVX-512 that way)
@@ -78,31 +77,57 @@ def _compiler() -> Optional[str]:
     return None
 
 
+def _private_folder(folder: Path) -> Path:
+    """``folder``, created with mode 0700 if missing; refused unless this user owns it and nobody else may
+    write to it (a library in it is loaded into this process)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = folder.lstat()
+    if folder.is_symlink() or not folder.is_dir():
+        raise RuntimeError(f"kernel cache {folder} is not a plain folder")
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+        raise RuntimeError(f"kernel cache {folder} is not this user's private folder (owner {st.st_uid}, mode "
+                           f"{oct(st.st_mode & 0o777)}); make it mode 0700 or set $SJ2LAVA_CACHE")
+    return folder
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _build() -> ctypes.CDLL:
+    """Build (once) and load the kernel. The library lives in a private folder beside a file holding its
+    sha256, written after a build that compiled in a unique temporary file and renamed it; a library whose
+    digest file is missing or does not match (planted, truncated, empty) is rebuilt, never loaded."""
     src = _SOURCE.read_bytes()
     key = hashlib.sha256(src + " ".join(_FLAGS).encode() + _cpu_tag().encode() + sys.platform.encode())
-    cache = Path(os.environ.get("SJ2LAVA_CACHE", Path.home() / ".cache" / "sj2lava"))
+    try:
+        cache = _private_folder(Path(os.environ.get("SJ2LAVA_CACHE", Path.home() / ".cache" / "sj2lava")))
+    except OSError:  # a read-only home: this user's private folder in the temporary directory instead
+        cache = _private_folder(Path(tempfile.gettempdir()) / f"sj2lava-{os.getuid() if hasattr(os, 'getuid') else 0}")
     lib = cache / f"ckernel-{key.hexdigest()[:16]}.so"
-    if not lib.exists():
+    stamp = lib.with_suffix(".sha256")
+    ok = lib.is_file() and not lib.is_symlink() and stamp.is_file() and lib.stat().st_size > 0
+    if not ok or stamp.read_text().strip() != _digest(lib):
         cc = _compiler()
         if cc is None:
             raise RuntimeError("no C compiler found (set $CC)")
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-        except OSError:  # a read-only home: build in this user's temporary folder instead
-            cache = Path(tempfile.gettempdir()) / f"sj2lava-{os.getuid() if hasattr(os, 'getuid') else 0}"
-            cache.mkdir(parents=True, exist_ok=True)
-            lib = cache / lib.name
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
         os.close(fd)
         try:  # compile beside the target, then rename: a half-written library is never loaded
             out = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
             if out.returncode != 0:
                 raise RuntimeError(f"{cc} failed: {out.stderr.strip()[-500:]}")
+            digest = _digest(Path(tmp))
+            fd, tmp_stamp = tempfile.mkstemp(suffix=".sha256", dir=cache)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(digest)
             os.replace(tmp, lib)
+            os.replace(tmp_stamp, stamp)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        if _digest(lib) != digest:
+            raise RuntimeError(f"kernel library {lib} changed while it was being installed")
     dll = ctypes.CDLL(str(lib))
     dll.sj2lava_run.restype = ctypes.c_int
     dll.sj2lava_spike_bytes.restype = ctypes.c_int64
@@ -118,7 +143,8 @@ def _library() -> Optional[ctypes.CDLL]:
                 _lib = _build()
             except (OSError, RuntimeError) as e:
                 _failed = str(e)
-                _log.info("emulate: event kernel unavailable (%s); using the torch backend", e)
+                warnings.warn(f"emulate: the C event kernel is unavailable ({e}); using the torch backend",
+                              RuntimeWarning, stacklevel=3)
     return _lib
 
 

@@ -24,6 +24,41 @@ def channels_last(shape: Tuple[int, ...]) -> np.ndarray:
     return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).ravel()
 
 
+_INDEX_MAX = (1 << 31) - 1  # the kernel indexes with int32
+
+
+def _check(l: CompiledLayer, k: int, stored: int) -> None:
+    """The kernel trusts its tables: every layer handed to it is checked here first, whatever made it (the
+    reader refuses such files; this guards the kernel against any other caller). ``ValueError`` otherwise."""
+    def bad(msg: str) -> ValueError:
+        return ValueError(f"event kernel: layer {k} ({l.kind}): {msg}")
+
+    n_out = int(np.prod(l.out_shape))
+    if stored < 1 or n_out < 1 or stored > _INDEX_MAX or n_out > _INDEX_MAX:
+        raise bad(f"sizes {stored} -> {n_out} outside [1, 2^31)")
+    if l.kind == "conv":
+        c = l.conv
+        if l.weight.ndim != 4 or min(l.weight.shape) < 1 or len(l.in_shape) != 3 or len(l.out_shape) != 3:
+            raise bad(f"weight {l.weight.shape} or shapes {l.in_shape} -> {l.out_shape} are not a convolution's")
+        if min(c["stride"]) < 1 or min(c["dilation"]) < 1 or min(c["padding"]) < 0 or c["groups"] < 1:
+            raise bad(f"stride {c['stride']}, dilation {c['dilation']}, padding {c['padding']}, groups "
+                      f"{c['groups']}: strides, dilations and groups must be >= 1, paddings >= 0")
+        co, cig, kh, kw = l.weight.shape
+        if l.in_shape[0] != cig * c["groups"] or co % c["groups"] or co != l.out_shape[0]:
+            raise bad(f"channels {l.in_shape[0]} -> {l.out_shape[0]} do not fit weight {l.weight.shape} with groups "
+                      f"{c['groups']}")
+        for d, k_d in enumerate((kh, kw)):
+            span = c["dilation"][d] * (k_d - 1) + 1
+            want = (l.in_shape[1 + d] + 2 * c["padding"][d] - span) // c["stride"][d] + 1
+            if want != l.out_shape[1 + d] or want < 1:
+                raise bad(f"output size {l.out_shape[1 + d]} along axis {d} does not follow from the geometry "
+                          f"({want})")
+        if (l.in_shape[1] + 2 * c["padding"][0]) * (l.in_shape[2] + 2 * c["padding"][1]) * l.in_shape[0] > _INDEX_MAX:
+            raise bad("the padded input exceeds 2^31 values")
+    elif l.weight.shape != (n_out, stored):
+        raise bad(f"weight {l.weight.shape} does not take {stored} inputs to {n_out} outputs")
+
+
 def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: bool = True) -> Optional[list]:
     # -> [(kernel layer, stored order of its output, its out_shape)]
     """The layers as event-kernel layers, or None when an int32 register of the kernel could overflow:
@@ -35,6 +70,10 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
     for l in layers:
         if l.kind == "flatten":  # a view: the stored order is unchanged
             continue
+        if l.kind not in ("conv", "dense") or l.lif is None or l.delay is not None or l.weight_imag is not None:
+            raise ValueError(f"event kernel: layer {len(out)} ({l.kind}) is not one the kernel runs (CUBA conv or "
+                             "dense without delays); use the torch backend")
+        _check(l, len(out), len(stored))
         order = channels_last(l.out_shape)
         def flat(a, shape=l.out_shape, order=order):
             return np.broadcast_to(a, shape).ravel()[order]

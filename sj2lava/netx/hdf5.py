@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 
 from .. import quant
+from .._atomic import atomic_target
 from ..errors import NetFileError
 from .spec import (
     Conv,
@@ -46,6 +47,34 @@ from .spec import (
 from .weights import rf_decays, rf_threshold
 
 PathLike = Union[str, os.PathLike]
+
+
+def _limit(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"${name} must be an integer, got {value!r}") from None
+
+
+def limits() -> dict:
+    """What a file may declare before ``load`` refuses it, so that no file makes sj2lava allocate gigabytes
+    before saying no. Raise them with the environment variables of the same names:
+
+    - ``SJ2LAVA_MAX_VALUES``: values in one dataset (default 2^27: 1 GiB as int64);
+    - ``SJ2LAVA_MAX_NEURONS``: neurons of the whole net (default 2^26);
+    - ``SJ2LAVA_MAX_OBJECTS``: HDF5 groups and datasets in the file (default 100,000; layers included).
+    """
+    return {"SJ2LAVA_MAX_VALUES": _limit("SJ2LAVA_MAX_VALUES", 1 << 27),
+            "SJ2LAVA_MAX_NEURONS": _limit("SJ2LAVA_MAX_NEURONS", 1 << 26),
+            "SJ2LAVA_MAX_OBJECTS": _limit("SJ2LAVA_MAX_OBJECTS", 100_000)}
+
+
+LAVA_CONV_FIELD_MAX = 127
+"""Lava's Conv process stores kernel size, stride, padding, dilation and groups as int8."""
+
 NOT_LOADABLE = {"pool", "average", "convT", "unpool", "concat"}
 
 
@@ -60,25 +89,19 @@ def write(spec: NetSpec, path: PathLike) -> Path:
         raise ValueError(f"{path}: this net takes graded messages at its input (input_message_bits="
                          f"{spec.input_message_bits}, from skip_layers), which a NetX file cannot say; write the "
                          "net with the layers it skipped")
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with h5py.File(tmp, "w") as f:
-            first = spec.layers[0] if spec.layers else None
-            if isinstance(first, InputNeurons):
-                g = _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
-                if first.transform is not None:
-                    g.create_dataset("weight", data=first.transform[0])
-                    g.create_dataset("bias", data=first.transform[1])
-                _write_neuron(g, first.neuron)
-            else:
-                _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
-            rest = spec.layers[1:] if isinstance(first, InputNeurons) else spec.layers
-            for i, layer in enumerate(rest, start=1):
-                _write(f, i, layer)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, h5py.File(tmp, "w") as f:
+        first = spec.layers[0] if spec.layers else None
+        if isinstance(first, InputNeurons):
+            g = _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
+            if first.transform is not None:
+                g.create_dataset("weight", data=first.transform[0])
+                g.create_dataset("bias", data=first.transform[1])
+            _write_neuron(g, first.neuron)
+        else:
+            _write_layer(f, 0, "input", shape=np.asarray(spec.input_shape, dtype=np.int64))
+        rest = spec.layers[1:] if isinstance(first, InputNeurons) else spec.layers
+        for i, layer in enumerate(rest, start=1):
+            _write(f, i, layer)
     return path
 
 
@@ -91,6 +114,14 @@ def _write_layer(f: h5py.File, i: int, kind: str, **data: Any) -> h5py.Group:
 
 
 def _write(f: h5py.File, i: int, layer) -> None:
+    if isinstance(layer, Conv):
+        fields = dict(kernel=max(layer.weight.shape[2:]), stride=max(layer.stride), padding=max(layer.padding),
+                      dilation=max(layer.dilation), groups=layer.groups)
+        big = {k: v for k, v in fields.items() if int(v) > LAVA_CONV_FIELD_MAX}
+        if big:
+            raise ValueError(f"layer {i} (conv): {', '.join(f'{k} {v}' for k, v in big.items())} beyond "
+                             f"{LAVA_CONV_FIELD_MAX}, which Lava's Conv holds in 8 bits (it fails or wraps); "
+                             "split the layer (e.g. a sum-pool over more than 127 channels into groups)")
     if isinstance(layer, Flatten):
         _write_layer(f, i, "flatten", shape=np.array([layer.out_shape[0], 1, 1], dtype=np.int64))
         return
@@ -297,6 +328,7 @@ def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Option
         raise ctx.fail(f"not a readable HDF5 file ({e}); it may be truncated or not a .net file") from None
     try:
         with f:
+            _scan(f, ctx)
             return _read(f, ctx, input_shape, num_layers, skip_layers)
     except NetFileError:
         raise
@@ -304,13 +336,52 @@ def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Option
         raise ctx.fail(f"unreadable data ({type(e).__name__}: {e})") from None
 
 
+def _scan(f: h5py.File, ctx: _Ctx) -> None:
+    """Walk every object before reading any value: refuse soft and external links, external raw storage and
+    virtual datasets (NetX files need none of them; following them would read other files, or block on a
+    FIFO), and any dataset or object count beyond :func:`limits`. Links are looked at, never resolved."""
+    lim = limits()
+    count, stack = 0, [("", f)]
+    while stack:
+        prefix, group = stack.pop()
+        for name in group:
+            count += 1
+            path = f"{prefix}/{name}"
+            if count > lim["SJ2LAVA_MAX_OBJECTS"]:
+                raise ctx.fail(f"more than {lim['SJ2LAVA_MAX_OBJECTS']:,} HDF5 objects (a NetX file holds a few per "
+                               "layer; raise $SJ2LAVA_MAX_OBJECTS for a larger net)")
+            link = group.get(name, getlink=True)
+            if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+                kind = "an external" if isinstance(link, h5py.ExternalLink) else "a soft"
+                raise ctx.fail(f"{_safe(path)} is {kind} HDF5 link; refusing to follow it (NetX files need no links)")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                stack.append((path, obj))
+            elif isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise ctx.fail(f"{_safe(path)} is a virtual dataset (its data lives in other files); refused")
+                if obj.external:
+                    raise ctx.fail(f"{_safe(path)} keeps its data in an external file; refused")
+                if obj.size is not None and obj.size > lim["SJ2LAVA_MAX_VALUES"]:
+                    raise ctx.fail(f"{_safe(path)} holds {obj.size:,} values, more than "
+                                   f"{lim['SJ2LAVA_MAX_VALUES']:,} (raise $SJ2LAVA_MAX_VALUES for a larger net)")
+            else:
+                raise ctx.fail(f"{_safe(path)} is an HDF5 object of kind {type(obj).__name__}; refused")
+
+
+def _safe(text: str) -> str:
+    """A string from a file as it may be shown: itself when plain printable ASCII, else escaped."""
+    return text if text.isascii() and text.isprintable() else ascii(text)
+
+
 def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Optional[int] = None,
           skip_layers: int = 0) -> NetSpec:
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise ctx.fail("no 'layer' group: not a NetX network file")
     keys = list(f["layer"].keys())
-    if not all(k.isdigit() for k in keys):
-        raise ctx.fail(f"layer names must be 0..n-1, found {sorted(keys)}")
+    if not all(k.isdigit() and len(k) <= 6 and k.isascii() for k in keys):
+        bad = next(k for k in keys if not (k.isdigit() and len(k) <= 6 and k.isascii()))
+        raise ctx.fail(f"layer names must be 0..n-1, found {_safe(bad)[:40]}")
     idx = sorted(int(k) for k in keys)
     if not idx:
         raise ctx.fail("the 'layer' group is empty")
@@ -328,7 +399,7 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
         g = f["layer"][str(i)]
         ctx.where, ctx.index = f"layer/{i}: ", i
         kind = _string(g, "type", ctx)
-        ctx.where = f"layer/{i} ({kind}): "
+        ctx.where = f"layer/{i} ({_safe(kind)[:40]}): "
         if kind in NOT_LOADABLE:
             raise ctx.fail(f"NetX cannot load '{kind}' layers (NotImplementedError in lava-dl 0.6.0), so Lava "
                            "cannot run this file either. If the model is yours, export it with sj2lava, which "
@@ -365,11 +436,11 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
             layers.append(layer)
             shape = layer.out_shape
         else:
-            raise ctx.fail(f"unknown layer type {kind!r}; NetX loads input, conv, dense, dense_rec, flatten")
+            raise ctx.fail(f"unknown layer type {_safe(kind)[:40]}; NetX loads input, conv, dense, dense_rec, flatten")
         where += [ctx.where] * (len(layers) - len(where))
         index += [i] * (len(layers) - len(index))
-    if not layers:
-        raise ctx.fail("the network has no layers after its input")
+    if not any(not isinstance(l, Flatten) for l in layers):
+        raise ctx.fail("the network has no layer with neurons after its input (NetX builds no network from it)")
     _check_neurons(layers, where, ctx)
     bits = 0
     if skip_layers:
@@ -448,25 +519,38 @@ def _ints(g: h5py.Group, name: str, ctx: _Ctx) -> np.ndarray:
     if a.dtype.kind == "f" and np.any(a != np.round(a)):
         bad = a[a != np.round(a)].reshape(-1)[0]
         raise ctx.fail(f"field '{name}' must hold integers (NetX truncates with astype(int)); found {bad}")
+    if a.size and a.dtype.kind in "fu" and float(np.abs(a).max()) >= 2.0**62:
+        raise ctx.fail(f"field '{name}' holds {float(np.abs(a).max()):g}, beyond any Loihi field (|x| < 2^62)")
     return a.astype(np.int64)
 
 
 def _shape(g: h5py.Group, name: str, ctx: _Ctx) -> Shape:
+    if _dataset(g, name, ctx).size > 3:
+        raise ctx.fail(f"field '{name}' should be (C, H, W) or (features,), found {_dataset(g, name, ctx).size} values")
     a = _ints(g, name, ctx).reshape(-1)
     if a.size not in (1, 3) or np.any(a <= 0):
         raise ctx.fail(f"field '{name}' should be (C, H, W) or (features,) of positive sizes, found {tuple(a)}")
+    neurons = int(np.prod([float(x) for x in a]))
+    if neurons > limits()["SJ2LAVA_MAX_NEURONS"]:
+        raise ctx.fail(f"field '{name}' declares {neurons:,} neurons, more than {limits()['SJ2LAVA_MAX_NEURONS']:,} "
+                       "(raise $SJ2LAVA_MAX_NEURONS for a larger net)")
     return tuple(int(x) for x in a)
 
 
-def _pair(g: h5py.Group, name: str, ctx: _Ctx, default: Optional[int] = None) -> Tuple[int, int]:
+def _pair(g: h5py.Group, name: str, ctx: _Ctx, default: Optional[int] = None, low: int = 1) -> Tuple[int, int]:
+    """A conv geometry field as ``(H, W)``, each in ``[low, 127]`` (Lava's Conv stores them as int8)."""
     if name not in g and default is not None:
         return (default, default)
+    if _dataset(g, name, ctx).size > 2:
+        raise ctx.fail(f"field '{name}' should be a scalar or an (H, W) pair, found {_dataset(g, name, ctx).size} "
+                       "values")
     a = _ints(g, name, ctx).reshape(-1)
-    if a.size == 1:
-        return (int(a[0]), int(a[0]))
-    if a.size != 2:
+    if a.size not in (1, 2):
         raise ctx.fail(f"field '{name}' should be a scalar or an (H, W) pair, found {a.size} values")
-    return (int(a[0]), int(a[1]))
+    if np.any(a < low) or np.any(a > LAVA_CONV_FIELD_MAX):
+        raise ctx.fail(f"field '{name}' must lie in [{low}, {LAVA_CONV_FIELD_MAX}] (Lava's Conv holds it in 8 bits), "
+                       f"found {a.tolist()}")
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 NETX_DEFAULT_V_TH_MANT = 1 << 17
@@ -581,6 +665,10 @@ def _bias(g: h5py.Group, ctx: _Ctx, sizes: Tuple[int, ...]) -> Optional[np.ndarr
     b = _ints(g, "bias", ctx).reshape(-1)
     if b.size not in (1, *sizes):
         raise ctx.fail(f"field 'bias' has {b.size} values; expected 1 or {' or '.join(map(str, sizes))}")
+    cuba = _neuron_type(g, ctx) in ("CUBA", None)
+    if cuba and b.size and (b.min() < quant.BIAS_MANT_MIN or b.max() > quant.BIAS_MANT_MAX):
+        raise ctx.fail(f"field 'bias' must lie in [{quant.BIAS_MANT_MIN}, {quant.BIAS_MANT_MAX}] (Lava's 13-bit "
+                       f"bias_mant), found {int(b.min())}..{int(b.max())}")
     return b
 
 
@@ -610,15 +698,25 @@ def _read_input_neurons(g: h5py.Group, ctx: _Ctx, shape: Shape, index: int) -> I
     return InputNeurons(shape, shape, _neuron(g, ctx, n_out, is_input=True), transform)
 
 
+CONV_WEIGHT_MAX = 1 << 15
+"""Largest |conv weight| read: Loihi's are 8-bit mantissas (|w| <= 256); beyond 2^15 a file is not a Loihi net."""
+
+
 def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
     w = _ints(g, "weight", ctx)
     if w.ndim == 5 and w.shape[-1] == 1:
         w = w[..., 0]
     if w.ndim != 4:
         raise ctx.fail(f"field 'weight' should be (C_out, C_in/groups, kH, kW), found shape {w.shape}")
-    stride, padding = _pair(g, "stride", ctx, 1), _pair(g, "padding", ctx, 0)
+    if min(w.shape) < 1 or max(w.shape[2:]) > LAVA_CONV_FIELD_MAX:
+        raise ctx.fail(f"field 'weight' {w.shape} makes kernels of {tuple(w.shape[2:])}; each side must lie in "
+                       f"[1, {LAVA_CONV_FIELD_MAX}] and channels be >= 1")
+    if np.abs(w).max() > CONV_WEIGHT_MAX:
+        raise ctx.fail(f"field 'weight' holds {int(np.abs(w).max())}; conv weights must lie within "
+                       f"+-{CONV_WEIGHT_MAX} (Loihi weights are 8-bit mantissas)")
+    stride, padding = _pair(g, "stride", ctx, 1), _pair(g, "padding", ctx, 0, low=0)
     dilation = _pair(g, "dilation", ctx, 1)
-    groups = int(_ints(g, "groups", ctx).reshape(-1)[0]) if "groups" in g else 1
+    groups = _pair(g, "groups", ctx, 1)[0] if "groups" in g else 1
     out = _shape(g, "shape", ctx)
     if len(out) != 3:
         raise ctx.fail(f"field 'shape' of a conv should be (C, H, W), found {out}")
@@ -658,6 +756,9 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
         w = w.reshape(n_out, -1)
     if w.ndim != 2:
         raise ctx.fail(f"field 'weight' should be (out, in), found shape {w.shape}")
+    if min(w.shape) < 1:
+        raise ctx.fail(f"field 'weight' {w.shape} is empty")
+    _dense_range(w, "weight", ctx)
     n_out, n_in = w.shape
     out = _shape(g, "shape", ctx) if "shape" in g else (n_out,)
     if int(np.prod(out)) != n_out:
@@ -674,9 +775,23 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
         w_rec = _ints(g, "weight_rec", ctx)
         if w_rec.shape != (n_out, n_out):
             raise ctx.fail(f"field 'weight_rec' should be ({n_out}, {n_out}), found {w_rec.shape}")
+        _dense_range(np.hstack([w, w_rec]), "weight_rec", ctx)
     neuron = _neuron(g, ctx, n_out) if "neuron" in g else _default_neuron(ctx)
     return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, neuron,
                  _bias(g, ctx, (n_out,)), w_rec, _delay(g, ctx, w.shape) if "delay" in g else None)
+
+
+def _dense_range(w: np.ndarray, name: str, ctx: _Ctx) -> None:
+    """NetX's ``optimize_weight_bits`` clips mixed-sign weights to [-256, 254] (printing a warning): so do we,
+    with a note. Same-sign weights beyond that range would need a negative shift there, which numpy leaves
+    undefined: refused."""
+    hi, lo = int(w.max()), int(w.min())
+    if (hi > 254 and lo < 0) or (lo < -256 and hi > 0):
+        ctx.notes.append(f"{ctx.where.rstrip(': ')}: field '{name}' holds {lo}..{hi}; NetX clips dense weights to "
+                         "[-256, 254] (with a printed warning), and so does sj2lava")
+    elif hi > 255 or lo < -256:
+        raise ctx.fail(f"field '{name}' holds {lo}..{hi}, all of one sign and beyond [-256, 255]: NetX would shift "
+                       "them by a negative amount (undefined in numpy). Loihi weights are 8-bit mantissas")
 
 
 class _WeightView:
