@@ -231,3 +231,12 @@ def test_cli_output_and_eval_arguments_are_checked_before_work(tmp_path, capsys)
     np.savez(tmp_path / "e.npz", x=np.full((5, 1, 5, 5), 5.0, dtype=np.float32), y=np.zeros(5, dtype=np.int64))
     assert main(["eval", str(path), "--data", str(tmp_path / "e.npz"), "--steps", "4"]) == 2
     assert "rates in [0, 1]" in capsys.readouterr().err
+
+
+def test_emulate_refuses_a_run_that_would_not_fit_in_memory(tmp_path, monkeypatch):
+    path = small_net_file(tmp_path)
+    x = torch.zeros(8, 2, 1, 5, 5)
+    assert sj2lava.emulate(path, x).shape[:2] == (8, 2)
+    monkeypatch.setenv("SJ2LAVA_MAX_BYTES", "1000")
+    with pytest.raises(ValueError, match="needs about .* raise \\$SJ2LAVA_MAX_BYTES"):
+        sj2lava.emulate(path, x, record=("spikes", "voltage"))

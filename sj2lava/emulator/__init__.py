@@ -25,6 +25,7 @@ the state; :mod:`.torch_backend`). Both read the same backend-neutral
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -136,6 +137,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     if not (neurons_in or spec.graded_input):
         x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
+    _check_memory(spec, x.shape[0], n, record, batch_size)
     resets = reset_phases(spec, reset_interval, reset_offset)
     key = fingerprint(spec)
     layers = prepared(key, ("compiled", int(spike_exp)), lambda: compile_net(spec, int(spike_exp)))
@@ -175,6 +177,33 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         if name in merged:
             result[name] = [None if a is None else to_layout(a) for a in merged[name]]
     return result
+
+
+def _memory_limit() -> int:
+    value = os.environ.get("SJ2LAVA_MAX_BYTES")
+    if value is not None:
+        return int(value)
+    try:  # physical memory
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+def _check_memory(spec: NetSpec, steps: int, n: int, record: Sequence[str], batch_size: Optional[int]) -> None:
+    """Refuse before any work a run whose recordings and state would not fit in memory
+    (``$SJ2LAVA_MAX_BYTES``, default the machine's physical memory)."""
+    neurons = spec.neurons
+    every = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
+    per_value = 1 + 4 * sum(k in record for k in ("voltage", "current", "sigma"))
+    recorded = steps * n * (neurons * per_value if every else int(np.prod(spec.output_shape)) * 4)
+    chunk = n if batch_size is None else min(n, max(1, int(batch_size)))
+    state = chunk * neurons * 4 * 6
+    need, limit = recorded + state, _memory_limit()
+    if need > limit:
+        raise ValueError(f"emulate: this run needs about {need / 2**30:,.1f} GiB ({steps} steps x {n} samples x "
+                         f"{neurons:,} neurons{', every layer recorded' if every else ''}), more than "
+                         f"{limit / 2**30:,.1f} GiB; run fewer samples at a time, record less, or raise "
+                         "$SJ2LAVA_MAX_BYTES")
 
 
 _CPU_CHUNK_STATES = 1 << 22

@@ -239,7 +239,7 @@ def _neuron_type(g: h5py.Group, ctx: _Ctx) -> Optional[str]:
         return kind
     if "RF" in kind:  # NetX: "RF" anywhere in the name; RF if it holds "PHASE", else RF_IZ
         return "RF"
-    raise ctx.fail(f"neuron type {kind!r} is not one NetX builds (CUBA, LOIHI, SDNN, RF, RF_IZ)")
+    raise ctx.fail(f"neuron type {ascii(kind)[:40]} is not one NetX builds (CUBA, LOIHI, SDNN, RF, RF_IZ)")
 
 
 def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
@@ -261,8 +261,8 @@ def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
             if name in _REFUSED_COMPLEX:
                 raise ctx.fail(f"field '{name}' holds {_REFUSED_COMPLEX[name]}")
     elif neuron_type == "RF":
-        raise ctx.fail(f"neuron type {_string(g['neuron'], 'type', ctx)!r} (resonate-and-fire) on a layer without "
-                       "complex weights: NetX builds RF neurons only on dense layers with weight/real and "
+        raise ctx.fail(f"neuron type {ascii(_string(g['neuron'], 'type', ctx))[:40]} (resonate-and-fire) on a layer "
+                       "without complex weights: NetX builds RF neurons only on dense layers with weight/real and "
                        "weight/imag, and fails elsewhere")
     neuron = g["neuron"] if neuron_type is not None else None
     fields = [(n, n) for n in sorted(names)] + ([(f"neuron/{n}", n) for n in sorted(neuron.keys())]
@@ -287,8 +287,9 @@ def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
             continue
         if name in _REFUSED:
             raise ctx.fail(f"field '{path}' holds {_REFUSED[name]}")
-        raise ctx.fail(f"field '{path}' is not one sj2lava understands for a {kind.replace('_', ' ')} layer; "
-                       "refusing rather than ignoring it (NetX reads: " + ", ".join(sorted(_READ[kind])) + ")")
+        raise ctx.fail(f"field '{_safe(path)[:60]}' is not one sj2lava understands for a "
+                       f"{kind.replace('_', ' ')} layer; refusing rather than ignoring it (NetX reads: "
+                       + ", ".join(sorted(_READ[kind])) + ")")
 
 
 def _notes(ctx: _Ctx) -> list:
@@ -436,7 +437,7 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
             layers.append(layer)
             shape = layer.out_shape
         else:
-            raise ctx.fail(f"unknown layer type {_safe(kind)[:40]}; NetX loads input, conv, dense, dense_rec, flatten")
+            raise ctx.fail(f"unknown layer type {ascii(kind)[:40]}; NetX loads input, conv, dense, dense_rec, flatten")
         where += [ctx.where] * (len(layers) - len(where))
         index += [i] * (len(layers) - len(index))
     if not any(not isinstance(l, Flatten) for l in layers):
@@ -639,8 +640,8 @@ def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, is_input: bool) -> SigmaD
     activation = _string(n, "activation", ctx) if "activation" in n else None
     if activation is not None and activation != "relu":
         if role == "sigma_delta":
-            raise ctx.fail(f"field 'neuron/activation' is {activation!r}, but NetX's SigmaDelta neurons always "
-                           "apply ReLU: Lava would run another network than the one trained")
+            raise ctx.fail(f"field 'neuron/activation' is {ascii(activation)[:40]}, but NetX's SigmaDelta neurons "
+                           "always apply ReLU: Lava would run another network than the one trained")
     if activation is not None and role != "sigma_delta":
         ctx.ignored.setdefault("neuron/activation", []).append(index)
         ctx.reasons["neuron/activation"] = _ACTIVATION_NOT_APPLIED
