@@ -9,8 +9,8 @@ is the emulator process's maximum resident set.
 Then lava-dl's own PilotNet files, as lava-dl drives them: PilotNet-LIF (the image as the input neurons'
 bias, a reset every 16 steps, 16 steps a sample) and PilotNet-SDNN (the image as graded input, 9 steps),
 Lava's steady rate from runs of one and two sample lengths (one measurement each: Lava needs seconds per
-step on these) against the emulator's torch backend at batch 256 (the 'events' C kernel does not run input
-neurons or SDNN layers).
+step on these) against the emulator at batch 256: the torch backend, and for PilotNet-LIF the 'events' C
+kernel too (it does not run SDNN layers yet).
 
     python benchmarks/bench_emulator.py [--samples 10000] [--steps 32] [--skip-pilotnet]
 """
@@ -120,11 +120,13 @@ def pilotnet_part(which: str) -> dict:
     if "x" not in kw:
         kw["num_steps"] = steps
     small = {k: (v[:, :2] if k == "x" else v[:2] if k == "input_bias" else v) for k, v in kw.items()}
-    sj2lava.emulate(spec, **small)  # warm up
-    t = time.perf_counter()
-    sj2lava.emulate(spec, **kw)
-    rate = 256 * steps / (time.perf_counter() - t)
-    return dict(rate=rate, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    rates = {}
+    for backend in ("torch", "events") if which == "lif" else ("torch",):
+        sj2lava.emulate(spec, backend=backend, **small)  # warm up
+        t = time.perf_counter()
+        sj2lava.emulate(spec, backend=backend, **kw)
+        rates[backend] = 256 * steps / (time.perf_counter() - t)
+    return dict(rates=rates, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def pilotnet_lava_rate(which: str) -> float:
@@ -184,8 +186,9 @@ def main(argv=None):
         rate = pilotnet_lava_rate(which)
         print(f"lava-dl's PilotNet-{which.upper()} ({what}), {torch.get_num_threads()} threads, CPU")
         print(f"  Lava Loihi2SimCfg(fixed_pt), batch 1: {rate:10,.2f} time steps/s (steady, compile excluded)")
-        print(f"  emulator torch backend, batch 256:    {part['rate']:10,.0f} sample-steps/s   "
-              f"{part['rate'] / rate:7,.0f}x Lava   (peak RSS {part['peak_mib']:,.0f} MiB)")
+        for backend, r in part["rates"].items():
+            print(f"  emulator {backend + ' backend, batch 256:':<29s}{r:10,.0f} sample-steps/s   "
+                  f"{r / rate:7,.0f}x Lava   (peak RSS {part['peak_mib']:,.0f} MiB)")
     return emu, lava
 
 

@@ -269,11 +269,27 @@ def test_input_neuron_arguments_are_checked(netx_files, tmp_path):
         emulate(tiny, input_bias=good)
     with pytest.raises(ValueError, match="a_in"):
         emulate(tiny, torch.full((4, 1, 3, 16, 16), float("nan")), input_bias=good)
-    with pytest.raises(ValueError, match="events"):
-        emulate(tiny, input_bias=good, num_steps=4, backend="events")
     spec = random_spec(0)
     with pytest.raises(ValueError, match="has none"):
         emulate(spec, torch.zeros(4, 1, *spec.input_shape), input_bias=torch.zeros(spec.input_shape))
+
+
+def test_input_neurons_run_on_both_backends_alike(netx_files):
+    """The C kernel's input neurons (a_in at the same step, a bias image per sample) against the torch backend:
+    tinynet with bias images, a_in and resets (every layer's spikes, u, v), PilotNet-LIF's 10 layers' spikes."""
+    bias = _image(netx_files / "gts" / "tinynet" / "input_bias.npy")
+    images = torch.stack([bias, torch.flip(bias, [2])])
+    a_in = (torch.rand(20, 2, 3, 16, 16, generator=torch.Generator().manual_seed(1)) < 0.3).int() * 3
+    want = ("spikes", "voltage", "current")
+    for kw in (dict(input_bias=images, num_steps=20, reset_interval=17), dict(x=a_in, input_bias=images)):
+        a, b = (emulate(netx_files / "tiny.net", backend=k, record=want, **kw) for k in ("torch", "events"))
+        for key in ("layer_spikes", "voltage", "current"):
+            assert all(torch.equal(x.long(), y.long()) for x, y in zip(a[key], b[key])), key
+    folder = netx_files / "gts" / "pilotnet_lif"
+    image = _image(folder / "image.npy")
+    kw = dict(input_bias=torch.stack([image, image // 2]), num_steps=16, reset_interval=16, record=("layer_spikes",))
+    a, b = (emulate(folder / "network.net", backend=k, **kw)["layer_spikes"] for k in ("torch", "events"))
+    assert [mismatches(x, y) for x, y in zip(a, b)] == [0] * 10 and sum(int(x.sum()) for x in a) > 40_000
 
 
 def test_pilotnet_lif_equals_lava_in_every_layer(netx_files):

@@ -117,10 +117,10 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
     delays = any(getattr(layer, "delay", None) is not None for layer in spec.layers)
     other_neurons = spec.graded_input or any(l.kind != "flatten" and l.neuron.kind != "cuba" for l in spec.layers)
-    if neurons_in or delays or other_neurons:
+    if delays or other_neurons:
         if backend == "events":
-            raise ValueError("emulate: the 'events' backend does not run input neurons, axonal delays, SDNN or RF "
-                             "layers yet; use backend='torch' (or 'auto')")
+            raise ValueError("emulate: the 'events' backend does not run axonal delays, SDNN or RF layers yet; use "
+                             "backend='torch' (or 'auto')")
         backend = "torch"
     if spec.graded_input:
         if input_bias is not None:
@@ -149,8 +149,12 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
                          "only backend='torch' computes exactly")
     if kernel_layers is not None:
-        s = _spike_bytes(x)  # checks the values before any work
-        run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
+        if neurons_in:  # a_in and bias images, already checked
+            s, bias_np = x.numpy(), input_bias.numpy()
+            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets, bias_np[i:j])  # noqa: E731
+        else:
+            s = _spike_bytes(x)  # checks the values before any work
+            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
         if not (neurons_in or spec.graded_input):

@@ -133,6 +133,9 @@ typedef struct {
     int32_t *rec_u, *rec_v;                        /* likewise, or NULL */
     int64_t reset_interval, reset_phase;           /* u = v = 0 before step t when (t + 1) % interval == phase
                                                     * (NetX's LIFReset; interval 0: never) */
+    /* input neurons (NetX's Input block), else a_in == NULL: no synapse; this step's a_in (rows as x) goes
+     * straight to the neurons, with a bias per sample ([samples][n_out], bias_mant << 6, or NULL) */
+    const int32_t *a_in, *sample_bias;
 } layer_t;
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
@@ -320,14 +323,15 @@ static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, 
     }
 }
 
-/* One LIF step of neurons [i0, i1) of the layer on their delayed sums S->use; spikes to S->s. */
-static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
+/* One LIF step of neurons [i0, i1) of the layer on their delayed sums S->use, with the given bias (the
+ * layer's, or an input layer's bias for this sample); spikes to S->s. */
+static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1, const int32_t *bias) {
     const int64_t n16 = (i1 - i0) & ~(int64_t)15;
     neurons16(L, n16, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
-              L->bias ? L->bias + i0 : NULL, L->vth + i0, S->s + i0);
+              bias ? bias + i0 : NULL, L->vth + i0, S->s + i0);
     i0 += n16;
     neuron_block(L, i1 - i0, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
-                 L->bias ? L->bias + i0 : NULL, L->vth + i0, S->s + i0);
+                 bias ? bias + i0 : NULL, L->vth + i0, S->s + i0);
 }
 
 /* The sums a as the synaptic input of the next step, in place: Lava Conv's 24-bit wrap, or Lava
@@ -379,7 +383,8 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
         }
         for (int64_t t = 0; t < steps; t++) {
             const int64_t row = b * sb + t * st_;
-            memcpy(x_row, x + row * layers[0].n_in, (size_t)layers[0].n_in);
+            if (x) /* NULL when the net starts with input neurons, which read their own a_in */
+                memcpy(x_row, x + row * layers[0].n_in, (size_t)layers[0].n_in);
             const uint8_t *s_in = x_row;
             for (int64_t j = 0; j < n_layers; j++) {
                 const layer_t *L = &layers[j];
@@ -389,7 +394,10 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                     memset(S->u, 0, (size_t)n_out * sizeof(int32_t));
                     memset(S->v, 0, (size_t)n_out * sizeof(int32_t));
                 }
-                if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
+                if (L->a_in) { /* input neurons: a_in reaches them at the same step, plus this sample's bias */
+                    memcpy(S->use, L->a_in + row * n_out, (size_t)n_out * sizeof(int32_t));
+                    neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
+                } else if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
                                         * on the previous step's sums */
                     const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;
                     const uint8_t *in = L->w8 ? padded_input(L, s_in, S->padded) : s_in;
@@ -399,7 +407,7 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                             dot_sums(L, in, o, o1, S->acc + o * co);
                         else
                             table_sums(L, in, o, o1, S->acc + o * co);
-                        neurons(L, S, o * co, o1 * co);
+                        neurons(L, S, o * co, o1 * co, L->bias);
                         next_input(L, S->acc + o * co, (o1 - o) * co);
                     }
                 } else {
@@ -412,7 +420,7 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                             add_row(S->rec, L->w_rec + (int64_t)S->events[e] * n_out, n_out);
                         for (int64_t i = 0; i < n_out; i++) S->use[i] += exp_shift(S->rec[i], L->shift);
                     }
-                    neurons(L, S, 0, n_out);
+                    neurons(L, S, 0, n_out, L->bias);
                     next_input(L, S->acc, n_out);
                 }
                 int32_t *sums = S->acc; /* this step's sums are the next step's input */

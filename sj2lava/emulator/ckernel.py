@@ -20,6 +20,9 @@ All paths give the same integers (the suite checks each against the torch backen
 against Lava). State is channels-last (``[H, W, C]`` flattened) so a position's channels are
 contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1.
 
+A net may start with input neurons (NetX's Input block): no synapse, their ``a_in`` (int32, same step) and
+a bias image per sample go straight to the neurons.
+
 Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs
 without the GIL); in each thread a sample runs time-major as Lava steps it: at step ``t`` every layer
 takes the spikes the layer before made at ``t`` (the one-step synaptic delay lives inside each layer).
@@ -307,7 +310,8 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_void_p) for n in ("w8", "rel", "base")] + \
                [(n, ctypes.c_int64) for n in _DOT_SIZES] + \
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")] + \
-               [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")]
+               [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")] + \
+               [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias")]
 
 
 class KernelLayer:
@@ -318,18 +322,23 @@ class KernelLayer:
     ``w`` ``[taps, C_in / groups, C_out]``. ``w_rec`` is ``[n_out (source), n_out]`` (fan-out path
     only); ``lif`` holds per-neuron ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias``
     (``bias_mant << 6``, or None), ``vth`` (``vThMant << 6``) and the flags ``u_mode`` (0 no decay,
-    1 decay, 2 ``iDecay == 4096``), ``v_decays``, ``u_may_wrap``.
+    1 decay, 2 ``iDecay == 4096``), ``v_decays``, ``u_may_wrap``. ``input_neurons``: NetX's Input block, no
+    synapse (its ``a_in`` and per-sample bias are given to :func:`run`); it must be the first layer.
     """
 
     def __init__(self, n_in: int, co: int, shift: int, wrap: bool, lif: dict, *,
                  fan: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None, w: Optional[np.ndarray] = None,
                  groups: int = 1, w_rec: Optional[np.ndarray] = None,
-                 table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None):
+                 table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None,
+                 input_neurons: bool = False):
         c32 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
         c64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         self.n_in, self.n_out = n_in, int(np.size(lif["vth"]))
         sums = {}
-        if dot is not None:
+        self.input_neurons = input_neurons
+        if input_neurons:
+            pass
+        elif dot is not None:
             sums = dict(w8=np.ascontiguousarray(dot["w8"], dtype=np.int8), rel=c32(dot["rel"]), base=c32(dot["base"]))
         elif table is not None:
             sums = dict(lut=c32(table[0]), nib_at=c32(table[1]))
@@ -352,18 +361,34 @@ class KernelLayer:
 
 
 def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
-        threads: int, resets: Optional[Sequence[Tuple[int, int]]] = None
+        threads: int, resets: Optional[Sequence[Tuple[int, int]]] = None,
+        sample_bias: Optional[np.ndarray] = None
         ) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
     """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples shared out to ``threads``
     threads one at a time as each thread becomes free. ``resets[j] = (interval, phase)``: layer ``j``'s
     ``u`` and ``v`` are zeroed before step ``t`` when ``(t + 1) % interval == phase`` (NetX's LIFReset).
+    A net that starts with input neurons takes ``x`` as their ``a_in`` (int32 ``[T, B, n]``, stored order) and
+    ``sample_bias`` (int32 ``[B, n]``, ``bias_mant << 6``) as their bias.
 
     Returns per layer ``(spikes, u, v)`` as ``[T, B, n_out]`` arrays: the spikes where ``spikes[j]``,
     ``u`` and ``v`` where ``state[j]``, else None.
     """
     lib = _library()
-    steps, batch, _ = x.shape
-    x = np.ascontiguousarray(x, dtype=np.uint8)
+    steps, batch, n_x = x.shape
+    first = layers[0]
+    if first.input_neurons:
+        if n_x != first.n_out or (sample_bias is not None and sample_bias.shape != (batch, first.n_out)):
+            raise ValueError(f"event kernel: input neurons take a_in [T, B, {first.n_out}] and a bias [B, "
+                             f"{first.n_out}]; got {x.shape} and {None if sample_bias is None else sample_bias.shape}")
+        a_in = np.ascontiguousarray(x, dtype=np.int32)
+        bias = None if sample_bias is None else np.ascontiguousarray(sample_bias, dtype=np.int32)
+        x = None
+    elif n_x != first.n_in:
+        raise ValueError(f"event kernel: x has {n_x} inputs, the first layer takes {first.n_in}")
+    else:
+        x = np.ascontiguousarray(x, dtype=np.uint8)
+    if any(layer.input_neurons for layer in layers[1:]):
+        raise ValueError("event kernel: input neurons can only be the first layer")
     out = []
     structs = (_KernelLayerC * len(layers))()
     for j, layer in enumerate(layers):
@@ -374,12 +399,16 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
         structs[j] = layer.struct
         structs[j].reset_interval, structs[j].reset_phase = resets[j] if resets is not None else (0, 0)
         structs[j].rec_s, structs[j].rec_u, structs[j].rec_v = (None if a is None else a.ctypes.data for a in rec)
+    if first.input_neurons:
+        structs[0].a_in = a_in.ctypes.data
+        structs[0].sample_bias = None if bias is None else bias.ctypes.data
     workers = max(1, min(threads, batch))
     next_sample = ctypes.c_int64(0)  # the threads claim samples from this counter
     i64 = ctypes.c_int64
 
     def part(_: int) -> int:  # ctypes lets go of the GIL for the call
-        return lib.sj2lava_run(structs, i64(len(layers)), x.ctypes.data_as(ctypes.c_void_p), i64(1), i64(batch),
+        data = None if x is None else x.ctypes.data_as(ctypes.c_void_p)
+        return lib.sj2lava_run(structs, i64(len(layers)), data, i64(1), i64(batch),
                                ctypes.byref(next_sample), i64(batch), i64(steps))
 
     if workers == 1:

@@ -70,11 +70,24 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
     for l in layers:
         if l.kind == "flatten":  # a view: the stored order is unchanged
             continue
-        if l.kind not in ("conv", "dense") or l.lif is None or l.delay is not None or l.weight_imag is not None:
-            raise ValueError(f"event kernel: layer {len(out)} ({l.kind}) is not one the kernel runs (CUBA conv or "
-                             "dense without delays); use the torch backend")
-        _check(l, len(out), len(stored))
+        supported = l.kind in ("conv", "dense") or (l.kind == "input" and not out)
+        if not supported or l.lif is None or l.delay is not None or l.weight_imag is not None:
+            raise ValueError(f"event kernel: layer {len(out)} ({l.kind}) is not one the kernel runs (CUBA input "
+                             "neurons first, CUBA conv or dense without delays); use the torch backend")
         order = channels_last(l.out_shape)
+        if l.kind == "input":
+            n = int(np.prod(l.out_shape))
+            if n < 1 or n > _INDEX_MAX or l.lif.bias is not None:
+                raise ValueError(f"event kernel: input layer of {n} neurons with a bias of its own")
+            params = dict(keep_u=np.broadcast_to(l.lif.keep_u, l.out_shape).ravel()[order],
+                          keep_v=np.broadcast_to(l.lif.keep_v, l.out_shape).ravel()[order],
+                          vth=np.broadcast_to(l.lif.vth, l.out_shape).ravel()[order], bias=None,
+                          u_mode=2 if l.lif.u_leaks_fully else int(l.lif.u_decays), v_decays=l.lif.v_decays,
+                          u_may_wrap=True)
+            out.append((ev.KernelLayer(n, n, 0, False, params, input_neurons=True), order, l.out_shape))
+            stored = order
+            continue
+        _check(l, len(out), len(stored))
         def flat(a, shape=l.out_shape, order=order):
             return np.broadcast_to(a, shape).ravel()[order]
 
@@ -113,16 +126,26 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
 
 
 def run(prepared: list, s: np.ndarray, record: Sequence[str],
-        resets: Optional[Sequence[Tuple[int, int]]] = None) -> Dict[str, List]:
-    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order; ``resets``
-    per layer ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`)."""
+        resets: Optional[Sequence[Tuple[int, int]]] = None, input_bias: Optional[np.ndarray] = None
+        ) -> Dict[str, List]:
+    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order, or for a net that
+    starts with input neurons their int32 ``a_in`` ``[T, B, *shape]`` and ``input_bias`` (``bias_mant``,
+    ``[B, *shape]``); ``resets`` per layer ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`)."""
+    sample_bias = None
+    if prepared[0][0].input_neurons:
+        order = prepared[0][1]
+        s = np.ascontiguousarray(s.reshape(s.shape[0], s.shape[1], -1)[:, :, order], dtype=np.int32)
+        if input_bias is not None:
+            sample_bias = np.ascontiguousarray(input_bias.reshape(input_bias.shape[0], -1)[:, order].astype(np.int64)
+                                               << 6, dtype=np.int32)
     steps, batch = s.shape[0], s.shape[1]
     every = any(k in record for k in ("layer_spikes", "voltage", "current"))
     state = "voltage" in record or "current" in record
     layers = [p[0] for p in prepared]
     last = len(layers) - 1
     out = ev.run(layers, s, [every or j == last for j in range(len(layers))],
-                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads(), resets)
+                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads(), resets,
+                 sample_bias)
 
     def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
         if a is None:  # [T, B, stored] -> [T, B, *out_shape]
