@@ -1,4 +1,6 @@
 """The emulator against real Lava (Loihi2SimCfg fixed_pt): spikes, voltages and currents, every layer."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -341,6 +343,26 @@ def test_ntidigits_equals_its_ground_truth_at_every_step(netx_files):
     out = emulate(folder / "ntidigits.net", x, num_layers=5)[:, 0].numpy().T  # [242, 3000]
     assert gt.sum() == 22_572 and out.sum() == gt[:, 1:].sum() + out[:, -1].sum()
     assert np.abs(out[:, :-1] - gt[:, 1:]).sum() == 0
+
+
+def test_axonal_delays_run_on_both_backends_alike(netx_files):
+    """The C kernel's DelayDense (a ring of per-delay sums, each shifted apart) against the torch backend:
+    NTIDIGITS over 600 steps and random delay nets, every layer's spikes, u and v."""
+    folder = netx_files / "gts" / "ntidigits"
+    x = torch.from_numpy(np.load(folder / "input.npy")[:, :600].T.reshape(600, 1, 1, 1, 64).astype(np.float32))
+    want = ("spikes", "voltage", "current")
+    runs = [(folder / "ntidigits.net", x, {"num_layers": 5})]
+    for seed in DELAY_SEEDS[:4]:
+        spec = random_spec(seed, delays=1.0)
+        rng = np.random.default_rng(seed)
+        runs.append((spec, torch.from_numpy((rng.random((70, 3, *spec.input_shape)) < 0.4).astype(np.float32)), {}))
+    for net, xs, kw in runs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a, b = (emulate(net, xs, backend=k, record=want, **kw) for k in ("torch", "events"))
+        for key in ("layer_spikes", "voltage", "current"):
+            assert all(torch.equal(p.long(), q.long()) for p, q in zip(a[key], b[key])), key
+        assert sum(int(s.sum()) for s in a["layer_spikes"]) > 0
 
 
 def test_ntidigits_equals_lava(netx_files):

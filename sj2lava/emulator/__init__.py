@@ -115,12 +115,11 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         raise ValueError(f"emulate: spike_exp must be an integer in [0, 24], got {spike_exp!r}")
     dev = torch.device(device)
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
-    delays = any(getattr(layer, "delay", None) is not None for layer in spec.layers)
     other_neurons = spec.graded_input or any(l.kind != "flatten" and l.neuron.kind != "cuba" for l in spec.layers)
-    if delays or other_neurons:
+    if other_neurons:
         if backend == "events":
-            raise ValueError("emulate: the 'events' backend does not run axonal delays, SDNN or RF layers yet; use "
-                             "backend='torch' (or 'auto')")
+            raise ValueError("emulate: the 'events' backend does not run SDNN or RF layers yet; use backend='torch' "
+                             "(or 'auto')")
         backend = "torch"
     if spec.graded_input:
         if input_bias is not None:

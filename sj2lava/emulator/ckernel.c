@@ -136,12 +136,39 @@ typedef struct {
     /* input neurons (NetX's Input block), else a_in == NULL: no synapse; this step's a_in (rows as x) goes
      * straight to the neurons, with a bias per sample ([samples][n_out], bias_mant << 6, or NULL) */
     const int32_t *a_in, *sample_bias;
+    /* axonal delays (Lava's DelayDense; a dense layer on the fan-out path), else dly == NULL: synapse (i, o)
+     * delays by dly[i * n_out + o] in [0, n_ring); each delay's sum is shifted apart, then waits in a ring */
+    const uint8_t *dly;
+    int64_t n_ring;
 } layer_t;
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
 static int64_t ev_len(const layer_t *L) { return (L->n_in > L->n_out ? L->n_in : L->n_out) + 8; }
 
-typedef struct { int32_t *acc, *use, *u, *v, *rec, *events; uint8_t *s, *padded; } state_t;
+typedef struct { int32_t *acc, *use, *u, *v, *rec, *events, *ring; int64_t head; uint8_t *s, *padded; } state_t;
+
+/* A DelayDense step: use = the ring's row for this step (what Lava's a_buff[:, 0] sends), the row cleared and
+ * the ring advanced; then the n events' sums per delay d (acc holds n_ring rows), each shifted by the weight
+ * exponent, are added to the row d steps ahead. */
+static void delayed_sums(const layer_t *L, state_t *S, const int32_t *restrict events, int64_t n) {
+    const int64_t n_out = L->n_out, R = L->n_ring;
+    int32_t *now = S->ring + S->head * n_out;
+    memcpy(S->use, now, (size_t)n_out * sizeof(int32_t));
+    memset(now, 0, (size_t)n_out * sizeof(int32_t));
+    S->head = (S->head + 1) % R;
+    memset(S->acc, 0, (size_t)(R * n_out) * sizeof(int32_t));
+    for (int64_t e = 0; e < n; e++) {
+        const int64_t i = events[e];
+        const int32_t *w = L->w + i * n_out;
+        const uint8_t *d = L->dly + i * n_out;
+        for (int64_t o = 0; o < n_out; o++) S->acc[d[o] * n_out + o] += w[o];
+    }
+    for (int64_t k = 0; k < R; k++) {
+        int32_t *row = S->ring + ((S->head + k) % R) * n_out;
+        const int32_t *a = S->acc + k * n_out;
+        for (int64_t o = 0; o < n_out; o++) row[o] += exp_shift(a[o], L->shift);
+    }
+}
 
 /* acc = the sums of the n events (input indices) through the fan-out table */
 static void synaptic_sums(const layer_t *L, const int32_t *restrict events, int64_t n, int32_t *restrict acc) {
@@ -355,7 +382,8 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
     size_t words = 0;
     for (int64_t j = 0; j < n_layers; j++)
         words += 5 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + (size_t)(layers[j].n_out + 8) / 4 + 1 +
-                 (size_t)(layers[j].padded_bytes + 64) / 4;
+                 (size_t)(layers[j].padded_bytes + 64) / 4 +
+                 (layers[j].dly ? 2 * (size_t)layers[j].n_ring * (size_t)layers[j].n_out : 0);
     words += (size_t)(layers[0].n_in + 8) / 4 + 1;
     int32_t *buf = calloc(words, sizeof(int32_t)); /* zeroed: the bytes after each spike vector stay 0 */
     state_t *st = malloc((size_t)n_layers * sizeof(state_t));
@@ -373,6 +401,13 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
         at += 5 * n + ev_len(&layers[j]) + (n + 8) / 4 + 1;
         st[j].padded = (uint8_t *)at; /* zeroed once: only the inside is written */
         at += (layers[j].padded_bytes + 64) / 4;
+        st[j].ring = NULL;
+        st[j].head = 0;
+        if (layers[j].dly) { /* the ring, and per-delay sums in place of acc */
+            st[j].ring = at;
+            st[j].acc = at + layers[j].n_ring * n;
+            at += 2 * layers[j].n_ring * n;
+        }
     }
     uint8_t *x_row = (uint8_t *)at; /* the input row, copied to have zero bytes after it */
     for (int64_t b; (b = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) < b1;) {
@@ -380,6 +415,10 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
             const size_t n = (size_t)layers[j].n_out * sizeof(int32_t);
             memset(st[j].use, 0, n); memset(st[j].u, 0, n); memset(st[j].v, 0, n);
             memset(st[j].s, 0, (size_t)layers[j].n_out);
+            if (st[j].ring) {
+                memset(st[j].ring, 0, (size_t)(layers[j].n_ring * layers[j].n_out) * sizeof(int32_t));
+                st[j].head = 0;
+            }
         }
         for (int64_t t = 0; t < steps; t++) {
             const int64_t row = b * sb + t * st_;
@@ -397,6 +436,14 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                 if (L->a_in) { /* input neurons: a_in reaches them at the same step, plus this sample's bias */
                     memcpy(S->use, L->a_in + row * n_out, (size_t)n_out * sizeof(int32_t));
                     neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
+                } else if (L->dly) { /* axonal delays: this step's input from the ring, then the new sums into it */
+                    delayed_sums(L, S, S->events, spiking(s_in, L->n_in, S->events));
+                    neurons(L, S, 0, n_out, L->bias);
+                    if (L->rec_s) memcpy(L->rec_s + row * n_out, S->s, (size_t)n_out);
+                    if (L->rec_u) memcpy(L->rec_u + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
+                    if (L->rec_v) memcpy(L->rec_v + row * n_out, S->v, (size_t)n_out * sizeof(int32_t));
+                    s_in = S->s;
+                    continue; /* acc and use stay where they are: the ring holds what is in flight */
                 } else if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
                                         * on the previous step's sums */
                     const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;

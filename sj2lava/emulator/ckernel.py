@@ -21,7 +21,9 @@ against Lava). State is channels-last (``[H, W, C]`` flattened) so a position's 
 contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1.
 
 A net may start with input neurons (NetX's Input block): no synapse, their ``a_in`` (int32, same step) and
-a bias image per sample go straight to the neurons.
+a bias image per sample go straight to the neurons. A dense layer with axonal delays (Lava's DelayDense)
+runs on the fan-out path into per-delay sums, each shifted by the weight exponent apart and added to a ring
+of rows the delay ahead; the neurons take the ring's row of the step.
 
 Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs
 without the GIL); in each thread a sample runs time-major as Lava steps it: at step ``t`` every layer
@@ -311,7 +313,7 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_int64) for n in _DOT_SIZES] + \
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")] + \
                [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")] + \
-               [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias")]
+               [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias", "dly")] + [("n_ring", ctypes.c_int64)]
 
 
 class KernelLayer:
@@ -324,13 +326,14 @@ class KernelLayer:
     (``bias_mant << 6``, or None), ``vth`` (``vThMant << 6``) and the flags ``u_mode`` (0 no decay,
     1 decay, 2 ``iDecay == 4096``), ``v_decays``, ``u_may_wrap``. ``input_neurons``: NetX's Input block, no
     synapse (its ``a_in`` and per-sample bias are given to :func:`run`); it must be the first layer.
+    ``delay`` (a dense layer on the fan-out path): per-synapse axonal delays ``[n_in, n_out]`` in 0..62.
     """
 
     def __init__(self, n_in: int, co: int, shift: int, wrap: bool, lif: dict, *,
                  fan: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None, w: Optional[np.ndarray] = None,
                  groups: int = 1, w_rec: Optional[np.ndarray] = None,
                  table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None,
-                 input_neurons: bool = False):
+                 input_neurons: bool = False, delay: Optional[np.ndarray] = None):
         c32 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
         c64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         self.n_in, self.n_out = n_in, int(np.size(lif["vth"]))
@@ -348,6 +351,14 @@ class KernelLayer:
             sums = dict(pos=c32(np.repeat(np.arange(positions), channels)),
                         chan=c32(np.tile(np.arange(channels), positions)),
                         fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w), w_rec=c32(w_rec))
+        n_ring = 0
+        if delay is not None:
+            if w is None or fan is None or w.shape[0] != 1 or delay.shape != w.shape[1:] or delay.min() < 0 \
+                    or delay.max() > 62:
+                raise ValueError(f"event kernel: delays {delay.shape} must be 0..62 per synapse of a dense layer "
+                                 "on the fan-out path")
+            sums["dly"] = np.ascontiguousarray(delay, dtype=np.uint8)
+            n_ring = int(delay.max()) + 1
         # the arrays stay referenced here for as long as the struct points at them
         self.arrays = dict(sums, keep_u=c64(lif["keep_u"]), keep_v=c64(lif["keep_v"]), bias=c32(lif["bias"]),
                            vth=c32(lif["vth"]))
@@ -356,7 +367,7 @@ class KernelLayer:
                               groups=int(groups), shift=int(shift), wrap=int(wrap), u_mode=int(lif["u_mode"]),
                               v_decays=int(lif["v_decays"]), u_may_wrap=int(lif["u_may_wrap"]),
                               n_nib=0 if table is None else table[1].shape[1],
-                              nib_bytes=0 if table is None else table[2], **sizes,
+                              nib_bytes=0 if table is None else table[2], n_ring=n_ring, **sizes,
                               **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
 
 

@@ -71,9 +71,10 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
         if l.kind == "flatten":  # a view: the stored order is unchanged
             continue
         supported = l.kind in ("conv", "dense") or (l.kind == "input" and not out)
-        if not supported or l.lif is None or l.delay is not None or l.weight_imag is not None:
+        if not supported or l.lif is None or l.weight_imag is not None or (l.delay is not None and l.rec_weight
+                                                                               is not None):
             raise ValueError(f"event kernel: layer {len(out)} ({l.kind}) is not one the kernel runs (CUBA input "
-                             "neurons first, CUBA conv or dense without delays); use the torch backend")
+                             "neurons first, CUBA conv or dense); use the torch backend")
         order = channels_last(l.out_shape)
         if l.kind == "input":
             n = int(np.prod(l.out_shape))
@@ -115,10 +116,11 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
         else:  # dense: one position; its input columns follow the stored order of what feeds it
             w = l.weight[:, stored]
             dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
-                if use_dot and l.rec_weight is None else None
+                if use_dot and l.rec_weight is None and l.delay is None else None
             scatter = {} if dot is not None else dict(  # the fan-out path: one position, every input
                 fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
-                w_rec=None if l.rec_weight is None else l.rec_weight.T)
+                w_rec=None if l.rec_weight is None else l.rec_weight.T,
+                delay=None if l.delay is None else l.delay[:, stored].T)
             layer = ev.KernelLayer(len(stored), w.shape[0], l.shift, False, params, dot=dot, **scatter)
         out.append((layer, order, l.out_shape))
         stored = order
