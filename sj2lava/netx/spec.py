@@ -36,9 +36,6 @@ def _fmt(a: np.ndarray) -> str:
     return str(int(a)) if a.size == 1 else f"{int(a.min())}..{int(a.max())}"
 
 
-SDNN_ROLES = ("delta", "sigma_delta", "sigma")
-
-
 @dataclass(frozen=True)
 class SigmaDelta:
     """NetX's ``SDNN`` neurons (Lava's ``lava.proc.sdn``), graded messages in units of ``2^-spike_exp``
@@ -202,11 +199,6 @@ def conv_out_shape(in_shape: Shape, c_out: int, kernel, stride, padding, dilatio
 
 def neurons_of(layer: Layer) -> int:
     return 0 if isinstance(layer, Flatten) else int(np.prod(layer.out_shape))
-
-
-def sends_graded(layer: Layer) -> bool:
-    """Does the layer send graded messages (SDNN) rather than 0/1 spikes?"""
-    return not isinstance(layer, Flatten) and layer.neuron.graded
 
 
 @dataclass
