@@ -179,7 +179,7 @@ def _rf_step(tl: _TorchLayer, a_re: torch.Tensor, a_im: torch.Tensor, st: dict) 
     """One step of Lava's ``PyRFModelFixed`` / ``PyRF_IZModelFixed`` (int64 products, int32 state)."""
     rf, p = tl.layer.rf, tl.rf
     re, im = st["real"].to(torch.int64), st["imag"].to(torch.int64)
-    sv = lambda x: torch.sign(x) * (x.abs() >> 12)  # noqa: E731  (Lava's scale_volt, decay_bits = 12)
+    sv = quant.rs0  # Lava's scale_volt: sign(x) * (|x| >> decay_bits), decay_bits = 12
     new_re = sv(p["cos"] * re) - sv(p["sin"] * im) + (a_re << 6).to(torch.int64)  # a << 6 wraps in int32
     new_im = sv(p["sin"] * re) + sv(p["cos"] * im) + (a_im << 6).to(torch.int64)
     new_re = new_re.clamp_(-_RF_LIMIT, _RF_LIMIT)
