@@ -83,6 +83,8 @@ def _inspect(args) -> int:
     spec = _load(args.file)
     print(f"{args.file}: {len(spec.layers)} layers, input {spec.input_shape}, output {spec.output_shape}")
     print(spec.table())
+    print("reset: a run option, not stored in the file (NetX's reset_interval / reset_offset: "
+          "sj2lava run --reset-interval R --reset-offset K)")
     return EXIT_OK
 
 
