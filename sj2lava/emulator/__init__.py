@@ -148,9 +148,12 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
                          "only backend='torch' computes exactly")
     if kernel_layers is not None:
-        if neurons_in:  # a_in and bias images, already checked
-            s, bias_np = x.numpy(), input_bias.numpy()
-            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets, bias_np[i:j])  # noqa: E731
+        if neurons_in:  # a_in and bias images, already checked; a_in all zero when not given (an expanded view)
+            zero = x.stride()[:2] == (0, 0)
+            s, bias_np = (None if zero else x.numpy()), input_bias.numpy()
+            run = lambda i, j: cpu_backend.run(  # noqa: E731
+                kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
+                resets, bias_np[i:j])
         else:
             s = _spike_bytes(x)  # checks the values before any work
             run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731

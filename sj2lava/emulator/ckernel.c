@@ -136,6 +136,7 @@ typedef struct {
     /* input neurons (NetX's Input block), else a_in == NULL: no synapse; this step's a_in (rows as x) goes
      * straight to the neurons, with a bias per sample ([samples][n_out], bias_mant << 6, or NULL) */
     const int32_t *a_in, *sample_bias;
+    int64_t a_in_rows;                             /* 0: a_in is one row for every step and sample (zeros) */
     /* axonal delays (Lava's DelayDense; a dense layer on the fan-out path), else dly == NULL: synapse (i, o)
      * delays by dly[i * n_out + o] in [0, n_ring); each delay's sum is shifted apart, then waits in a ring */
     const uint8_t *dly;
@@ -434,7 +435,7 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                     memset(S->v, 0, (size_t)n_out * sizeof(int32_t));
                 }
                 if (L->a_in) { /* input neurons: a_in reaches them at the same step, plus this sample's bias */
-                    memcpy(S->use, L->a_in + row * n_out, (size_t)n_out * sizeof(int32_t));
+                    memcpy(S->use, L->a_in + (L->a_in_rows ? row : 0) * n_out, (size_t)n_out * sizeof(int32_t));
                     neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
                 } else if (L->dly) { /* axonal delays: this step's input from the ring, then the new sums into it */
                     delayed_sums(L, S, S->events, spiking(s_in, L->n_in, S->events));

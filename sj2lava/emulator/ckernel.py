@@ -313,7 +313,8 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_int64) for n in _DOT_SIZES] + \
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")] + \
                [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")] + \
-               [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias", "dly")] + [("n_ring", ctypes.c_int64)]
+               [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias")] + [("a_in_rows", ctypes.c_int64)] + \
+               [("dly", ctypes.c_void_p), ("n_ring", ctypes.c_int64)]
 
 
 class KernelLayer:
@@ -388,10 +389,14 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
     steps, batch, n_x = x.shape
     first = layers[0]
     if first.input_neurons:
+        if n_x == 0:  # no a_in: all zero
+            x, n_x = np.zeros((1, 1, first.n_out), np.int32), first.n_out
         if n_x != first.n_out or (sample_bias is not None and sample_bias.shape != (batch, first.n_out)):
             raise ValueError(f"event kernel: input neurons take a_in [T, B, {first.n_out}] and a bias [B, "
                              f"{first.n_out}]; got {x.shape} and {None if sample_bias is None else sample_bias.shape}")
-        a_in = np.ascontiguousarray(x, dtype=np.int32)
+        # all zeros (a net driven by its bias alone): one shared row instead of T * B copies
+        a_in = np.zeros((1, 1, n_x), np.int32) if x.size == n_x or not x.any() else np.ascontiguousarray(
+            x, dtype=np.int32)
         bias = None if sample_bias is None else np.ascontiguousarray(sample_bias, dtype=np.int32)
         x = None
     elif n_x != first.n_in:
@@ -412,6 +417,7 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
         structs[j].rec_s, structs[j].rec_u, structs[j].rec_v = (None if a is None else a.ctypes.data for a in rec)
     if first.input_neurons:
         structs[0].a_in = a_in.ctypes.data
+        structs[0].a_in_rows = int(a_in.shape[0] * a_in.shape[1] > 1)
         structs[0].sample_bias = None if bias is None else bias.ctypes.data
     workers = max(1, min(threads, batch))
     next_sample = ctypes.c_int64(0)  # the threads claim samples from this counter

@@ -134,9 +134,11 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
     starts with input neurons their int32 ``a_in`` ``[T, B, *shape]`` and ``input_bias`` (``bias_mant``,
     ``[B, *shape]``); ``resets`` per layer ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`)."""
     sample_bias = None
-    if prepared[0][0].input_neurons:
+    if prepared[0][0].input_neurons:  # s of width 0: no a_in (all zero)
         order = prepared[0][1]
-        s = np.ascontiguousarray(s.reshape(s.shape[0], s.shape[1], -1)[:, :, order], dtype=np.int32)
+        s = s.reshape(s.shape[0], s.shape[1], -1)
+        if s.shape[2] and s.any():  # else the kernel shares one zero row
+            s = np.ascontiguousarray(s[:, :, order], dtype=np.int32)
         if input_bias is not None:
             sample_bias = np.ascontiguousarray(input_bias.reshape(input_bias.shape[0], -1)[:, order].astype(np.int64)
                                                << 6, dtype=np.int32)

@@ -89,7 +89,7 @@ def input_neuron_data(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Opti
         if num_steps is None:
             raise ValueError(f"{what}: give num_steps (or x) for a net driven by its input neurons' bias")
         n = 1 if bias is None else bias.shape[0]
-        x = torch.zeros(int(num_steps), n, *shape, dtype=torch.int32)
+        x = torch.zeros(1, 1, *shape, dtype=torch.int32).expand(int(num_steps), n, *shape)  # no copies: all zero
     else:
         x = torch.as_tensor(x)
         x = x if layout == "TNX" else NXT_to_TNX(x)
