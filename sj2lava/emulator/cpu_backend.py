@@ -76,19 +76,7 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
             raise ValueError(f"event kernel: layer {len(out)} ({l.kind}) is not one the kernel runs (CUBA input "
                              "neurons first, CUBA conv or dense); use the torch backend")
         order = channels_last(l.out_shape)
-        if l.kind == "input":
-            n = int(np.prod(l.out_shape))
-            if n < 1 or n > _INDEX_MAX or l.lif.bias is not None:
-                raise ValueError(f"event kernel: input layer of {n} neurons with a bias of its own")
-            params = dict(keep_u=np.broadcast_to(l.lif.keep_u, l.out_shape).ravel()[order],
-                          keep_v=np.broadcast_to(l.lif.keep_v, l.out_shape).ravel()[order],
-                          vth=np.broadcast_to(l.lif.vth, l.out_shape).ravel()[order], bias=None,
-                          u_mode=2 if l.lif.u_leaks_fully else int(l.lif.u_decays), v_decays=l.lif.v_decays,
-                          u_may_wrap=True)
-            out.append((ev.KernelLayer(n, n, 0, False, params, input_neurons=True), order, l.out_shape))
-            stored = order
-            continue
-        _check(l, len(out), len(stored))
+
         def flat(a, shape=l.out_shape, order=order):
             return np.broadcast_to(a, shape).ravel()[order]
 
@@ -97,6 +85,14 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
                       bias=None if lif.bias is None else flat(lif.bias),
                       u_mode=2 if lif.u_leaks_fully else int(lif.u_decays), v_decays=lif.v_decays,
                       u_may_wrap=lif.u_may_wrap)
+        if l.kind == "input":  # no synapse: its a_in and a bias image per sample come with the run
+            n = int(np.prod(l.out_shape))
+            if n < 1 or n > _INDEX_MAX or lif.bias is not None:
+                raise ValueError(f"event kernel: input layer of {n} neurons with a bias of its own")
+            out.append((ev.KernelLayer(n, n, 0, False, params, input_neurons=True), order, l.out_shape))
+            stored = order
+            continue
+        _check(l, len(out), len(stored))
         if l.bound >= 2**31 or (l.kind == "dense" and l.bound / 2**l.shift >= 2**24):
             return None
         if l.kind == "conv":

@@ -526,14 +526,15 @@ def _ints(g: h5py.Group, name: str, ctx: _Ctx) -> np.ndarray:
 
 
 def _shape(g: h5py.Group, name: str, ctx: _Ctx) -> Shape:
-    if _dataset(g, name, ctx).size > 3:
-        raise ctx.fail(f"field '{name}' should be (C, H, W) or (features,), found {_dataset(g, name, ctx).size} values")
+    size = _dataset(g, name, ctx).size
+    if size > 3:
+        raise ctx.fail(f"field '{name}' should be (C, H, W) or (features,), found {size} values")
     a = _ints(g, name, ctx).reshape(-1)
     if a.size not in (1, 3) or np.any(a <= 0):
         raise ctx.fail(f"field '{name}' should be (C, H, W) or (features,) of positive sizes, found {tuple(a)}")
-    neurons = int(np.prod([float(x) for x in a]))
-    if neurons > limits()["SJ2LAVA_MAX_NEURONS"]:
-        raise ctx.fail(f"field '{name}' declares {neurons:,} neurons, more than {limits()['SJ2LAVA_MAX_NEURONS']:,} "
+    neurons, most = int(np.prod([float(x) for x in a])), limits()["SJ2LAVA_MAX_NEURONS"]
+    if neurons > most:
+        raise ctx.fail(f"field '{name}' declares {neurons:,} neurons, more than {most:,} "
                        "(raise $SJ2LAVA_MAX_NEURONS for a larger net)")
     return tuple(int(x) for x in a)
 
@@ -542,9 +543,9 @@ def _pair(g: h5py.Group, name: str, ctx: _Ctx, default: Optional[int] = None, lo
     """A conv geometry field as ``(H, W)``, each in ``[low, 127]`` (Lava's Conv stores them as int8)."""
     if name not in g and default is not None:
         return (default, default)
-    if _dataset(g, name, ctx).size > 2:
-        raise ctx.fail(f"field '{name}' should be a scalar or an (H, W) pair, found {_dataset(g, name, ctx).size} "
-                       "values")
+    size = _dataset(g, name, ctx).size
+    if size > 2:
+        raise ctx.fail(f"field '{name}' should be a scalar or an (H, W) pair, found {size} values")
     a = _ints(g, name, ctx).reshape(-1)
     if a.size not in (1, 2):
         raise ctx.fail(f"field '{name}' should be a scalar or an (H, W) pair, found {a.size} values")
@@ -574,10 +575,10 @@ def _default_neuron(ctx: _Ctx) -> NeuronType:
 def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> NeuronType:
     if "neuron" not in g:
         raise ctx.fail("missing group 'neuron'")
-    n = g["neuron"]
-    if _neuron_type(g, ctx) == "SDNN":
+    n, kind = g["neuron"], _neuron_type(g, ctx)
+    if kind == "SDNN":
         return _sdnn_neuron(n, ctx, ctx.index, is_input)
-    if _neuron_type(g, ctx) == "RF":
+    if kind == "RF":
         return _rf_neuron(n, ctx, n_out)
     vals = []
     for key, lo, hi in (("iDecay", 0, 4096), ("vDecay", 0, 4096), ("vThMant", 0, quant.V_TH_MANT_MAX)):
