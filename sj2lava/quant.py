@@ -35,11 +35,14 @@ the function named here, and ``tests/test_quant.py`` runs every twin on the same
   products in ``neuron_triton._fwd``.
 - :func:`lava_wrap`: ``lava_wrap`` / ``lava_wrap16`` in ``emulator/ckernel.c``.
 - :func:`conv_wrap`: ``conv_wrap`` in ``emulator/ckernel.c``.
+- :func:`sd_fire`: ``sd_fire`` in ``emulator/ckernel.c`` (with ``wadd`` / ``wsub``, int32 arithmetic that wraps
+  as Lava's numpy int32 arrays do).
 - :func:`to_state`: the ``floor(4096 z + 0.5)`` in ``neuron_triton._fwd``.
 - :func:`decay_int32`: the same number as ``rs0(x * keep)``, in int32 only (the emulator's torch backend).
 - The LIF step: ``neurons16`` / ``neuron_block`` in ``emulator/ckernel.c`` and ``neuron_triton._fwd``
   (checked against this module's rules by the emulator and kernel tests against Lava and the torch
-  reference).
+  reference). The SDNN and RF steps: ``sdnn_neurons`` / ``rf_neurons`` in ``emulator/ckernel.c`` and the
+  torch backend (both checked against Lava).
 """
 from __future__ import annotations
 
@@ -212,6 +215,16 @@ def conv_wrap(a):
     """
     half, full = 1 << (STATE_BITS - 1), 1 << STATE_BITS
     return (a + half) % full - half
+
+
+def sd_fire(delta, vth):
+    """A sigma-delta neuron's output before its ``>> 6`` (Lava's ``PySigmaDeltaModelFixed``): ``delta`` where
+    ``|delta| >= vth``, else 0, on int32 tensors or arrays (``vth`` in state units, ``vThMant << (spike_exp + 6)``).
+
+    ``|delta|`` is numpy's int32 absolute value, so ``|-2**31|`` stays ``-2**31`` and never fires; that is
+    why the argument must be int32 (Python ints would fire there).
+    """
+    return delta * (abs(delta) >= vth)
 
 
 def clip_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:

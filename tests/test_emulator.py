@@ -9,9 +9,12 @@ from torch import nn
 
 import sj2lava
 from sj2lava import emulate, evaluate, export, run_lava
+from sj2lava.emulator import ckernel
 from sj2lava.netx import hdf5
 from sj2lava.netx.random_nets import random_spec
 from sj2lava.netx.weights import lava_dense_weights, netx_weight_bits
+
+BACKENDS = ["torch", pytest.param("events", marks=pytest.mark.skipif(not ckernel.available(), reason="no C compiler"))]
 
 
 @pytest.mark.parametrize("name", [z[0] for z in zoo()])
@@ -383,24 +386,27 @@ def _whc_steps(path, steps=None) -> torch.Tensor:
     return a if steps is None else a.repeat(-(-steps // a.shape[0]), 1, 1, 1, 1)[:steps]
 
 
-def test_pilotnet_sdnn_equals_its_ground_truth(netx_files):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pilotnet_sdnn_equals_its_ground_truth(netx_files, backend):
     """lava-dl's PilotNet-SDNN (Delta input, 8 ReLU SigmaDelta layers, a Sigma output; 16-bit graded messages)
     driven as lava-dl drives it: its 9 output values equal the shipped ground truth (also the Loihi 2 chip's)."""
     folder = netx_files / "gts" / "pilotnet_sdnn"
-    out = emulate(folder / "network.net", _whc_steps(folder / "input.npy", 9))
+    out = emulate(folder / "network.net", _whc_steps(folder / "input.npy", 9), backend=backend)
     gt = np.load(folder / "output.npy")[0]
     assert out.dtype == torch.int32 and out.shape == (9, 1, 1)
     assert np.array_equal(out[:, 0, 0].numpy(), gt) and np.abs(gt).max() > 400_000
 
 
-def test_pilotnet_sdnn_sigma_equals_the_loihi2_hardware_ground_truth(netx_files):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pilotnet_sdnn_sigma_equals_the_loihi2_hardware_ground_truth(netx_files, backend):
     """As lava-dl's Loihi 2 test runs it (skip_layers=1: the Delta input's messages act0 feed the first conv):
     the sigma state of all 4 conv layers of the square network equals the chip's at every one of 20 steps,
     and layers 1-2 of the full network equal their shipped sigma at every step."""
     folder = netx_files / "gts" / "pilotnet_sdnn"
     act0 = _whc_steps(folder / "act0.npy")
-    square = emulate(folder / "square_network.net", act0[..., :33, :33], skip_layers=1, record=("sigma",))
-    full = emulate(folder / "network.net", act0, skip_layers=1, record=("sigma",))
+    square = emulate(folder / "square_network.net", act0[..., :33, :33], skip_layers=1, record=("sigma",),
+                     backend=backend)
+    full = emulate(folder / "network.net", act0, skip_layers=1, record=("sigma",), backend=backend)
     for out, names in ((square, ["sigma1_square", "sigma2_square", "sigma3_square", "sigma4_square"]),
                        (full, ["sigma1", "sigma2"])):
         for k, name in enumerate(names):
@@ -436,23 +442,27 @@ def test_graded_input_is_checked(netx_files):
             emulate(folder / "network.net", bad)
     with pytest.raises(ValueError, match="graded input"):
         emulate(folder / "network.net", x, input_bias=torch.zeros(3, 33, 100))
-    with pytest.raises(ValueError, match="events"):
-        emulate(folder / "network.net", x, backend="events")
     with pytest.raises(ValueError, match="16-bit graded messages"):
         emulate(folder / "square_network.net", torch.full((2, 1, 3, 33, 33), 1 << 15), skip_layers=1)
     with pytest.warns(UserWarning, match="ignores the reset for Sigma-Delta"):
         emulate(folder / "network.net", x, reset_interval=4)
 
 
-def test_graded_sums_past_int32_are_refused():
-    """Lava's numpy int32 arithmetic wraps graded sums in an order the emulator does not copy: refused by name."""
+@pytest.mark.parametrize("backend", ["events", "torch"])
+def test_graded_sums_past_int32_are_refused_by_both_backends(backend):
+    """Lava's numpy int32 arithmetic wraps graded sums in an order the emulator does not copy: refused by name,
+    whichever sample and step reaches it."""
     from sj2lava.netx.spec import Dense, NetSpec, SigmaDelta
 
+    if backend == "events" and not ckernel.available():
+        pytest.skip("no C compiler for the event kernel")
     spec = NetSpec((4,), [Dense((4,), (2,), np.full((2, 4), 127), SigmaDelta(0))], input_message_bits=24)
-    ok = emulate(spec, torch.full((3, 1, 4), 1000))  # sigma grows by 4 * 127 * 1000 a step; ReLU; delta >> 6
+    ok = emulate(spec, torch.full((3, 2, 4), 1000), backend=backend)
     assert ok[:, 0].tolist() == [[0, 0]] + [[4 * 127 * 1000 >> 6] * 2] * 2
+    x = torch.full((2, 5, 4), 1000)
+    x[1, 3] = (1 << 23) - 1  # one sample, one step
     with pytest.raises(OverflowError, match="synaptic layer 0 receives graded messages up to 8388607"):
-        emulate(spec, torch.full((2, 1, 4), (1 << 23) - 1))
+        emulate(spec, x, backend=backend)
 
 
 SDNN_SEEDS = [4, 15, 25, 35, 62, 90]  # Delta inputs, SigmaDelta conv / dense (delays), Sigma outputs, CUBA between

@@ -53,6 +53,44 @@ def test_events_equal_torch_every_layer_state_and_spike(wide, dot, monkeypatch):
     assert paths["fan"] > 20 and (paths["dot"] > 40) == dot and (paths["table"] > 10) == (wide > 0 and not dot), paths
 
 
+def _graded_or_spikes(spec, seed, batch=3):
+    rng = np.random.default_rng(seed)
+    longest = max([int(l.delay.max()) for l in spec.layers if getattr(l, "delay", None) is not None], default=0)
+    shape = (16 + longest, batch, *spec.input_shape)
+    if spec.graded_input:
+        return dict(x=torch.from_numpy(rng.integers(-20, 41, shape) * (rng.random(shape) < 0.5)))
+    if spec.layers[0].kind == "input":
+        return dict(input_bias=torch.from_numpy(rng.integers(-300, 400, (batch, *spec.input_shape))),
+                    x=torch.from_numpy(rng.integers(-8, 9, shape) * (rng.random(shape) < 0.3)))
+    return dict(x=torch.from_numpy((rng.random(shape) < 0.4).astype(np.float32)))
+
+
+def test_sdnn_and_rf_nets_run_on_the_kernel_equal_to_torch():
+    """Random nets with sigma-delta layers (graded messages, Delta inputs, Sigma outputs, CUBA between, delays) and
+    resonate-and-fire layers: every layer's messages / spikes, sigma, u and v equal on both backends."""
+    want = ALL + ("sigma",)
+    kinds = {}
+    for seed in range(80):
+        spec = random_spec(seed, delays=0.5, inputs=0.25, sdnn=0.3, rf=0.3)
+        assert not cpu_backend.unsupported(compiled.compile_net(spec)), seed
+        kw = _graded_or_spikes(spec, seed)
+        try:
+            a = emulate(spec, record=want, backend="torch", **kw)
+        except OverflowError:
+            with pytest.raises(OverflowError, match="graded messages up to"):
+                emulate(spec, record=want, backend="events", **kw)
+            kinds["overflow"] = kinds.get("overflow", 0) + 1
+            continue
+        b = emulate(spec, record=want, backend="events", **kw)
+        for key in want[1:]:
+            assert [x is None for x in a[key]] == [x is None for x in b[key]], (seed, key)
+            assert all(x is None or torch.equal(x, y) for x, y in zip(a[key], b[key])), (seed, key)
+        for l in spec.layers:
+            if l.kind != "flatten":
+                kinds[l.neuron.kind] = kinds.get(l.neuron.kind, 0) + 1
+    assert kinds["sdnn"] > 30 and kinds["rf"] > 10 and kinds["cuba"] > 50, kinds
+
+
 def test_spike_bytes_takes_only_zero_and_one():
     x = np.array([0.0, 1.0, -0.0, 1.0, 0.0], np.float32)
     s, bad = emulate_events.spike_bytes(x)
@@ -88,15 +126,38 @@ def test_threads_chunks_and_layouts_do_not_change_results():
     assert torch.equal(sj2lava.NXT_to_TNX(emulate(spec, sj2lava.TNX_to_NXT(x), layout="NXT", backend="events")), full)
 
 
-def test_auto_falls_back_to_torch_where_int32_could_overflow():
-    """A dense layer whose shifted sum can reach 2^24 would overflow the kernel's int32 current."""
+def test_a_current_past_int32_wraps_as_in_the_torch_backend():
+    """A dense layer whose shifted sum reaches 2^24: 64 times it leaves int32, and both backends wrap it as
+    Lava's int32 registers do (every layer's u and v equal)."""
     n_in = 1 << 17
     w = np.full((2, n_in), 254, dtype=np.int64)
+    w[1] = -254
     spec = NetSpec((n_in,), [Dense((n_in,), (2,), w, Neuron(np.asarray(0), np.asarray(0), np.asarray(1 << 16)))])
     x = torch.ones(3, 1, n_in)
-    with pytest.raises(ValueError, match="2\\^24.*backend='torch'"):
-        emulate(spec, x, backend="events")
-    assert torch.equal(emulate(spec, x), emulate(spec, x, backend="torch"))
+    assert not cpu_backend.unsupported(compiled.compile_net(spec))
+    a, b = emulate(spec, x, record=ALL, backend="events"), emulate(spec, x, record=ALL, backend="torch")
+    assert _same(a, b) and int(b["current"][0].abs().max()) > 2**22
+
+
+def test_auto_falls_back_to_torch_where_a_sum_could_pass_int32():
+    """The kernel's accumulators are int32: a layer whose 0/1 sum may reach 2^31 runs on the torch backend under
+    'auto', and 'events' says why."""
+    spec = random_spec(1)
+    x = _input(spec, 1)
+    real = compiled.compile_net
+    layers = real(spec)
+    first = next(l for l in layers if l.kind != "flatten")
+    first.bound = 2.0**31
+    assert "a sum may reach 2^31" in cpu_backend.unsupported(layers)
+    key = ("compiled", 6)
+    compiled._CACHE.clear()
+    compiled._CACHE[(compiled.fingerprint(spec), key)] = layers
+    try:
+        with pytest.raises(ValueError, match="layer 0 .*a sum may reach 2\\^31.*backend='torch'"):
+            emulate(spec, x, backend="events")
+        assert torch.equal(emulate(spec, x), emulate(spec, x, backend="torch"))
+    finally:
+        compiled._CACHE.clear()
 
 
 def test_backend_argument_is_checked():

@@ -79,12 +79,12 @@ STATE_EDGES = [x / 4096 for x in (-2.5, -1.5, -0.5, -0.49, 0.0, 0.49, 0.5, 1.5, 
     [k * 2 / 64 + e for k in (-70, -3, 3, 70) for e in (-3e-5, 0.0, 3e-5)]
 
 
-def _c_twin(rule, values):
+def _c_twin(rule, values, arg=0):
     from sj2lava.emulator import ckernel
 
     if not ckernel.available():
         return None  # no C compiler on this machine: the C twin does not exist here
-    return ckernel.twin(rule, np.array(values, dtype=np.int64)).tolist()
+    return ckernel.twin(rule, np.array(values, dtype=np.int64), arg).tolist()
 
 
 def _triton_twins(code: str):
@@ -150,3 +150,18 @@ def test_to_state_twins_agree_on_boundary_values():
             f"print(json.dumps(k.twin('to_state', torch.tensor({STATE_EDGES}, dtype=torch.{dtype})).tolist()))")
         assert triton == want, dtype
     assert quant.to_state(torch.tensor([-0.5, 0.5, -1.5]) / 4096).tolist() == [0, 1, -1]
+
+
+def test_sd_fire_twins_agree_on_boundary_values():
+    """The SDNN threshold with numpy's int32 |d| (|-2^31| stays negative: no message), torch and numpy int32 and
+    the C kernel's sd_fire, at and around each threshold and at the int32 ends."""
+    for vth in (1, 64, 4096, (1 << 23) << 6, (1 << 31) - 1):
+        d = [-2**31, -2**31 + 1, -vth - 1, -vth, -vth + 1, -1, 0, 1, vth - 1, vth, vth + 1, 2**31 - 1]
+        d = [v for v in d if -2**31 <= v < 2**31]
+        want = [0 if v == -2**31 else (v if abs(v) >= vth else 0) for v in d]
+        assert quant.sd_fire(torch.tensor(d, dtype=torch.int32), vth).tolist() == want, vth
+        with np.errstate(over="ignore"):
+            assert quant.sd_fire(np.array(d, dtype=np.int32), vth).tolist() == want, vth
+        got = _c_twin("sd_fire", d, vth)
+        assert got is None or got == want, vth
+

@@ -115,12 +115,6 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         raise ValueError(f"emulate: spike_exp must be an integer in [0, 24], got {spike_exp!r}")
     dev = torch.device(device)
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
-    other_neurons = spec.graded_input or any(l.kind != "flatten" and l.neuron.kind != "cuba" for l in spec.layers)
-    if other_neurons:
-        if backend == "events":
-            raise ValueError("emulate: the 'events' backend does not run SDNN or RF layers yet; use backend='torch' "
-                             "(or 'auto')")
-        backend = "torch"
     if spec.graded_input:
         if input_bias is not None:
             raise ValueError("emulate: input_bias is the bias of CUBA input neurons; this net takes graded input x")
@@ -142,18 +136,26 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     layers = prepared(key, ("compiled", int(spike_exp)), lambda: compile_net(spec, int(spike_exp)))
     kernel_layers = None
     if backend != "torch":
-        kernel_layers = prepared(key, ("events", ckernel.DOT),
+        kernel_layers = prepared(key, ("events", ckernel.DOT, int(spike_exp)),
                                  lambda: cpu_backend.prepare(layers, tuple(spec.input_shape), use_dot=ckernel.DOT))
-    if backend == "events" and kernel_layers is None:
-        raise ValueError("emulate: a dense layer of this net may sum to 2^24 or more in one step, which "
-                         "only backend='torch' computes exactly")
+        if isinstance(kernel_layers, str):  # why the kernel cannot hold this net exactly
+            if backend == "events":
+                raise ValueError(f"emulate: the 'events' backend cannot run this net exactly ({kernel_layers}); "
+                                 "use backend='torch'")
+            kernel_layers = None
     if kernel_layers is not None:
-        if neurons_in:  # a_in and bias images, already checked; a_in all zero when not given (an expanded view)
-            zero = x.stride()[:2] == (0, 0)
+        if neurons_in and not spec.graded_input:  # a_in and bias images, already checked; a_in all zero when not
+            zero = x.stride()[:2] == (0, 0)  # given (an expanded view)
             s, bias_np = (None if zero else x.numpy()), input_bias.numpy()
             run = lambda i, j: cpu_backend.run(  # noqa: E731
                 kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
                 resets, bias_np[i:j])
+        elif spec.graded_input:  # int32 values, already checked: a Delta layer's a_in, or messages
+            s = x.reshape(x.shape[0], n, -1).numpy()
+            if not neurons_in:  # messages into the first synapse, in the stored (channels-last) order
+                first = cpu_backend.channels_last(tuple(spec.input_shape))
+                s = s if np.array_equal(first, np.arange(first.size)) else s[:, :, first]
+            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
         else:
             s = _spike_bytes(x)  # checks the values before any work
             run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731

@@ -8,10 +8,23 @@
  *   LIF on use (the sums of step t-1: one step of synaptic delay):
  *     u = rs0(u * (4096 - iDecay)) + (use << 6)   then Lava's wrap into (-2^23, 2^23]
  *     v = rs0(v * (4096 - vDecay)) + u + (bias << 6), clipped to +-(2^23 - 1)
+ *     (in int32 that wraps, as the int32 registers of Lava's numpy models do: with graded input the current
+ *     can pass 2^31)
  *     s = v > (vThMant << 6);  v = 0 where s
  *   use    = shift(acc) (dense: Lava's weight exponent, flooring) or wrap24(acc) (conv)
  *
- * rs0, lava_wrap and conv_wrap are the C twins of sj2lava.quant.rs0 / lava_wrap / conv_wrap, written with the same
+ * Sigma-delta layers (NetX SDNN: Lava's PyDeltaModelFixed, PySigmaDeltaModelFixed, PySigmaModelFixed) send
+ * int32 messages instead of spikes, in int32 arithmetic that wraps as Lava's numpy int32 arrays do:
+ *     sigma += use;  act = max(sigma + bias, 0)      (a Delta input layer: act = a_in << sd_shift)
+ *     d = act - act_prev + residue;  s = sd_fire(d, vth);  residue = d - s;  act_prev = act;  message = s >> 6
+ * (a Sigma layer sends sigma itself). A synapse fed by them sums w * message over the non-zero messages; a
+ * step whose largest |message| times the layer's row bound reaches 2^31 stops the run (the torch backend
+ * refuses the same). Resonate-and-fire layers (PyRFModelFixed / PyRF_IZModelFixed) add an imaginary synapse:
+ *     re' = rs0(cos re) - rs0(sin im) + (use << 6);  im' = rs0(sin re) + rs0(cos im) + (use_imag << 6)
+ *     both clipped to +-(2^23 - 1); RF: s = re' >= vth && im' >= 0 && im < 0;  RF_IZ: s = im' >= vth, then
+ *     re' = 0, im' = vth - 1 where s.
+ *
+ * rs0, lava_wrap, conv_wrap and sd_fire are the C twins of sj2lava.quant.rs0 / lava_wrap / conv_wrap, written with the same
  * operators (a scalar and a 16-lane version of each); tests compare this kernel with the torch backend
  * and with Lava itself.
  * The Python side checks statically that no int32 register here can overflow.
@@ -33,10 +46,20 @@ static inline int32_t lava_wrap(int32_t u) { return u - (u > HALF) * FULL + (u <
 
 static inline int32_t conv_wrap(int32_t a) { return ((a + HALF) & (FULL - 1)) - HALF; }
 
+/* int32 arithmetic that wraps, as Lava's numpy int32 arrays do (signed overflow is undefined in C) */
+static inline int32_t wadd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static inline int32_t wsub(int32_t a, int32_t b) { return (int32_t)((uint32_t)a - (uint32_t)b); }
+static inline int32_t wshl(int32_t a, int64_t k) { return (int32_t)((uint32_t)a << k); }
+
+/* An SDNN neuron's message before its >> 6: d where |d| >= vth, else 0, with numpy's int32 |d|
+ * (|-2^31| stays -2^31, below any threshold) */
+static inline int32_t sd_fire(int32_t d, int32_t vth) { return (d < 0 ? wsub(0, d) : d) >= vth ? d : 0; }
+
 /* The same two rules on 16 lanes (vector comparisons give -1 for true, so masks select). v16 is
  * sixteen int32 lanes (GCC/Clang vector extension), one AVX-512 register or two AVX2 ones; written out
  * because GCC 12 turns a plain 16-iteration loop into 16 scalar registers. */
 typedef int32_t v16 __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
 typedef int32_t v8 __attribute__((vector_size(32)));
 typedef int64_t v8l __attribute__((vector_size(64)));
 typedef uint8_t v16b __attribute__((vector_size(16)));
@@ -71,16 +94,25 @@ static inline v16 clip16(v16 v) {
 
 static inline v16 lava_wrap16(v16 u) { return u - ((u > HALF) & FULL) + ((u <= -HALF) & FULL); }
 
+/* wadd and wshl on 16 lanes (graded input can carry a current past int32, which wraps as in Lava's numpy) */
+static inline v16 wadd16(v16 a, v16 b) { return (v16)((v16u)a + (v16u)b); }
+static inline v16 wshl16(v16 a, int k) { return (v16)((v16u)a << k); }
+
 /* Lava Dense's weight exponent: an arithmetic (flooring) right shift, or a left shift (as a multiply:
  * shifting a negative int left is undefined in C) */
 static inline int32_t exp_shift(int32_t a, int64_t shift) {
-    return shift > 0 ? a >> shift : (shift < 0 ? a * (1 << -shift) : a);
+    return shift > 0 ? a >> shift : (shift < 0 ? (int32_t)(uint32_t)((uint64_t)(int64_t)a << -shift) : a);
 }
 
 static inline v16 load16(const int32_t *p) {
     v16 r;
     memcpy(&r, p, sizeof r);
     return r;
+}
+
+/* row += m * w: a graded message's weights (the sums stay below 2^31: checked per step) */
+static void add_row_times(int32_t *restrict row, const int32_t *restrict w, int64_t n, int32_t m) {
+    for (int64_t j = 0; j < n; j++) row[j] += m * w[j];
 }
 
 static void add_row(int32_t *restrict row, const int32_t *restrict w, int64_t n) {
@@ -109,6 +141,26 @@ static int64_t spiking(const uint8_t *restrict s, int64_t n, int32_t *restrict e
         m += s[i];
     }
     return m;
+}
+
+/* The indices of the non-zero graded messages */
+static int64_t messages(const int32_t *restrict m, int64_t n, int32_t *restrict events) {
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        events[k] = (int32_t)i;
+        k += m[i] != 0;
+    }
+    return k;
+}
+
+/* the largest |message|, in int64 (|-2^31| included) */
+static int64_t top_message(const int32_t *restrict m, int64_t n) {
+    int64_t top = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t a = m[i] < 0 ? -(int64_t)m[i] : m[i];
+        top = a > top ? a : top;
+    }
+    return top;
 }
 
 typedef struct {
@@ -141,17 +193,34 @@ typedef struct {
      * delays by dly[i * n_out + o] in [0, n_ring); each delay's sum is shifted apart, then waits in a ring */
     const uint8_t *dly;
     int64_t n_ring;
+    /* the neuron model: 0 CUBA LIF (above), 1 SDNN, 2 resonate-and-fire */
+    int64_t neuron, role;                          /* SDNN: 0 delta, 1 sigma-delta, 2 sigma; RF: 0 RF, 1 RF_IZ */
+    int64_t graded_in;                             /* the input is int32 messages (the layer before is SDNN) */
+    double graded_bound;                           /* a step's max |message| times this must stay below 2^31 */
+    int64_t sd_vth, sd_shift;                      /* SDNN: vThMant << (spike_exp + 6); a Delta's a_in shift */
+    const int64_t *rf_sin, *rf_cos;                /* RF: [n_out] decays in 1/4096 */
+    int64_t rf_vth;
+    const int32_t *w_imag;                         /* RF: the imaginary synapse's weights, like w */
+    int64_t shift_imag;
+    int32_t *rec_m, *rec_sigma;                    /* SDNN recordings (messages, sigma), or NULL */
 } layer_t;
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
 static int64_t ev_len(const layer_t *L) { return (L->n_in > L->n_out ? L->n_in : L->n_out) + 8; }
 
-typedef struct { int32_t *acc, *use, *u, *v, *rec, *events, *ring; int64_t head; uint8_t *s, *padded; } state_t;
+/* Per layer and sample. SDNN neurons keep sigma in u, act_prev in v and their residue in r, and send m;
+ * RF neurons keep re in u, im in v, and their imaginary synapse's sums in acc_i / use_i. */
+typedef struct {
+    int32_t *acc, *use, *u, *v, *rec, *events, *ring, *r, *m, *acc_i, *use_i;
+    int64_t head;
+    uint8_t *s, *padded;
+} state_t;
 
 /* A DelayDense step: use = the ring's row for this step (what Lava's a_buff[:, 0] sends), the row cleared and
  * the ring advanced; then the n events' sums per delay d (acc holds n_ring rows), each shifted by the weight
  * exponent, are added to the row d steps ahead. */
-static void delayed_sums(const layer_t *L, state_t *S, const int32_t *restrict events, int64_t n) {
+static void delayed_sums(const layer_t *L, state_t *S, const int32_t *restrict events, const int32_t *restrict vals,
+                         int64_t n) {
     const int64_t n_out = L->n_out, R = L->n_ring;
     int32_t *now = S->ring + S->head * n_out;
     memcpy(S->use, now, (size_t)n_out * sizeof(int32_t));
@@ -162,7 +231,8 @@ static void delayed_sums(const layer_t *L, state_t *S, const int32_t *restrict e
         const int64_t i = events[e];
         const int32_t *w = L->w + i * n_out;
         const uint8_t *d = L->dly + i * n_out;
-        for (int64_t o = 0; o < n_out; o++) S->acc[d[o] * n_out + o] += w[o];
+        const int32_t m = vals ? vals[i] : 1;
+        for (int64_t o = 0; o < n_out; o++) S->acc[d[o] * n_out + o] += m * w[o];
     }
     for (int64_t k = 0; k < R; k++) {
         int32_t *row = S->ring + ((S->head + k) % R) * n_out;
@@ -171,17 +241,23 @@ static void delayed_sums(const layer_t *L, state_t *S, const int32_t *restrict e
     }
 }
 
-/* acc = the sums of the n events (input indices) through the fan-out table */
-static void synaptic_sums(const layer_t *L, const int32_t *restrict events, int64_t n, int32_t *restrict acc) {
+/* acc = the sums of the n events (input indices; with their messages vals, or 1 where vals is NULL) through
+ * the fan-out table and the weights w (the layer's, or its imaginary ones) */
+static void synaptic_sums(const layer_t *L, const int32_t *restrict w, const int32_t *restrict events,
+                          const int32_t *restrict vals, int64_t n, int32_t *restrict acc) {
     memset(acc, 0, (size_t)L->n_out * sizeof(int32_t));
     const int64_t cig = L->cig, co = L->co, cog = co / L->groups;
     for (int64_t e = 0; e < n; e++) {
         const int32_t i = events[e];
         const int64_t p = L->pos[i], c = L->chan[i];
         const int64_t g = L->groups > 1 ? c / cig : 0;
-        const int32_t *wc = L->w + (c - g * cig) * co + g * cog; /* w[tap][c_local][g*cog ...] */
-        for (int64_t k = L->fan_start[p]; k < L->fan_start[p + 1]; k++)
-            add_row(acc + L->fan_out[k] + g * cog, wc + (int64_t)L->fan_tap[k] * cig * co, cog);
+        const int32_t *wc = w + (c - g * cig) * co + g * cog; /* w[tap][c_local][g*cog ...] */
+        if (vals)
+            for (int64_t k = L->fan_start[p]; k < L->fan_start[p + 1]; k++)
+                add_row_times(acc + L->fan_out[k] + g * cog, wc + (int64_t)L->fan_tap[k] * cig * co, cog, vals[i]);
+        else
+            for (int64_t k = L->fan_start[p]; k < L->fan_start[p + 1]; k++)
+                add_row(acc + L->fan_out[k] + g * cog, wc + (int64_t)L->fan_tap[k] * cig * co, cog);
     }
 }
 
@@ -224,21 +300,21 @@ static void neuron_block(const layer_t *L, int64_t n, const int32_t *restrict us
                          int32_t *restrict v, const int64_t *restrict keep_u, const int64_t *restrict keep_v,
                          const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
     if (L->u_mode == 2) { /* iDecay == 4096: u is this step's input */
-        for (int64_t i = 0; i < n; i++) u[i] = use[i] * 64;
+        for (int64_t i = 0; i < n; i++) u[i] = wshl(use[i], 6);
     } else if (L->u_mode == 1) {
-        for (int64_t i = 0; i < n; i++) u[i] = (int32_t)rs0((int64_t)u[i] * keep_u[i]) + use[i] * 64;
+        for (int64_t i = 0; i < n; i++) u[i] = wadd((int32_t)rs0((int64_t)u[i] * keep_u[i]), wshl(use[i], 6));
     } else {
-        for (int64_t i = 0; i < n; i++) u[i] += use[i] * 64;
+        for (int64_t i = 0; i < n; i++) u[i] = wadd(u[i], wshl(use[i], 6));
     }
     if (L->u_may_wrap)
         for (int64_t i = 0; i < n; i++) u[i] = lava_wrap(u[i]);
     if (L->v_decays) {
-        for (int64_t i = 0; i < n; i++) v[i] = (int32_t)rs0((int64_t)v[i] * keep_v[i]) + u[i];
+        for (int64_t i = 0; i < n; i++) v[i] = wadd((int32_t)rs0((int64_t)v[i] * keep_v[i]), u[i]);
     } else {
-        for (int64_t i = 0; i < n; i++) v[i] += u[i];
+        for (int64_t i = 0; i < n; i++) v[i] = wadd(v[i], u[i]);
     }
     if (bias)
-        for (int64_t i = 0; i < n; i++) v[i] += bias[i];
+        for (int64_t i = 0; i < n; i++) v[i] = wadd(v[i], bias[i]);
     for (int64_t i = 0; i < n; i++) {
         const int32_t x = v[i] > VMAX ? VMAX : (v[i] < -VMAX ? -VMAX : v[i]);
         const int32_t spike = x > vth[i];
@@ -334,13 +410,13 @@ static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, 
                       const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
     const int u_mode = (int)L->u_mode, u_may_wrap = (int)L->u_may_wrap, v_decays = (int)L->v_decays;
     for (int64_t i = 0; i < n; i += 16) {
-        const v16 x = load16(use + i) * 64;
-        v16 u = u_mode == 2 ? x : (u_mode == 1 ? decay16(load16(u_ + i), keep_u + i) : load16(u_ + i)) + x;
+        const v16 x = wshl16(load16(use + i), 6);
+        v16 u = u_mode == 2 ? x : wadd16(u_mode == 1 ? decay16(load16(u_ + i), keep_u + i) : load16(u_ + i), x);
         if (u_may_wrap)
             u = lava_wrap16(u);
-        v16 v = (v_decays ? decay16(load16(v_ + i), keep_v + i) : load16(v_ + i)) + u;
+        v16 v = wadd16(v_decays ? decay16(load16(v_ + i), keep_v + i) : load16(v_ + i), u);
         if (bias)
-            v += load16(bias + i);
+            v = wadd16(v, load16(bias + i));
         v = clip16(v);
         const v16 spike = v > load16(vth + i);
         const v16b bytes = __builtin_convertvector(spike, v16b) & 1;
@@ -362,6 +438,68 @@ static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1, const 
                  bias ? bias + i0 : NULL, L->vth + i0, S->s + i0);
 }
 
+/* One SDNN step of neurons [i0, i1) on their delayed sums S->use; messages to S->m. */
+static void sdnn_neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
+    const int32_t *restrict use = S->use, *restrict bias = L->bias;
+    int32_t *restrict sigma = S->u, *restrict act_prev = S->v, *restrict res = S->r, *restrict m = S->m;
+    const int32_t vth = (int32_t)L->sd_vth;
+    for (int64_t i = i0; i < i1; i++) {
+        int32_t act;
+        if (L->role == 0) {
+            act = wshl(use[i], L->sd_shift);
+        } else {
+            sigma[i] = wadd(sigma[i], use[i]);
+            if (L->role == 2) { /* Sigma: sends its sigma */
+                m[i] = sigma[i];
+                continue;
+            }
+            act = bias ? wadd(sigma[i], bias[i]) : sigma[i];
+            act = act < 0 ? 0 : act; /* ReLU */
+        }
+        const int32_t d = wadd(wsub(act, act_prev[i]), res[i]);
+        const int32_t s = sd_fire(d, vth);
+        res[i] = wsub(d, s);
+        act_prev[i] = act;
+        m[i] = s >> 6; /* Lava's state_exp: the message drops 6 fraction bits */
+    }
+}
+
+/* One resonate-and-fire step of neurons [i0, i1) on their delayed real and imaginary sums; spikes to S->s. */
+static void rf_neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
+    int32_t *restrict re = S->u, *restrict im = S->v;
+    const int64_t vth = L->rf_vth;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t r = re[i], q = im[i], c = L->rf_cos[i], sn = L->rf_sin[i];
+        int64_t nr = rs0(c * r) - rs0(sn * q) + wshl(S->use[i], 6);
+        int64_t ni = rs0(sn * r) + rs0(c * q) + wshl(S->use_i[i], 6);
+        nr = nr > VMAX ? VMAX : (nr < -VMAX ? -VMAX : nr);
+        ni = ni > VMAX ? VMAX : (ni < -VMAX ? -VMAX : ni);
+        int spike;
+        if (L->role == 1) { /* RF_IZ */
+            spike = ni >= vth;
+            if (spike) {
+                nr = 0;
+                ni = vth - 1;
+            }
+        } else {
+            spike = nr >= vth && ni >= 0 && q < 0;
+        }
+        re[i] = (int32_t)nr;
+        im[i] = (int32_t)ni;
+        S->s[i] = (uint8_t)spike;
+    }
+}
+
+/* One step of neurons [i0, i1) of the layer, whatever their model */
+static void step_neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1, const int32_t *bias) {
+    if (L->neuron == 1)
+        sdnn_neurons(L, S, i0, i1);
+    else if (L->neuron == 2)
+        rf_neurons(L, S, i0, i1);
+    else
+        neurons(L, S, i0, i1, bias);
+}
+
 /* The sums a as the synaptic input of the next step, in place: Lava Conv's 24-bit wrap, or Lava
  * Dense's weight exponent */
 static void next_input(const layer_t *L, int32_t *restrict a, int64_t n) {
@@ -372,20 +510,22 @@ static void next_input(const layer_t *L, int32_t *restrict a, int64_t n) {
     }
 }
 
-/* Samples of x (bytes 0/1, sample b's step t at row b * sb + t * st of n_in bytes) through all layers,
- * time-major as Lava steps them: at every step each layer takes the spikes the layer before made at
- * that step. Recorded rows go to the same row index of rec_s/rec_u/rec_v. The samples are those below
- * b1 claimed one at a time from *next, which threads running this at once share: a thread that gets
- * less of the CPU (a busy neighbour) simply does fewer of them.
+/* Samples of x (bytes 0/1, or int32 messages where the first layer is graded_in; sample b's step t at row
+ * b * sb + t * st of n_in values) through all layers, time-major as Lava steps them: at every step each layer
+ * takes the spikes (messages) the layer before made at that step. Recorded rows go to the same row index of
+ * rec_s/rec_u/rec_v/rec_m/rec_sigma. The samples are those below b1 claimed one at a time from *next, which
+ * threads running this at once share: a thread that gets less of the CPU (a busy neighbour) simply does fewer
+ * of them. A graded sum that could reach 2^31 stops every thread: fault[0] = its layer + 1, fault[1] = the
+ * largest |message| (the first thread to see one writes them).
  * Returns 0, or -1 when scratch memory could not be had. */
-int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64_t sb, int64_t st_,
-                int64_t *next, int64_t b1, int64_t steps) {
+int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t sb, int64_t st_,
+                int64_t *next, int64_t b1, int64_t steps, int64_t *fault) {
     size_t words = 0;
     for (int64_t j = 0; j < n_layers; j++)
-        words += 5 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + (size_t)(layers[j].n_out + 8) / 4 + 1 +
+        words += 9 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + 8 + (size_t)(layers[j].n_out + 8) / 4 + 1 +
                  (size_t)(layers[j].padded_bytes + 64) / 4 +
                  (layers[j].dly ? 2 * (size_t)layers[j].n_ring * (size_t)layers[j].n_out : 0);
-    words += (size_t)(layers[0].n_in + 8) / 4 + 1;
+    words += (size_t)layers[0].n_in + 8; /* the input row: bytes, or int32 messages */
     int32_t *buf = calloc(words, sizeof(int32_t)); /* zeroed: the bytes after each spike vector stay 0 */
     state_t *st = malloc((size_t)n_layers * sizeof(state_t));
     if (!buf || !st) {
@@ -396,36 +536,43 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
     int32_t *at = buf;
     for (int64_t j = 0; j < n_layers; j++) {
         const int64_t n = layers[j].n_out;
-        st[j].acc = at; st[j].use = at + n; st[j].u = at + 2 * n; st[j].v = at + 3 * n; st[j].rec = at + 4 * n;
-        st[j].events = at + 5 * n;
-        st[j].s = (uint8_t *)(at + 5 * n + ev_len(&layers[j]));
-        at += 5 * n + ev_len(&layers[j]) + (n + 8) / 4 + 1;
-        st[j].padded = (uint8_t *)at; /* zeroed once: only the inside is written */
+        state_t *S = &st[j];
+        S->acc = at; S->use = at + n; S->u = at + 2 * n; S->v = at + 3 * n; S->rec = at + 4 * n;
+        S->r = at + 5 * n; S->m = at + 6 * n; S->acc_i = at + 7 * n; S->use_i = at + 8 * n;
+        S->events = at + 9 * n;
+        at += 9 * n + ev_len(&layers[j]) + 8;
+        S->s = (uint8_t *)at;
+        at += (n + 8) / 4 + 1;
+        S->padded = (uint8_t *)at; /* zeroed once: only the inside is written */
         at += (layers[j].padded_bytes + 64) / 4;
-        st[j].ring = NULL;
-        st[j].head = 0;
+        S->ring = NULL;
+        S->head = 0;
         if (layers[j].dly) { /* the ring, and per-delay sums in place of acc */
-            st[j].ring = at;
-            st[j].acc = at + layers[j].n_ring * n;
+            S->ring = at;
+            S->acc = at + layers[j].n_ring * n;
             at += 2 * layers[j].n_ring * n;
         }
     }
-    uint8_t *x_row = (uint8_t *)at; /* the input row, copied to have zero bytes after it */
+    void *x_row = at; /* the input row, copied to have zero bytes after it */
+    const size_t x_size = layers[0].graded_in ? sizeof(int32_t) : 1;
     for (int64_t b; (b = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) < b1;) {
         for (int64_t j = 0; j < n_layers; j++) {
             const size_t n = (size_t)layers[j].n_out * sizeof(int32_t);
-            memset(st[j].use, 0, n); memset(st[j].u, 0, n); memset(st[j].v, 0, n);
-            memset(st[j].s, 0, (size_t)layers[j].n_out);
-            if (st[j].ring) {
-                memset(st[j].ring, 0, (size_t)(layers[j].n_ring * layers[j].n_out) * sizeof(int32_t));
-                st[j].head = 0;
+            state_t *S = &st[j];
+            memset(S->use, 0, n); memset(S->u, 0, n); memset(S->v, 0, n);
+            memset(S->r, 0, n); memset(S->m, 0, n); memset(S->use_i, 0, n);
+            memset(S->s, 0, (size_t)layers[j].n_out);
+            if (S->ring) {
+                memset(S->ring, 0, (size_t)(layers[j].n_ring * layers[j].n_out) * sizeof(int32_t));
+                S->head = 0;
             }
         }
         for (int64_t t = 0; t < steps; t++) {
             const int64_t row = b * sb + t * st_;
             if (x) /* NULL when the net starts with input neurons, which read their own a_in */
-                memcpy(x_row, x + row * layers[0].n_in, (size_t)layers[0].n_in);
-            const uint8_t *s_in = x_row;
+                memcpy(x_row, (const char *)x + row * layers[0].n_in * x_size, (size_t)layers[0].n_in * x_size);
+            const uint8_t *s_in = x_row; /* the layer's input: spikes, or messages where the layer is graded_in */
+            const int32_t *m_in = x_row;
             for (int64_t j = 0; j < n_layers; j++) {
                 const layer_t *L = &layers[j];
                 state_t *S = &st[j];
@@ -434,17 +581,29 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                     memset(S->u, 0, (size_t)n_out * sizeof(int32_t));
                     memset(S->v, 0, (size_t)n_out * sizeof(int32_t));
                 }
+                int64_t n_ev = 0; /* graded input: the non-zero messages, checked first */
+                const int32_t *vals = NULL;
+                if (L->graded_in && !L->a_in) {
+                    const int64_t top = top_message(m_in, L->n_in);
+                    if ((double)top * L->graded_bound >= 2147483648.0) {
+                        int64_t none = 0;
+                        if (__atomic_compare_exchange_n(&fault[0], &none, j + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+                            fault[1] = top;
+                        __atomic_store_n(next, b1, __ATOMIC_RELAXED); /* every thread stops at its next sample */
+                        goto done;
+                    }
+                    n_ev = messages(m_in, L->n_in, S->events);
+                    vals = m_in;
+                }
                 if (L->a_in) { /* input neurons: a_in reaches them at the same step, plus this sample's bias */
                     memcpy(S->use, L->a_in + (L->a_in_rows ? row : 0) * n_out, (size_t)n_out * sizeof(int32_t));
-                    neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
+                    step_neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
                 } else if (L->dly) { /* axonal delays: this step's input from the ring, then the new sums into it */
-                    delayed_sums(L, S, S->events, spiking(s_in, L->n_in, S->events));
-                    neurons(L, S, 0, n_out, L->bias);
-                    if (L->rec_s) memcpy(L->rec_s + row * n_out, S->s, (size_t)n_out);
-                    if (L->rec_u) memcpy(L->rec_u + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
-                    if (L->rec_v) memcpy(L->rec_v + row * n_out, S->v, (size_t)n_out * sizeof(int32_t));
-                    s_in = S->s;
-                    continue; /* acc and use stay where they are: the ring holds what is in flight */
+                    if (!vals)
+                        n_ev = spiking(s_in, L->n_in, S->events);
+                    delayed_sums(L, S, S->events, vals, n_ev);
+                    step_neurons(L, S, 0, n_out, L->bias);
+                    /* acc and use stay where they are: the ring holds what is in flight */
                 } else if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
                                         * on the previous step's sums */
                     const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;
@@ -459,28 +618,43 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const uint8_t *x, int64
                         next_input(L, S->acc + o * co, (o1 - o) * co);
                     }
                 } else {
-                    const int64_t n = spiking(s_in, L->n_in, S->events);
-                    synaptic_sums(L, S->events, n, S->acc);
+                    if (!vals)
+                        n_ev = spiking(s_in, L->n_in, S->events);
+                    synaptic_sums(L, L->w, S->events, vals, n_ev, S->acc);
+                    if (L->w_imag) /* RF: the imaginary synapse, on the same events */
+                        synaptic_sums(L, L->w_imag, S->events, vals, n_ev, S->acc_i);
                     if (L->w_rec && t > 0) { /* its own spikes of step t-1 (still in S->s), through W_rec */
                         const int64_t m = spiking(S->s, n_out, S->events);
                         memset(S->rec, 0, (size_t)n_out * sizeof(int32_t));
                         for (int64_t e = 0; e < m; e++)
                             add_row(S->rec, L->w_rec + (int64_t)S->events[e] * n_out, n_out);
-                        for (int64_t i = 0; i < n_out; i++) S->use[i] += exp_shift(S->rec[i], L->shift);
+                        for (int64_t i = 0; i < n_out; i++) S->use[i] = wadd(S->use[i], exp_shift(S->rec[i], L->shift));
                     }
-                    neurons(L, S, 0, n_out, L->bias);
+                    step_neurons(L, S, 0, n_out, L->bias);
                     next_input(L, S->acc, n_out);
+                    if (L->w_imag) {
+                        for (int64_t i = 0; i < n_out; i++) S->acc_i[i] = exp_shift(S->acc_i[i], L->shift_imag);
+                        int32_t *sums = S->acc_i;
+                        S->acc_i = S->use_i;
+                        S->use_i = sums;
+                    }
                 }
-                int32_t *sums = S->acc; /* this step's sums are the next step's input */
-                S->acc = S->use;
-                S->use = sums;
+                if (!L->a_in && !L->dly) { /* this step's sums are the next step's input */
+                    int32_t *sums = S->acc;
+                    S->acc = S->use;
+                    S->use = sums;
+                }
                 if (L->rec_s) memcpy(L->rec_s + row * n_out, S->s, (size_t)n_out);
                 if (L->rec_u) memcpy(L->rec_u + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
                 if (L->rec_v) memcpy(L->rec_v + row * n_out, S->v, (size_t)n_out * sizeof(int32_t));
+                if (L->rec_m) memcpy(L->rec_m + row * n_out, S->m, (size_t)n_out * sizeof(int32_t));
+                if (L->rec_sigma) memcpy(L->rec_sigma + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
                 s_in = S->s;
+                m_in = S->m;
             }
         }
     }
+done:
     free(st);
     free(buf);
     return 0;
@@ -508,9 +682,9 @@ int64_t sj2lava_spike_bytes(const float *restrict x, uint8_t *restrict out, int6
 }
 
 /* The twins of sj2lava.quant's rules on an array, for the test that runs every twin on the same
- * boundary values: rule 0 rs0, 1 rs0 on 8 lanes, 2 lava_wrap, 3 lava_wrap on 16 lanes, 4 conv_wrap.
- * Rules 2-4 take int32 values. n must be a multiple of 16. */
-void sj2lava_twin(int64_t rule, const int64_t *restrict x, int64_t *restrict out, int64_t n) {
+ * boundary values: rule 0 rs0, 1 rs0 on 8 lanes, 2 lava_wrap, 3 lava_wrap on 16 lanes, 4 conv_wrap,
+ * 5 sd_fire with threshold arg. Rules 2-5 take int32 values. n must be a multiple of 16. */
+void sj2lava_twin(int64_t rule, const int64_t *restrict x, int64_t *restrict out, int64_t n, int64_t arg) {
     for (int64_t i = 0; i < n; i += 16) {
         if (rule == 1) {
             for (int h = 0; h < 16; h += 8) {
@@ -527,7 +701,8 @@ void sj2lava_twin(int64_t rule, const int64_t *restrict x, int64_t *restrict out
         } else {
             for (int k = 0; k < 16; k++) {
                 const int64_t v = x[i + k];
-                out[i + k] = rule == 0 ? rs0(v) : rule == 2 ? lava_wrap((int32_t)v) : conv_wrap((int32_t)v);
+                out[i + k] = rule == 0 ? rs0(v) : rule == 2 ? lava_wrap((int32_t)v) :
+                             rule == 4 ? conv_wrap((int32_t)v) : sd_fire((int32_t)v, (int32_t)arg);
             }
         }
     }

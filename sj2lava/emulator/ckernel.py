@@ -47,13 +47,12 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 __all__ = ["available", "unavailable_reason", "has_dot", "twin", "TWINS", "spike_bytes", "fan_table", "nibble_table",
-           "dot_table",
-           "KernelLayer", "run"]
+           "dot_table", "KernelLayer", "GradedOverflow", "run"]
 
 _SOURCE = Path(__file__).with_name("ckernel.c")
 # $SJ2LAVA_CFLAGS comes last, so it can override, e.g. "-march=x86-64-v3" for a cache shared by
@@ -169,12 +168,13 @@ def has_dot() -> bool:
     return lib is not None and bool(lib.sj2lava_has_dot())
 
 
-TWINS = ("rs0", "rs0_8", "lava_wrap", "lava_wrap16", "conv_wrap")
+TWINS = ("rs0", "rs0_8", "lava_wrap", "lava_wrap16", "conv_wrap", "sd_fire")
 """The C twins of :mod:`sj2lava.quant`'s rules that :func:`twin` runs (scalar and vector forms)."""
 
 
-def twin(rule: str, x: np.ndarray) -> np.ndarray:
-    """The kernel's own code for one of :data:`TWINS` on ``x`` (int64; the wraps take int32 values)."""
+def twin(rule: str, x: np.ndarray, arg: int = 0) -> np.ndarray:
+    """The kernel's own code for one of :data:`TWINS` on ``x`` (int64; the wraps and ``sd_fire`` take int32
+    values; ``arg`` is ``sd_fire``'s threshold)."""
     lib = _library()
     if lib is None:
         raise RuntimeError(f"the C kernel is unavailable: {unavailable_reason()}")
@@ -184,7 +184,7 @@ def twin(rule: str, x: np.ndarray) -> np.ndarray:
     padded[:x.size] = x.ravel()
     out = np.empty(n, np.int64)
     lib.sj2lava_twin(ctypes.c_int64(TWINS.index(rule)), padded.ctypes.data_as(ctypes.c_void_p),
-                     out.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(n))
+                     out.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(n), ctypes.c_int64(arg))
     return out[:x.size].reshape(x.shape)
 
 
@@ -314,7 +314,16 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")] + \
                [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")] + \
                [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias")] + [("a_in_rows", ctypes.c_int64)] + \
-               [("dly", ctypes.c_void_p), ("n_ring", ctypes.c_int64)]
+               [("dly", ctypes.c_void_p), ("n_ring", ctypes.c_int64)] + \
+               [(n, ctypes.c_int64) for n in ("neuron", "role", "graded_in")] + [("graded_bound", ctypes.c_double)] + \
+               [(n, ctypes.c_int64) for n in ("sd_vth", "sd_shift")] + \
+               [(n, ctypes.c_void_p) for n in ("rf_sin", "rf_cos")] + [("rf_vth", ctypes.c_int64)] + \
+               [("w_imag", ctypes.c_void_p), ("shift_imag", ctypes.c_int64)] + \
+               [(n, ctypes.c_void_p) for n in ("rec_m", "rec_sigma")]
+
+
+NEURONS = {"lif": 0, "sdnn": 1, "rf": 2}
+SDNN_ROLES = {"delta": 0, "sigma_delta": 1, "sigma": 2}
 
 
 class KernelLayer:
@@ -323,23 +332,41 @@ class KernelLayer:
     Its sums come from the dot path (``dot``, see :func:`dot_table`), else the table path (``table``,
     see :func:`nibble_table`), else the fan-out table ``fan`` (see :func:`fan_table`) with weights
     ``w`` ``[taps, C_in / groups, C_out]``. ``w_rec`` is ``[n_out (source), n_out]`` (fan-out path
-    only); ``lif`` holds per-neuron ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias``
-    (``bias_mant << 6``, or None), ``vth`` (``vThMant << 6``) and the flags ``u_mode`` (0 no decay,
-    1 decay, 2 ``iDecay == 4096``), ``v_decays``, ``u_may_wrap``. ``input_neurons``: NetX's Input block, no
-    synapse (its ``a_in`` and per-sample bias are given to :func:`run`); it must be the first layer.
-    ``delay`` (a dense layer on the fan-out path): per-synapse axonal delays ``[n_in, n_out]`` in 0..62.
+    only). ``neuron`` holds the neurons' model (``kind``) and per-neuron integers:
+
+    * ``'lif'``: ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias`` (``bias_mant << 6``, or None), ``vth``
+      (``vThMant << 6``) and the flags ``u_mode`` (0 no decay, 1 decay, 2 ``iDecay == 4096``), ``v_decays``,
+      ``u_may_wrap``;
+    * ``'sdnn'``: ``role`` (``'delta'``, ``'sigma_delta'``, ``'sigma'``), ``vth`` (one int, state units), ``bias``
+      (state units, or None), ``shift`` (a Delta's ``a_in`` shift); it sends int32 messages;
+    * ``'rf'``: ``sin``, ``cos`` (int64, 1/4096), ``vth`` (one int), ``izhikevich``; its imaginary synapse has
+      the weights ``w_imag`` (like ``w``) and exponent ``shift_imag``.
+
+    ``input_neurons``: NetX's Input block, no synapse (its ``a_in`` and per-sample bias are given to
+    :func:`run`); it must be the first layer. ``delay`` (a dense layer on the fan-out path): per-synapse axonal
+    delays ``[n_in, n_out]`` in 0..62. ``graded_in``: the input is int32 messages (fan-out path), and a step whose
+    largest ``|message| * graded_bound`` reaches 2^31 stops the run (:class:`GradedOverflow`).
     """
 
-    def __init__(self, n_in: int, co: int, shift: int, wrap: bool, lif: dict, *,
+    def __init__(self, n_in: int, n_out: int, co: int, shift: int, wrap: bool, neuron: dict, *,
                  fan: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None, w: Optional[np.ndarray] = None,
                  groups: int = 1, w_rec: Optional[np.ndarray] = None,
                  table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None,
-                 input_neurons: bool = False, delay: Optional[np.ndarray] = None):
+                 input_neurons: bool = False, delay: Optional[np.ndarray] = None, graded_in: bool = False,
+                 graded_bound: float = 0.0, w_imag: Optional[np.ndarray] = None, shift_imag: int = 0):
         c32 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
-        c64 = lambda a: np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
-        self.n_in, self.n_out = n_in, int(np.size(lif["vth"]))
+        c64 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
+        self.n_in, self.n_out = n_in, n_out
+        kind = neuron["kind"]
+        self.kind, self.role = kind, neuron.get("role")
+        self.input_neurons, self.graded_in = input_neurons, graded_in
+        if (dot is not None or table is not None) and (kind != "lif" or graded_in):
+            raise ValueError("event kernel: the dot and table paths take spikes into CUBA neurons only")
+        if w_imag is not None and (kind != "rf" or fan is None or w_rec is not None or delay is not None):
+            raise ValueError("event kernel: imaginary weights belong to a resonate-and-fire layer on the fan-out path")
+        if w_rec is not None and kind != "lif":
+            raise ValueError("event kernel: a recurrent synapse needs CUBA neurons")
         sums = {}
-        self.input_neurons = input_neurons
         if input_neurons:
             pass
         elif dot is not None:
@@ -351,7 +378,8 @@ class KernelLayer:
             channels = n_in // positions
             sums = dict(pos=c32(np.repeat(np.arange(positions), channels)),
                         chan=c32(np.tile(np.arange(channels), positions)),
-                        fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w), w_rec=c32(w_rec))
+                        fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w), w_rec=c32(w_rec),
+                        w_imag=c32(w_imag))
         n_ring = 0
         if delay is not None:
             if w is None or fan is None or w.shape[0] != 1 or delay.shape != w.shape[1:] or delay.min() < 0 \
@@ -360,30 +388,54 @@ class KernelLayer:
                                  "on the fan-out path")
             sums["dly"] = np.ascontiguousarray(delay, dtype=np.uint8)
             n_ring = int(delay.max()) + 1
+        flags = dict(neuron=NEURONS[kind], graded_in=int(graded_in), graded_bound=float(graded_bound))
+        if kind == "lif":
+            per = dict(keep_u=c64(neuron["keep_u"]), keep_v=c64(neuron["keep_v"]), bias=c32(neuron["bias"]),
+                       vth=c32(neuron["vth"]))
+            flags.update(u_mode=int(neuron["u_mode"]), v_decays=int(neuron["v_decays"]),
+                         u_may_wrap=int(neuron["u_may_wrap"]))
+        elif kind == "sdnn":
+            per = dict(bias=c32(neuron["bias"]))
+            flags.update(role=SDNN_ROLES[neuron["role"]], sd_vth=int(neuron["vth"]), sd_shift=int(neuron["shift"]))
+        else:
+            per = dict(rf_sin=c64(neuron["sin"]), rf_cos=c64(neuron["cos"]))
+            flags.update(role=int(bool(neuron["izhikevich"])), rf_vth=int(neuron["vth"]))
+        for name, a in per.items():
+            if a is not None and a.size != n_out:
+                raise ValueError(f"event kernel: {name} has {a.size} values for {n_out} neurons")
         # the arrays stay referenced here for as long as the struct points at them
-        self.arrays = dict(sums, keep_u=c64(lif["keep_u"]), keep_v=c64(lif["keep_v"]), bias=c32(lif["bias"]),
-                           vth=c32(lif["vth"]))
+        self.arrays = dict(sums, **per)
         sizes = {k: int(dot[k]) for k in _DOT_SIZES} if dot is not None else {}
-        self.struct = _KernelLayerC(n_in=n_in, n_out=self.n_out, cig=0 if w is None else w.shape[1], co=co,
-                              groups=int(groups), shift=int(shift), wrap=int(wrap), u_mode=int(lif["u_mode"]),
-                              v_decays=int(lif["v_decays"]), u_may_wrap=int(lif["u_may_wrap"]),
-                              n_nib=0 if table is None else table[1].shape[1],
-                              nib_bytes=0 if table is None else table[2], n_ring=n_ring, **sizes,
-                              **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
+        self.struct = _KernelLayerC(n_in=n_in, n_out=n_out, cig=0 if w is None else w.shape[1], co=co,
+                                    groups=int(groups), shift=int(shift), wrap=int(wrap), shift_imag=int(shift_imag),
+                                    n_nib=0 if table is None else table[1].shape[1],
+                                    nib_bytes=0 if table is None else table[2], n_ring=n_ring, **sizes, **flags,
+                                    **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
+
+
+class GradedOverflow(OverflowError):
+    """A graded sum of kernel layer ``layer`` could reach 2^31 (messages up to ``top``)."""
+
+    def __init__(self, layer: int, top: int):
+        super().__init__(f"event kernel: layer {layer} receives graded messages up to {top}")
+        self.layer, self.top = layer, top
 
 
 def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
         threads: int, resets: Optional[Sequence[Tuple[int, int]]] = None,
-        sample_bias: Optional[np.ndarray] = None
-        ) -> List[Tuple[Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]]:
-    """All layers on ``x`` uint8 ``[T, B, n_in]`` (stored order), the samples shared out to ``threads``
-    threads one at a time as each thread becomes free. ``resets[j] = (interval, phase)``: layer ``j``'s
-    ``u`` and ``v`` are zeroed before step ``t`` when ``(t + 1) % interval == phase`` (NetX's LIFReset).
-    A net that starts with input neurons takes ``x`` as their ``a_in`` (int32 ``[T, B, n]``, stored order) and
-    ``sample_bias`` (int32 ``[B, n]``, ``bias_mant << 6``) as their bias.
+        sample_bias: Optional[np.ndarray] = None, sigma: Optional[Sequence[bool]] = None
+        ) -> List[Dict[str, Optional[np.ndarray]]]:
+    """All layers on ``x`` ``[T, B, n_in]`` (stored order: uint8 spikes, or int32 messages where the first layer
+    is ``graded_in``), the samples shared out to ``threads`` threads one at a time as each thread becomes free.
+    ``resets[j] = (interval, phase)``: layer ``j``'s ``u`` and ``v`` are zeroed before step ``t`` when
+    ``(t + 1) % interval == phase`` (NetX's LIFReset). A net that starts with input neurons takes ``x`` as their
+    ``a_in`` (int32 ``[T, B, n]``, stored order) and ``sample_bias`` (int32 ``[B, n]``, ``bias_mant << 6``) as
+    their bias.
 
-    Returns per layer ``(spikes, u, v)`` as ``[T, B, n_out]`` arrays: the spikes where ``spikes[j]``,
-    ``u`` and ``v`` where ``state[j]``, else None.
+    Returns per layer a dict of ``[T, B, n_out]`` arrays (None where not asked for): ``'spikes'`` where
+    ``spikes[j]`` (uint8, or the int32 messages of SDNN neurons), ``'current'`` and ``'voltage'`` (CUBA ``u`` and
+    ``v``) where ``state[j]``, ``'sigma'`` (SDNN sigma state) where ``sigma[j]``. Raises :class:`GradedOverflow`
+    when a graded sum could reach 2^31.
     """
     lib = _library()
     steps, batch, n_x = x.shape
@@ -402,31 +454,43 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
     elif n_x != first.n_in:
         raise ValueError(f"event kernel: x has {n_x} inputs, the first layer takes {first.n_in}")
     else:
-        x = np.ascontiguousarray(x, dtype=np.uint8)
+        x = np.ascontiguousarray(x, dtype=np.int32 if first.graded_in else np.uint8)
     if any(layer.input_neurons for layer in layers[1:]):
         raise ValueError("event kernel: input neurons can only be the first layer")
+    for j, layer in enumerate(layers[1:], 1):
+        if layer.graded_in != (layers[j - 1].kind == "sdnn"):
+            raise ValueError(f"event kernel: layer {j} takes {'messages' if layer.graded_in else 'spikes'}, and "
+                             f"layer {j - 1} sends {'messages' if layers[j - 1].kind == 'sdnn' else 'spikes'}")
     out = []
     structs = (_KernelLayerC * len(layers))()
     for j, layer in enumerate(layers):
         shape = (steps, batch, layer.n_out)
-        rec = (np.empty(shape, np.uint8) if spikes[j] else None,
-               np.empty(shape, np.int32) if state[j] else None, np.empty(shape, np.int32) if state[j] else None)
+        lif, sdnn = layer.kind == "lif", layer.kind == "sdnn"
+        rec = dict(spikes=np.empty(shape, np.int32 if sdnn else np.uint8) if spikes[j] else None,
+                   current=np.empty(shape, np.int32) if state[j] and lif else None,
+                   voltage=np.empty(shape, np.int32) if state[j] and lif else None,
+                   sigma=np.empty(shape, np.int32) if sigma is not None and sigma[j] and sdnn
+                   and layer.role != "delta" else None)
         out.append(rec)
         structs[j] = layer.struct
         structs[j].reset_interval, structs[j].reset_phase = resets[j] if resets is not None else (0, 0)
-        structs[j].rec_s, structs[j].rec_u, structs[j].rec_v = (None if a is None else a.ctypes.data for a in rec)
+        ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
+        structs[j].rec_s, structs[j].rec_m = (None, ptr(rec["spikes"])) if sdnn else (ptr(rec["spikes"]), None)
+        structs[j].rec_u, structs[j].rec_v = ptr(rec["current"]), ptr(rec["voltage"])
+        structs[j].rec_sigma = ptr(rec["sigma"])
     if first.input_neurons:
         structs[0].a_in = a_in.ctypes.data
         structs[0].a_in_rows = int(a_in.shape[0] * a_in.shape[1] > 1)
         structs[0].sample_bias = None if bias is None else bias.ctypes.data
     workers = max(1, min(threads, batch))
     next_sample = ctypes.c_int64(0)  # the threads claim samples from this counter
+    fault = (ctypes.c_int64 * 2)(0, 0)
     i64 = ctypes.c_int64
 
     def part(_: int) -> int:  # ctypes lets go of the GIL for the call
         data = None if x is None else x.ctypes.data_as(ctypes.c_void_p)
         return lib.sj2lava_run(structs, i64(len(layers)), data, i64(1), i64(batch),
-                               ctypes.byref(next_sample), i64(batch), i64(steps))
+                               ctypes.byref(next_sample), i64(batch), i64(steps), fault)
 
     if workers == 1:
         status = [part(0)]
@@ -435,4 +499,6 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
             status = list(pool.map(part, range(workers)))
     if any(status):
         raise MemoryError("emulate: the event kernel could not allocate its scratch memory")
+    if fault[0]:
+        raise GradedOverflow(int(fault[0]) - 1, int(fault[1]))
     return out

@@ -6,15 +6,16 @@ the ``(C, H, W)`` order of whatever it records.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from . import ckernel as ev
 from .compiled import CompiledLayer
+from .torch_backend import GradedOverflowError
 
-__all__ = ["channels_last", "prepare", "run"]
+__all__ = ["channels_last", "prepare", "run", "unsupported"]
 
 
 def channels_last(shape: Tuple[int, ...]) -> np.ndarray:
@@ -59,65 +60,96 @@ def _check(l: CompiledLayer, k: int, stored: int) -> None:
         raise bad(f"weight {l.weight.shape} does not take {stored} inputs to {n_out} outputs")
 
 
-def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: bool = True) -> Optional[list]:
+def _neuron(l: CompiledLayer, flat) -> dict:
+    """The layer's neurons as :class:`~.ckernel.KernelLayer` takes them (per-neuron arrays in stored order)."""
+    if l.sdnn is not None:
+        p = l.sdnn
+        return dict(kind="sdnn", role=p.role, vth=p.vth, shift=p.in_shift,
+                    bias=None if p.bias is None else flat(p.bias))
+    if l.rf is not None:
+        return dict(kind="rf", sin=flat(l.rf.sin), cos=flat(l.rf.cos), vth=l.rf.vth, izhikevich=l.rf.izhikevich)
+    lif = l.lif
+    return dict(kind="lif", keep_u=flat(lif.keep_u), keep_v=flat(lif.keep_v), vth=flat(lif.vth),
+                bias=None if lif.bias is None else flat(lif.bias),
+                u_mode=2 if lif.u_leaks_fully else int(lif.u_decays), v_decays=lif.v_decays,
+                u_may_wrap=lif.u_may_wrap)
+
+
+def unsupported(layers: List[CompiledLayer]) -> str:
+    """Why the kernel cannot run this net exactly, or '' when it can: a recurrent synapse with delays or into
+    neurons other than CUBA, a complex synapse with delays or recurrence, or a layer whose sum of 0/1 input may
+    reach 2^31 (its int32 accumulator; graded sums are checked at every step instead). Only the torch backend's
+    int64 sums hold those."""
+    for k, l in enumerate(l for l in layers if l.kind != "flatten"):
+        what = f"layer {k} ({l.kind})"
+        if l.kind == "input" and k:
+            return f"{what}: input neurons after the first layer"
+        if l.rec_weight is not None and (l.lif is None or l.delay is not None):
+            return f"{what}: a recurrent synapse with axonal delays or into non-CUBA neurons"
+        if l.weight_imag is not None and (l.delay is not None or l.rec_weight is not None):
+            return f"{what}: a complex synapse with axonal delays or recurrence"
+        if l.kind != "input" and l.bound >= 2**31:
+            return f"{what}: a sum may reach 2^31"
+    return ""
+
+
+def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: bool = True) -> Union[list, str]:
     # -> [(kernel layer, stored order of its output, its out_shape)]
-    """The layers as event-kernel layers, or None when an int32 register of the kernel could overflow:
-    a sum of 2^31 or more, or a dense layer whose shifted sum may reach 2^24 (64 times that, the
-    current it adds, must stay an int32); only the torch backend's int64 holds those exactly."""
+    """The layers as event-kernel layers, or the reason (:func:`unsupported`) the kernel cannot run them
+    exactly. ``ValueError`` for a layer whose geometry does not hold together (:func:`_check`)."""
+    reason = unsupported(layers)
+    if reason:
+        return reason
     use_dot = ev.has_dot() and use_dot
     out = []
     stored = channels_last(input_shape)  # the flat (C, H, W) index of each stored input position
     for l in layers:
         if l.kind == "flatten":  # a view: the stored order is unchanged
             continue
-        supported = l.kind in ("conv", "dense") or (l.kind == "input" and not out)
-        if not supported or l.lif is None or l.weight_imag is not None or (l.delay is not None and l.rec_weight
-                                                                               is not None):
-            raise ValueError(f"event kernel: layer {len(out)} ({l.kind}) is not one the kernel runs (CUBA input "
-                             "neurons first, CUBA conv or dense); use the torch backend")
         order = channels_last(l.out_shape)
+        n = int(np.prod(l.out_shape))
 
         def flat(a, shape=l.out_shape, order=order):
             return np.broadcast_to(a, shape).ravel()[order]
 
-        lif = l.lif
-        params = dict(keep_u=flat(lif.keep_u), keep_v=flat(lif.keep_v), vth=flat(lif.vth),
-                      bias=None if lif.bias is None else flat(lif.bias),
-                      u_mode=2 if lif.u_leaks_fully else int(lif.u_decays), v_decays=lif.v_decays,
-                      u_may_wrap=lif.u_may_wrap)
+        neuron = _neuron(l, flat)
         if l.kind == "input":  # no synapse: its a_in and a bias image per sample come with the run
-            n = int(np.prod(l.out_shape))
-            if n < 1 or n > _INDEX_MAX or lif.bias is not None:
+            if n < 1 or n > _INDEX_MAX or (l.lif is not None and l.lif.bias is not None):
                 raise ValueError(f"event kernel: input layer of {n} neurons with a bias of its own")
-            out.append((ev.KernelLayer(n, n, 0, False, params, input_neurons=True), order, l.out_shape))
+            out.append((ev.KernelLayer(n, n, n, 0, False, neuron, input_neurons=True), order, l.out_shape))
             stored = order
             continue
         _check(l, len(out), len(stored))
-        if l.bound >= 2**31 or (l.kind == "dense" and l.bound / 2**l.shift >= 2**24):
-            return None
+        # the dot and table paths take spikes into CUBA neurons; messages and the rest go by fan-out
+        fast = use_dot and l.lif is not None and not l.graded_in
+        graded = dict(graded_in=l.graded_in, graded_bound=l.bound)
         if l.kind == "conv":
             co, cig, kh, kw = l.weight.shape
             c = l.conv
             geometry = (c["stride"], c["padding"], c["dilation"])
+            plain = c["groups"] == 1 and l.lif is not None and not l.graded_in
             dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
-                if c["groups"] == 1 and use_dot else None
+                if plain and fast else None
             table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
-                if c["groups"] == 1 and dot is None else None
+                if plain and dot is None else None
             fan = w = None
             if dot is None and table is None:
                 fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), *geometry, co)
                 w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
-            layer = ev.KernelLayer(len(stored), co, 0, l.may_wrap, params, fan=fan, w=w, groups=c["groups"],
-                             table=table, dot=dot)
+            # Lava Conv wraps its 24-bit sum; graded sums are not bounded by the weights alone
+            layer = ev.KernelLayer(len(stored), n, co, 0, l.may_wrap or l.graded_in, neuron, fan=fan, w=w,
+                                   groups=c["groups"], table=table, dot=dot, **graded)
         else:  # dense: one position; its input columns follow the stored order of what feeds it
             w = l.weight[:, stored]
             dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
-                if use_dot and l.rec_weight is None and l.delay is None else None
+                if fast and l.rec_weight is None and l.delay is None else None
             scatter = {} if dot is not None else dict(  # the fan-out path: one position, every input
                 fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
                 w_rec=None if l.rec_weight is None else l.rec_weight.T,
-                delay=None if l.delay is None else l.delay[:, stored].T)
-            layer = ev.KernelLayer(len(stored), w.shape[0], l.shift, False, params, dot=dot, **scatter)
+                delay=None if l.delay is None else l.delay[:, stored].T,
+                w_imag=None if l.weight_imag is None else l.weight_imag[:, stored].T[None],
+                shift_imag=l.shift_imag)
+            layer = ev.KernelLayer(len(stored), n, w.shape[0], l.shift, False, neuron, dot=dot, **scatter, **graded)
         out.append((layer, order, l.out_shape))
         stored = order
     return out
@@ -126,9 +158,11 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
 def run(prepared: list, s: np.ndarray, record: Sequence[str],
         resets: Optional[Sequence[Tuple[int, int]]] = None, input_bias: Optional[np.ndarray] = None
         ) -> Dict[str, List]:
-    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order, or for a net that
-    starts with input neurons their int32 ``a_in`` ``[T, B, *shape]`` and ``input_bias`` (``bias_mant``,
-    ``[B, *shape]``); ``resets`` per layer ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`)."""
+    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order (int32 messages
+    for a net whose first synapse takes graded input), or for a net that starts with input neurons their int32
+    ``a_in`` ``[T, B, *shape]`` and ``input_bias`` (``bias_mant``, ``[B, *shape]``); ``resets`` per layer
+    ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`). Returns what the torch backend's
+    ``run`` returns, the same integers."""
     sample_bias = None
     if prepared[0][0].input_neurons:  # s of width 0: no a_in (all zero)
         order = prepared[0][1]
@@ -139,13 +173,20 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
             sample_bias = np.ascontiguousarray(input_bias.reshape(input_bias.shape[0], -1)[:, order].astype(np.int64)
                                                << 6, dtype=np.int32)
     steps, batch = s.shape[0], s.shape[1]
-    every = any(k in record for k in ("layer_spikes", "voltage", "current"))
+    every = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
     state = "voltage" in record or "current" in record
     layers = [p[0] for p in prepared]
     last = len(layers) - 1
-    out = ev.run(layers, s, [every or j == last for j in range(len(layers))],
-                 [state and (every or j == last) for j in range(len(layers))], torch.get_num_threads(), resets,
-                 sample_bias)
+    chosen = [every or j == last for j in range(len(layers))]
+    try:
+        out = ev.run(layers, s, chosen, [state and c for c in chosen], torch.get_num_threads(), resets, sample_bias,
+                     ["sigma" in record and c for c in chosen])
+    except ev.GradedOverflow as e:
+        layer = layers[e.layer]
+        raise GradedOverflowError(
+            f"emulate: synaptic layer {e.layer} receives graded messages up to {e.top}; with its weights (row sum "
+            f"{layer.struct.graded_bound:g}) a sum may reach 2^31, where Lava's int32 arithmetic wraps in an order "
+            "sj2lava does not reproduce. Scale the messages or weights down") from None
 
     def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
         if a is None:  # [T, B, stored] -> [T, B, *out_shape]
@@ -157,7 +198,6 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
             a = back
         return torch.from_numpy(a.reshape(steps, batch, *shape))
 
-    rec = {"spikes": [None if o[0] is None else logical(o[0], j).bool() for j, o in enumerate(out)],
-           "current": [logical(o[1], j) for j, o in enumerate(out)],
-           "voltage": [logical(o[2], j) for j, o in enumerate(out)]}
+    rec = {key: [logical(o[key], j) for j, o in enumerate(out)] for key in ("spikes", "current", "voltage", "sigma")}
+    rec["spikes"] = [a if a is None or a.dtype == torch.int32 else a.bool() for a in rec["spikes"]]  # SDNN: messages
     return {k: v for k, v in rec.items() if k == "spikes" or k in record}

@@ -166,7 +166,7 @@ def _sdnn_step(tl: _TorchLayer, a: torch.Tensor, st: dict) -> torch.Tensor:
         act = st["sigma"] if p["bias"] is None else st["sigma"] + p["bias"]
         act = torch.clamp_min(act, 0)
     delta = act - st["act"] + st["residue"]
-    s = torch.where(delta.abs() >= p["vth"], delta, torch.zeros_like(delta))
+    s = quant.sd_fire(delta, p["vth"])
     st["residue"] = delta - s
     st["act"] = act
     return s >> quant.BIAS_EXP  # Lava's state_exp: the message drops 6 of the state's fraction bits
