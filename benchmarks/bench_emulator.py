@@ -9,8 +9,7 @@ is the emulator process's maximum resident set.
 Then lava-dl's own PilotNet files, as lava-dl drives them: PilotNet-LIF (the image as the input neurons'
 bias, a reset every 16 steps, 16 steps a sample) and PilotNet-SDNN (the image as graded input, 9 steps),
 Lava's steady rate from runs of one and two sample lengths (one measurement each: Lava needs seconds per
-step on these) against the emulator at batch 256: the torch backend, and for PilotNet-LIF the 'events' C
-kernel too (it does not run SDNN layers yet).
+step on these) against the emulator at batch 256 on both backends (torch, and the 'events' C kernel).
 
     python benchmarks/bench_emulator.py [--samples 10000] [--steps 32] [--skip-pilotnet]
 """
@@ -121,7 +120,7 @@ def pilotnet_part(which: str) -> dict:
         kw["num_steps"] = steps
     small = {k: (v[:, :2] if k == "x" else v[:2] if k == "input_bias" else v) for k, v in kw.items()}
     rates = {}
-    for backend in ("torch", "events") if which == "lif" else ("torch",):
+    for backend in ("torch", "events"):
         sj2lava.emulate(spec, backend=backend, **small)  # warm up
         t = time.perf_counter()
         sj2lava.emulate(spec, backend=backend, **kw)

@@ -43,8 +43,8 @@ __all__ = ["emulate"]
 
 
 def _spike_bytes(x: torch.Tensor) -> np.ndarray:
-    """``x`` ``[T, N, *input_shape]`` as uint8 ``[T, N, n_in]`` in the stored (channels-last) order of
-    the input, after checking that every value is 0 or 1 (one C pass for float32)."""
+    """``x`` ``[T, N, *input_shape]`` as uint8 ``[T, N, n_in]``, after checking that every value is 0 or 1
+    (one C pass for float32)."""
     steps, batch = x.shape[0], x.shape[1]
     if x.dtype == torch.float32 and x.device.type == "cpu":
         s, bad = ckernel.spike_bytes(x.detach().numpy())
@@ -53,9 +53,7 @@ def _spike_bytes(x: torch.Tensor) -> np.ndarray:
     else:
         check_binary(x, "emulate")
         s = x.to(torch.uint8).cpu().numpy()
-    s = s.reshape(steps, batch, -1)
-    first = cpu_backend.channels_last(tuple(x.shape[2:]))
-    return s if np.array_equal(first, np.arange(first.size)) else s[:, :, first]
+    return s.reshape(steps, batch, -1)
 
 
 def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] = None, *, layout: str = "TNX",
@@ -150,15 +148,11 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             run = lambda i, j: cpu_backend.run(  # noqa: E731
                 kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
                 resets, bias_np[i:j])
-        elif spec.graded_input:  # int32 values, already checked: a Delta layer's a_in, or messages
-            s = x.reshape(x.shape[0], n, -1).numpy()
-            if not neurons_in:  # messages into the first synapse, in the stored (channels-last) order
-                first = cpu_backend.channels_last(tuple(spec.input_shape))
-                s = s if np.array_equal(first, np.arange(first.size)) else s[:, :, first]
-            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
-        else:
-            s = _spike_bytes(x)  # checks the values before any work
-            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets)  # noqa: E731
+        else:  # int32 graded values (a Delta layer's a_in, or messages; already checked), or spikes as bytes
+            s = x.reshape(x.shape[0], n, -1).numpy() if spec.graded_input else _spike_bytes(x)
+            order = None if neurons_in else cpu_backend.channels_last(tuple(spec.input_shape))
+            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets,  # noqa: E731
+                                               in_order=order)
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
         if not (neurons_in or spec.graded_input):

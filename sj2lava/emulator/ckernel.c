@@ -203,6 +203,9 @@ typedef struct {
     const int32_t *w_imag;                         /* RF: the imaginary synapse's weights, like w */
     int64_t shift_imag;
     int32_t *rec_m, *rec_sigma;                    /* SDNN recordings (messages, sigma), or NULL */
+    /* the first layer only: its input rows (x, or a_in) are read through this, value i of the stored
+     * (channels-last) row being value in_order[i] of the row as given; NULL: as given */
+    const int32_t *in_order;
 } layer_t;
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
@@ -569,8 +572,16 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
         }
         for (int64_t t = 0; t < steps; t++) {
             const int64_t row = b * sb + t * st_;
-            if (x) /* NULL when the net starts with input neurons, which read their own a_in */
-                memcpy(x_row, (const char *)x + row * layers[0].n_in * x_size, (size_t)layers[0].n_in * x_size);
+            if (x) { /* NULL when the net starts with input neurons, which read their own a_in */
+                const int64_t n_in = layers[0].n_in;
+                const int32_t *order = layers[0].in_order;
+                if (!order)
+                    memcpy(x_row, (const char *)x + row * n_in * x_size, (size_t)n_in * x_size);
+                else if (x_size == 1)
+                    for (int64_t i = 0; i < n_in; i++) ((uint8_t *)x_row)[i] = ((const uint8_t *)x)[row * n_in + order[i]];
+                else
+                    for (int64_t i = 0; i < n_in; i++) ((int32_t *)x_row)[i] = ((const int32_t *)x)[row * n_in + order[i]];
+            }
             const uint8_t *s_in = x_row; /* the layer's input: spikes, or messages where the layer is graded_in */
             const int32_t *m_in = x_row;
             for (int64_t j = 0; j < n_layers; j++) {
@@ -596,7 +607,11 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                     vals = m_in;
                 }
                 if (L->a_in) { /* input neurons: a_in reaches them at the same step, plus this sample's bias */
-                    memcpy(S->use, L->a_in + (L->a_in_rows ? row : 0) * n_out, (size_t)n_out * sizeof(int32_t));
+                    const int32_t *a = L->a_in + (L->a_in_rows ? row : 0) * n_out;
+                    if (L->in_order)
+                        for (int64_t i = 0; i < n_out; i++) S->use[i] = a[L->in_order[i]];
+                    else
+                        memcpy(S->use, a, (size_t)n_out * sizeof(int32_t));
                     step_neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
                 } else if (L->dly) { /* axonal delays: this step's input from the ring, then the new sums into it */
                     if (!vals)

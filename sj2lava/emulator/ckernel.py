@@ -25,6 +25,12 @@ a bias image per sample go straight to the neurons. A dense layer with axonal de
 runs on the fan-out path into per-delay sums, each shifted by the weight exponent apart and added to a ring
 of rows the delay ahead; the neurons take the ring's row of the step.
 
+Sigma-delta layers send int32 messages: the synapse after them takes the non-zero ones as events on the
+fan-out path and adds ``message * w``; before each such step the largest ``|message|`` times the layer's row
+bound must stay below 2^31 (the torch backend refuses the same sums, :class:`GradedOverflow`). Their neurons
+and those of a resonate-and-fire layer (whose imaginary synapse is a second fan-out sum) step in int32 that
+wraps, as Lava's numpy int32 arrays do.
+
 Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs
 without the GIL); in each thread a sample runs time-major as Lava steps it: at step ``t`` every layer
 takes the spikes the layer before made at ``t`` (the one-step synaptic delay lives inside each layer).
@@ -319,7 +325,7 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_int64) for n in ("sd_vth", "sd_shift")] + \
                [(n, ctypes.c_void_p) for n in ("rf_sin", "rf_cos")] + [("rf_vth", ctypes.c_int64)] + \
                [("w_imag", ctypes.c_void_p), ("shift_imag", ctypes.c_int64)] + \
-               [(n, ctypes.c_void_p) for n in ("rec_m", "rec_sigma")]
+               [(n, ctypes.c_void_p) for n in ("rec_m", "rec_sigma")] + [("in_order", ctypes.c_void_p)]
 
 
 NEURONS = {"lif": 0, "sdnn": 1, "rf": 2}
@@ -423,10 +429,12 @@ class GradedOverflow(OverflowError):
 
 def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
         threads: int, resets: Optional[Sequence[Tuple[int, int]]] = None,
-        sample_bias: Optional[np.ndarray] = None, sigma: Optional[Sequence[bool]] = None
-        ) -> List[Dict[str, Optional[np.ndarray]]]:
-    """All layers on ``x`` ``[T, B, n_in]`` (stored order: uint8 spikes, or int32 messages where the first layer
-    is ``graded_in``), the samples shared out to ``threads`` threads one at a time as each thread becomes free.
+        sample_bias: Optional[np.ndarray] = None, sigma: Optional[Sequence[bool]] = None,
+        in_order: Optional[np.ndarray] = None) -> List[Dict[str, Optional[np.ndarray]]]:
+    """All layers on ``x`` ``[T, B, n_in]`` (uint8 spikes, or int32 messages where the first layer is
+    ``graded_in``; in the stored order, or read through ``in_order``: stored value ``i`` is value
+    ``in_order[i]`` of a row), the samples shared out to ``threads`` threads one at a time as each thread
+    becomes free.
     ``resets[j] = (interval, phase)``: layer ``j``'s ``u`` and ``v`` are zeroed before step ``t`` when
     ``(t + 1) % interval == phase`` (NetX's LIFReset). A net that starts with input neurons takes ``x`` as their
     ``a_in`` (int32 ``[T, B, n]``, stored order) and ``sample_bias`` (int32 ``[B, n]``, ``bias_mant << 6``) as
@@ -478,6 +486,12 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
         structs[j].rec_s, structs[j].rec_m = (None, ptr(rec["spikes"])) if sdnn else (ptr(rec["spikes"]), None)
         structs[j].rec_u, structs[j].rec_v = ptr(rec["current"]), ptr(rec["voltage"])
         structs[j].rec_sigma = ptr(rec["sigma"])
+    if in_order is not None:
+        in_order = np.ascontiguousarray(in_order, dtype=np.int32)
+        n_first = first.n_out if first.input_neurons else first.n_in
+        if in_order.shape != (n_first,) or not np.array_equal(np.sort(in_order), np.arange(n_first)):
+            raise ValueError(f"event kernel: in_order must be a permutation of {n_first} positions")
+        structs[0].in_order = in_order.ctypes.data
     if first.input_neurons:
         structs[0].a_in = a_in.ctypes.data
         structs[0].a_in_rows = int(a_in.shape[0] * a_in.shape[1] > 1)

@@ -15,7 +15,7 @@ from . import ckernel as ev
 from .compiled import CompiledLayer
 from .torch_backend import GradedOverflowError
 
-__all__ = ["channels_last", "prepare", "run", "unsupported"]
+__all__ = ["channels_last", "to_stored", "prepare", "run", "unsupported"]
 
 
 def channels_last(shape: Tuple[int, ...]) -> np.ndarray:
@@ -23,6 +23,15 @@ def channels_last(shape: Tuple[int, ...]) -> np.ndarray:
     if len(shape) != 3:
         return np.arange(int(np.prod(shape)))
     return np.arange(int(np.prod(shape))).reshape(shape).transpose(1, 2, 0).ravel()
+
+
+def to_stored(x: np.ndarray, shape: Tuple[int, ...], dtype) -> np.ndarray:
+    """``x`` ``[T, B, *shape]`` (any layout of the same size) as a C-contiguous ``[T, B, n]`` of ``dtype`` in the
+    stored (channels-last) order: one strided copy (a transpose, not a gather)."""
+    x = x.reshape(x.shape[0], x.shape[1], *shape)
+    if len(shape) == 3:
+        x = x.transpose(0, 1, 3, 4, 2)
+    return np.ascontiguousarray(x, dtype=dtype).reshape(x.shape[0], x.shape[1], -1)
 
 
 _INDEX_MAX = (1 << 31) - 1  # the kernel indexes with int32
@@ -156,22 +165,20 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
 
 
 def run(prepared: list, s: np.ndarray, record: Sequence[str],
-        resets: Optional[Sequence[Tuple[int, int]]] = None, input_bias: Optional[np.ndarray] = None
-        ) -> Dict[str, List]:
-    """``s``: uint8 spikes ``[T, B, n_in]`` in the first layer's stored (channels-last) order (int32 messages
-    for a net whose first synapse takes graded input), or for a net that starts with input neurons their int32
+        resets: Optional[Sequence[Tuple[int, int]]] = None, input_bias: Optional[np.ndarray] = None,
+        in_order: Optional[np.ndarray] = None) -> Dict[str, List]:
+    """``s``: uint8 spikes ``[T, B, n_in]`` (int32 messages for a net whose first synapse takes graded input),
+    in the first layer's stored (channels-last) order or read through ``in_order`` (stored value ``i`` is
+    ``s[..., in_order[i]]``), or for a net that starts with input neurons their int32
     ``a_in`` ``[T, B, *shape]`` and ``input_bias`` (``bias_mant``, ``[B, *shape]``); ``resets`` per layer
     ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`). Returns what the torch backend's
     ``run`` returns, the same integers."""
     sample_bias = None
-    if prepared[0][0].input_neurons:  # s of width 0: no a_in (all zero)
-        order = prepared[0][1]
+    if prepared[0][0].input_neurons:  # s of width 0: no a_in (all zero); the kernel reads a_in in stored order
+        in_order = prepared[0][1]
         s = s.reshape(s.shape[0], s.shape[1], -1)
-        if s.shape[2] and s.any():  # else the kernel shares one zero row
-            s = np.ascontiguousarray(s[:, :, order], dtype=np.int32)
         if input_bias is not None:
-            sample_bias = np.ascontiguousarray(input_bias.reshape(input_bias.shape[0], -1)[:, order].astype(np.int64)
-                                               << 6, dtype=np.int32)
+            sample_bias = to_stored(input_bias.astype(np.int64)[None] << 6, prepared[0][2], np.int32)[0]
     steps, batch = s.shape[0], s.shape[1]
     every = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
     state = "voltage" in record or "current" in record
@@ -179,8 +186,10 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
     last = len(layers) - 1
     chosen = [every or j == last for j in range(len(layers))]
     try:
+        if in_order is not None and np.array_equal(in_order, np.arange(in_order.size)):
+            in_order = None
         out = ev.run(layers, s, chosen, [state and c for c in chosen], torch.get_num_threads(), resets, sample_bias,
-                     ["sigma" in record and c for c in chosen])
+                     ["sigma" in record and c for c in chosen], in_order)
     except ev.GradedOverflow as e:
         layer = layers[e.layer]
         raise GradedOverflowError(

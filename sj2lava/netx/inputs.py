@@ -109,6 +109,10 @@ def input_neuron_data(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Opti
 
 
 def _check_ints(a: torch.Tensor, lo: int, hi: int, name: str, what: str) -> None:
+    if not (a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool):  # integers: the range only
+        if a.numel() and (int(a.min()) < lo or int(a.max()) > hi):
+            raise ValueError(f"{what}: {name} must lie in [{lo}, {hi}]; found {int(a.min())}..{int(a.max())}")
+        return
     f = a.double()
     if not bool(torch.isfinite(f).all()):
         raise ValueError(f"{what}: {name} contains NaN or inf")
