@@ -4,7 +4,8 @@
     sj2lava run FILE.net --input X.npy [--input-bias B.npy] [--backend emulator|lava] [--layout TNX|NXT]
                          [--reset-interval R] [--num-layers N] [--skip-layers K] [--out OUT.npy]
     sj2lava eval FILE.net --data DATA.npz --steps N [--backend emulator|lava] [--spikes]
-    sj2lava convert MODEL.nir -o FILE.net --dt DT [--input-shape C,H,W]
+    sj2lava convert MODEL.nir -o FILE.net --dt DT [--input-shape C,H,W] [--reset zero|subtract]
+                    [--approximate] [--no-rescale]
     sj2lava demo
 
 Exit codes: 0 ok, 2 bad arguments or file, 1 any other failure. Messages go to stderr, without
@@ -63,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--out", required=True, type=Path)
     c.add_argument("--dt", required=True, type=float, help="time step that discretises the NIR graph")
     c.add_argument("--input-shape", help="C,H,W or F, if the graph's Input node does not say")
+    c.add_argument("--reset", choices=("zero", "subtract"), default="zero",
+                   help="the graph's reset after a spike (NIR 0.2 graphs do not record it; default zero)")
+    c.add_argument("--approximate", action="store_true",
+                   help="accept the nearest Loihi neuron where none is exact (subtract reset), with a note")
+    c.add_argument("--no-rescale", action="store_true",
+                   help="keep each layer's float scale instead of filling Loihi's 8-bit weight grid")
     sub.add_parser("demo", help="run the main demo job")
     return p
 
@@ -206,7 +213,8 @@ def _convert(args) -> int:
                          "sj2lava.convert")
     shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
     try:
-        net = from_nir(args.model, dt=args.dt)
+        net = from_nir(args.model, dt=args.dt, reset=args.reset, approximate=args.approximate,
+                       rescale=not args.no_rescale)
         path = export(net, args.out, shape or net.input_shape)
     except (UnsupportedLayerError, ExportError, ValueError, OSError) as e:
         raise _UserError(str(e)) from None

@@ -303,23 +303,36 @@ def _pool_block_synapse(m: nn.Module, path: str, notes: List[str]) -> SumPool2d:
 
 def _compose_pool(pool: _Leaf, syn: nn.Module, path: str, blocks: List[BlockContainer],
                   example_input: Optional[torch.Tensor], notes: List[str]) -> nn.Module:
-    """``syn(avgpool_k(x))`` as one synapse on ``x``: kernel ``k K``, stride ``k S``, padding ``k P``, weights
-    ``W[y // k, x // k] / k^2`` (a Linear sees the pre-pool image, rows beyond ``k h`` weighted 0)."""
+    """``syn(avgpool_k(x))`` as one synapse on ``x`` (see :func:`compose_pool`)."""
     ppath, p = pool
     k = pair(p.kernel_size)
     s = pair(p.stride) if p.stride is not None else k
-    if s != k or pair(p.padding) != (0, 0) or p.ceil_mode:
-        raise UnsupportedLayerError(f"{ppath}: only AvgPool2d with stride == kernel_size and no padding can be "
-                                    f"composed into {path}; change the pool or use a sum-pool layer.")
-    area = k[0] * k[1]
+    if p.ceil_mode:
+        raise UnsupportedLayerError(f"{ppath}: AvgPool2d with ceil_mode cannot be composed into {path}; use "
+                                    "ceil_mode=False.")
+    needs_hw = isinstance(syn, nn.Linear) or pair(getattr(syn, "padding", 0)) != (0, 0)
+    hw = _pool_input_hw(blocks, example_input, ppath, path) if needs_hw else None
+    return compose_pool(k, s, pair(p.padding), 1.0 / (k[0] * k[1]), syn, ppath, path, hw, notes,
+                        what=f"AvgPool2d{k}")
+
+
+def compose_pool(k: Tuple[int, int], s: Tuple[int, int], padding: Tuple[int, int], tap: float, syn: nn.Module,
+                 ppath: str, path: str, hw: Optional[Tuple[int, int]], notes: List[str], what: str) -> nn.Module:
+    """``syn(pool(x))`` as one synapse on ``x``, for a pool of window ``k`` with every tap weighing ``tap`` (1 for a
+    sum-pool, ``1/k^2`` for an average): kernel ``k K``, stride ``k S``, padding ``k P``, weights
+    ``tap W[y // k, x // k]`` (a Linear sees the pre-pool image ``hw``, rows beyond ``k h`` weighted 0).
+    Exact in float; needs stride == kernel and no pool padding."""
+    if s != k or padding != (0, 0):
+        raise UnsupportedLayerError(f"{ppath}: only a pool with stride == kernel_size and no padding can be "
+                                    f"composed into {path}; change the pool or put a neuron after it.")
     with torch.no_grad():
         if isinstance(syn, nn.Conv2d):
             if pair(syn.dilation) != (1, 1) or isinstance(syn.padding, str):
-                raise UnsupportedLayerError(f"{ppath}: AvgPool2d cannot be composed into the dilated or "
+                raise UnsupportedLayerError(f"{ppath}: a pool cannot be composed into the dilated or "
                                             f"string-padded Conv2d {path}.")
             pad = pair(syn.padding)
             if pad != (0, 0):
-                h, w = _pool_input_hw(blocks, example_input, ppath, path)
+                h, w = hw
                 if h % k[0] or w % k[1]:
                     raise UnsupportedLayerError(
                         f"{ppath}: a {h}x{w} map pooled by {k} drops rows/columns that the padding of {path} "
@@ -329,21 +342,21 @@ def _compose_pool(pool: _Leaf, syn: nn.Module, path: str, blocks: List[BlockCont
             stride = (syn.stride[0] * k[0], syn.stride[1] * k[1])
             new = nn.Conv2d(syn.in_channels, syn.out_channels, kern, stride=stride,
                             padding=(pad[0] * k[0], pad[1] * k[1]), groups=syn.groups, bias=syn.bias is not None)
-            new.weight.copy_(w0.repeat_interleave(k[0], 2).repeat_interleave(k[1], 3) / area)
+            new.weight.copy_(w0.repeat_interleave(k[0], 2).repeat_interleave(k[1], 3) * tap)
         else:
-            h, w = _pool_input_hw(blocks, example_input, ppath, path)
+            h, w = hw
             hp, wp = h // k[0], w // k[1]
             c = syn.in_features // (hp * wp) if hp * wp else 0
             if c * hp * wp != syn.in_features:
                 raise UnsupportedLayerError(f"{path}: Linear({syn.in_features}) does not fit the pooled {hp}x{wp} map")
-            w4 = syn.weight.reshape(syn.out_features, c, hp, wp) / area
+            w4 = syn.weight.reshape(syn.out_features, c, hp, wp) * tap
             full = torch.zeros(syn.out_features, c, h, w)
             full[:, :, :hp * k[0], :wp * k[1]] = w4.repeat_interleave(k[0], 2).repeat_interleave(k[1], 3)
             new = nn.Linear(c * h * w, syn.out_features, bias=syn.bias is not None)
             new.weight.copy_(full.reshape(syn.out_features, -1))
         if syn.bias is not None:
             new.bias.copy_(syn.bias)
-    notes.append(f"{ppath}: AvgPool2d{k} composed into {path} (exact in float: weights / {area}, kernel and "
+    notes.append(f"{ppath}: {what} composed into {path} (exact in float: weights x {tap:g}, kernel and "
                  f"stride x{k[0]}); the composed weights are quantized to 8 bits together")
     return new
 

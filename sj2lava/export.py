@@ -221,26 +221,30 @@ def _problems(layer: Layer, where: str) -> List[str]:
 
 
 def _state_bounds(layer: Layer) -> List[Tuple[float, str]]:
-    """Worst-case |u| and |v| (state units) when every input spikes every step.
-
-    With ``A`` the largest per-step input (``sum |w| << 6``): ``|u| <= A * 4096 / iDecay`` (a geometric
-    series; truncation only shrinks it), ``v <= vTh + |u| + |b|`` from above (it resets on crossing) and
-    ``|v| <= (|u| + |b|) * 4096 / vDecay`` from below. A zero decay makes the bound grow with the number
-    of steps; that case is not refused here (run the net through ``verify`` to see it).
-    """
+    """Worst-case |u| and |v| (state units) of a NetX layer when every input spikes every step
+    (:func:`state_bounds`)."""
     w = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1)
     if isinstance(layer, Dense) and layer.weight_rec is not None:
         w = w + np.abs(layer.weight_rec).sum(1)
-    a = float(w.max()) * quant.W_SCALE
     n = layer.neuron
-    di, dv = int(np.min(n.i_decay)), int(np.min(n.v_decay))
     b = 0.0 if layer.bias is None else float(np.abs(layer.bias).max()) * quant.W_SCALE
+    return state_bounds(float(w.max()) * quant.W_SCALE, int(np.min(n.i_decay)), int(np.min(n.v_decay)),
+                        float(np.max(n.v_th_mant)) * quant.W_SCALE, b)
+
+
+def state_bounds(a: float, i_decay: int, v_decay: int, vth: float, bias: float) -> List[Tuple[float, str]]:
+    """Worst-case |u| and |v| (state units) when every input spikes every step, for the largest per-step input
+    ``a`` (``sum |w| << 6``), decays in 1/4096, threshold ``vth`` and ``|bias|`` in state units:
+    ``|u| <= a * 4096 / iDecay`` (a geometric series; truncation only shrinks it), ``v <= vth + |u| + |b|`` from
+    above (it resets on crossing) and ``|v| <= (|u| + |b|) * 4096 / vDecay`` from below. A zero decay makes the
+    bound grow with the number of steps; that case is not bounded here (run the net through ``verify``).
+    Every bound is linear in a common scale of ``a``, ``vth`` and ``bias``."""
     out = [(a, "one step's synaptic input")]
-    if di == 0:
+    if i_decay == 0:
         return out
-    u = a * quant.P_SCALE / di
+    u = a * quant.P_SCALE / i_decay
     out.append((u, "the current u"))
-    out.append((float(np.max(n.v_th_mant)) * quant.W_SCALE + u + b, "the voltage v"))
-    if dv > 0:
-        out.append(((u + b) * quant.P_SCALE / dv, "the voltage v (negative side)"))
+    out.append((vth + u + bias, "the voltage v"))
+    if v_decay > 0:
+        out.append(((u + bias) * quant.P_SCALE / v_decay, "the voltage v (negative side)"))
     return out

@@ -23,17 +23,20 @@ def test_snntorch_export_to_nir_converts_and_runs_in_lava(tmp_path):
         net[2].weight.mul_(8)
     graph = sj2lava.frontends.snntorch.snntorch_to_nir(net, torch.zeros(1, 20))
     nir.write(tmp_path / "snn.nir", graph, compression=None)  # snnTorch writes scalars; gzip refuses those
-    blocks = from_nir(tmp_path / "snn.nir", dt=1e-4)  # snnTorch exports with dt = 1e-4
+    plain = from_nir(tmp_path / "snn.nir", dt=1e-4, rescale=False)  # snnTorch exports with dt = 1e-4
     direct = sj2lava.convert(net)
-    for a, b in zip(blocks, direct):  # the NIR path lands on the same Loihi numbers as convert()
+    for a, b in zip(plain, direct):  # the NIR path lands on the same Loihi numbers as convert()
         if a.neuron is not None:
             assert (a.neuron.i_decay, a.neuron.v_decay, a.neuron.v_threshold_mant) == \
                    (b.neuron.i_decay, b.neuron.v_decay, b.neuron.v_threshold_mant)
-    path = export(blocks, tmp_path / "snn.net", blocks.input_shape)
     x = spikes((20, 3, 20), 0.4, seed=1)
-    with torch.no_grad():
-        y = blocks(x)
-    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
+    blocks = from_nir(tmp_path / "snn.nir", dt=1e-4)  # rescaled to fill the weight grid, by default
+    assert len(blocks.conversion_notes) == 2 and all("scaled by" in n for n in blocks.conversion_notes)
+    for net_ in (plain, blocks):
+        path = export(net_, tmp_path / "snn.net", net_.input_shape)
+        with torch.no_grad():
+            y = net_(x)
+        assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
 
 
 def handwritten_graph():
@@ -75,6 +78,10 @@ def test_handwritten_nir_graph_via_cli_runs_in_lava(tmp_path, capsys):
     assert e.value.code == 2
     assert main(["convert", str(tmp_path / "hand.nir"), "-o", str(tmp_path / "x.net"), "--dt", "1"]) == 2
     assert "decay" in capsys.readouterr().err  # dt = 1 s makes dt/tau > 1
+    args = ["convert", str(tmp_path / "hand.nir"), "-o", str(tmp_path / "s.net"), "--dt", "1e-3", "--reset", "subtract"]
+    assert main(args) == 2 and "approximate=True" in capsys.readouterr().err
+    assert main(args + ["--approximate"]) == 0
+    assert "note: NIR node 'if' (IF): subtract reset approximated" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", ["biases", "conv_geometry", "per_layer_decays", "thresholds_07_and_64"])
@@ -115,7 +122,7 @@ def test_nir_refusals():
     with pytest.raises(UnsupportedLayerError, match="differs between neurons"):
         from_nir(nir.NIRGraph(nodes=odd, edges=g.edges, type_check=False), dt=1e-3)
     odd["if"] = nir.Threshold(threshold=np.ones((4, 8, 8)))
-    with pytest.raises(UnsupportedLayerError, match="Threshold is not supported"):
+    with pytest.raises(UnsupportedLayerError, match="'if' \\(Threshold\\): a Threshold node"):
         from_nir(nir.NIRGraph(nodes=odd, edges=g.edges, type_check=False), dt=1e-3)
 
 
@@ -131,3 +138,166 @@ def test_to_nir_refuses_what_it_cannot_write(netx_files):
     spec = sj2lava.load(netx_files / "gts" / "ntidigits" / "ntidigits.net", num_layers=5)
     with pytest.raises(sj2lava.UnsupportedLayerError, match="axonal delays"):
         sj2lava.to_nir(spec, dt=1.0)
+
+
+def _graph(*nodes, input_shape=(4,)):
+    """A chain Input -> nodes -> Output, named n0, n1, ..."""
+    named = {"in": nir.Input(input_type={"input": np.array(input_shape)})}
+    named.update({f"n{k}": n for k, n in enumerate(nodes)})
+    named["out"] = nir.Output(output_type={"output": np.array([1])})
+    order = list(named)
+    return nir.NIRGraph(nodes=named, edges=list(zip(order[:-1], order[1:])), type_check=False)
+
+
+def _every_node():
+    """One instance of every node type the nir package defines, placed after a dense synapse on 4 inputs."""
+    ones = lambda *s: np.ones(s)  # noqa: E731
+    return {
+        "Affine": nir.Affine(weight=ones(4, 4), bias=np.zeros(4)),
+        "Linear": nir.Linear(weight=ones(4, 4)),
+        "Conv1d": nir.Conv1d(input_shape=4, weight=ones(1, 1, 2), stride=1, padding=0, dilation=1, groups=1,
+                             bias=np.zeros(1)),
+        "Conv2d": nir.Conv2d(input_shape=(2, 2), weight=ones(1, 1, 1, 1), stride=1, padding=0, dilation=1, groups=1,
+                             bias=np.zeros(1)),
+        "SumPool2d": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "AvgPool2d": nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "Flatten": nir.Flatten(input_type={"input": np.array([4])}, start_dim=0, end_dim=-1),
+        "IF": nir.IF(r=ones(4), v_threshold=ones(4)),
+        "LIF": nir.LIF(tau=ones(4) * 2e-3, r=ones(4), v_leak=np.zeros(4), v_threshold=ones(4)),
+        "CubaLIF": nir.CubaLIF(tau_syn=ones(4) * 2e-3, tau_mem=ones(4) * 2e-3, r=ones(4), v_leak=np.zeros(4),
+                               v_threshold=ones(4), w_in=ones(4)),
+        "I": nir.I(r=ones(4)),
+        "LI": nir.LI(tau=ones(4) * 2e-3, r=ones(4), v_leak=np.zeros(4)),
+        "CubaLI": nir.CubaLI(tau_syn=ones(4) * 2e-3, tau_mem=ones(4) * 2e-3, r=ones(4), v_leak=np.zeros(4),
+                             w_in=ones(4)),
+        "Delay": nir.Delay(delay=ones(4)),
+        "Scale": nir.Scale(scale=ones(4)),
+        "Threshold": nir.Threshold(threshold=ones(4)),
+        "Input": nir.Input(input_type={"input": np.array([4])}),
+        "Output": nir.Output(output_type={"output": np.array([4])}),
+        "NIRGraph": _graph(nir.Linear(weight=ones(1, 4)), nir.IF(r=ones(1), v_threshold=ones(1))),
+    }
+
+
+def test_every_nir_node_type_maps_or_is_refused_by_name():
+    """No silent drops: every node type of the nir package, after a dense synapse + IF layer, either converts
+    (the node then shows in the result) or raises an error that names the node and its type."""
+    every = _every_node()
+    defined = {name for name in dir(nir) if isinstance(getattr(nir, name), type) and
+               issubclass(getattr(nir, name), nir.NIRNode) and name != "NIRNode"}
+    assert defined <= set(every), f"node types this test does not build: {sorted(defined - set(every))}"
+    first = (nir.Linear(weight=np.eye(4) * 2), nir.IF(r=np.ones(4) * 1e3, v_threshold=np.ones(4)))
+    mapped = set()
+    for kind, node in every.items():
+        tail = {"Affine": (nir.IF(r=np.ones(4) * 1e3, v_threshold=np.ones(4)),),
+                "Linear": (nir.IF(r=np.ones(4) * 1e3, v_threshold=np.ones(4)),)}.get(kind, ())
+        try:
+            net = from_nir(_graph(*first, node, *tail), dt=1e-3)
+        except UnsupportedLayerError as e:
+            assert f"'n2' ({kind})" in str(e) or (kind in ("IF", "LIF", "CubaLIF", "Output") and "n2" in str(e)), \
+                (kind, str(e))
+            continue
+        mapped.add(kind)
+        assert len([b for b in net if b.neuron is not None]) == 1 + bool(tail), kind
+    assert mapped == {"Affine", "Linear", "Flatten", "Output"}, mapped
+
+
+def _pool_graph(between_flatten: bool, pool="SumPool2d"):
+    rng = np.random.default_rng(3)
+    pooled = getattr(nir, pool)(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+    nodes = [nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 1.2, (4, 2, 3, 3)), stride=1, padding=1,
+                        dilation=1, groups=1, bias=np.zeros(4)),
+             nir.IF(r=np.full((4, 8, 8), 1.0), v_threshold=np.full((4, 8, 8), 1.0)), pooled]
+    if between_flatten:
+        nodes += [nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0, end_dim=-1),
+                  nir.Affine(weight=rng.normal(0, 0.8, (5, 64)), bias=np.zeros(5))]
+    else:
+        nodes += [nir.Conv2d(input_shape=(4, 4), weight=rng.normal(0, 0.8, (3, 4, 3, 3)), stride=1, padding=1,
+                             dilation=1, groups=1, bias=np.zeros(3)), nir.Flatten(
+            input_type={"input": np.array([3, 4, 4])}, start_dim=0, end_dim=-1),
+                  nir.Affine(weight=rng.normal(0, 0.8, (5, 48)), bias=np.zeros(5))]
+    nodes.append(nir.IF(r=np.ones(5), v_threshold=np.ones(5)))
+    if not between_flatten:
+        nodes.insert(4, nir.IF(r=np.full((3, 4, 4), 1.0), v_threshold=np.full((3, 4, 4), 1.0)))
+    return _graph(*nodes, input_shape=(2, 8, 8))
+
+
+@pytest.mark.parametrize("between_flatten, pool", [(False, "SumPool2d"), (True, "SumPool2d"), (False, "AvgPool2d")])
+def test_a_pool_before_a_synapse_is_composed_into_it(between_flatten, pool, tmp_path):
+    """sinabs' shape: IF -> SumPool2d -> Conv2d (or -> Flatten -> Affine) with no neuron after the pool. The pool
+    is composed into the synapse after it (noted), and the .net runs in Lava equal to the containers and
+    emulate."""
+    graph = _pool_graph(between_flatten, pool)
+    net = from_nir(graph, dt=1.0)
+    assert any(f"NIR node 'n2': {pool}(2, 2) composed into NIR node" in n for n in net.conversion_notes)
+    assert [b.kind for b in net if b.neuron is not None] == (["conv", "dense"] if between_flatten else
+                                                            ["conv", "conv", "dense"])
+    path = export(net, tmp_path / "p.net", net.input_shape)
+    x = spikes((16, 2, 2, 8, 8), 0.5, seed=4)
+    with torch.no_grad():
+        y = net(x)
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0 and mismatches(emulate(path, x), y) == 0
+
+
+def test_two_synapses_without_a_neuron_are_refused_by_name():
+    g = _graph(nir.Linear(weight=np.ones((4, 4))), nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2)),
+               nir.IF(r=np.ones(2), v_threshold=np.ones(2)))
+    with pytest.raises(UnsupportedLayerError, match="'n1' \\(Affine\\) follows NIR node 'n0' \\(Linear\\) with no "
+                                                    "neuron"):
+        from_nir(g, dt=1.0)
+    with pytest.raises(UnsupportedLayerError, match="'n0' feeds the Output with no neuron after it"):
+        from_nir(_graph(nir.Linear(weight=np.ones((4, 4)))), dt=1.0)
+
+
+def test_small_weights_are_rescaled_to_fill_the_grid_and_fire(tmp_path):
+    """A LIF with weight 0.04 and threshold 0.1 at dt = 1e-4: without rescaling the quantized net fires at other
+    steps than the float equations; rescaled (the default, noted) it fires as they do, and the .net equals Lava,
+    emulate and the containers."""
+    dt, tau, steps = 1e-4, 1e-3, 60
+    g = _graph(nir.Linear(weight=np.full((1, 1), 0.04)),
+               nir.LIF(tau=np.array([tau]), r=np.array([tau / dt]), v_leak=np.zeros(1), v_threshold=np.array([0.1])),
+               input_shape=(1,))
+    x = torch.ones(steps, 1, 1)
+    # the float reference (forward Euler, float64): v = (1 - dt/tau) v + (dt/tau) r w x, zero reset, one step later
+    v, ref = 0.0, []
+    for t in range(steps):
+        v = (1 - dt / tau) * v + (dt / tau) * (tau / dt) * 0.04 * (1.0 if t >= 1 else 0.0)
+        ref.append(v > 0.1)
+        v = 0.0 if ref[-1] else v
+    assert sum(ref) > 10
+    plain = from_nir(g, dt=dt, rescale=False)
+    with torch.no_grad():  # 0.04 and 0.1 quantize to 0.03125 and 0.09375: the neuron fires at other steps
+        assert plain(x)[:, 0, 0].bool().tolist() != ref
+    net = from_nir(g, dt=dt)
+    assert any("scaled by" in n and "the weight grid" in n for n in net.conversion_notes)
+    with torch.no_grad():
+        y = net(x)
+    assert y[:, 0, 0].bool().tolist() == ref
+    path = export(net, tmp_path / "s.net", net.input_shape)
+    assert mismatches(run_lava(path, x), y) == 0 and mismatches(emulate(path, x), y) == 0
+
+
+def test_a_wrong_dt_that_zeroes_every_weight_is_named():
+    g = _graph(nir.Linear(weight=np.full((2, 4), 0.5)), nir.IF(r=np.ones(2), v_threshold=np.ones(2)))
+    with pytest.raises(UnsupportedLayerError, match="NIR node 'n1': every weight .* rounds to 0.*dt = 1"):
+        from_nir(g, dt=1e-6)
+    assert len(from_nir(g, dt=1.0)) == 1
+
+
+def test_subtract_reset_needs_approximate_and_is_noted():
+    g = _graph(nir.Linear(weight=np.full((2, 4), 0.5)), nir.IF(r=np.ones(2), v_threshold=np.ones(2)))
+    with pytest.raises(UnsupportedLayerError, match="reset='subtract' has no exact Loihi form.*approximate=True"):
+        from_nir(g, dt=1.0, reset="subtract")
+    net = from_nir(g, dt=1.0, reset="subtract", approximate=True)
+    assert any("subtract reset approximated" in n for n in net.conversion_notes)
+    with pytest.raises(ValueError, match="reset must be"):
+        from_nir(g, dt=1.0, reset="none")
+
+
+def test_a_bias_into_a_decaying_current_is_refused_with_the_exact_alternatives():
+    cuba = dict(tau_mem=np.full(2, 4e-3), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2), w_in=np.ones(2))
+    g = _graph(nir.Affine(weight=np.ones((2, 4)), bias=np.full(2, 0.3)), nir.CubaLIF(tau_syn=np.full(2, 2e-3), **cuba))
+    with pytest.raises(UnsupportedLayerError, match="'n1' \\(CubaLIF\\): a synaptic bias .*tau_syn = dt.*v_leak = r"):
+        from_nir(g, dt=1e-3)
+    g = _graph(nir.Affine(weight=np.ones((2, 4)), bias=np.full(2, 0.3)), nir.CubaLIF(tau_syn=np.full(2, 1e-3), **cuba))
+    assert from_nir(g, dt=1e-3)[0].synapse.bias is not None  # tau_syn = dt: the bias is exact on the voltage

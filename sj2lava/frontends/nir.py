@@ -22,11 +22,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import quant
 from ..block import BlockContainer
 from ..errors import UnsupportedLayerError
 from ..layers import SumPool2d, pair
 from ..netx.spec import Conv, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
+from ..translate import rule_for
 
 __all__ = ["from_nir", "to_nir"]
 
@@ -61,7 +63,9 @@ def _chain(graph) -> List[str]:
         nxt[a] = b
     starts = [k for k, n in graph.nodes.items() if type(n).__name__ == "Input"]
     if len(starts) != 1:
-        raise UnsupportedLayerError(f"from_nir: expected one Input node, found {len(starts)}")
+        named = ", ".join(f"NIR node {k!r} (Input)" for k in starts)
+        raise UnsupportedLayerError(f"from_nir: expected one Input node, found {len(starts)}{': ' if named else ''}"
+                                    f"{named}; sj2lava reads graphs with one input")
     order, node = [], starts[0]
     while True:
         order.append(node)
@@ -84,72 +88,244 @@ def _input_shape(node) -> Tuple[int, ...]:
     return shape
 
 
-def from_nir(graph_or_path, *, dt: float) -> nn.Sequential:
-    """BlockContainers from a sequential NIR graph (Input, Affine/Linear, Conv2d, SumPool2d, AvgPool2d,
-    Flatten, IF, LIF, CubaLIF, Output), discretised with ``dt`` as in the module docstring.
+_SYNAPSES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
+_NEURONS = ("IF", "LIF", "CubaLIF")
+_REFUSED = {
+    "Conv1d": "NetX convolutions are 2-D; reshape the data to (C, 1, L) and use a Conv2d with a (1, k) kernel",
+    "Delay": "sj2lava does not read NIR axonal delays yet (NetX has them on dense layers: sj2lava.load reads them)",
+    "Scale": "a Scale node has no NetX layer of its own; fold the factor into the synapse before it",
+    "Threshold": "a Threshold node is a stateless spike function; Loihi neurons are CUBA-LIF (use IF)",
+    "I": "an integrator without a threshold sends no spikes; Loihi layers are spiking (use IF)",
+    "LI": "a leaky integrator without a threshold sends no spikes; Loihi layers are spiking (use LIF, and read "
+          "its voltage)",
+    "CubaLI": "a leaky integrator without a threshold sends no spikes; Loihi layers are spiking (use CubaLIF, and "
+              "read its voltage)",
+}
 
-    The returned ``nn.Sequential`` has ``input_shape`` set (from the Input node) for :func:`sj2lava.export`.
+
+def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool = False,
+             rescale: bool = True) -> nn.Sequential:
+    """BlockContainers from a sequential NIR graph, discretised with ``dt`` as in the module docstring.
+
+    Every node maps exactly or is refused by name: Input, Output, Affine, Linear, Conv2d, SumPool2d and
+    AvgPool2d (a pool that feeds a neuron is a pool layer; one that feeds a Conv2d or Affine/Linear, with or
+    without a Flatten between, is composed into its weights), Flatten, IF, LIF, CubaLIF. Two synapses with no
+    neuron between them otherwise are refused, never merged or dropped.
+
+    Args:
+        dt: the time step (NIR nodes carry none); discrete-time exporters (sinabs) need ``dt = 1``.
+        reset: what the graph's neurons do after a spike: ``'zero'`` (NIR's ``v_reset``, 0 on Loihi) or
+            ``'subtract'`` (subtract the threshold), which NIR graphs of format 0.2 do not record. Loihi resets
+            to zero, so ``'subtract'`` needs ``approximate=True`` and is noted.
+        approximate: accept the nearest Loihi neuron where there is no exact one (subtract reset), with a note.
+        rescale: scale each layer's weights, bias and threshold by one positive factor so that its largest
+            weight fills Loihi's 8-bit grid (254/64; the threshold within 17 bits, the bias within 13, the
+            current within 24), which leaves zero-reset CUBA spikes unchanged and makes small float weights
+            survive quantization. The chosen factors are in ``conversion_notes``.
+
+    The returned ``nn.Sequential`` has ``input_shape`` set (from the Input node) for :func:`sj2lava.export` and
+    ``conversion_notes``: every change made (pools composed, factors chosen, approximations).
     """
+    from ..convert import compose_pool
+
     if dt is None or not dt > 0:
         raise ValueError("from_nir: dt must be a positive time step (NIR nodes carry none)")
+    if reset not in ("zero", "subtract"):
+        raise ValueError(f"from_nir: reset must be 'zero' or 'subtract', got {reset!r}")
+    if reset == "subtract" and not approximate:
+        raise UnsupportedLayerError(
+            "from_nir: reset='subtract' has no exact Loihi form (CUBA neurons reset v to 0). Pass approximate=True "
+            "to run it with zero reset; sj2lava.verify then measures the spike difference against the graph.")
     nir = _nir()
     # nir 1.0.8's type inference sizes Conv2d outputs with kH for both axes (wrong for non-square kernels),
     # so its check is skipped here; sj2lava.export checks every shape.
     graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
         else graph_or_path
     blocks: List[BlockContainer] = []
+    notes: List[str] = []
     synapse: Optional[nn.Module] = None
+    syn_name = syn_kind = ""
+    pool: Optional[Tuple[str, object, Tuple[int, ...]]] = None  # a pool waiting for the synapse it feeds
     input_shape: Optional[Tuple[int, ...]] = None
+    shape: Optional[Tuple[int, ...]] = None  # of the data between nodes (C, H, W) or (N,)
     for name in _chain(graph):
         node = graph.nodes[name]
         kind = type(node).__name__
         where = f"NIR node {name!r} ({kind})"
+        if kind in _REFUSED:
+            raise UnsupportedLayerError(f"{where}: {_REFUSED[kind]}")
+        if kind in _SYNAPSES and synapse is not None and not (kind in ("Conv2d", "Affine", "Linear") and
+                                                                 isinstance(synapse, SumPool2d)):
+            raise UnsupportedLayerError(
+                f"{where} follows NIR node {syn_name!r} ({syn_kind}) with no neuron between them; a "
+                "Loihi layer is one synapse and its neurons. Add a neuron between them or merge the two yourself "
+                "(sj2lava composes only a pool into the Conv2d/Affine after it).")
         if kind == "Input":
-            input_shape = _input_shape(node)
+            input_shape = shape = _input_shape(node)
         elif kind == "Output":
+            if pool is not None or synapse is not None:
+                raise UnsupportedLayerError(f"from_nir: NIR node {syn_name!r} feeds the Output with no neuron after "
+                                            "it; every Loihi layer ends in spiking neurons")
             continue
-        elif kind in ("Affine", "Linear"):
-            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
-            has_bias = kind == "Affine" and bool(np.any(np.asarray(node.bias) != 0))
-            synapse = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
-            with torch.no_grad():
-                synapse.weight.copy_(w)
-                if has_bias:
-                    synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
-        elif kind == "Conv2d":
-            w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
-            if isinstance(node.padding, str):
-                raise UnsupportedLayerError(f"{where}: padding={node.padding!r} is not supported; use integers")
-            synapse = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=pair(node.stride),
-                                padding=pair(node.padding), dilation=pair(node.dilation), groups=int(node.groups),
-                                bias=node.bias is not None and np.any(np.asarray(node.bias) != 0))
-            with torch.no_grad():
-                synapse.weight.copy_(w)
-                if synapse.bias is not None:
-                    synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
+        elif kind in ("Affine", "Linear", "Conv2d"):
+            new = _synapse(node, kind, where)
+            if isinstance(synapse, SumPool2d):  # a pool with no neuron after it: composed into this synapse
+                pname, pnode, pshape = pool
+                k, st = synapse.kernel_size, synapse.stride
+                hw = tuple(pshape[1:]) if len(pshape) == 3 else None
+                new = compose_pool(k, st, pair(pnode.padding), synapse.weight, new, f"NIR node {pname!r}", where,
+                                   hw, notes, what=f"{type(pnode).__name__}{k}")
+                pool = None
+            synapse, syn_name, syn_kind = new, name, kind
+            shape = _after_synapse(synapse, shape, where)
         elif kind in ("SumPool2d", "AvgPool2d"):
             if np.any(np.asarray(node.padding) != 0):
-                raise UnsupportedLayerError(f"{where}: pooling with padding is not supported")
+                raise UnsupportedLayerError(f"{where}: pooling with padding is not supported; pad the map before "
+                                            "the pool or use a Conv2d")
             k = pair(node.kernel_size)
             synapse = SumPool2d(k, pair(node.stride), weight=1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1]))
+            syn_name, syn_kind, pool = name, kind, (name, node, shape)
+            shape = _after_synapse(synapse, shape, where)
         elif kind == "Flatten":
             if int(node.start_dim) not in (0, 1) or int(node.end_dim) != -1:
                 raise UnsupportedLayerError(f"{where}: only a full flatten (start_dim 0 or 1, end_dim -1) is supported")
+            if synapse is not None and pool is None:
+                raise UnsupportedLayerError(f"{where} follows NIR node {syn_name!r} with no neuron between them")
             blocks.append(BlockContainer(nn.Flatten(), None, "m"))
-        elif kind in ("IF", "LIF", "CubaLIF"):
+            if pool is not None:  # the pool is composed into the dense layer after, which sees the pre-pool map
+                pool = (pool[0], pool[1], pool[2])
+            shape = None if shape is None else (int(np.prod(shape)),)
+        elif kind in _NEURONS:
             if synapse is None:
                 raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
             blocks.append(_neuron_block(node, kind, synapse, dt, where))
-            synapse = None
+            if reset == "subtract":
+                notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
+            synapse, pool = None, None
         else:
             raise UnsupportedLayerError(f"{where}: NIR node type {kind} is not supported on Loihi. Supported: "
                                         "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, IF, LIF, "
                                         "CubaLIF, Output.")
     if synapse is not None:
-        raise UnsupportedLayerError("from_nir: the graph ends in a synapse with no neuron after it")
+        raise UnsupportedLayerError(f"from_nir: the graph ends in NIR node {syn_name!r} with no neuron after it")
+    names = [n for n in _chain(graph) if type(graph.nodes[n]).__name__ in _NEURONS]
+    for b, name in zip((b for b in blocks if b.neuron is not None), names):
+        where = f"NIR node {name!r}"
+        if rescale:
+            _rescale(b, where, notes)
+        _check_not_silent(b, where, dt)
     net = nn.Sequential(*blocks)
     net.input_shape = input_shape
+    net.conversion_notes = notes
     return net
+
+
+def _synapse(node, kind: str, where: str) -> nn.Module:
+    if kind in ("Affine", "Linear"):
+        w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+        if w.dim() != 2:
+            raise UnsupportedLayerError(f"{where}: weight of shape {tuple(w.shape)} is not a matrix")
+        has_bias = kind == "Affine" and bool(np.any(np.asarray(node.bias) != 0))
+        synapse = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+        with torch.no_grad():
+            synapse.weight.copy_(w)
+            if has_bias:
+                synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
+        return synapse
+    w = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+    if isinstance(node.padding, str):
+        raise UnsupportedLayerError(f"{where}: padding={node.padding!r} is not supported; use integers")
+    if w.dim() != 4:
+        raise UnsupportedLayerError(f"{where}: weight of shape {tuple(w.shape)} is not a 2-D convolution's")
+    synapse = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=pair(node.stride),
+                        padding=pair(node.padding), dilation=pair(node.dilation), groups=int(node.groups),
+                        bias=node.bias is not None and bool(np.any(np.asarray(node.bias) != 0)))
+    with torch.no_grad():
+        synapse.weight.copy_(w)
+        if synapse.bias is not None:
+            synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
+    return synapse
+
+
+def _after_synapse(synapse: nn.Module, shape: Optional[Tuple[int, ...]], where: str) -> Optional[Tuple[int, ...]]:
+    """The shape after ``synapse`` (None where unknown)."""
+    if shape is None:
+        return None
+    if isinstance(synapse, nn.Linear):
+        return (synapse.out_features,)
+    if len(shape) != 3:
+        raise UnsupportedLayerError(f"{where}: needs a (C, H, W) input, gets {shape}")
+    with torch.no_grad():
+        return tuple(synapse(torch.zeros(1, *shape)).shape[1:])
+
+
+_W_MAX = quant.W_MANT_MAX / quant.W_SCALE  # the largest 8-bit weight, 254/64
+_TH_MAX = quant.V_TH_MANT_MAX / quant.W_SCALE
+_B_MAX = quant.BIAS_MANT_MAX / quant.W_SCALE
+
+
+def _on_grid(x: torch.Tensor, step: float) -> bool:
+    return bool(torch.all(torch.round(x / step) * step == x))
+
+
+def _rescale(b: BlockContainer, where: str, notes: List[str]) -> None:
+    """Scale the block's weights, bias and threshold by one factor ``a > 0`` (``input_scale *= a``,
+    ``v_threshold *= a``) so that its largest weight is 254/64; a zero-reset CUBA neuron's spikes do not change,
+    as ``u`` and ``v`` scale with it. ``a`` also keeps the threshold within 17 bits, the bias within 13 and the
+    worst-case ``u`` and ``v`` (:func:`sj2lava.export.state_bounds`) within Loihi's 24-bit registers. A layer
+    already on Loihi's grid (weights in 2/64, bias and threshold in 1/64: a graph ``to_nir`` wrote) is kept."""
+    from ..export import state_bounds
+
+    rule = rule_for(b.synapse, where)
+    with torch.no_grad():
+        w = _effective_weight(b)
+        top = float(w.abs().max()) if w.numel() else 0.0
+        if top == 0.0:
+            return
+        bias = rule.bias(b.synapse, b.input_scale)
+        rows = float(w.reshape(w.shape[0], -1).abs().sum(1).max())
+        b_max = 0.0 if bias is None else float(bias.abs().max())
+    th = float(b.neuron.v_threshold)
+    if _on_grid(w, quant.WEIGHT_STEP) and (bias is None or _on_grid(bias, 1 / quant.W_SCALE)) and \
+            th * quant.W_SCALE == int(th * quant.W_SCALE):
+        return
+    limits = {"the weight grid": _W_MAX / top}
+    if th > 0:
+        limits["the 17-bit threshold"] = _TH_MAX / th
+    if b_max > 0:
+        limits["the 13-bit bias"] = _B_MAX / b_max
+    s = quant.S_SCALE
+    for bound, what in state_bounds(rows * s, b.neuron.i_decay, b.neuron.v_decay, th * s, b_max * s):
+        if bound > 0:
+            limits[f"{what} (24 bits)"] = quant.STATE_MAX / bound
+    bound = min(limits, key=limits.get)
+    a = limits[bound]
+    if a == 1.0:
+        return
+    b.input_scale *= a
+    b.neuron.v_threshold = th * a
+    notes.append(f"{where}: weights, bias and threshold scaled by {a:.6g} (largest |weight| {top:.4g} -> "
+                 f"{top * a:.4g}, threshold {th:.4g} -> {th * a:.4g}; the factor is bounded by {bound}); zero-reset "
+                 "CUBA spikes do not change with a common scale")
+
+
+def _effective_weight(b: BlockContainer) -> torch.Tensor:
+    """The block's float weights times its input scale, per output row (a pool: its one tap weight)."""
+    syn = b.synapse
+    if isinstance(syn, SumPool2d):
+        return torch.full((1, syn.kernel_size[0] * syn.kernel_size[1]), syn.weight * b.input_scale)
+    return syn.weight.detach() * b.input_scale
+
+
+def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:
+    """Refuse a layer whose weights all round to 0 on Loihi's grid: at a wrong ``dt`` (a discrete-time
+    exporter's graph read with a small ``dt``) every input is lost."""
+    w = _effective_weight(b)
+    if w.numel() and not bool((quant.quantize_weight(w) != 0).any()):
+        raise UnsupportedLayerError(
+            f"{where}: every weight (largest |w| {float(w.abs().max()):.3g} after dt = {dt:g}) rounds to 0 on Loihi's "
+            "8-bit grid (steps of 2/64), so the layer would never receive input. A discrete-time exporter (sinabs' "
+            "IF) needs dt = 1; otherwise check dt, or let rescale=True fill the grid.")
 
 
 def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str) -> BlockContainer:
@@ -176,8 +352,12 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str) ->
                                         "use a smaller dt or larger time constants.")
     bias_v = vd * np.asarray(v_leak, dtype=np.float64)  # v per step, per output channel/feature or scalar
     if getattr(synapse, "bias", None) is not None and cd < 1.0 - 1e-9:
-        raise UnsupportedLayerError(f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the "
-                                    "decaying current, which NetX's voltage bias cannot express. Use v_leak instead.")
+        raise UnsupportedLayerError(
+            f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying current (it reaches "
+            "its full size only after ~tau_syn), and Loihi adds biases to the voltage, at full size from the first "
+            "step; no NetX layer computes the ramp. Exact alternatives: tau_syn = dt (a current decay of 1), or "
+            "the bias as v_leak = r * w_in * bias, which equals it once the current has settled (a change of "
+            "model: retrain or accept the first steps' difference).")
     if np.any(bias_v != 0.0):
         if isinstance(synapse, SumPool2d):
             raise UnsupportedLayerError(f"{where}: v_leak after a pooling node is not supported (pools carry no bias)")
