@@ -80,3 +80,50 @@ def test_lava_dl_neuron_converts_and_other_lava_dl_neurons_are_refused_by_name(s
     assert sj2lava.neuron.is_neuron(other)
     with pytest.raises(UnsupportedLayerError, match="sigma_delta.*is not a neuron sj2lava can map"):
         sj2lava.to_cuba(other)
+
+
+def _slayer_net(slayer, bias: bool):
+    """lava-dl blocks as a lava-dl user writes them: Conv, Pool, Flatten, Dense (cuba), random weights."""
+    torch.manual_seed(3)
+    p = dict(threshold=0.5, current_decay=0.25, voltage_decay=0.03)
+    net = nn.Sequential(slayer.block.cuba.Conv(p, 2, 6, 3, padding=1, weight_scale=3),
+                        slayer.block.cuba.Pool(p, 2, weight_scale=1),
+                        slayer.block.cuba.Flatten(),
+                        slayer.block.cuba.Dense(dict(p, voltage_decay=0.25), 6 * 4 * 4, 5, weight_scale=4))
+    if bias:  # a bias the way sj2lava's own to_lava_block writes one (the neuron's norm)
+        net = nn.Sequential(*[B(nn.Linear(12, 7), C(0.5, 0.1, 0.4), "m").to_lava_block()])
+        with torch.no_grad():
+            net[0].synapse.weight.mul_(8)
+    return net
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_lava_dl_models_convert_and_run_in_lava_equal_to_them(bias, slayer, tmp_path):
+    """convert(nn.Sequential of slayer.block.cuba blocks): BlockContainers equal to the lava-dl model spike for
+    spike, and the .net runs in Lava equal to both."""
+    net = _slayer_net(slayer, bias)
+    shape = (12,) if bias else (2, 8, 8)
+    x = spikes((16, 2, *shape), 0.4, seed=5)
+    ref = lava_forward(net, x)
+    blocks = convert(net)
+    assert [b.kind for b in blocks] == (["dense"] if bias else ["conv", "pool", "flatten", "dense"])
+    with torch.no_grad():
+        y = blocks(x)
+    assert y.sum() > 0
+    if not bias:  # lava-dl delays a block's output, sj2lava its input: equal without a bias
+        assert mismatches(y, ref) == 0
+    else:
+        assert any("bias" in n for n in blocks.conversion_notes)
+    path = export(blocks, tmp_path / "s.net", shape)
+    assert mismatches(run_lava(path, x), y) == 0
+
+
+def test_other_lava_dl_blocks_are_refused_by_name(slayer):
+    p = dict(threshold=0.5, current_decay=0.25, voltage_decay=0.03)
+    sd = dict(threshold=0.1, activation=torch.relu)
+    for blk, name in [(slayer.block.cuba.Dense(p, 4, 3, delay=True), "axonal delays"),
+                      (slayer.block.cuba.Affine(p, 4, 3), "cuba.Affine"),
+                      (slayer.block.cuba.Recurrent(p, 4, 3), "cuba.Recurrent"),
+                      (slayer.block.sigma_delta.Dense(sd, 4, 3), "sigma_delta.Dense")]:
+        with pytest.raises(UnsupportedLayerError, match=f"^0 \\(lava-dl .*{name}"):
+            convert(nn.Sequential(blk))

@@ -1,8 +1,9 @@
 """lava-dl (``lava.lib.dl.slayer``): its CUBA neurons and blocks, in and out.
 
 - In: ``slayer.neuron.cuba.Neuron`` converts to :class:`~sj2lava.neuron.CubaLIFNode` (a registered neuron
-  rule), and ``slayer.block.cuba`` ``Dense`` / ``Conv`` / ``Pool`` / ``Flatten`` blocks export to NetX
-  (a registered block exporter).
+  rule); ``slayer.block.cuba`` ``Dense`` / ``Conv`` / ``Pool`` / ``Flatten`` blocks export to NetX
+  (a registered block exporter) and :func:`sj2lava.convert` reads them as BlockContainers (a registered
+  block reader); every other lava-dl block is refused by name.
 - Out: the lava-dl block equal to a BlockContainer (:func:`lava_block`, behind
   ``BlockContainer.to_lava_block``), :func:`to_lava` for a whole model, :func:`to_lava_neuron`, and
   SpikingJelly's ``lava_exchange`` synapse functions under their SpikingJelly names.
@@ -11,7 +12,8 @@ lava-dl is imported only when a lava-dl object is built; recognising one needs n
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+import copy
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +21,8 @@ from torch import nn
 
 from .. import quant, translate
 from .._deps import slayer as _slayer
+from ..block import BlockContainer
+from ..convert import register_block_reader
 from ..errors import ExportError, UnsupportedLayerError
 from ..export import BlockExporter, register_block_exporter
 from ..export import neuron as netx_neuron
@@ -229,12 +233,72 @@ def to_lava(model: nn.Module) -> nn.Sequential:
     return nn.Sequential(*[b.to_lava_block() for b in blocks])
 
 
-# --------------------------------------------------------------------------- blocks in (export)
+# --------------------------------------------------------------------------- blocks in (export, convert)
 def _lava_kind(blk: nn.Module) -> Optional[str]:
-    mod = type(blk).__module__
-    if not mod.startswith("lava.lib.dl.slayer.block"):
+    if type(blk).__module__ != "lava.lib.dl.slayer.block.cuba":
         return None
     return {"Dense": "dense", "Conv": "conv", "Pool": "pool", "Flatten": "flatten"}.get(type(blk).__name__)
+
+
+def _is_slayer_block(m: nn.Module) -> bool:
+    return type(m).__module__.startswith("lava.lib.dl.slayer.block.")
+
+
+def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockContainer:
+    """A lava-dl ``slayer.block.cuba`` Dense / Conv / Pool / Flatten block as the BlockContainer that computes
+    the same spikes: its quantized weights (``pre_hook_fx``, already on Loihi's grid), its neuron, its
+    ``delay_shift``, and a bias that :func:`lava_block` wrote as the neuron's ``norm``."""
+    kind = _lava_kind(blk)
+    where = f"{path} (lava-dl {type(blk).__module__.rsplit('.', 1)[-1]}.{type(blk).__name__})"
+    if kind is None:
+        raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool and Flatten blocks; "
+                                    "this one has no converter yet")
+    if kind == "flatten":
+        return BlockContainer(nn.Flatten(), None, "m")
+    if getattr(blk, "delay", None) is not None:
+        raise UnsupportedLayerError(f"{where}: axonal delays (delay=True) have no BlockContainer form yet; build the "
+                                    "block with delay=False, or export the lava-dl model itself to run its delays")
+    syn = blk.synapse
+    with torch.no_grad():
+        w = torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)) / quant.W_SCALE
+    if not torch.equal(quant.quantize_weight(w), w):
+        raise UnsupportedLayerError(f"{where}: its quantized weights leave Loihi's 8-bit grid (weight_exponent != 0 "
+                                    "or weight scaling); build it with the default weight_scale and exponent")
+    neuron = copy.deepcopy(blk.neuron)
+    norm, bias = getattr(neuron, "norm", None), None
+    if norm is not None:
+        if not isinstance(norm, _NeuronBias):
+            raise UnsupportedLayerError(f"{where}: its neuron has a {type(norm).__name__} norm, which NetX does not "
+                                        "run; build it with norm=None")
+        bias, neuron.norm = norm.bias.detach().float() / quant.W_SCALE, None
+        notes.append(f"{path}: the neuron's bias (lava-dl norm) becomes the synapse bias; lava-dl applies a block's "
+                     "delay to its output, so with a bias its first step differs from Lava's (the container follows "
+                     "Lava)")
+    k = tuple(int(v) for v in syn.kernel_size[:2])
+    if kind == "dense":
+        new: nn.Module = nn.Linear(int(syn.in_channels), int(syn.out_channels), bias=bias is not None)
+        weight = w.reshape(w.shape[:2])
+    elif kind == "conv":
+        new = nn.Conv2d(int(syn.in_channels), int(syn.out_channels), k, stride=tuple(syn.stride[:2]),
+                        padding=tuple(syn.padding[:2]), dilation=tuple(syn.dilation[:2]), groups=int(syn.groups),
+                        bias=bias is not None)
+        weight = w.reshape(w.shape[:4])
+    else:
+        taps = torch.unique(w)
+        if taps.numel() != 1 or tuple(syn.stride[:2]) != k or tuple(syn.padding[:2]) != (0, 0):
+            raise UnsupportedLayerError(f"{where}: a Pool with several tap weights, a stride other than its kernel "
+                                        "or padding has no sum-pool form; use stride == kernel, no padding")
+        notes.append(f"{path}: lava-dl Pool{k} as a sum-pool; lava-dl pads odd map sizes where NetX drops the "
+                     "last row/column: use sizes divisible by the kernel")
+        return BlockContainer(SumPool2d(k, k, weight=float(taps[0])), neuron, "m", delay_shift=bool(blk.delay_shift))
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias.reshape(-1))
+    return BlockContainer(new, neuron, "m", delay_shift=bool(blk.delay_shift))
+
+
+register_block_reader(_is_slayer_block, _from_slayer_block)
 
 
 def _lava_layer(blk: nn.Module, shape: Shape, where: str, refuse: Callable[[str], None]) -> Layer:
