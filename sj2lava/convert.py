@@ -1,8 +1,9 @@
 """Whole-model conversion: a trained SpikingJelly (or plain torch) spiking net -> BlockContainers.
 
-The model's modules are read in order (``nn.Sequential`` nesting, SpikingJelly's
-``SeqToANNContainer`` / ``MultiStepContainer`` and ``layer.*`` wrappers, and the children of other
-modules in registration order) and grouped into Loihi layers::
+The model's layers are taken in the order its ``forward`` calls them (traced with ``torch.fx``; a forward
+that is not a chain of layers, e.g. a residual ``+ x``, is refused by name; nested ``nn.Sequential``,
+SpikingJelly's ``SeqToANNContainer`` / ``MultiStepContainer`` and ``layer.*`` wrappers are chains), or in
+``order=``, and grouped into Loihi layers::
 
     Conv2d | Linear  [BatchNorm] [Dropout]  neuron      -> conv / dense block (BN folded)
     AvgPool2d | SumPool2d  [Dropout]  neuron            -> sum-pool block (tap weight 1/k^2 for AvgPool)
@@ -10,6 +11,7 @@ modules in registration order) and grouped into Loihi layers::
     Flatten                                             -> flatten block
     Dropout, Identity                                   -> dropped (evaluation semantics)
     BlockContainer (sj2lava or SpikingJelly lava_exchange) -> kept / rebuilt with its learned state
+    lava-dl slayer.block.cuba Dense | Conv | Pool | Flatten -> the BlockContainer with its weights and neuron
 
 Every step is exact in float arithmetic or announced: the returned ``nn.Sequential`` carries
 ``conversion_notes`` (also shown by :func:`sj2lava.verify`), each saying what changed and how much.
@@ -64,6 +66,8 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     else:
         leaves = list(_leaves(model, ""))
     notes: List[str] = []
+    if order is None:
+        leaves = _forward_order(model, leaves, notes)
     blocks: List[BlockContainer] = []
     pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
     i = 0
@@ -159,6 +163,75 @@ def _is_leaf_type(m: nn.Module) -> bool:
     # modules with children that are still one layer (a neuron holding its surrogate, a conv with
     # weight-norm hooks...)
     return is_neuron(m) or isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d))
+
+
+def _forward_order(model: nn.Module, leaves: List[_Leaf], notes: List[str]) -> List[_Leaf]:
+    """The layers in the order ``model.forward`` calls them, traced with ``torch.fx`` (layers are leaves; an
+    ``nn.Sequential`` subclass with a forward of its own, such as SpikingJelly's ``SeqToANNContainer``, is one
+    leaf that applies its children in order). Refused by name: anything in the forward that is not a chain of
+    these calls (a residual ``+ x``, a branch, a reshape, a layer called twice). Layers the forward never calls
+    are left out, with a note. A forward that cannot be traced (control flow on the data) leaves the
+    registration order, with a note and a warning."""
+    import torch.fx as fx
+
+    if len(leaves) <= 1 or not list(model.children()):
+        return leaves
+    by_id = {id(m): (path, m) for path, m in leaves}
+
+    class _Tracer(fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return id(m) in by_id or (isinstance(m, nn.Sequential) and type(m).forward is not nn.Sequential.forward)
+
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as e:  # noqa: BLE001  (anything fx cannot follow: data-dependent control flow, ...)
+        note = (f"convert: the forward of {type(model).__name__} could not be traced ({type(e).__name__}: "
+                f"{str(e)[:200]}); its layers were read in registration order. Check that its forward is that "
+                "chain, or pass order=[...]")
+        notes.append(note)
+        warnings.warn(note, stacklevel=3)
+        return leaves
+    called: List[_Leaf] = []
+    prev = None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if prev is None and not node.users:
+                continue
+            if prev is not None and node.users:
+                raise UnsupportedLayerError(f"convert: the forward of {type(model).__name__} takes several inputs "
+                                            f"({node.name}); NetX nets have one")
+            prev = node if node.users else prev
+            continue
+        if node.op == "output":
+            out = node.args[0]
+            if out is not prev:
+                raise UnsupportedLayerError(f"convert: the forward of {type(model).__name__} returns {out!s:.80}, not "
+                                            "the output of its last layer; NetX nets end in their last layer")
+            continue
+        if node.op != "call_module" or list(node.args) != [prev] or node.kwargs:
+            what = f"{node.op} {getattr(node.target, '__name__', node.target)}"
+            raise UnsupportedLayerError(
+                f"convert: the forward of {type(model).__name__} is not a chain of layers: at {node.name!r} it "
+                f"does {what} on {', '.join(str(a) for a in node.args)[:120]}. A residual connection, branch, "
+                "reshape or arithmetic in the forward has no NetX form; express it with layers (nn.Flatten, "
+                "a sum-pool, ...) or restructure the model into a chain.")
+        m = model.get_submodule(node.target)
+        if id(m) in by_id:
+            called.append(by_id[id(m)])
+        else:  # a Sequential subclass: its leaves, in order
+            called.extend(leaf for leaf in leaves if leaf[0] == node.target or leaf[0].startswith(node.target + "."))
+        prev = node
+    seen = [id(m) for _, m in called]
+    twice = sorted({path for path, m in called if seen.count(id(m)) > 1})
+    if twice:
+        raise UnsupportedLayerError(f"convert: the forward calls {', '.join(twice)} more than once; a NetX layer "
+                                    "runs once per step (pass order=[...] if the forward loops over time)")
+    unused = [path for path, m in leaves if id(m) not in seen]
+    if unused:
+        notes.append(f"convert: {', '.join(unused)} never called by the forward: left out")
+    if [p for p, _ in called] != [p for p, _ in leaves if p not in unused]:
+        notes.append("convert: layers taken in the order the forward calls them: " + ", ".join(p for p, _ in called))
+    return called
 
 
 # --------------------------------------------------------------------------- front-end hooks
