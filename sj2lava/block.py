@@ -6,8 +6,12 @@ For input spikes ``x`` the block computes, with Lava's one-step synaptic delay (
     s[t] = CUBA-LIF(z, bias_q)[t]                see sj2lava.neuron
 
 which is what the block's layer of a NetX ``.net`` file computes on Loihi or in Lava's
-fixed-point simulation, spike for spike, bias included. ``delay_shift=False`` drops the delay
-(``z[t] = W_q x[t]``, SpikingJelly's timing).
+fixed-point simulation, spike for spike, bias included. With a recurrent synapse ``R`` (NetX's
+``dense_rec``) the layer also hears its own spikes of the step before::
+
+    z[t] = W_q x[t-1] + R_q s[t-1]                       R_q = quantize_weight(R * input_scale)
+
+``delay_shift=False`` drops the delay of the input (``z[t] = W_q x[t]``, SpikingJelly's timing).
 
 The bias of a ``Conv2d``/``Linear`` synapse becomes NetX's neuron bias: it is added to ``v`` every
 step on the 1/64 grid. That equals a synaptic bias exactly when ``current_decay == 1`` (IF and
@@ -20,9 +24,10 @@ from typing import List, Optional
 import torch
 from torch import nn
 
+from . import quant
 from .errors import UnsupportedLayerError
 from .neuron import CubaLIFNode, check_step_mode, to_cuba
-from .translate import rule_for
+from .translate import rule_for, scaled
 
 __all__ = ["BlockContainer", "run_blocks"]
 
@@ -39,13 +44,15 @@ class BlockContainer(nn.Module):
         step_mode: ``'s'`` (input ``[N, *]`` per call) or ``'m'`` (input ``[T, N, *]``).
         delay_shift: model Lava's one-step synaptic delay (default; needed for the ``.net`` to
             equal the container).
+        recurrent: an ``nn.Linear(n, n, bias=False)`` from the layer's ``n`` outputs back to them, for a dense
+            ``synapse`` (exported as NetX ``dense_rec``; equal to lava-dl's ``slayer.block.cuba.Recurrent``).
 
     Raises:
         UnsupportedLayerError: at construction, for any synapse or neuron with no exact Loihi form.
     """
 
     def __init__(self, synapse: nn.Module, neu: Optional[nn.Module], step_mode: str = "s",
-                 delay_shift: bool = True):
+                 delay_shift: bool = True, recurrent: Optional[nn.Linear] = None):
         super().__init__()
         where = f"BlockContainer({type(synapse).__name__})"
         rule = rule_for(synapse, where)
@@ -75,6 +82,14 @@ class BlockContainer(nn.Module):
             node, self.input_scale = to_cuba(neu, with_input_scale=True,
                                              where=f"{where}.neuron ({type(neu).__name__})")
             self.neuron = node
+        if recurrent is not None:
+            n = getattr(synapse, "out_features", None)
+            if rule.kind != "dense" or not isinstance(recurrent, nn.Linear) or recurrent.bias is not None or \
+                    (recurrent.in_features, recurrent.out_features) != (n, n):
+                raise UnsupportedLayerError(
+                    f"{where}: recurrent must be an nn.Linear({n}, {n}, bias=False) after a dense synapse (NetX's "
+                    "dense_rec); a recurrent conv or a recurrent bias has no NetX layer")
+        self.recurrent = recurrent
         self.delay_shift = bool(delay_shift)
         self.step_mode = step_mode
         self.input_shape: Optional[tuple] = None
@@ -93,6 +108,7 @@ class BlockContainer(nn.Module):
     def reset(self) -> None:
         """Forget the neuron state and the synaptic delay line."""
         self._z_prev: Optional[torch.Tensor] = None
+        self._s_prev: Optional[torch.Tensor] = None  # a recurrent layer's spikes of the step before
         if self.neuron is not None:
             self.neuron.reset()
 
@@ -120,7 +136,30 @@ class BlockContainer(nn.Module):
             return z
         if self.delay_shift:
             z = self._delay(z)
-        return self.neuron(z, bias=self.bias())
+        if self.recurrent is None:
+            return self.neuron(z, bias=self.bias())
+        return self._recurrent_steps(z)
+
+    def recurrent_input(self, s: torch.Tensor) -> torch.Tensor:
+        """``R_q s``: the recurrent synapse's sum for spikes ``s`` ``[N, n]`` (float units, as ``synaptic_input``)."""
+        return torch.nn.functional.linear(s, quant.quantize_weight(scaled(self.recurrent.weight, self.input_scale)))
+
+    def _recurrent_steps(self, z: torch.Tensor) -> torch.Tensor:
+        """The neuron step by step, each step's input ``z[t] + R_q s[t-1]`` (its state kept across calls)."""
+        bias, saved = self.bias(), self.neuron.step_mode
+        steps = [z] if self.step_mode == "s" else list(z.unbind(0))
+        out = []
+        self.neuron.step_mode = "s"
+        try:
+            for z_t in steps:
+                if self._s_prev is not None:
+                    z_t = z_t + self.recurrent_input(self._s_prev)
+                s = self.neuron(z_t, bias=bias)
+                self._s_prev = s
+                out.append(s)
+        finally:
+            self.neuron.step_mode = saved
+        return out[0] if self.step_mode == "s" else torch.stack(out)
 
     def _delay(self, z: torch.Tensor) -> torch.Tensor:
         prev = self._z_prev
@@ -146,6 +185,7 @@ class BlockContainer(nn.Module):
 
     def extra_repr(self) -> str:
         extra = f", input_scale={self.input_scale:g}" if self.input_scale != 1.0 else ""
+        extra += ", recurrent" if self.recurrent is not None else ""
         return f"delay_shift={self.delay_shift}, step_mode={self.step_mode!r}{extra}"
 
 

@@ -7,6 +7,7 @@ stride = pool stride), because NetX cannot load ``pool``. Export refuses, with
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from .block import BlockContainer
 from .errors import ExportError
 from .netx import hdf5
 from .netx.spec import Dense, Flatten, Layer, NetSpec, Neuron, Shape
-from .translate import host, rule_for
+from .translate import host, rule_for, scaled
 
 __all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporter", "neuron"]
 
@@ -187,8 +188,12 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
     n = blk.neuron
     bias = blk.bias()
     bias = None if bias is None else host(quant.bias_mant(bias).reshape(-1))
-    return rule.to_netx(blk.synapse, blk.input_scale, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant),
-                        bias, where)
+    layer = rule.to_netx(blk.synapse, blk.input_scale, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant),
+                         bias, where)
+    if getattr(blk, "recurrent", None) is not None:  # NetX dense_rec
+        layer = dataclasses.replace(layer, weight_rec=host(quant.weight_mant(scaled(blk.recurrent.weight,
+                                                                                     blk.input_scale))))
+    return layer
 
 
 # --------------------------------------------------------------------------- refusals

@@ -301,3 +301,67 @@ def test_a_bias_into_a_decaying_current_is_refused_with_the_exact_alternatives()
         from_nir(g, dt=1e-3)
     g = _graph(nir.Affine(weight=np.ones((2, 4)), bias=np.full(2, 0.3)), nir.CubaLIF(tau_syn=np.full(2, 1e-3), **cuba))
     assert from_nir(g, dt=1e-3)[0].synapse.bias is not None  # tau_syn = dt: the bias is exact on the voltage
+
+
+def _rnn_graph(bias: bool, nested: bool, kind="CubaLIF"):
+    """Input -> Affine -> CubaLIF <-> Affine/Linear (the loop) -> Linear -> IF -> Output, flat or with the loop as
+    a subgraph node (snnTorch's RLeaky/RSynaptic form)."""
+    rng = np.random.default_rng(5)
+    n = 6
+    cuba = nir.CubaLIF(tau_syn=np.full(n, 1e-3 if bias else 2e-3), tau_mem=np.full(n, 4e-3), r=np.full(n, 4.0),
+                       v_leak=np.zeros(n), v_threshold=np.full(n, 1.0), w_in=np.full(n, 1.0)) if kind == "CubaLIF" \
+        else nir.LIF(tau=np.full(n, 4e-3), r=np.full(n, 4.0), v_leak=np.zeros(n), v_threshold=np.full(n, 1.0))
+    loop = nir.Affine(weight=rng.normal(0, 0.6, (n, n)), bias=np.full(n, 0.05)) if bias else \
+        nir.Linear(weight=rng.normal(0, 0.6, (n, n)))
+    nodes = {"in": nir.Input(input_type={"input": np.array([10])}),
+             "fc": nir.Affine(weight=rng.normal(0, 1.0, (n, 10)), bias=np.zeros(n))}
+    edges = [("in", "fc")]
+    if nested:
+        nodes["rnn"] = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([n])}), "lif": cuba,
+                                           "w_rec": loop, "output": nir.Output(output_type={"output": np.array([n])})},
+                                    edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+                                    type_check=False)
+        edges += [("fc", "rnn.input"), ("rnn.output", "fc2")]
+    else:
+        nodes.update(lif=cuba, w_rec=loop)
+        edges += [("fc", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "fc2")]
+    nodes.update(fc2=nir.Linear(weight=rng.normal(0, 1.0, (3, n))),
+                 out_if=nir.IF(r=np.full(3, 1e3), v_threshold=np.ones(3)),
+                 out=nir.Output(output_type={"output": np.array([3])}))
+    edges += [("fc2", "out_if"), ("out_if", "out")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+@pytest.mark.parametrize("bias, nested", [(False, False), (True, False), (False, True)])
+def test_a_recurrent_nir_layer_becomes_dense_rec_equal_to_lava(bias, nested, tmp_path):
+    """A CubaLIF with a recurrent Affine/Linear (flat, or a subgraph as snnTorch writes it; with a bias, tau_syn =
+    dt) -> a recurrent BlockContainer -> NetX dense_rec: Lava, emulate and the containers agree, and the loop
+    matters (the same net without it spikes differently)."""
+    net = from_nir(_rnn_graph(bias, nested), dt=1e-3)
+    assert net[0].recurrent is not None and net[1].recurrent is None
+    path = export(net, tmp_path / "r.net", net.input_shape)
+    assert sj2lava.load(path).layers[0].weight_rec is not None
+    x = spikes((40, 2, 10), 0.4, seed=9)
+    with torch.no_grad():
+        y = net(x)
+        first = net[0](x)
+        net[0].reset()
+        saved, net[0].recurrent = net[0].recurrent, None
+        without = net[0](x)
+        net[0].recurrent = saved
+        net[0].reset()
+    assert y.sum() > 0 and mismatches(first, without) > 0
+    assert mismatches(run_lava(path, x), y) == 0 and mismatches(emulate(path, x), y) == 0
+
+
+def test_other_loops_and_subgraphs_are_refused_by_name():
+    g = _rnn_graph(False, True)
+    sub = g.nodes["rnn"]
+    odd = dict(sub.nodes, extra=nir.Linear(weight=np.eye(6)))
+    g.nodes["rnn"] = nir.NIRGraph(nodes=odd, edges=sub.edges + [("lif", "extra")], type_check=False)
+    with pytest.raises(UnsupportedLayerError, match="'rnn' \\(NIRGraph\\): a subgraph other than a recurrent layer"):
+        from_nir(g, dt=1e-3)
+    with pytest.raises(UnsupportedLayerError, match="recurrent bias into a CubaLIF with tau_syn != dt"):
+        g = _rnn_graph(True, False)
+        g.nodes["lif"] = _rnn_graph(False, False).nodes["lif"]
+        from_nir(g, dt=1e-3)

@@ -81,6 +81,53 @@ def _chain(graph) -> List[str]:
     return order
 
 
+class _Chain:
+    """A graph's nodes and edges after its recurrent loops are folded into their neurons."""
+
+    def __init__(self, nodes: Dict[str, object], edges: List[Tuple[str, str]],
+                 recurrent: Dict[str, Tuple[str, object]]):
+        self.nodes, self.edges, self.recurrent = nodes, edges, recurrent
+
+
+def _fold_recurrence(graph) -> _Chain:
+    """The graph with every recurrent loop folded into its neuron: a neuron ``n`` (IF, LIF, CubaLIF) and a
+    Linear/Affine ``r`` with edges ``n -> r -> n`` and no others on ``r`` (NIR's form of an RNN layer, flat or as
+    a subgraph node ``Input -> n <-> r -> Output``, as snnTorch writes RLeaky/RSynaptic) becomes ``n`` with
+    ``recurrent[n] = (r's name, r)``. Any other subgraph is refused by name."""
+    nodes, edges, recurrent = dict(graph.nodes), [tuple(e) for e in graph.edges], {}
+    for name, node in list(nodes.items()):
+        if type(node).__name__ != "NIRGraph":
+            continue
+        inner = _fold_recurrence(node)
+        kinds = {k: type(v).__name__ for k, v in inner.nodes.items()}
+        neurons = [k for k, v in kinds.items() if v in _NEURONS]
+        if len(neurons) != 1 or len(inner.recurrent) != 1 or sorted(kinds.values()) != sorted(
+                ["Input", "Output", kinds[neurons[0]]]) or sorted(inner.edges) != sorted(
+                [(k, neurons[0]) for k, v in kinds.items() if v == "Input"] +
+                [(neurons[0], k) for k, v in kinds.items() if v == "Output"]):
+            raise UnsupportedLayerError(f"NIR node {name!r} (NIRGraph): a subgraph other than a recurrent layer "
+                                        "(Input -> neuron <-> Linear/Affine -> Output); sj2lava reads flat chains")
+        inside = f"{name}.{neurons[0]}"
+        nodes[inside] = inner.nodes[neurons[0]]
+        recurrent[inside] = (f"{name}.{next(iter(inner.recurrent.values()))[0]}",
+                             next(iter(inner.recurrent.values()))[1])
+        del nodes[name]
+        ends = {name, *(f"{name}.{k}" for k in inner.nodes)}
+        edges = [(inside if a in ends else a, inside if b in ends else b) for a, b in edges]
+    for n in [k for k, v in nodes.items() if type(v).__name__ in _NEURONS]:
+        loops = [r for a, r in edges if a == n and (r, n) in edges and type(nodes.get(r)).__name__ in
+                 ("Linear", "Affine")]
+        for r in loops:
+            if sum(r in e for e in edges) != 2:
+                raise UnsupportedLayerError(f"NIR node {r!r} ({type(nodes[r]).__name__}): it closes a loop on {n!r} "
+                                            "and also connects elsewhere; sj2lava reads a recurrent layer only")
+            if n in recurrent:
+                raise UnsupportedLayerError(f"NIR node {n!r}: more than one recurrent loop")
+            recurrent[n] = (r, nodes.pop(r))
+            edges = [e for e in edges if r not in e]
+    return _Chain(nodes, edges, recurrent)
+
+
 def _input_shape(node) -> Tuple[int, ...]:
     shape = tuple(int(s) for s in np.asarray(node.input_type["input"]).reshape(-1))
     if len(shape) in (2, 4):  # a leading batch dimension (snnTorch exports one)
@@ -141,6 +188,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     # so its check is skipped here; sj2lava.export checks every shape.
     graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
         else graph_or_path
+    graph = _fold_recurrence(graph)
     blocks: List[BlockContainer] = []
     notes: List[str] = []
     synapse: Optional[nn.Module] = None
@@ -198,7 +246,11 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
         elif kind in _NEURONS:
             if synapse is None:
                 raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
-            blocks.append(_neuron_block(node, kind, synapse, dt, where))
+            rec = graph.recurrent.get(name)
+            if rec is not None and not isinstance(synapse, nn.Linear):
+                raise UnsupportedLayerError(f"{where}: a recurrent loop (NIR node {rec[0]!r}) after a "
+                                            f"{type(synapse).__name__}; NetX's dense_rec follows a dense synapse")
+            blocks.append(_neuron_block(node, kind, synapse, dt, where, rec))
             if reset == "subtract":
                 notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
             synapse, pool = None, None
@@ -300,6 +352,19 @@ def _rescale(b: BlockContainer, where: str, notes: List[str]) -> None:
             limits[f"{what} (24 bits)"] = quant.STATE_MAX / bound
     bound = min(limits, key=limits.get)
     a = limits[bound]
+
+    def excess(a: float) -> float:  # the worst state bound of the quantized layer at scale a, over 2^23 - 1
+        q = quant.weight_mant(w * a).abs().reshape(w.shape[0], -1).sum(1).max()
+        qb = 0 if bias is None else quant.bias_mant(bias * a).abs().max()
+        bounds = state_bounds(float(q) * quant.W_SCALE, b.neuron.i_decay, b.neuron.v_decay,
+                              quant.threshold_mant(th * a) * quant.W_SCALE, float(qb) * quant.W_SCALE)
+        return max(v for v, _ in bounds) / quant.STATE_MAX
+
+    for _ in range(8):  # rounding to the grid can push a bound just past 2^23: step back until it holds
+        over = excess(a)
+        if over <= 1.0:
+            break
+        a *= (1 - 1e-3) / over
     if a == 1.0:
         return
     b.input_scale *= a
@@ -310,11 +375,15 @@ def _rescale(b: BlockContainer, where: str, notes: List[str]) -> None:
 
 
 def _effective_weight(b: BlockContainer) -> torch.Tensor:
-    """The block's float weights times its input scale, per output row (a pool: its one tap weight)."""
+    """The block's float weights times its input scale, per output row (a pool: its one tap weight; a recurrent
+    layer: its input and recurrent weights side by side)."""
     syn = b.synapse
     if isinstance(syn, SumPool2d):
         return torch.full((1, syn.kernel_size[0] * syn.kernel_size[1]), syn.weight * b.input_scale)
-    return syn.weight.detach() * b.input_scale
+    w = syn.weight.detach()
+    if b.recurrent is not None:
+        w = torch.cat([w, b.recurrent.weight.detach()], 1)
+    return w * b.input_scale
 
 
 def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:
@@ -328,7 +397,8 @@ def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:
             "IF) needs dt = 1; otherwise check dt, or let rescale=True fill the grid.")
 
 
-def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str) -> BlockContainer:
+def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
+                  rec: Optional[Tuple[str, object]] = None) -> BlockContainer:
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and _scalar(v_reset, "v_reset", where) != 0.0:
         raise UnsupportedLayerError(f"{where}: v_reset != 0 has no CUBA equivalent (Loihi resets v to 0)")
@@ -368,9 +438,28 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str) ->
                 synapse.bias = nn.Parameter(extra)
             else:
                 synapse.bias.add_(extra)
+    recurrent = None
+    if rec is not None:  # the loop's weights R: the neuron's input is W x + R s, both scaled alike
+        r = _synapse(rec[1], type(rec[1]).__name__, f"NIR node {rec[0]!r} ({type(rec[1]).__name__})")
+        n = synapse.out_features
+        if (r.in_features, r.out_features) != (n, n):
+            raise UnsupportedLayerError(f"NIR node {rec[0]!r}: a recurrent weight of shape {tuple(r.weight.shape)} on "
+                                        f"{n} neurons")
+        recurrent = nn.Linear(n, n, bias=False)
+        with torch.no_grad():
+            recurrent.weight.copy_(r.weight)
+            if r.bias is not None:  # a constant input every step, like the synapse's bias
+                if cd < 1.0 - 1e-9:
+                    raise UnsupportedLayerError(
+                        f"NIR node {rec[0]!r}: a recurrent bias into a CubaLIF with tau_syn != dt enters the decaying "
+                        "current, which NetX's voltage bias cannot express; use tau_syn = dt or v_leak")
+                if synapse.bias is None:
+                    synapse.bias = nn.Parameter(r.bias.detach().clone())
+                else:
+                    synapse.bias.add_(r.bias)
     node_ = CubaLIFNode(min(cd, 1.0), min(vd, 1.0), th)
     node_.input_scale = scale
-    return BlockContainer(synapse, node_, "m")
+    return BlockContainer(synapse, node_, "m", recurrent=recurrent)
 
 
 def _leak(v_leak, synapse: nn.Module, where: str):
