@@ -33,7 +33,7 @@ from .layers import SumPool2d, pair
 from .neuron import is_neuron, neuron_notes, to_cuba
 from .translate import find_rule, rule_for
 
-__all__ = ["convert", "block", "register_block_reader", "register_dropout"]
+__all__ = ["convert", "block", "register_block_reader", "register_dropout", "register_recurrence"]
 
 _Leaf = Tuple[str, nn.Module]
 
@@ -108,7 +108,9 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 syn = _conv_then_pool(syn, leaves[j], path, notes)
                 i = j + 1
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
-            blocks.append(block(syn, _cuba(neu, leaves[i - 1][0], approximate, notes), leaves[i - 1][0]))
+            where = leaves[i - 1][0]
+            rec = _recurrence(neu, syn, where)
+            blocks.append(block(syn, _cuba(neu, where, approximate, notes), where, recurrent=rec))
             continue
         if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
             j = _skip_dropout(leaves, i + 1)
@@ -252,6 +254,23 @@ def register_dropout(recognises: Callable[[nn.Module], bool]) -> None:
     _DROPOUTS.append(recognises)
 
 
+_Recurrence = Tuple[Callable[[nn.Module], bool], Callable[[nn.Module, nn.Module, str], Optional[nn.Linear]]]
+_RECURRENCES: List[_Recurrence] = []
+
+
+def register_recurrence(recognises: Callable[[nn.Module], bool],
+                        read: Callable[[nn.Module, nn.Module, str], Optional[nn.Linear]]) -> None:
+    """A neuron type that carries its own recurrent synapse (snnTorch's ``RLeaky``): ``read(neuron, synapse,
+    where)`` returns it as an ``nn.Linear(n, n, bias=False)`` (folding a bias it has into ``synapse``'s, or
+    refusing it by name), for a recurrent BlockContainer."""
+    _RECURRENCES.append((recognises, read))
+
+
+def _recurrence(neu: nn.Module, syn: nn.Module, where: str) -> Optional[nn.Linear]:
+    read = next((read for recognises, read in _RECURRENCES if recognises(neu)), None)
+    return None if read is None else read(neu, syn, where)
+
+
 def _block_reader(m: nn.Module):
     return next((read for recognises, read in _BLOCK_READERS if recognises(m)), None)
 
@@ -308,10 +327,10 @@ def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn
     return node
 
 
-def block(syn: nn.Module, neu: nn.Module, where: str) -> BlockContainer:
-    """``BlockContainer(syn, neu, 'm')``, its errors prefixed with the module path ``where``."""
+def block(syn: nn.Module, neu: nn.Module, where: str, recurrent: Optional[nn.Linear] = None) -> BlockContainer:
+    """``BlockContainer(syn, neu, 'm', recurrent=recurrent)``, its errors prefixed with the module path ``where``."""
     try:
-        return BlockContainer(syn, neu, "m")
+        return BlockContainer(syn, neu, "m", recurrent=recurrent)
     except UnsupportedLayerError as e:
         raise UnsupportedLayerError(f"{where}: {e}") from None
 

@@ -123,7 +123,29 @@ def test_other_lava_dl_blocks_are_refused_by_name(slayer):
     sd = dict(threshold=0.1, activation=torch.relu)
     for blk, name in [(slayer.block.cuba.Dense(p, 4, 3, delay=True), "axonal delays"),
                       (slayer.block.cuba.Affine(p, 4, 3), "cuba.Affine"),
-                      (slayer.block.cuba.Recurrent(p, 4, 3), "cuba.Recurrent"),
                       (slayer.block.sigma_delta.Dense(sd, 4, 3), "sigma_delta.Dense")]:
         with pytest.raises(UnsupportedLayerError, match=f"^0 \\(lava-dl .*{name}"):
             convert(nn.Sequential(blk))
+
+
+def test_lava_dl_recurrent_blocks_convert_to_recurrent_containers_equal_to_them(slayer, tmp_path):
+    """slayer.block.cuba.Recurrent: s[t] = f(W x[t] + R s[t-1]), output delayed a step. The recurrent
+    BlockContainer equals it spike for spike, trains (gradients reach W and R), and its dense_rec .net equals it
+    in Lava."""
+    torch.manual_seed(4)
+    p = dict(threshold=0.6, current_decay=0.3, voltage_decay=0.1)
+    net = nn.Sequential(slayer.block.cuba.Recurrent(p, 12, 8, weight_scale=4),
+                        slayer.block.cuba.Dense(p, 8, 4, weight_scale=4))
+    x = spikes((30, 2, 12), 0.4, seed=6)
+    ref = lava_forward(net, x)
+    blocks = convert(net)
+    assert blocks[0].recurrent is not None
+    with torch.no_grad():
+        y = blocks(x)
+    assert y.sum() > 0 and mismatches(y, ref) == 0
+    path = export(blocks, tmp_path / "r.net", (12,))
+    assert load(path).layers[0].weight_rec is not None and mismatches(run_lava(path, x), y) == 0
+    blocks[0].reset()
+    blocks[1].reset()
+    blocks(x).sum().backward()
+    assert blocks[0].synapse.weight.grad.abs().sum() > 0 and blocks[0].recurrent.weight.grad.abs().sum() > 0

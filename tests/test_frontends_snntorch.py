@@ -129,3 +129,69 @@ def test_approximate_converts_subtract_reset_with_a_warning_and_a_note(tmp_path)
     x = spikes((16, 2, 10), 0.5, seed=4)
     report = verify(net, path, x, lava_samples=1, containers=blocks)
     assert report.exact and "approximated" in str(report)
+
+
+def _recurrent_net(kind: str, all_to_all: bool = True, rec_bias: bool = False):
+    """Linear -> RLeaky/RSynaptic (zero reset, reset_delay=False) -> Linear -> Leaky, with weights on Loihi's 2/64
+    grid and decays on its 1/4096 grid (beta = 1: no leak), so float and fixed point compute the same numbers."""
+    torch.manual_seed(2)
+    # init_hidden=False: snnTorch 1.0.0's RSynaptic(reset_delay=False) fails with init_hidden=True (it divides
+    # its spk argument, None there); the test passes the states itself (_snn_steps)
+    kw = dict(init_hidden=False, reset_mechanism="zero", reset_delay=False)
+    if kind == "RLeaky":
+        size = dict(linear_features=8) if all_to_all else dict(V=0.5)
+        rnn = snn.RLeaky(beta=1.0, all_to_all=all_to_all, **size, **kw)
+    else:
+        rnn = snn.RSynaptic(alpha=0.0, beta=1.0, linear_features=8, all_to_all=all_to_all, V=0.5, **kw)
+    net = nn.Sequential(nn.Linear(12, 8, bias=False), rnn, nn.Linear(8, 4, bias=False),
+                        snn.Leaky(beta=1.0, reset_mechanism="zero"))
+    with torch.no_grad():
+        for m in (net[0], net[2]):
+            m.weight.copy_(torch.round(m.weight * 192) / 32)
+        if all_to_all:
+            rnn.recurrent.weight.copy_(torch.round(rnn.recurrent.weight * 96) / 32)
+            rnn.recurrent.bias.copy_(torch.full((8,), 3 / 64) if rec_bias else torch.zeros(8))
+    return net
+
+
+def _snn_steps(net, x):
+    """snnTorch's own forward, one step per call with explicit states (RLeaky / RSynaptic, then Leaky)."""
+    fc, rnn, fc2, out = net
+    spk = torch.zeros(x.shape[1], 8)
+    syn, mem, mem2, ys = torch.zeros_like(spk), torch.zeros_like(spk), torch.zeros(x.shape[1], 4), []
+    with torch.no_grad():
+        for t in range(x.shape[0]):
+            if isinstance(rnn, snn.RSynaptic):
+                spk, syn, mem = rnn(fc(x[t]), spk, syn, mem)
+            else:
+                spk, mem = rnn(fc(x[t]), spk, mem)
+            y, mem2 = out(fc2(spk), mem2)
+            ys.append(y)
+    return torch.stack(ys)
+
+
+@pytest.mark.parametrize("kind, all_to_all", [("RLeaky", True), ("RLeaky", False)])
+def test_recurrent_snntorch_neurons_convert_to_dense_rec(kind, all_to_all, tmp_path):
+    """RLeaky (all-to-all, or one-to-one V) -> a recurrent BlockContainer -> NetX dense_rec: equal to the snnTorch
+    model one step later per layer (Loihi's synaptic delay), and to Lava."""
+    net = _recurrent_net(kind, all_to_all)
+    x = spikes((30, 2, 12), 0.5, seed=3)
+    ref = _snn_steps(net, x)
+    blocks = convert(net)
+    assert blocks[0].recurrent is not None
+    with torch.no_grad():
+        y = blocks(x)
+    assert y.sum() > 0 and mismatches(y[2:], ref[:-2]) == 0
+    path = export(blocks, tmp_path / "r.net", (12,))
+    assert mismatches(run_lava(path, x), y) == 0
+
+
+def test_recurrent_snntorch_refusals():
+    net = _recurrent_net("RLeaky", rec_bias=True)
+    assert convert(net)[0].synapse.bias is not None  # RLeaky: a recurrent bias is a constant input, exact
+    with pytest.raises(UnsupportedLayerError, match="RSynaptic has no exact Loihi form"):
+        convert(_recurrent_net("RSynaptic"))
+    late = nn.Sequential(nn.Linear(4, 8), snn.RLeaky(beta=0.5, linear_features=8, init_hidden=True,
+                                                     reset_mechanism="zero"))  # reset_delay=True: late
+    with pytest.raises(UnsupportedLayerError, match="RLeaky\\(reset_delay=True\\)"):
+        convert(late)

@@ -250,6 +250,8 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
     ``delay_shift``, and a bias that :func:`lava_block` wrote as the neuron's ``norm``."""
     kind = _lava_kind(blk)
     where = f"{path} (lava-dl {type(blk).__module__.rsplit('.', 1)[-1]}.{type(blk).__name__})"
+    if type(blk).__module__ == "lava.lib.dl.slayer.block.cuba" and type(blk).__name__ == "Recurrent":
+        return _from_slayer_recurrent(blk, where)
     if kind is None:
         raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool and Flatten blocks; "
                                     "this one has no converter yet")
@@ -259,11 +261,7 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
         raise UnsupportedLayerError(f"{where}: axonal delays (delay=True) have no BlockContainer form yet; build the "
                                     "block with delay=False, or export the lava-dl model itself to run its delays")
     syn = blk.synapse
-    with torch.no_grad():
-        w = torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)) / quant.W_SCALE
-    if not torch.equal(quant.quantize_weight(w), w):
-        raise UnsupportedLayerError(f"{where}: its quantized weights leave Loihi's 8-bit grid (weight_exponent != 0 "
-                                    "or weight scaling); build it with the default weight_scale and exponent")
+    w = _grid_weight(syn, where)
     neuron = copy.deepcopy(blk.neuron)
     norm, bias = getattr(neuron, "norm", None), None
     if norm is not None:
@@ -296,6 +294,37 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
         if bias is not None:
             new.bias.copy_(bias.reshape(-1))
     return BlockContainer(new, neuron, "m", delay_shift=bool(blk.delay_shift))
+
+
+def _grid_weight(syn: nn.Module, where: str) -> torch.Tensor:
+    """A slayer synapse's quantized weights (``pre_hook_fx``) in float units, checked to lie on Loihi's grid."""
+    with torch.no_grad():
+        w = torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)) / quant.W_SCALE
+    if not torch.equal(quant.quantize_weight(w), w):
+        raise UnsupportedLayerError(f"{where}: its quantized weights leave Loihi's 8-bit grid (weight_exponent != 0 "
+                                    "or weight scaling); build it with the default weight_scale and exponent")
+    return w
+
+
+def _from_slayer_recurrent(blk: nn.Module, where: str) -> BlockContainer:
+    """lava-dl's ``cuba.Recurrent`` (``s[t] = f(W x[t] + R s[t-1])``, its output delayed one step by
+    ``delay_shift``): the recurrent BlockContainer, whose spikes equal that output (Lava's timing)."""
+    if getattr(blk, "delay", None) is not None:
+        raise UnsupportedLayerError(f"{where}: axonal delays (delay=True) have no BlockContainer form yet")
+    if getattr(blk, "bias", None) is not None:
+        raise UnsupportedLayerError(f"{where}: its bias is added to the current input, which NetX's voltage bias "
+                                    "only equals with current_decay = 1; build it without a bias")
+    if getattr(blk.neuron, "norm", None) is not None:
+        raise UnsupportedLayerError(f"{where}: its neuron has a norm, which NetX does not run; use norm=None")
+    if not blk.delay_shift:
+        raise UnsupportedLayerError(f"{where}: delay_shift=False; Lava delays every layer by one step")
+    w_in, w_rec = _grid_weight(blk.input_synapse, where), _grid_weight(blk.recurrent_synapse, where)
+    n = int(blk.input_synapse.out_channels)
+    syn, rec = nn.Linear(int(blk.input_synapse.in_channels), n, bias=False), nn.Linear(n, n, bias=False)
+    with torch.no_grad():
+        syn.weight.copy_(w_in.reshape(w_in.shape[:2]))
+        rec.weight.copy_(w_rec.reshape(w_rec.shape[:2]))
+    return BlockContainer(syn, copy.deepcopy(blk.neuron), "m", recurrent=rec)
 
 
 register_block_reader(_is_slayer_block, _from_slayer_block)

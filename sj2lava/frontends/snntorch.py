@@ -1,5 +1,6 @@
 """snnTorch: ``Leaky`` and ``Synaptic`` neurons (``reset_mechanism='zero'``; ``'subtract'`` approximated on
-request), and the NIR graph snnTorch exports for a model (:func:`snntorch_to_nir`).
+request), ``RLeaky`` (a recurrent BlockContainer, NetX ``dense_rec``; ``RSynaptic`` is refused: its reset is late
+whatever ``reset_delay`` says), and the NIR graph snnTorch exports for a model (:func:`snntorch_to_nir`).
 
 ``Leaky(beta)`` -> CUBA (1, 1 - beta); ``Synaptic(alpha, beta, reset_delay=False)`` -> (1 - alpha, 1 - beta).
 A learnable beta/alpha becomes a learnable decay; the spike function is kept as the surrogate and the reset
@@ -14,6 +15,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..convert import register_recurrence
 from ..errors import UnsupportedLayerError
 from ..neuron import CubaLIFNode, NeuronRule, from_package, register_neuron, unsupported_neuron
 
@@ -46,10 +48,16 @@ def _from_snntorch(neuron: nn.Module, where: str, approximate: bool) -> CubaLIFN
     elif reset != "zero":
         raise UnsupportedLayerError(f"{where}: {name}(reset_mechanism={reset!r}) is not supported; "
                                     "use reset_mechanism='zero'.")
-    if name == "Synaptic" and getattr(neuron, "reset_delay", True):
+    if name == "RSynaptic":
         raise UnsupportedLayerError(
-            f"{where}: snnTorch Synaptic(reset_delay=True) (the default) resets one step late, which Loihi's "
-            "CUBA neuron does not do. Use Synaptic(..., reset_delay=False) and retrain."
+            f"{where}: snnTorch 1.0.0's RSynaptic has no exact Loihi form: with reset_delay=True it zeroes mem one "
+            "step after a spike, that step's input included, and with reset_delay=False its immediate reset is "
+            "computed but not kept (the same late reset). Use RLeaky, or Synaptic with the recurrence as an "
+            "explicit layer, and retrain.")
+    if name in ("Synaptic", "RLeaky") and getattr(neuron, "reset_delay", True):
+        raise UnsupportedLayerError(
+            f"{where}: snnTorch {name}(reset_delay=True) (the default) resets one step late, which Loihi's "
+            f"CUBA neuron does not do. Use {name}(..., reset_delay=False) and retrain."
         )
     if float(getattr(neuron, "graded_spikes_factor", 1.0)) != 1.0:
         raise UnsupportedLayerError(f"{where}: graded spikes (graded_spikes_factor != 1) are not supported; "
@@ -57,7 +65,7 @@ def _from_snntorch(neuron: nn.Module, where: str, approximate: bool) -> CubaLIFN
     if getattr(neuron, "inhibition", False) or getattr(neuron, "state_quant", False):
         raise UnsupportedLayerError(f"{where}: {name} with inhibition or state_quant is not supported.")
     beta, learn_b = _scalar(neuron.beta, "beta", where)
-    alpha, learn_a = _scalar(neuron.alpha, "alpha", where) if name == "Synaptic" else (0.0, False)
+    alpha, learn_a = _scalar(neuron.alpha, "alpha", where) if name in ("Synaptic", "RSynaptic") else (0.0, False)
     threshold, _ = _scalar(neuron.threshold, "threshold", where)
     node = CubaLIFNode(
         1.0 - min(max(alpha, 0.0), 1.0), 1.0 - min(max(beta, 0.0), 1.0), threshold,
@@ -72,9 +80,47 @@ def _recognises(m: nn.Module) -> bool:
 
 
 def _to_cuba(neuron: nn.Module, where: str, approximate: bool) -> Tuple[CubaLIFNode, float]:
-    if not (from_package(neuron, "snntorch") and type(neuron).__name__ in ("Leaky", "Synaptic")):
+    if not (from_package(neuron, "snntorch") and type(neuron).__name__ in ("Leaky", "Synaptic", "RLeaky",
+                                                                            "RSynaptic")):
         raise unsupported_neuron(neuron, where)
     return _from_snntorch(neuron, where, approximate), 1.0
+
+
+def _is_recurrent(m: nn.Module) -> bool:
+    return from_package(m, "snntorch") and type(m).__name__ in ("RLeaky", "RSynaptic")
+
+
+def _recurrent_synapse(neuron: nn.Module, synapse: nn.Module, where: str) -> nn.Linear:
+    """``RLeaky``'s recurrent synapse ``R`` (``mem`` gets ``input + R(spk[t-1])``) as an ``nn.Linear(n, n,
+    bias=False)``: all-to-all linear as is, one-to-one (``V``) as ``diag(V)``. Its bias is a constant input,
+    folded into ``synapse``'s bias (RLeaky has no synaptic current: exact)."""
+    name = type(neuron).__name__
+    n = getattr(synapse, "out_features", None)
+    if n is None:
+        raise UnsupportedLayerError(f"{where}: snnTorch {name} after a {type(synapse).__name__}; NetX's recurrent "
+                                    "layer (dense_rec) follows a dense synapse (nn.Linear)")
+    rec = neuron.recurrent
+    out = nn.Linear(n, n, bias=False)
+    with torch.no_grad():
+        if getattr(neuron, "all_to_all", True):
+            if not isinstance(rec, nn.Linear) or (rec.in_features, rec.out_features) != (n, n):
+                raise UnsupportedLayerError(f"{where}: snnTorch {name} with a {type(rec).__name__} recurrent "
+                                            f"synapse; NetX's dense_rec needs an all-to-all Linear({n}, {n})")
+            out.weight.copy_(rec.weight)
+            bias = rec.bias
+        else:  # one-to-one: V * spk
+            v = torch.as_tensor(neuron.V).detach().float().reshape(-1)
+            out.weight.copy_(torch.diag(v.expand(n)))
+            bias = None
+        if bias is not None and bool((bias != 0).any()):
+            if synapse.bias is None:
+                synapse.bias = nn.Parameter(bias.detach().clone())
+            else:
+                synapse.bias.add_(bias)
+    return out
+
+
+register_recurrence(_is_recurrent, _recurrent_synapse)
 
 
 def _note(names: List[str]) -> Optional[str]:
