@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-from .block import BlockContainer
+from .block import BlockContainer, InputBlock
 from .convert import convert
 from .emulator import emulate
 from .errors import ExportError, NetFileError, UnsupportedLayerError
@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockContainer",
     "CubaLIFNode",
+    "InputBlock",
     "Evaluation",
     "ExportError",
     "NetFileError",
@@ -85,7 +86,7 @@ def reset_net(net) -> None:
 
 class _QuietSJReset(_logging.Filter):
     _prefix = "Trying to call `reset()` of "
-    _ours = ("CubaLIFNode(", "BlockContainer(")
+    _ours = ("CubaLIFNode(", "BlockContainer(", "InputBlock(")
 
     def filter(self, record: _logging.LogRecord) -> bool:
         msg = str(record.msg)

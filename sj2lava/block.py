@@ -29,7 +29,7 @@ from .errors import UnsupportedLayerError
 from .neuron import CubaLIFNode, check_step_mode, to_cuba
 from .translate import rule_for, scaled
 
-__all__ = ["BlockContainer", "run_blocks"]
+__all__ = ["BlockContainer", "InputBlock", "run_blocks"]
 
 
 class BlockContainer(nn.Module):
@@ -208,3 +208,93 @@ def run_blocks(blocks, x: torch.Tensor) -> List[torch.Tensor]:
             if b.neuron is not None:
                 outs.append(h)
     return outs
+
+
+class InputBlock(nn.Module):
+    """A first layer fed the analog input every step, deployed as input neurons driven by their bias (NetX's
+    ``Input`` block with a bias image per sample, as lava-dl's PilotNet-LIF runs).
+
+    The ``encoder`` (a ``Conv2d`` / ``Linear``, any float weights, BatchNorm folded in) runs on the host, once per
+    sample: its output is a constant current, which Loihi adds to the neurons' voltage every step::
+
+        b = bias_mant(input_scale * encoder(x)) / 64     per neuron and sample, 1/64 grid, 13 bits (|b| < 64)
+        u[t] = 0;  v[t] = rs0(v[t-1] * (4096 - vDecay)) + b;  s[t] = v[t] > vTh;  v = 0 where s
+
+    from the first step (input neurons have no synapse, so no synaptic delay). ``x`` must be the same at every
+    step (a static image repeated T times); the file's input layer has the encoder's output shape, and
+    :meth:`input_bias` gives ``emulate`` / ``run_lava`` their ``input_bias``.
+
+    Args:
+        encoder: the host-side synapse (``nn.Conv2d`` or ``nn.Linear``, with its bias).
+        neu: any neuron :func:`sj2lava.to_cuba` accepts.
+        step_mode: ``'m'`` (input ``[T, N, *]``) or ``'s'`` (``[N, *]`` per call).
+    """
+
+    kind = "input"
+
+    def __init__(self, encoder: nn.Module, neu: nn.Module, step_mode: str = "m"):
+        super().__init__()
+        where = f"InputBlock({type(encoder).__name__})"
+        if not isinstance(encoder, (nn.Conv2d, nn.Linear)):
+            raise UnsupportedLayerError(f"{where}: the host-side encoder must be an nn.Conv2d or nn.Linear")
+        self.encoder = _plain(encoder)
+        self.neuron, self.input_scale = to_cuba(neu, with_input_scale=True, where=f"{where}.neuron "
+                                                f"({type(neu).__name__})")
+        self.step_mode = step_mode
+        self.input_shape: Optional[tuple] = None
+        self.recurrent = None
+        self.delay_shift = True
+
+    @property
+    def step_mode(self) -> str:
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        self._step_mode = check_step_mode(value)
+        self.neuron.step_mode = value
+
+    def reset(self) -> None:
+        self.neuron.reset()
+
+    def current(self, x: torch.Tensor) -> torch.Tensor:
+        """The quantized constant current ``b`` (float, 1/64 grid, 13 bits) for one step's input ``x`` ``[N, *]``."""
+        z = self.encoder(x) * self.input_scale
+        return quant.quantize_bias(z).clamp(quant.BIAS_MANT_MIN / quant.W_SCALE, quant.BIAS_MANT_MAX / quant.W_SCALE)
+
+    def input_bias(self, x: torch.Tensor) -> torch.Tensor:
+        """The neurons' ``bias_mant`` (int32, ``[N, *out]``) for analog input ``x`` ``[N, *in]`` or ``[T, N, *in]``
+        (its first step): what ``emulate(path, input_bias=...)`` and ``run_lava`` take."""
+        per_sample = 2 if isinstance(self.encoder, nn.Linear) else 4  # [N, F] or [N, C, H, W]
+        with torch.no_grad():
+            return quant.bias_mant(self.current(x[0] if x.dim() > per_sample else x)).to(torch.int32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.step_mode == "s":
+            self.input_shape = tuple(x.shape[1:])
+            b = self.current(x)
+            return self.neuron(torch.zeros_like(b), bias=b)
+        self.input_shape = tuple(x.shape[2:])
+        if not torch.equal(x, x[:1].expand_as(x)):
+            raise ValueError("InputBlock: the input differs between steps; a constant current (the input "
+                             "neurons' bias) needs the same analog input at every step")
+        b = self.current(x[0])
+        return self.neuron(torch.zeros((x.shape[0], *b.shape), dtype=b.dtype, device=b.device), bias=b)
+
+    def extra_repr(self) -> str:
+        return f"step_mode={self.step_mode!r}" + (f", input_scale={self.input_scale:g}" if self.input_scale != 1.0
+                                                  else "")
+
+
+def _plain(m: nn.Module) -> nn.Module:
+    """A subclass of ``nn.Conv2d`` / ``nn.Linear`` (SpikingJelly's multi-step ``layer.Conv2d``) as the plain torch
+    module with the same parameters, which takes one step ``[N, *]``."""
+    if type(m) in (nn.Conv2d, nn.Linear):
+        return m
+    if isinstance(m, nn.Linear):
+        new: nn.Module = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+    else:
+        new = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                        bias=m.bias is not None, padding_mode=m.padding_mode)
+    new.load_state_dict(m.state_dict())
+    return new

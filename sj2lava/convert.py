@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import quant
-from .block import BlockContainer, run_blocks
+from .block import BlockContainer, InputBlock, run_blocks
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
 from .neuron import is_neuron, neuron_notes, to_cuba
@@ -39,7 +39,8 @@ _Leaf = Tuple[str, nn.Module]
 
 
 def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
-            order: Optional[Sequence[str]] = None, approximate: bool = False) -> nn.Sequential:
+            order: Optional[Sequence[str]] = None, approximate: bool = False,
+            direct_input: bool = False) -> nn.Sequential:
     """Turn a trained spiking net into an equivalent ``nn.Sequential`` of :class:`BlockContainer`.
 
     Args:
@@ -50,6 +51,10 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             layers are members rather than a Sequential (e.g. snnTorch's ``fc1, lif1, fc2, lif2``).
         approximate: accept neurons with no exact Loihi form (snnTorch's subtract reset) by the
             nearest CUBA neuron, with a warning and a conversion note.
+        direct_input: the model's first layer takes the analog input (the same image every step, SpikingJelly's
+            usual classifier): its synapse (BatchNorm folded) runs on the host and its neurons become the file's
+            input neurons, driven by that current as their bias (:class:`~sj2lava.block.InputBlock`; its
+            ``input_bias(x)`` feeds ``emulate`` / ``run_lava``). The bias is rounded to 1/64 and clipped to 13 bits.
 
     Returns:
         ``nn.Sequential`` of BlockContainers in multi-step mode with Lava's timing
@@ -109,6 +114,14 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 i = j + 1
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
             where = leaves[i - 1][0]
+            if direct_input and not blocks:
+                try:
+                    blocks.append(InputBlock(syn, _cuba(neu, where, approximate, notes)))
+                except UnsupportedLayerError as e:
+                    raise UnsupportedLayerError(f"{where}: {e}") from None
+                notes.append(f"{path}: the first layer's {type(m).__name__} runs on the host (direct input): its "
+                             f"output is the input neurons' bias ({where}), rounded to 1/64 and clipped to 13 bits")
+                continue
             rec = _recurrence(neu, syn, where)
             blocks.append(block(syn, _cuba(neu, where, approximate, notes), where, recurrent=rec))
             continue

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from . import quant
-from .block import BlockContainer
+from .block import BlockContainer, InputBlock
 from .errors import ExportError
 from .netx import hdf5
-from .netx.spec import Dense, Flatten, Layer, NetSpec, Neuron, Shape
+from .netx.spec import Dense, Flatten, InputNeurons, Layer, NetSpec, Neuron, Shape
 from .translate import host, rule_for, scaled
 
 __all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporter", "neuron"]
@@ -59,8 +59,17 @@ def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[
         raise ExportError("export: the model has no blocks")
     shape = net_input = _input_shape(blocks, input_shape)
     layers: List[Layer] = []
+    if isinstance(blocks[0], InputBlock):  # its encoder runs on the host: the file starts at its neurons
+        shape = net_input = _encoded_shape(blocks[0], shape)
     for i, blk in enumerate(blocks):
         where = f"block {i} ({type(blk).__name__})"
+        if isinstance(blk, InputBlock):
+            if i:
+                raise ExportError(f"export: {where}: an InputBlock (input neurons) can only be the first block")
+            _check_finite(blk, where)
+            n = blk.neuron
+            layers.append(InputNeurons(shape, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant)))
+            continue
         layer = _layer(blk, shape, where, strict)
         if isinstance(layer, Flatten) and (not layers or len(shape) == 1):
             # NetX cannot start with a flatten: a leading one is just the input's layout.
@@ -92,6 +101,17 @@ def _blocks(model) -> Iterable[nn.Module]:
             yield m
 
 
+def _encoded_shape(blk: InputBlock, shape: Shape) -> Shape:
+    """The shape of an InputBlock's encoder output (its input neurons) for per-sample input ``shape``."""
+    try:
+        with torch.no_grad():
+            p = next(blk.encoder.parameters())
+            out = blk.encoder(torch.zeros(1, *shape, dtype=p.dtype, device=p.device))
+    except RuntimeError as e:
+        raise ExportError(f"export: the InputBlock's encoder does not take input of shape {shape}: {e}") from None
+    return tuple(int(v) for v in out.shape[1:])
+
+
 def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Shape:
     if given is not None:
         shape = tuple(int(s) for s in given)
@@ -99,8 +119,10 @@ def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Sha
             raise ExportError(f"export: input_shape {tuple(given)} must be (C, H, W) or (features,)")
         return shape
     first = blocks[0]
-    if isinstance(first, BlockContainer) and first.input_shape is not None:
+    if isinstance(first, (BlockContainer, InputBlock)) and first.input_shape is not None:
         return tuple(first.input_shape)
+    if isinstance(first, InputBlock) and isinstance(first.encoder, nn.Linear):
+        return (first.encoder.in_features,)
     if isinstance(first, BlockContainer) and first.kind == "dense":
         return (first.synapse.in_features,)
     exporter = _exporter(first)

@@ -196,3 +196,49 @@ def test_an_untraceable_forward_is_read_in_registration_order_with_a_warning(sj)
     with pytest.warns(UserWarning, match="could not be traced"):
         blocks = convert(_Branchy(sj))
     assert any("could not be traced" in n for n in blocks.conversion_notes)
+
+
+def _direct_input_net(sj):
+    """SpikingJelly's usual classifier shape: the analog image into conv + BN + IF at every step."""
+    torch.manual_seed(0)
+    L, N = sj.layer, sj.neuron
+    net = nn.Sequential(L.Conv2d(1, 6, 3, padding=1, bias=False), L.BatchNorm2d(6), N.IFNode(),
+                        L.AvgPool2d(2), N.IFNode(), L.Flatten(), L.Linear(6 * 4 * 4, 5), N.IFNode())
+    sj.functional.set_step_mode(net, "m")
+    with torch.no_grad():
+        bn = net[1]
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+        bn.weight.uniform_(1, 2)
+        bn.bias.uniform_(-0.2, 0.3)
+        net[6].weight.mul_(4)
+    return net
+
+
+def test_a_direct_input_net_deploys_its_first_layer_as_biased_input_neurons(sj, tmp_path):
+    """The analog image feeds the first conv + BN + IF every step: convert(direct_input=True) runs that conv on
+    the host and makes its IF neurons the file's input neurons, driven by the conv's output as their bias (as
+    lava-dl's PilotNet-LIF is driven). Containers, emulate (both backends) and Lava agree."""
+    net = _direct_input_net(sj)
+    steps, x = 12, torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    x_seq = x.unsqueeze(0).repeat(steps, 1, 1, 1, 1)
+    export(convert(net), tmp_path / "no.net", (1, 8, 8))
+    with pytest.raises(ValueError, match="direct_input=True"):  # without it: the analog input is not spikes
+        sj2lava.emulate(tmp_path / "no.net", x_seq)
+    with pytest.raises(ValueError, match="event counts up to 3 in a time bin.*3x finer"):
+        sj2lava.emulate(tmp_path / "no.net", torch.randint(0, 4, (steps, 2, 1, 8, 8)).float())
+    blocks = convert(net, direct_input=True)
+    assert isinstance(blocks[0], sj2lava.InputBlock) and any("direct input" in n for n in blocks.conversion_notes)
+    with torch.no_grad():
+        y = blocks(x_seq)
+    assert y.sum() > 0
+    path = export(blocks, tmp_path / "d.net", (1, 8, 8))
+    spec = sj2lava.load(path)
+    assert spec.layers[0].kind == "input" and spec.input_shape == (6, 8, 8)
+    bias = blocks[0].input_bias(x_seq)
+    assert bias.shape == (3, 6, 8, 8) and bias.abs().max() > 64
+    for backend in ("torch", "events"):
+        assert mismatches(sj2lava.emulate(path, input_bias=bias, num_steps=steps, backend=backend), y) == 0
+    assert mismatches(run_lava(path, input_bias=bias, num_steps=steps), y) == 0
+    with pytest.raises(ValueError, match="differs between steps"):
+        blocks(torch.rand(steps, 3, 1, 8, 8))

@@ -43,8 +43,16 @@ def check_binary(x: torch.Tensor, what: str) -> None:
     if x.is_floating_point() and torch.isnan(x).any():
         raise ValueError(f"{what}: input contains NaN")
     if not bool(((x == 0) | (x == 1)).all()):
-        raise ValueError(f"{what}: input must be binary spikes (0/1); the network has no message bits "
-                         "for graded input. Encode it first (e.g. rate coding).")
+        counts = bool(((x >= 0) & (x == torch.round(x))).all()) if x.is_floating_point() else bool((x >= 0).all())
+        if counts:  # binned events: several in one bin
+            k = int(x.max())
+            raise ValueError(
+                f"{what}: input holds event counts up to {k} in a time bin; this net's input takes binary spikes "
+                f"(NetX 0.6.0 cannot run graded input messages). Bin the events {k}x finer (more, shorter steps: at "
+                "most one event per neuron and bin), or clip the counts to 1 (x.clamp(max=1)), which drops events.")
+        raise ValueError(f"{what}: input must be binary spikes (0/1); the network has no message bits for graded "
+                         "input. Encode it first (e.g. rate coding), or, for analog input fed to the first layer "
+                         "every step, deploy that layer with sj2lava.convert(..., direct_input=True).")
 
 
 def reset_phases(spec: NetSpec, reset_interval: Optional[int], reset_offset: int = 0
