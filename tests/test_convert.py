@@ -242,3 +242,5 @@ def test_a_direct_input_net_deploys_its_first_layer_as_biased_input_neurons(sj, 
     assert mismatches(run_lava(path, input_bias=bias, num_steps=steps), y) == 0
     with pytest.raises(ValueError, match="differs between steps"):
         blocks(torch.rand(steps, 3, 1, 8, 8))
+    report = verify(net, path, x_seq, containers=blocks, lava_samples=1)  # float vs containers vs file
+    assert report.exact and report.stage("float").mismatches[0] is not None, str(report)
