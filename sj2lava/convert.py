@@ -40,7 +40,7 @@ _Leaf = Tuple[str, nn.Module]
 
 def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             order: Optional[Sequence[str]] = None, approximate: bool = False,
-            direct_input: bool = False) -> nn.Sequential:
+            direct_input: bool = False, rescale: bool = True) -> nn.Sequential:
     """Turn a trained spiking net into an equivalent ``nn.Sequential`` of :class:`BlockContainer`.
 
     Args:
@@ -55,6 +55,9 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             usual classifier): its synapse (BatchNorm folded) runs on the host and its neurons become the file's
             input neurons, driven by that current as their bias (:class:`~sj2lava.block.InputBlock`; its
             ``input_bias(x)`` feeds ``emulate`` / ``run_lava``). The bias is rounded to 1/64 and clipped to 13 bits.
+        rescale: scale each layer made from float modules (not BlockContainers or front-end blocks, whose grid is
+            already Loihi's) by one positive factor on its weights, bias and threshold so that its largest weight
+            fills the 8-bit grid (:func:`rescale_block`; zero-reset CUBA spikes do not change). Noted per layer.
 
     Returns:
         ``nn.Sequential`` of BlockContainers in multi-step mode with Lava's timing
@@ -73,6 +76,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     notes: List[str] = []
     if order is None:
         leaves = _forward_order(model, leaves, notes)
+    made: List[Tuple[BlockContainer, str]] = []  # the layers built from float modules
     blocks: List[BlockContainer] = []
     pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
     i = 0
@@ -124,12 +128,14 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 continue
             rec = _recurrence(neu, syn, where)
             blocks.append(block(syn, _cuba(neu, where, approximate, notes), where, recurrent=rec))
+            made.append((blocks[-1], where))
             continue
         if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
             j = _skip_dropout(leaves, i + 1)
             if j < len(leaves) and is_neuron(leaves[j][1]):
                 pool = _pool_block_synapse(m, path, notes)
                 blocks.append(block(pool, _cuba(leaves[j][1], leaves[j][0], approximate, notes), leaves[j][0]))
+                made.append((blocks[-1], leaves[j][0]))
                 i = j + 1
                 continue
             k = _skip_dropout(leaves, j)
@@ -156,6 +162,9 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                                     "remove it or add a neuron after it.")
     if not any(b.neuron is not None for b in blocks):
         raise UnsupportedLayerError("convert: the model has no synapse + neuron layer to put on Loihi")
+    if rescale:
+        for b, where in made:
+            rescale_block(b, where, notes)
     net = nn.Sequential(*blocks)
     notes.extend(neuron_notes(model))
     net.conversion_notes = notes
@@ -163,6 +172,83 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
         if "rounds" in n:
             warnings.warn(n, stacklevel=2)
     return net
+
+
+# --------------------------------------------------------------------------- rescaling
+_W_MAX = quant.W_MANT_MAX / quant.W_SCALE  # the largest 8-bit weight, 254/64
+_TH_MAX = quant.V_TH_MANT_MAX / quant.W_SCALE
+_B_MAX = quant.BIAS_MANT_MAX / quant.W_SCALE
+
+
+def _on_grid(x: torch.Tensor, step: float) -> bool:
+    return bool(torch.all(torch.round(x / step) * step == x))
+
+
+def rescale_block(b: BlockContainer, where: str, notes: List[str]) -> None:
+    """Scale the block's weights, bias and threshold by one factor ``a > 0`` (``input_scale *= a``,
+    ``v_threshold *= a``) so that its largest weight is 254/64; a zero-reset CUBA neuron's spikes do not change,
+    as ``u`` and ``v`` scale with it. ``a`` also keeps the threshold within 17 bits, the bias within 13 and the
+    worst-case ``u`` and ``v`` (:func:`sj2lava.export.state_bounds`) within Loihi's 24-bit registers. A layer
+    already on Loihi's grid (weights in 2/64, bias and threshold in 1/64: a graph ``to_nir`` wrote) is kept."""
+    from .export import state_bounds
+
+    rule = rule_for(b.synapse, where)
+    with torch.no_grad():
+        w = effective_weight(b)
+        top = float(w.abs().max()) if w.numel() else 0.0
+        if top == 0.0:
+            return
+        bias = rule.bias(b.synapse, b.input_scale)
+        rows = float(w.reshape(w.shape[0], -1).abs().sum(1).max())
+        b_max = 0.0 if bias is None else float(bias.abs().max())
+    th = float(b.neuron.v_threshold)
+    if _on_grid(w, quant.WEIGHT_STEP) and (bias is None or _on_grid(bias, 1 / quant.W_SCALE)) and \
+            th * quant.W_SCALE == int(th * quant.W_SCALE):
+        return
+    limits = {"the weight grid": _W_MAX / top}
+    if th > 0:
+        limits["the 17-bit threshold"] = _TH_MAX / th
+    if b_max > 0:
+        limits["the 13-bit bias"] = _B_MAX / b_max
+    s = quant.S_SCALE
+    for bound, what in state_bounds(rows * s, b.neuron.i_decay, b.neuron.v_decay, th * s, b_max * s):
+        if bound > 0:
+            limits[f"{what} (24 bits)"] = quant.STATE_MAX / bound
+    bound = min(limits, key=limits.get)
+    a = limits[bound]
+
+    def excess(a: float) -> float:  # the worst state bound of the quantized layer at scale a, over 2^23 - 1
+        q = quant.weight_mant(w * a).abs().reshape(w.shape[0], -1).sum(1).max()
+        qb = 0 if bias is None else quant.bias_mant(bias * a).abs().max()
+        bounds = state_bounds(float(q) * quant.W_SCALE, b.neuron.i_decay, b.neuron.v_decay,
+                              quant.threshold_mant(th * a) * quant.W_SCALE, float(qb) * quant.W_SCALE)
+        return max(v for v, _ in bounds) / quant.STATE_MAX
+
+    for _ in range(8):  # rounding to the grid can push a bound just past 2^23: step back until it holds
+        over = excess(a)
+        if over <= 1.0:
+            break
+        a *= (1 - 1e-3) / over
+    if a == 1.0:
+        return
+    b.input_scale *= a
+    b.neuron.v_threshold = th * a
+    notes.append(f"{where}: weights, bias and threshold scaled by {a:.6g} (largest |weight| {top:.4g} -> "
+                 f"{top * a:.4g}, threshold {th:.4g} -> {th * a:.4g}; the factor is bounded by {bound}); zero-reset "
+                 "CUBA spikes do not change with a common scale")
+
+
+def effective_weight(b: BlockContainer) -> torch.Tensor:
+    """The block's float weights times its input scale, per output row (a pool: its one tap weight; a recurrent
+    layer: its input and recurrent weights side by side)."""
+    syn = b.synapse
+    if isinstance(syn, SumPool2d):
+        return torch.full((1, syn.kernel_size[0] * syn.kernel_size[1]), syn.weight * b.input_scale)
+    w = syn.weight.detach()
+    if b.recurrent is not None:
+        w = torch.cat([w, b.recurrent.weight.detach()], 1)
+    return w * b.input_scale
+
 
 
 # --------------------------------------------------------------------------- walking

@@ -14,11 +14,14 @@ from sj2lava import BlockContainer, UnsupportedLayerError, convert, export, run_
 def test_plain_spikingjelly_net_converts_exports_and_runs_identically(sj, tmp_path):
     net = plain_sj_net(sj)
     x = spikes((20, 4, 1, 12, 12), 0.4, seed=1)
-    blocks = convert(net)
+    plain = convert(net, rescale=False)
+    assert plain[1].synapse.weight == 0.25 and plain[3].input_scale == 0.5  # LIFNode's 1/tau folded in
+    blocks = convert(net)  # float layers rescaled to fill the weight grid (the pool, on the grid, is kept)
     kinds = [b.kind for b in blocks]
     assert kinds == ["conv", "pool", "flatten", "dense"]
     assert blocks[0].synapse.bias is not None  # the BN became a bias
-    assert blocks[1].synapse.weight == 0.25 and blocks[3].input_scale == 0.5
+    assert blocks[1].synapse.weight == 0.25 and blocks[1].input_scale == 1.0 and blocks[3].input_scale > 0.5
+    assert [n.split(":")[0] for n in blocks.conversion_notes if "scaled by" in n] == ["1", "7"]  # the neurons
     assert isinstance(blocks[0].neuron.surrogate_function, sj.surrogate.ATan)
     assert any("BatchNorm2d folded" in n for n in blocks.conversion_notes)
     path = export(blocks, tmp_path / "plain.net", (1, 12, 12))

@@ -24,11 +24,11 @@ from torch import nn
 
 from .. import quant
 from ..block import BlockContainer
+from ..convert import effective_weight, rescale_block
 from ..errors import UnsupportedLayerError
 from ..layers import SumPool2d, pair
 from ..netx.spec import Conv, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
-from ..translate import rule_for
 
 __all__ = ["from_nir", "to_nir"]
 
@@ -264,7 +264,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     for b, name in zip((b for b in blocks if b.neuron is not None), names):
         where = f"NIR node {name!r}"
         if rescale:
-            _rescale(b, where, notes)
+            rescale_block(b, where, notes)
         _check_not_silent(b, where, dt)
     net = nn.Sequential(*blocks)
     net.input_shape = input_shape
@@ -311,85 +311,10 @@ def _after_synapse(synapse: nn.Module, shape: Optional[Tuple[int, ...]], where: 
         return tuple(synapse(torch.zeros(1, *shape)).shape[1:])
 
 
-_W_MAX = quant.W_MANT_MAX / quant.W_SCALE  # the largest 8-bit weight, 254/64
-_TH_MAX = quant.V_TH_MANT_MAX / quant.W_SCALE
-_B_MAX = quant.BIAS_MANT_MAX / quant.W_SCALE
-
-
-def _on_grid(x: torch.Tensor, step: float) -> bool:
-    return bool(torch.all(torch.round(x / step) * step == x))
-
-
-def _rescale(b: BlockContainer, where: str, notes: List[str]) -> None:
-    """Scale the block's weights, bias and threshold by one factor ``a > 0`` (``input_scale *= a``,
-    ``v_threshold *= a``) so that its largest weight is 254/64; a zero-reset CUBA neuron's spikes do not change,
-    as ``u`` and ``v`` scale with it. ``a`` also keeps the threshold within 17 bits, the bias within 13 and the
-    worst-case ``u`` and ``v`` (:func:`sj2lava.export.state_bounds`) within Loihi's 24-bit registers. A layer
-    already on Loihi's grid (weights in 2/64, bias and threshold in 1/64: a graph ``to_nir`` wrote) is kept."""
-    from ..export import state_bounds
-
-    rule = rule_for(b.synapse, where)
-    with torch.no_grad():
-        w = _effective_weight(b)
-        top = float(w.abs().max()) if w.numel() else 0.0
-        if top == 0.0:
-            return
-        bias = rule.bias(b.synapse, b.input_scale)
-        rows = float(w.reshape(w.shape[0], -1).abs().sum(1).max())
-        b_max = 0.0 if bias is None else float(bias.abs().max())
-    th = float(b.neuron.v_threshold)
-    if _on_grid(w, quant.WEIGHT_STEP) and (bias is None or _on_grid(bias, 1 / quant.W_SCALE)) and \
-            th * quant.W_SCALE == int(th * quant.W_SCALE):
-        return
-    limits = {"the weight grid": _W_MAX / top}
-    if th > 0:
-        limits["the 17-bit threshold"] = _TH_MAX / th
-    if b_max > 0:
-        limits["the 13-bit bias"] = _B_MAX / b_max
-    s = quant.S_SCALE
-    for bound, what in state_bounds(rows * s, b.neuron.i_decay, b.neuron.v_decay, th * s, b_max * s):
-        if bound > 0:
-            limits[f"{what} (24 bits)"] = quant.STATE_MAX / bound
-    bound = min(limits, key=limits.get)
-    a = limits[bound]
-
-    def excess(a: float) -> float:  # the worst state bound of the quantized layer at scale a, over 2^23 - 1
-        q = quant.weight_mant(w * a).abs().reshape(w.shape[0], -1).sum(1).max()
-        qb = 0 if bias is None else quant.bias_mant(bias * a).abs().max()
-        bounds = state_bounds(float(q) * quant.W_SCALE, b.neuron.i_decay, b.neuron.v_decay,
-                              quant.threshold_mant(th * a) * quant.W_SCALE, float(qb) * quant.W_SCALE)
-        return max(v for v, _ in bounds) / quant.STATE_MAX
-
-    for _ in range(8):  # rounding to the grid can push a bound just past 2^23: step back until it holds
-        over = excess(a)
-        if over <= 1.0:
-            break
-        a *= (1 - 1e-3) / over
-    if a == 1.0:
-        return
-    b.input_scale *= a
-    b.neuron.v_threshold = th * a
-    notes.append(f"{where}: weights, bias and threshold scaled by {a:.6g} (largest |weight| {top:.4g} -> "
-                 f"{top * a:.4g}, threshold {th:.4g} -> {th * a:.4g}; the factor is bounded by {bound}); zero-reset "
-                 "CUBA spikes do not change with a common scale")
-
-
-def _effective_weight(b: BlockContainer) -> torch.Tensor:
-    """The block's float weights times its input scale, per output row (a pool: its one tap weight; a recurrent
-    layer: its input and recurrent weights side by side)."""
-    syn = b.synapse
-    if isinstance(syn, SumPool2d):
-        return torch.full((1, syn.kernel_size[0] * syn.kernel_size[1]), syn.weight * b.input_scale)
-    w = syn.weight.detach()
-    if b.recurrent is not None:
-        w = torch.cat([w, b.recurrent.weight.detach()], 1)
-    return w * b.input_scale
-
-
 def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:
     """Refuse a layer whose weights all round to 0 on Loihi's grid: at a wrong ``dt`` (a discrete-time
     exporter's graph read with a small ``dt``) every input is lost."""
-    w = _effective_weight(b)
+    w = effective_weight(b)
     if w.numel() and not bool((quant.quantize_weight(w) != 0).any()):
         raise UnsupportedLayerError(
             f"{where}: every weight (largest |w| {float(w.abs().max()):.3g} after dt = {dt:g}) rounds to 0 on Loihi's "
