@@ -11,7 +11,8 @@ fixed-point simulation, spike for spike, bias included. With a recurrent synapse
 
     z[t] = W_q x[t-1] + R_q s[t-1]                       R_q = quantize_weight(R * input_scale)
 
-``delay_shift=False`` drops the delay of the input (``z[t] = W_q x[t]``, SpikingJelly's timing).
+``delay_shift=False`` drops the delay of the input (``z[t] = W_q x[t]``, SpikingJelly's timing). Axonal delays
+``d`` (one per output neuron, Lava's ``DelayDense``) delay each neuron's input further: ``z_o[t] -> z_o[t - d_o]``.
 
 The bias of a ``Conv2d``/``Linear`` synapse becomes NetX's neuron bias: it is added to ``v`` every
 step on the 1/64 grid. That equals a synaptic bias exactly when ``current_decay == 1`` (IF and
@@ -46,13 +47,17 @@ class BlockContainer(nn.Module):
             equal the container).
         recurrent: an ``nn.Linear(n, n, bias=False)`` from the layer's ``n`` outputs back to them, for a dense
             ``synapse`` (exported as NetX ``dense_rec``; equal to lava-dl's ``slayer.block.cuba.Recurrent``).
+        delay: axonal delays of a dense layer, one integer in 0..62 per output neuron (steps; exported as NetX's
+            ``delay``). Delaying a neuron's input by ``d`` delays its spikes by ``d`` (with no bias: a bias acts
+            from the first step), so this equals lava-dl's ``delay=True`` blocks, whose delay is on the output.
 
     Raises:
         UnsupportedLayerError: at construction, for any synapse or neuron with no exact Loihi form.
     """
 
     def __init__(self, synapse: nn.Module, neu: Optional[nn.Module], step_mode: str = "s",
-                 delay_shift: bool = True, recurrent: Optional[nn.Linear] = None):
+                 delay_shift: bool = True, recurrent: Optional[nn.Linear] = None,
+                 delay: Optional[torch.Tensor] = None):
         super().__init__()
         where = f"BlockContainer({type(synapse).__name__})"
         rule = rule_for(synapse, where)
@@ -90,6 +95,19 @@ class BlockContainer(nn.Module):
                     f"{where}: recurrent must be an nn.Linear({n}, {n}, bias=False) after a dense synapse (NetX's "
                     "dense_rec); a recurrent conv or a recurrent bias has no NetX layer")
         self.recurrent = recurrent
+        if delay is None:
+            self.axon_delay: Optional[torch.Tensor] = None
+        else:
+            d = torch.as_tensor(delay).detach()
+            n = getattr(synapse, "out_features", None)
+            if rule.kind != "dense" or recurrent is not None or d.dim() != 1 or d.numel() != n or \
+                    d.is_floating_point() and not bool((d == d.round()).all()):
+                raise UnsupportedLayerError(f"{where}: delay must be {n} integers (one per output neuron) on a dense "
+                                            "synapse without recurrence (NetX reads delays on dense layers only)")
+            if int(d.min()) < 0 or int(d.max()) > quant.MAX_DELAY:
+                raise UnsupportedLayerError(f"{where}: delays {int(d.min())}..{int(d.max())} outside "
+                                            f"0..{quant.MAX_DELAY}, the range Lava's DelayDense holds")
+            self.register_buffer("axon_delay", d.to(torch.int64))
         self.delay_shift = bool(delay_shift)
         self.step_mode = step_mode
         self.input_shape: Optional[tuple] = None
@@ -109,6 +127,7 @@ class BlockContainer(nn.Module):
         """Forget the neuron state and the synaptic delay line."""
         self._z_prev: Optional[torch.Tensor] = None
         self._s_prev: Optional[torch.Tensor] = None  # a recurrent layer's spikes of the step before
+        self._z_hist: List[torch.Tensor] = []  # the last inputs, for axonal delays in single-step mode
         if self.neuron is not None:
             self.neuron.reset()
 
@@ -136,9 +155,24 @@ class BlockContainer(nn.Module):
             return z
         if self.delay_shift:
             z = self._delay(z)
+        if self.axon_delay is not None:
+            z = self._axon_delay(z)
         if self.recurrent is None:
             return self.neuron(z, bias=self.bias())
         return self._recurrent_steps(z)
+
+    def _axon_delay(self, z: torch.Tensor) -> torch.Tensor:
+        """``z_o[t - d_o]`` per output neuron ``o`` (zero before the first step)."""
+        d = self.axon_delay.to(z.device)
+        top = int(d.max())
+        if self.step_mode == "s":
+            self._z_hist = (self._z_hist + [z])[-(top + 1):]
+            past = torch.stack([torch.zeros_like(z)] * (top + 1 - len(self._z_hist)) + self._z_hist)  # [D+1, N, n]
+            return past.gather(0, (top - d).view(1, 1, -1).expand(1, *z.shape))[0]
+        steps = z.shape[0]
+        padded = torch.cat((torch.zeros((top, *z.shape[1:]), dtype=z.dtype, device=z.device), z), 0)
+        idx = (torch.arange(steps, device=z.device).view(-1, 1) + top - d.view(1, -1))  # [T, n]
+        return padded.gather(0, idx.view(steps, 1, -1).expand(steps, z.shape[1], -1))
 
     def recurrent_input(self, s: torch.Tensor) -> torch.Tensor:
         """``R_q s``: the recurrent synapse's sum for spikes ``s`` ``[N, n]`` (float units, as ``synaptic_input``)."""
@@ -186,6 +220,8 @@ class BlockContainer(nn.Module):
     def extra_repr(self) -> str:
         extra = f", input_scale={self.input_scale:g}" if self.input_scale != 1.0 else ""
         extra += ", recurrent" if self.recurrent is not None else ""
+        if self.axon_delay is not None:
+            extra += f", delay={int(self.axon_delay.min())}..{int(self.axon_delay.max())}"
         return f"delay_shift={self.delay_shift}, step_mode={self.step_mode!r}{extra}"
 
 

@@ -212,6 +212,9 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
     bias = None if bias is None else host(quant.bias_mant(bias).reshape(-1))
     layer = rule.to_netx(blk.synapse, blk.input_scale, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant),
                          bias, where)
+    if getattr(blk, "axon_delay", None) is not None:  # one per output neuron, repeated over the inputs
+        d = host(blk.axon_delay).reshape(-1, 1)
+        layer = dataclasses.replace(layer, delay=np.repeat(d, layer.weight.shape[1], 1))
     if getattr(blk, "recurrent", None) is not None:  # NetX dense_rec
         layer = dataclasses.replace(layer, weight_rec=host(quant.weight_mant(scaled(blk.recurrent.weight,
                                                                                      blk.input_scale))))

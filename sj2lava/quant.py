@@ -65,6 +65,8 @@ STATE_BITS = 24
 """Lava's fixed-point LIF keeps ``u`` and ``v`` in 24-bit signed registers."""
 STATE_MAX = (1 << (STATE_BITS - 1)) - 1
 V_TH_MANT_MAX = (1 << 17) - 1
+MAX_DELAY = 62
+"""The largest axonal delay (steps) Lava's ``DelayDense`` holds; NetX clips larger ones to it."""
 """Lava's ``vth`` field: unsigned 17 bits (``vThMant << 6`` fits ``v``'s 24 bits)."""
 BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
 """Lava's ``bias_mant`` field: signed 13 bits."""

@@ -121,7 +121,10 @@ def test_lava_dl_models_convert_and_run_in_lava_equal_to_them(bias, slayer, tmp_
 def test_other_lava_dl_blocks_are_refused_by_name(slayer):
     p = dict(threshold=0.5, current_decay=0.25, voltage_decay=0.03)
     sd = dict(threshold=0.1, activation=torch.relu)
-    for blk, name in [(slayer.block.cuba.Dense(p, 4, 3, delay=True), "axonal delays"),
+    conv = slayer.block.cuba.Conv(p, 1, 2, 3, delay=True)
+    lava_forward(conv, spikes((3, 1, 1, 5, 5)))  # lava-dl draws its delays on the first forward
+    for blk, name in [(conv, "axonal delays on a conv block"),
+                      (slayer.block.cuba.Dense(p, 4, 3, delay=True), "not initialised yet"),
                       (slayer.block.cuba.Affine(p, 4, 3), "cuba.Affine"),
                       (slayer.block.sigma_delta.Dense(sd, 4, 3), "sigma_delta.Dense")]:
         with pytest.raises(UnsupportedLayerError, match=f"^0 \\(lava-dl .*{name}"):
@@ -149,3 +152,40 @@ def test_lava_dl_recurrent_blocks_convert_to_recurrent_containers_equal_to_them(
     blocks[1].reset()
     blocks(x).sum().backward()
     assert blocks[0].synapse.weight.grad.abs().sum() > 0 and blocks[0].recurrent.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_lava_dl_models_with_axonal_delays_convert_and_run_in_lava_equal_to_them(learned, slayer, tmp_path):
+    """Dense blocks with delay=True: fixed integer delays, or learned (fractional) ones that lava-dl floors in its
+    forward and its export. The containers (each neuron's input delayed by its delay) equal the lava-dl model spike
+    for spike (lava-dl delays the output: the same, with no bias), and the .net (NetX delay, Lava's DelayDense)
+    equals them in Lava and emulate."""
+    torch.manual_seed(8)
+    p = dict(threshold=0.5, current_decay=0.25, voltage_decay=0.05)
+    net = nn.Sequential(slayer.block.cuba.Dense(p, 16, 10, weight_scale=4, delay=True),
+                        slayer.block.cuba.Dense(p, 10, 4, weight_scale=4, delay=True))
+    x = spikes((50, 2, 16), 0.3, seed=2)
+    lava_forward(net, x)  # draws the delays
+    with torch.no_grad():
+        for blk, top in ((net[0], 9), (net[1], 62)):
+            d = torch.randint(0, top + 1, blk.delay.delay.shape).float()
+            blk.delay.delay.copy_(d + (torch.rand(d.shape) * 0.9 if learned else 0))
+    ref = lava_forward(net, x)
+    blocks = convert(net)
+    assert int(blocks[1].axon_delay.max()) <= 62 and blocks[0].axon_delay is not None
+    assert any("floored" in n for n in blocks.conversion_notes) == learned
+    with torch.no_grad():
+        y = blocks(x)
+    assert ref.sum() > 0 and mismatches(y, ref) == 0
+    path = export(blocks, tmp_path / "d.net", (16,))
+    assert load(path).layers[0].delay is not None
+    assert mismatches(run_lava(path, x), y) == 0 and mismatches(sj2lava.emulate(path, x), y) == 0
+    # single-step mode runs the same delays
+    blocks[0].reset()
+    blocks[0].step_mode = "s"
+    with torch.no_grad():
+        h = torch.stack([blocks[0](x[t]) for t in range(x.shape[0])])
+    blocks[0].step_mode = "m"
+    blocks[0].reset()
+    with torch.no_grad():
+        assert torch.equal(h, blocks[0](x))

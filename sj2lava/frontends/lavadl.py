@@ -257,9 +257,7 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
                                     "this one has no converter yet")
     if kind == "flatten":
         return BlockContainer(nn.Flatten(), None, "m")
-    if getattr(blk, "delay", None) is not None:
-        raise UnsupportedLayerError(f"{where}: axonal delays (delay=True) have no BlockContainer form yet; build the "
-                                    "block with delay=False, or export the lava-dl model itself to run its delays")
+    delay = _axon_delays(blk, kind, where, notes, path)
     syn = blk.synapse
     w = _grid_weight(syn, where)
     neuron = copy.deepcopy(blk.neuron)
@@ -293,7 +291,31 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
         new.weight.copy_(weight)
         if bias is not None:
             new.bias.copy_(bias.reshape(-1))
-    return BlockContainer(new, neuron, "m", delay_shift=bool(blk.delay_shift))
+    return BlockContainer(new, neuron, "m", delay_shift=bool(blk.delay_shift), delay=delay)
+
+
+def _axon_delays(blk: nn.Module, kind: str, where: str, notes: List[str], path: str) -> Optional[torch.Tensor]:
+    """A ``delay=True`` block's axonal delays as lava-dl runs and exports them: ``floor`` of the learned
+    ``slayer.axon.Delay`` values (its CPU shift truncates; ``export_hdf5`` floors), one per output neuron of a
+    dense block. None for a block without delays."""
+    d = getattr(blk, "delay", None)
+    if d is None:
+        return None
+    if kind != "dense":
+        raise UnsupportedLayerError(f"{where}: axonal delays on a {kind} block; NetX reads delays on dense layers "
+                                    "only. Build it with delay=False")
+    if not getattr(d, "init", True):
+        raise UnsupportedLayerError(f"{where}: its delays are not initialised yet (lava-dl draws them on the first "
+                                    "forward); run the model once, or train it, before converting")
+    with torch.no_grad():
+        learned = d.delay.detach().reshape(-1)
+        steps = torch.floor(learned.clamp(min=0) / float(getattr(d, "sampling_time", 1)))
+    if int(steps.max()) > quant.MAX_DELAY:
+        raise UnsupportedLayerError(f"{where}: delays up to {int(steps.max())} steps; Lava holds 0..{quant.MAX_DELAY}")
+    if bool((steps != learned).any()):
+        notes.append(f"{path}: learned delays {float(learned.min()):.3g}..{float(learned.max()):.3g} taken as "
+                     f"{int(steps.min())}..{int(steps.max())} steps (floored, as lava-dl's forward and export do)")
+    return steps.to(torch.int64)
 
 
 def _grid_weight(syn: nn.Module, where: str) -> torch.Tensor:

@@ -812,7 +812,7 @@ class _WeightView:
         return self.g.keys()
 
 
-MAX_DELAY = 62
+MAX_DELAY = quant.MAX_DELAY
 """NetX clips axonal delays above 62 (with a warning); Lava's DelayDense holds 0..63."""
 
 
