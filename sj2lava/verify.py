@@ -90,7 +90,9 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     """Run ``x`` through every stage and report per layer spike counts, rates, mismatches and accuracies.
 
     Args:
-        model: the original float/SpikingJelly model, or the BlockContainers themselves.
+        model: the original float/SpikingJelly model, or the BlockContainers themselves (those ``from_nir``
+            returns carry their graph's float64 equations, :func:`sj2lava.frontends.nir.simulate_nir`, as the
+            ``float`` stage).
         path: the exported ``.net`` file.
         x: input spikes ``[T, N, *shape]`` (``layout='TNX'``) or ``[N, *shape, T]``.
         labels: ``[N]`` class labels, to report accuracies.
@@ -139,8 +141,9 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
                      + (f"accuracy {accuracy(cont[-1][:, :m], labels[:m]):.2%}" if labels is not None
                         else f"{sum(int(o[:, :m].sum()) for o in cont):,} spikes"))
 
-    if not is_blocks:
-        flt = _run_float(model, x)
+    reference = getattr(model, "float_reference", None)  # a from_nir net: the graph's own equations
+    if not is_blocks or reference is not None:
+        flt = reference(x) if reference is not None else _run_float(model, x)
         if len(flt) == len(cont):
             mism = []
             for k, (f, c) in enumerate(zip(flt, cont)):

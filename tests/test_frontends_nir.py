@@ -9,6 +9,7 @@ from torch import nn
 
 import sj2lava
 from sj2lava import UnsupportedLayerError, emulate, export, from_nir, run_lava, to_nir
+from sj2lava.frontends.nir import simulate_nir
 
 
 def test_snntorch_export_to_nir_converts_and_runs_in_lava(tmp_path):
@@ -365,3 +366,117 @@ def test_other_loops_and_subgraphs_are_refused_by_name():
         g = _rnn_graph(True, False)
         g.nodes["lif"] = _rnn_graph(False, False).nodes["lif"]
         from_nir(g, dt=1e-3)
+
+
+# --------------------------------------------------------------------------- float references of the equations
+def _spec_reference(spec, x: torch.Tensor) -> list:
+    """The .net's own integers (weights / 64, decays / 4096, thresholds / 64, biases / 64) in float64 CUBA, with
+    Lava's one-step synaptic delay per layer but without Loihi's truncations: the NIR equations with the quantized
+    parameters put in."""
+    import torch.nn.functional as F
+
+    from sj2lava.netx.spec import Flatten as FlatL
+
+    outs, h_seq = [], x.double()
+    for layer in spec.layers:
+        if isinstance(layer, FlatL):
+            h_seq = h_seq.reshape(h_seq.shape[0], h_seq.shape[1], -1)
+            continue
+        n = layer.neuron
+        w = torch.as_tensor(layer.weight, dtype=torch.float64) / 64
+        di, dv = float(n.i_decay) / 4096, float(n.v_decay) / 4096
+        th = float(n.v_th_mant) / 64
+        b = 0 if layer.bias is None else torch.as_tensor(np.asarray(layer.bias), dtype=torch.float64) / 64
+        u = v = s = None
+        out = []
+        for t in range(h_seq.shape[0]):
+            xin = torch.zeros_like(h_seq[0]) if t == 0 else h_seq[t - 1]  # one step of synaptic delay
+            if layer.kind == "conv":
+                a = F.conv2d(xin, w, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                             groups=layer.groups)
+                bb = b if np.isscalar(b) or not torch.is_tensor(b) else b.reshape(-1, 1, 1)
+            else:
+                a = xin.reshape(xin.shape[0], -1) @ w.T
+                if layer.weight_rec is not None and s is not None:
+                    a = a + s @ (torch.as_tensor(layer.weight_rec, dtype=torch.float64) / 64).T
+                bb = b
+            u = a if u is None else (1 - di) * u + a
+            v = (0 if v is None else (1 - dv) * v) + u + bb
+            s = (v > th).double()
+            v = v * (1 - s)
+            out.append(s)
+        h_seq = torch.stack(out)
+        outs.append(h_seq)
+    return outs
+
+
+def _sinabs_graph():
+    """conv + IF + SumPool2d + Affine + IF at dt = 1, the shape sinabs exports (its IF: r = 1, v_th 1)."""
+    rng = np.random.default_rng(11)
+    return _graph(nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 0.5, (4, 2, 3, 3)), stride=1, padding=1,
+                             dilation=1, groups=1, bias=np.zeros(4)),
+                  nir.IF(r=np.ones((4, 8, 8)), v_threshold=np.ones((4, 8, 8))),
+                  nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+                  nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0, end_dim=-1),
+                  nir.Affine(weight=rng.normal(0, 0.3, (5, 64)), bias=np.full(5, 0.02)),
+                  nir.IF(r=np.ones(5), v_threshold=np.ones(5)), input_shape=(2, 8, 8))
+
+
+def _two_lif_graph(dt):
+    rng = np.random.default_rng(12)
+    tau1, tau2 = 5 * dt, 8 * dt  # time constants in steps of dt, so each dt gives the same decays
+    lif = lambda n, tau, r, leak, th: nir.LIF(tau=np.full(n, tau), r=np.full(n, r), v_leak=np.full(n, leak),  # noqa
+                                              v_threshold=np.full(n, th))
+    return _graph(nir.Linear(weight=rng.normal(0.1, 0.4, (8, 12))), lif(8, tau1, 2.0, 0.05, 0.4),
+                  nir.Linear(weight=rng.normal(0.1, 0.5, (3, 8))), lif(3, tau2, 3.0, 0.02, 0.3), input_shape=(12,))
+
+
+@pytest.mark.parametrize("case", ["sinabs", "lif_dt_1e-3", "lif_dt_1e-4", "lif_dt_1", "rnn", "rnn_bias"])
+def test_nir_graphs_equal_their_equations_up_to_quantization(case, tmp_path):
+    """Against the NIR equations in float64: with the .net's quantized parameters put in (the float CUBA form,
+    delay included), every layer's spikes are identical to Lava's and emulate's; with the graph's own
+    parameters, no layer is silent where the equations fire. Lava, emulate and the containers agree."""
+    if case == "sinabs":
+        graph, dt, shape = _sinabs_graph(), 1.0, (2, 8, 8)
+    elif case.startswith("lif"):
+        dt = float(case.split("_")[-1])
+        graph, shape = _two_lif_graph(dt), (12,)
+    else:
+        graph, dt, shape = _rnn_graph(case == "rnn_bias", False), 1e-3, (10,)
+    net = from_nir(graph, dt=dt)
+    path = export(net, tmp_path / "g.net", net.input_shape)
+    x = spikes((40, 3, *shape), 0.3, seed=13)
+    with torch.no_grad():
+        cont = [h for h in _outs(net, x)]
+    lava = run_lava(path, x, all_layers=True)
+    emu = emulate(path, x, record=("layer_spikes",))["layer_spikes"]
+    assert [mismatches(a, b) for a, b in zip(lava, cont)] == [0] * len(cont)
+    assert [mismatches(a, b) for a, b in zip(emu, cont)] == [0] * len(cont)
+    quantized = _spec_reference(sj2lava.load(path), x)
+    assert [mismatches(q.float().reshape(c.shape), c) for q, c in zip(quantized, cont)] == [0] * len(cont)
+    ideal = simulate_nir(graph, x, dt)
+    for k, (f, c) in enumerate(zip(ideal, cont)):
+        assert not (f.sum() > 0 and c.sum() == 0), (case, k, "silent where the equations fire")
+    assert cont[-1].sum() > 0
+
+
+def _outs(net, x):
+    from sj2lava.block import run_blocks
+
+    return run_blocks(net, x)
+
+
+def test_a_subtract_reset_graph_runs_as_zero_reset_and_verify_measures_it(tmp_path):
+    g = _two_lif_graph(1e-3)
+    net = from_nir(g, dt=1e-3, reset="subtract", approximate=True)
+    path = export(net, tmp_path / "s.net", net.input_shape)
+    x = spikes((40, 3, 12), 0.4, seed=14)
+    with torch.no_grad():
+        y = net(x)
+    assert mismatches(run_lava(path, x), y) == 0 and mismatches(emulate(path, x), y) == 0
+    report = sj2lava.verify(net, path, x, lava_samples=1)  # its float stage: the graph's own equations
+    assert report.exact and any("subtract reset approximated" in n for n in report.notes)
+    ideal = simulate_nir(g, x, 1e-3, reset="subtract")
+    differ = [int((f[:-(k + 1)].float() != c[k + 1:]).sum()) for k, (f, c) in enumerate(zip(ideal, _outs(net, x)))]
+    assert report.stage("float").mismatches == differ and sum(differ) > 0  # the approximation, measured
+    assert sum(int(o.sum()) for o in simulate_nir(g, x, 1e-3)) != sum(int(o.sum()) for o in ideal)

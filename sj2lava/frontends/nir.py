@@ -30,7 +30,7 @@ from ..layers import SumPool2d, pair
 from ..netx.spec import Conv, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
 
-__all__ = ["from_nir", "to_nir"]
+__all__ = ["from_nir", "to_nir", "simulate_nir"]
 
 _NO_DECAY_TAU = float(2 ** 30)  # a time constant (in dt) whose decay rounds to 0 on Loihi's 1/4096 grid
 
@@ -188,7 +188,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     # so its check is skipped here; sj2lava.export checks every shape.
     graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
         else graph_or_path
-    graph = _fold_recurrence(graph)
+    graph_in, graph = graph, _fold_recurrence(graph)
     blocks: List[BlockContainer] = []
     notes: List[str] = []
     synapse: Optional[nn.Module] = None
@@ -269,6 +269,8 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     net = nn.Sequential(*blocks)
     net.input_shape = input_shape
     net.conversion_notes = notes
+    original = graph_in
+    net.float_reference = lambda x: simulate_nir(original, x, dt, reset)  # what verify compares with
     return net
 
 
@@ -402,6 +404,60 @@ def _leak(v_leak, synapse: nn.Module, where: str):
     raise UnsupportedLayerError(f"{where}: v_leak has {a.size} values that do not fit the layer")
 
 
+
+
+def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List[torch.Tensor]:
+    """The graph's own equations (the module docstring's forward Euler) in float64, with no quantization and no
+    synaptic delay: per neuron node, its spikes ``[T, N, *]`` for input ``x`` ``[T, N, *]``. Recurrent loops feed
+    back the spikes of the step before; ``reset`` is ``'zero'`` or ``'subtract'`` (the threshold). The reference
+    ``verify`` compares a ``from_nir`` net with (its ``float`` stage)."""
+    import torch.nn.functional as F
+
+    g = _fold_recurrence(graph)
+    order = _chain(g)
+    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+    neurons = [n for n in order if type(g.nodes[n]).__name__ in _NEURONS]
+    state: Dict[str, Dict[str, torch.Tensor]] = {}
+    out: Dict[str, List[torch.Tensor]] = {n: [] for n in neurons}
+    for t in range(x.shape[0]):
+        h = x[t].double()
+        for name in order:
+            node, kind = g.nodes[name], type(g.nodes[name]).__name__
+            if kind in ("Affine", "Linear"):
+                h = h.reshape(h.shape[0], -1) @ f64(node.weight).T + (f64(node.bias) if kind == "Affine" else 0)
+            elif kind == "Conv2d":
+                bias = None if node.bias is None else f64(node.bias).reshape(-1)
+                h = F.conv2d(h, f64(node.weight), bias, stride=pair(node.stride), padding=pair(node.padding),
+                             dilation=pair(node.dilation), groups=int(node.groups))
+            elif kind in ("SumPool2d", "AvgPool2d"):
+                h = F.avg_pool2d(h, pair(node.kernel_size), pair(node.stride),
+                                 divisor_override=1 if kind == "SumPool2d" else None)
+            elif kind == "Flatten":
+                h = h.reshape(h.shape[0], -1)
+            elif kind in _NEURONS:
+                shape = h.shape[1:]
+
+                def p(a, shape=shape):  # per neuron, or one value
+                    return f64(a).reshape(shape) if np.size(a) == int(np.prod(shape)) else f64(a).reshape(-1)[0]
+
+                st = state.setdefault(name, {k: torch.zeros_like(h) for k in ("v", "i", "s")})
+                if name in g.recurrent:
+                    r = g.recurrent[name][1]
+                    h = h + st["s"] @ f64(r.weight).T + (f64(r.bias) if type(r).__name__ == "Affine" else 0)
+                if kind == "IF":
+                    v = st["v"] + p(node.r) * dt * h
+                else:
+                    tau, i = p(node.tau if kind == "LIF" else node.tau_mem), h
+                    if kind == "CubaLIF":
+                        st["i"] = (1 - dt / p(node.tau_syn)) * st["i"] + dt / p(node.tau_syn) * p(node.w_in) * h
+                        i = st["i"]
+                    v = (1 - dt / tau) * st["v"] + dt / tau * (p(node.r) * i + p(node.v_leak))
+                th = p(node.v_threshold)
+                s = (v > th).double()
+                st["v"], st["s"] = (v - s * th) if reset == "subtract" else v * (1 - s), s
+                out[name].append(s)
+                h = s
+    return [torch.stack(v) for v in out.values()]
 
 
 # --------------------------------------------------------------------------- to NIR
