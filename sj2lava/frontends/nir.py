@@ -136,10 +136,10 @@ def _input_shape(node) -> Tuple[int, ...]:
 
 
 _SYNAPSES = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d")
+_DELAY_TOL = 1e-6  # a NIR delay must be a whole number of steps, to this relative tolerance
 _NEURONS = ("IF", "LIF", "CubaLIF")
 _REFUSED = {
     "Conv1d": "NetX convolutions are 2-D; reshape the data to (C, 1, L) and use a Conv2d with a (1, k) kernel",
-    "Delay": "sj2lava does not read NIR axonal delays yet (NetX has them on dense layers: sj2lava.load reads them)",
     "Scale": "a Scale node has no NetX layer of its own; fold the factor into the synapse before it",
     "Threshold": "a Threshold node is a stateless spike function; Loihi neurons are CUBA-LIF (use IF)",
     "I": "an integrator without a threshold sends no spikes; Loihi layers are spiking (use IF)",
@@ -194,6 +194,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     synapse: Optional[nn.Module] = None
     syn_name = syn_kind = ""
     pool: Optional[Tuple[str, object, Tuple[int, ...]]] = None  # a pool waiting for the synapse it feeds
+    delay: Optional[torch.Tensor] = None  # a Delay's steps, waiting for the neuron after it
     input_shape: Optional[Tuple[int, ...]] = None
     shape: Optional[Tuple[int, ...]] = None  # of the data between nodes (C, H, W) or (N,)
     for name in _chain(graph):
@@ -243,6 +244,12 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
             if pool is not None:  # the pool is composed into the dense layer after, which sees the pre-pool map
                 pool = (pool[0], pool[1], pool[2])
             shape = None if shape is None else (int(np.prod(shape)),)
+        elif kind == "Delay":  # y(t) = x(t - tau) per element: between a dense synapse and its neuron, NetX's delay
+            if not isinstance(synapse, nn.Linear) or delay is not None:
+                raise UnsupportedLayerError(f"{where}: sj2lava reads a Delay between a Linear/Affine and its neuron "
+                                            "(NetX's axonal delays, on dense layers); this one follows "
+                                            f"{'another Delay' if delay is not None else syn_kind or 'no synapse'}")
+            delay = _delay_steps(node, synapse.out_features, dt, where)
         elif kind in _NEURONS:
             if synapse is None:
                 raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
@@ -250,7 +257,8 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
             if rec is not None and not isinstance(synapse, nn.Linear):
                 raise UnsupportedLayerError(f"{where}: a recurrent loop (NIR node {rec[0]!r}) after a "
                                             f"{type(synapse).__name__}; NetX's dense_rec follows a dense synapse")
-            blocks.append(_neuron_block(node, kind, synapse, dt, where, rec))
+            blocks.append(_neuron_block(node, kind, synapse, dt, where, rec, delay))
+            delay = None
             if reset == "subtract":
                 notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
             synapse, pool = None, None
@@ -324,8 +332,22 @@ def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:
             "IF) needs dt = 1; otherwise check dt, or let rescale=True fill the grid.")
 
 
+def _delay_steps(node, n: int, dt: float, where: str) -> torch.Tensor:
+    """A Delay node's ``delay`` (time, one value or one per neuron) as whole steps of ``dt`` in 0..62."""
+    d = np.asarray(node.delay, dtype=np.float64).reshape(-1) / dt
+    if d.size not in (1, n):
+        raise UnsupportedLayerError(f"{where}: {d.size} delays for {n} neurons")
+    steps = np.round(d)
+    if np.any(np.abs(d - steps) > _DELAY_TOL * np.maximum(1.0, np.abs(d))) or steps.min() < 0:
+        raise UnsupportedLayerError(f"{where}: delays {d.min():g}..{d.max():g} steps of dt = {dt:g} are not whole "
+                                    "non-negative steps; Loihi delays by whole steps. Choose dt to divide them")
+    if steps.max() > quant.MAX_DELAY:
+        raise UnsupportedLayerError(f"{where}: delays up to {int(steps.max())} steps; Lava holds 0..{quant.MAX_DELAY}")
+    return torch.as_tensor(np.broadcast_to(steps, (n,)).copy(), dtype=torch.int64)
+
+
 def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
-                  rec: Optional[Tuple[str, object]] = None) -> BlockContainer:
+                  rec: Optional[Tuple[str, object]] = None, delay: Optional[torch.Tensor] = None) -> BlockContainer:
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and _scalar(v_reset, "v_reset", where) != 0.0:
         raise UnsupportedLayerError(f"{where}: v_reset != 0 has no CUBA equivalent (Loihi resets v to 0)")
@@ -386,7 +408,10 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
                     synapse.bias.add_(r.bias)
     node_ = CubaLIFNode(min(cd, 1.0), min(vd, 1.0), th)
     node_.input_scale = scale
-    return BlockContainer(synapse, node_, "m", recurrent=recurrent)
+    if delay is not None and recurrent is not None:
+        raise UnsupportedLayerError(f"{where}: axonal delays and a recurrent loop on one layer; NetX's dense_rec "
+                                    "has no delays")
+    return BlockContainer(synapse, node_, "m", recurrent=recurrent, delay=delay)
 
 
 def _leak(v_leak, synapse: nn.Module, where: str):
@@ -434,6 +459,13 @@ def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List
                                  divisor_override=1 if kind == "SumPool2d" else None)
             elif kind == "Flatten":
                 h = h.reshape(h.shape[0], -1)
+            elif kind == "Delay":  # y(t) = x(t - tau): a history of this node's inputs
+                hist = state.setdefault(name, {}).setdefault("hist", [])
+                hist.append(h)
+                d = np.rint(np.broadcast_to(np.asarray(node.delay, dtype=np.float64).reshape(-1) / dt,
+                                            (h[0].numel(),))).astype(np.int64)
+                h = torch.stack([hist[-1 - k][:, j] if k < len(hist) else torch.zeros_like(h[:, j])
+                                 for j, k in enumerate(d)], 1)
             elif kind in _NEURONS:
                 shape = h.shape[1:]
 
@@ -464,8 +496,9 @@ def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List
 def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]] = None):
     """A NIR graph of BlockContainers or of a ``.net`` file, with Loihi's quantized numbers.
 
-    Each layer becomes its synapse node (``Conv2d`` / ``Affine`` / ``Linear``, weights ``mant / 64``) and
-    a neuron node: ``IF`` (no decays), ``LIF`` (current decay 1) or ``CubaLIF``, with time constants
+    Each layer becomes its synapse node (``Conv2d`` / ``Affine`` / ``Linear``, weights ``mant / 64``; axonal delays
+    as a ``Delay`` node after it, ``steps * dt``; a ``dense_rec`` layer's recurrent weights as a ``Linear`` loop on
+    its neuron) and a neuron node: ``IF`` (no decays), ``LIF`` (current decay 1) or ``CubaLIF``, with time constants
     ``dt * 4096 / decay`` (a zero decay as ``2^30 dt``, which rounds back to 0), ``r`` and ``w_in`` chosen
     so the input scale is 1, ``v_threshold = vThMant / 64`` and the bias as ``v_leak``. :func:`from_nir`
     with the same ``dt`` gives back the same ``.net``.
@@ -482,6 +515,7 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
         spec = to_spec(model_or_netfile, input_shape)
     nodes: Dict[str, object] = {"input": nir.Input(input_type={"input": np.array(spec.input_shape)})}
     order = ["input"]
+    loops: List[Tuple[str, str]] = []  # recurrent layers: (neuron node, its loop's Linear)
     for i, layer in enumerate(spec.layers):
         if isinstance(layer, InputNeurons):
             raise UnsupportedLayerError(f"to_nir: layer {i} holds input neurons (NetX's Input block, driven by their "
@@ -494,8 +528,10 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
         if n.kind != "cuba":
             what = "sigma-delta (SDNN)" if n.kind == "sdnn" else "resonate-and-fire"
             raise UnsupportedLayerError(f"to_nir: layer {i} has {what} neurons, which have no NIR node sj2lava writes")
-        if getattr(layer, "delay", None) is not None:
-            raise UnsupportedLayerError(f"to_nir: layer {i} has axonal delays, which sj2lava does not write to NIR")
+        delay = getattr(layer, "delay", None)
+        if delay is not None and not np.all(delay == delay[:, :1]):
+            raise UnsupportedLayerError(f"to_nir: layer {i} has per-synapse axonal delays; a NIR Delay node delays a "
+                                        "neuron's whole input, so sj2lava writes one delay per output neuron only")
         w = layer.weight.astype(np.float64) / 64.0
         di, dv, th = int(n.i_decay), int(n.v_decay), int(n.v_th_mant) / 64.0
         bias = None if layer.bias is None else layer.bias.astype(np.float64) / 64.0
@@ -506,16 +542,22 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
                                        padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
                                        bias=syn_bias)
         else:
-            if layer.weight_rec is not None:
-                raise UnsupportedLayerError(f"to_nir: layer {i} is dense_rec; recurrent layers are not exported to NIR")
             syn_bias = bias if (bias is not None and di == 4096 and dv == 0) else None
             nodes[f"{i}"] = (nir.Affine(weight=w, bias=syn_bias) if syn_bias is not None else nir.Linear(weight=w))
         leak = None if (bias is None or (di == 4096 and dv == 0)) else bias
         nodes[f"{i}_neuron"] = _neuron_node(nir, di, dv, th, leak, dt, layer.out_shape, i)
-        order += [f"{i}", f"{i}_neuron"]
+        order.append(f"{i}")
+        if delay is not None:  # Linear -> Delay (one per output neuron, in time units) -> neuron
+            nodes[f"{i}_delay"] = nir.Delay(delay=delay[:, 0].astype(np.float64) * dt)
+            order.append(f"{i}_delay")
+        order.append(f"{i}_neuron")
+        if getattr(layer, "weight_rec", None) is not None:  # the loop neuron -> Linear -> neuron
+            nodes[f"{i}_rec"] = nir.Linear(weight=layer.weight_rec.astype(np.float64) / 64.0)
+            loops.append((f"{i}_neuron", f"{i}_rec"))
     nodes["output"] = nir.Output(output_type={"output": np.array(spec.output_shape)})
     order.append("output")
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])), type_check=False)
+    edges = list(zip(order[:-1], order[1:])) + [e for n, r in loops for e in ((n, r), (r, n))]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
 
 
 def _neuron_node(nir, di: int, dv: int, th: float, leak: Optional[np.ndarray], dt: float, shape, i: int):
