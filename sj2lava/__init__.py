@@ -34,6 +34,7 @@ from .netx.hdf5 import load
 from .netx.lava import run_lava
 from .netx.spec import NetSpec
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
+from .sdnn import SdnnNet, to_sdnn
 from .train import finetune, rate_code
 from .verify import Report, verify
 
@@ -70,6 +71,8 @@ __all__ = [
     "to_cuba",
     "to_lava",
     "to_nir",
+    "to_sdnn",
+    "SdnnNet",
     "to_lava_neuron",
     "verify",
     "quiet_spikingjelly_reset",
