@@ -77,6 +77,8 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     if order is None:
         leaves = _forward_order(model, leaves, notes)
     made: List[Tuple[BlockContainer, str]] = []  # the layers built from float modules
+    notes.extend(f"{path}: {type(m).__name__} left out (the identity in evaluation)" for path, m in leaves
+                 if _is_dropout(m) or isinstance(m, nn.Identity))
     blocks: List[BlockContainer] = []
     pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
     i = 0

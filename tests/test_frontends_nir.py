@@ -543,3 +543,20 @@ def test_a_subtract_reset_graph_runs_as_zero_reset_and_verify_measures_it(tmp_pa
     differ = [int((f[:-(k + 1)].float() != c[k + 1:]).sum()) for k, (f, c) in enumerate(zip(ideal, _outs(net, x)))]
     assert report.stage("float").mismatches == differ and sum(differ) > 0  # the approximation, measured
     assert sum(int(o.sum()) for o in simulate_nir(g, x, 1e-3)) != sum(int(o.sum()) for o in ideal)
+
+
+def test_a_scale_node_is_folded_into_the_synapse_before_it(tmp_path):
+    """Linear -> Scale (per neuron) -> LIF equals Linear(scale * W) -> LIF: the same .net, and the graph's own
+    equations see the Scale too."""
+    rng = np.random.default_rng(17)
+    w, a = rng.normal(0, 1, (5, 8)), rng.uniform(0.5, 2.0, 5)
+    lif = nir.LIF(tau=np.full(5, 4e-3), r=np.full(5, 4.0), v_leak=np.zeros(5), v_threshold=np.full(5, 1.0))
+    scaled = from_nir(_graph(nir.Linear(weight=w), nir.Scale(scale=a), lif, input_shape=(8,)), dt=1e-3)
+    plain = from_nir(_graph(nir.Linear(weight=w * a[:, None]), lif, input_shape=(8,)), dt=1e-3)
+    assert any("folded into the weights" in n for n in scaled.conversion_notes)
+    p1, p2 = export(scaled, tmp_path / "a.net", (8,)), export(plain, tmp_path / "b.net", (8,))
+    assert np.array_equal(sj2lava.load(p1).layers[0].weight, sj2lava.load(p2).layers[0].weight)
+    x = spikes((30, 2, 8), 0.5, seed=18)
+    ref = simulate_nir(_graph(nir.Linear(weight=w), nir.Scale(scale=a), lif, input_shape=(8,)), x, 1e-3)[0]
+    assert torch.equal(ref, simulate_nir(_graph(nir.Linear(weight=w * a[:, None]), lif, input_shape=(8,)), x, 1e-3)[0])
+    assert ref.sum() > 0

@@ -253,8 +253,16 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
     if type(blk).__module__ == "lava.lib.dl.slayer.block.cuba" and type(blk).__name__ == "Recurrent":
         return _from_slayer_recurrent(blk, where)
     if kind is None:
-        raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool and Flatten blocks; "
-                                    "this one has no converter yet")
+        if type(blk).__name__ == "Affine":
+            raise UnsupportedLayerError(f"{where}: lava-dl's Affine block sends its neurons' voltage, not spikes, and "
+                                        "NetX layers spike; end the model with a Dense block and read its voltage "
+                                        "(emulate(..., record=('voltage',)))")
+        if ".sigma_delta" in type(blk).__module__:
+            raise UnsupportedLayerError(f"{where}: lava-dl's sigma-delta blocks export with lava-dl's own export_hdf5 "
+                                        "(sj2lava loads, emulates and runs those files); to build one from a float "
+                                        "ReLU net use sj2lava.to_sdnn")
+        raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool, Flatten and "
+                                    "Recurrent blocks; this one has no converter")
     if kind == "flatten":
         return BlockContainer(nn.Flatten(), None, "m")
     delay = _axon_delays(blk, kind, where, notes, path)

@@ -140,7 +140,6 @@ _DELAY_TOL = 1e-6  # a NIR delay must be a whole number of steps, to this relati
 _NEURONS = ("IF", "LIF", "CubaLIF")
 _REFUSED = {
     "Conv1d": "NetX convolutions are 2-D; reshape the data to (C, 1, L) and use a Conv2d with a (1, k) kernel",
-    "Scale": "a Scale node has no NetX layer of its own; fold the factor into the synapse before it",
     "Threshold": "a Threshold node is a stateless spike function; Loihi neurons are CUBA-LIF (use IF)",
     "I": "an integrator without a threshold sends no spikes; Loihi layers are spiking (use IF)",
     "LI": "a leaky integrator without a threshold sends no spikes; Loihi layers are spiking (use LIF, and read "
@@ -244,6 +243,12 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
             if pool is not None:  # the pool is composed into the dense layer after, which sees the pre-pool map
                 pool = (pool[0], pool[1], pool[2])
             shape = None if shape is None else (int(np.prod(shape)),)
+        elif kind == "Scale":  # y = scale * x per element: between a synapse and its neuron, folded into it
+            if synapse is None or isinstance(synapse, SumPool2d):
+                raise UnsupportedLayerError(f"{where}: sj2lava folds a Scale into the Conv2d/Linear/Affine before it "
+                                            "(a Scale on the input spikes or after a pool has no NetX form)")
+            _fold_scale(node, synapse, where)
+            notes.append(f"{where}: folded into the weights and bias of NIR node {syn_name!r} (exact in float)")
         elif kind == "Delay":  # y(t) = x(t - tau) per element: between a dense synapse and its neuron, NetX's delay
             if not isinstance(synapse, nn.Linear) or delay is not None:
                 raise UnsupportedLayerError(f"{where}: sj2lava reads a Delay between a Linear/Affine and its neuron "
@@ -330,6 +335,24 @@ def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:
             f"{where}: every weight (largest |w| {float(w.abs().max()):.3g} after dt = {dt:g}) rounds to 0 on Loihi's "
             "8-bit grid (steps of 2/64), so the layer would never receive input. A discrete-time exporter (sinabs' "
             "IF) needs dt = 1; otherwise check dt, or let rescale=True fill the grid.")
+
+
+def _fold_scale(node, synapse: nn.Module, where: str) -> None:
+    """``scale * (W x + b)`` as one synapse: each output row (channel) of ``W`` and ``b`` times its factor."""
+    a = np.asarray(node.scale, dtype=np.float64).reshape(-1)
+    rows = synapse.out_channels if isinstance(synapse, nn.Conv2d) else synapse.out_features
+    if isinstance(synapse, nn.Conv2d) and a.size > 1 and a.size != rows:
+        per = a.reshape(rows, -1)
+        if not np.all(per == per[:, :1]):
+            raise UnsupportedLayerError(f"{where}: a scale that varies within a channel has no conv form")
+        a = per[:, 0]
+    if a.size not in (1, rows):
+        raise UnsupportedLayerError(f"{where}: {a.size} factors for {rows} outputs")
+    f = torch.as_tensor(np.broadcast_to(a, (rows,)).copy(), dtype=torch.float32)
+    with torch.no_grad():
+        synapse.weight.mul_(f.view(-1, *([1] * (synapse.weight.dim() - 1))))
+        if synapse.bias is not None:
+            synapse.bias.mul_(f)
 
 
 def _delay_steps(node, n: int, dt: float, where: str) -> torch.Tensor:
@@ -459,6 +482,10 @@ def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List
                                  divisor_override=1 if kind == "SumPool2d" else None)
             elif kind == "Flatten":
                 h = h.reshape(h.shape[0], -1)
+            elif kind == "Scale":
+                a = f64(node.scale)
+                h = h * (a.reshape(h.shape[1:]) if a.numel() == h[0].numel() else a.reshape(-1)[0] if a.numel() == 1
+                         else a.reshape(-1, *([1] * (h.dim() - 2))))
             elif kind == "Delay":  # y(t) = x(t - tau): a history of this node's inputs
                 hist = state.setdefault(name, {}).setdefault("hist", [])
                 hist.append(h)
