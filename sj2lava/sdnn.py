@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from . import quant
 from .errors import UnsupportedLayerError
 from .netx.spec import Conv, Dense, Flatten, InputNeurons, Layer, NetSpec, SigmaDelta, conv_out_shape
 
-__all__ = ["SdnnNet", "SdnnReport", "to_sdnn"]
+__all__ = ["SdnnNet", "SdnnReport", "to_sdnn", "register_sdnn_reader"]
 
 _HEADROOM = float(1 << 30)  # largest message x largest row of weights: half of int32's range
 _CONV_HEADROOM = float(1 << 22)  # largest conv sum on the example data: half of Lava Conv's 24-bit range
@@ -50,6 +50,9 @@ class SdnnNet:
     output_bias: Optional[np.ndarray]
     scales: List[float]
     notes: List[str] = field(default_factory=list)
+    reference: Optional[Callable[[nn.Module, torch.Tensor, int], torch.Tensor]] = None
+    """``(model, x, steps) -> [steps, N, *out]``: what the source model outputs at each step, aligned with Lava's
+    steps (default: the ANN's ``model(x)`` at every step)."""
 
     def encode(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         """Static input ``x`` ``[N, *shape]`` as the Delta input layer's integers ``[steps, N, *shape]``."""
@@ -82,11 +85,12 @@ class SdnnNet:
         from .netx.lava import run_lava
 
         with torch.no_grad():
-            ref = model(x).double()
+            ref = self.reference(model, x, steps) if self.reference is not None else \
+                model(x).double().unsqueeze(0).expand(steps, *model(x).shape)
         a_in = self.encode(x, steps)
         rec = emulate(self.spec, a_in, record=("layer_spikes",))
         y = self.decode(rec["spikes"])
-        err = (y - ref.unsqueeze(0)).abs().reshape(steps, -1).max(1).values
+        err = (y - ref.double()).abs().reshape(steps, -1).max(1).values
         messages = [int((s != 0).sum()) for s in rec["layer_spikes"][:-1]]
         lava = None
         if path is not None and lava_samples > 0:
@@ -141,13 +145,24 @@ def _layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     return out
 
 
+_READERS: List[Tuple[Callable[[nn.Module], bool], Callable[[nn.Module, torch.Tensor], SdnnNet]]] = []
+
+
+def register_sdnn_reader(recognises: Callable[[nn.Module], bool],
+                         read: Callable[[nn.Module, torch.Tensor], SdnnNet]) -> None:
+    """A front-end's sigma-delta model type (lava-dl's ``slayer.block.sigma_delta``) that :func:`to_sdnn` takes
+    as it is: ``read(model, example_input) -> SdnnNet``."""
+    _READERS.append((recognises, read))
+
+
 def to_sdnn(model: nn.Module, example_input: torch.Tensor, *, threshold: float = 0.0,
             input_scale: float = 64.0) -> SdnnNet:
     """A ReLU ANN (``nn.Sequential`` of ``Conv2d`` / ``Linear`` each followed by ``ReLU``, ``Flatten`` between, the
     last synapse without ReLU) as a NetX SDNN with per-layer scales (module docstring).
 
     Args:
-        model: the float ANN (evaluation mode; not modified).
+        model: the float ANN (evaluation mode; not modified), or a lava-dl ``slayer.block.sigma_delta`` model
+            (written with lava-dl's own ``export_hdf5``: its thresholds and quantization are kept).
         example_input: ``[N, *shape]`` samples of the input; they size the per-layer headroom.
         threshold: each layer's delta threshold in the ANN's own activation units (0: every change is sent, the
             most exact and the most messages); rounded to whole units of each layer's scale.
@@ -156,6 +171,9 @@ def to_sdnn(model: nn.Module, example_input: torch.Tensor, *, threshold: float =
     Returns:
         :class:`SdnnNet` (``.spec``, ``.export(path)``, ``.encode(x, steps)``, ``.decode(out)``, ``.notes``).
     """
+    read = next((read for recognises, read in _READERS if recognises(model)), None)
+    if read is not None:  # a model that is already a sigma-delta net (its own thresholds and quantization)
+        return read(model, example_input)
     chain = _layers(model)
     synapses = [i for i, (_, m) in enumerate(chain) if isinstance(m, (nn.Conv2d, nn.Linear))]
     if not synapses:

@@ -57,3 +57,24 @@ def test_what_has_no_sdnn_form_is_refused_by_name():
     with pytest.raises(ValueError, match="smaller input_scale"):
         sd.encode(torch.full((1, 4), 1e5), 3)
     assert np.isfinite(sd.output_scale)
+
+
+def test_a_lava_dl_sigma_delta_model_converts_equal_to_it(slayer, tmp_path):
+    """slayer.block.sigma_delta Input/Conv/Flatten/Dense/Output: to_sdnn writes it the way lava-dl's own export_hdf5
+    does, and Lava's output equals lava-dl's, delay-aligned (one step per synapse), at every step."""
+    torch.manual_seed(0)
+    p = dict(threshold=0.1, tau_grad=0.5, scale_grad=1, requires_grad=False, shared_param=True, activation=torch.relu)
+    net = nn.Sequential(slayer.block.sigma_delta.Input(p),
+                        slayer.block.sigma_delta.Conv(p, 2, 6, 3, stride=2, weight_scale=2),
+                        slayer.block.sigma_delta.Flatten(),
+                        slayer.block.sigma_delta.Dense(p, 6 * 7 * 7, 10, weight_scale=2),
+                        slayer.block.sigma_delta.Output(p, 10, 3, weight_scale=2))
+    x = torch.randint(0, 4, (2, 2, 16, 16), generator=torch.Generator().manual_seed(2)).float()
+    sd = to_sdnn(net, x)
+    assert [l.kind for l in sd.spec.layers] == ["input", "conv", "flatten", "dense", "dense"]
+    path = sd.export(tmp_path / "s.net")
+    report = sd.verify(net, x, steps=12, path=path, lava_samples=2)
+    assert report.error == [0.0] * 12 and report.lava_mismatches == 0, str(report)
+    assert report.scale > 0.1
+    with pytest.raises(UnsupportedLayerError, match="pass the whole sigma-delta model to sj2lava.to_sdnn"):
+        sj2lava.convert(net)

@@ -13,6 +13,7 @@ lava-dl is imported only when a lava-dl object is built; recognising one needs n
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..export import neuron as netx_neuron
 from ..layers import SumPool2d
 from ..netx.spec import Conv, Dense, Flatten, Layer, Shape, conv_out_shape
 from ..neuron import CubaLIFNode, NeuronRule, register_neuron, to_cuba, unsupported_neuron
+from ..sdnn import register_sdnn_reader
 from ..translate import host, need_image, pool_tap, rule_for, scaled
 
 __all__ = ["lava_block", "to_lava", "to_lava_neuron", "lava_neuron_params", "copy_decays_to_lava",
@@ -258,9 +260,8 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
                                         "NetX layers spike; end the model with a Dense block and read its voltage "
                                         "(emulate(..., record=('voltage',)))")
         if ".sigma_delta" in type(blk).__module__:
-            raise UnsupportedLayerError(f"{where}: lava-dl's sigma-delta blocks export with lava-dl's own export_hdf5 "
-                                        "(sj2lava loads, emulates and runs those files); to build one from a float "
-                                        "ReLU net use sj2lava.to_sdnn")
+            raise UnsupportedLayerError(f"{where}: a sigma-delta block sends graded messages, not a BlockContainer's "
+                                        "spikes; pass the whole sigma-delta model to sj2lava.to_sdnn")
         raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool, Flatten and "
                                     "Recurrent blocks; this one has no converter")
     if kind == "flatten":
@@ -413,3 +414,54 @@ register_block_exporter(BlockExporter(
     to_netx=_lava_layer,
     input_shape=lambda blk: (int(blk.synapse.in_channels),) if _lava_kind(blk) == "dense" else None,
 ))
+
+
+# --------------------------------------------------------------------------- sigma-delta models in
+def _is_slayer_sdnn(model: nn.Module) -> bool:
+    blocks = list(model) if isinstance(model, nn.Sequential) else []
+    return bool(blocks) and all(type(b).__module__ == "lava.lib.dl.slayer.block.sigma_delta" for b in blocks)
+
+
+def _sdnn_from_slayer(model: nn.Module, example_input: torch.Tensor):
+    """A ``slayer.block.sigma_delta`` model (``Input`` with a neuron first, ``Output`` last) as the file lava-dl's
+    own ``export_hdf5`` writes for it, read back with :func:`sj2lava.load`. Its input unit is 1/64 (``a_in =
+    round(64 x)``, vThMant = 64 x threshold) and its output ``sigma / 2^18``; Lava runs one step later per
+    synapse than lava-dl's SDNN blocks (which have no synaptic delay)."""
+    import tempfile
+
+    import h5py
+
+    from ..netx.hdf5 import load
+    from ..sdnn import SdnnNet
+
+    blocks = list(model)
+    first, last = type(blocks[0]).__name__, type(blocks[-1]).__name__
+    if first != "Input" or getattr(blocks[0], "neuron", None) is None or last != "Output":
+        raise UnsupportedLayerError(f"to_sdnn: a lava-dl sigma-delta model starts with an Input block with a neuron "
+                                    f"and ends with an Output block; this one runs {first} ... {last}")
+    x = example_input.detach().float()
+    with torch.no_grad():  # lava-dl sizes its blocks (and their export) on a first forward
+        model(x.unsqueeze(-1).expand(*x.shape, 2).contiguous())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "sdnn.net"
+        with h5py.File(path, "w") as f:
+            layer = f.create_group("layer")
+            for i, blk in enumerate(blocks):
+                blk.export_hdf5(layer.create_group(str(i)))
+        spec = load(path)
+    synapses = spec.synaptic_layers - 1  # Lava delays each synapse by one step
+
+    def reference(m: nn.Module, x: torch.Tensor, steps: int) -> torch.Tensor:
+        with torch.no_grad():
+            y = m(x.float().unsqueeze(-1).expand(*x.shape, steps).contiguous())  # [N, *out, T]
+        y = y.movedim(-1, 0).double()
+        return torch.cat([torch.zeros_like(y[:synapses]), y[:steps - synapses]], 0)
+
+    return SdnnNet(spec, float(quant.W_SCALE), float(quant.W_SCALE * quant.S_SCALE), None, [float(quant.W_SCALE)],
+                   ["to_sdnn: the lava-dl sigma-delta model as lava-dl's own export_hdf5 writes it: a_in = "
+                    "round(64 x), y = sigma / 2^18; Lava is one step later per synapse than lava-dl's blocks"]
+                   + list(spec.notes),
+                   reference)
+
+
+register_sdnn_reader(_is_slayer_sdnn, _sdnn_from_slayer)
