@@ -422,6 +422,8 @@ def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn
         raise UnsupportedLayerError(f"{where}: {e}") from None
     if approximate and getattr(neu, "reset_mechanism", None) == "subtract":
         notes.append(f"{where}: snnTorch subtract reset approximated by reset to zero (not exact)")
+    if approximate and type(neu).__name__ == "RSynaptic":
+        notes.append(f"{where}: snnTorch RSynaptic's late zero reset approximated by Loihi's immediate one (not exact)")
     if node is neu:
         node = copy.deepcopy(neu)
     node.input_scale = scale

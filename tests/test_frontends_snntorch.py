@@ -186,11 +186,18 @@ def test_recurrent_snntorch_neurons_convert_to_dense_rec(kind, all_to_all, tmp_p
     assert mismatches(run_lava(path, x), y) == 0
 
 
-def test_recurrent_snntorch_refusals():
+def test_recurrent_snntorch_refusals(tmp_path):
     net = _recurrent_net("RLeaky", rec_bias=True)
     assert convert(net)[0].synapse.bias is not None  # RLeaky: a recurrent bias is a constant input, exact
     with pytest.raises(UnsupportedLayerError, match="RSynaptic has no exact Loihi form"):
         convert(_recurrent_net("RSynaptic"))
+    with pytest.warns(UserWarning, match="RSynaptic's late reset approximated"):
+        approx = convert(_recurrent_net("RSynaptic"), approximate=True)
+    assert approx[0].recurrent is not None and any("RSynaptic's late zero reset" in n for n in approx.conversion_notes)
+    x = spikes((30, 2, 12), 0.5, seed=4)
+    with torch.no_grad():
+        y = approx(x)
+    assert y.sum() > 0 and mismatches(run_lava(export(approx, tmp_path / "rs.net", (12,)), x), y) == 0
     late = nn.Sequential(nn.Linear(4, 8), snn.RLeaky(beta=0.5, linear_features=8, init_hidden=True,
                                                      reset_mechanism="zero"))  # reset_delay=True: late
     with pytest.raises(UnsupportedLayerError, match="RLeaky\\(reset_delay=True\\)"):

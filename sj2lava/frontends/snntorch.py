@@ -49,12 +49,15 @@ def _from_snntorch(neuron: nn.Module, where: str, approximate: bool) -> CubaLIFN
         raise UnsupportedLayerError(f"{where}: {name}(reset_mechanism={reset!r}) is not supported; "
                                     "use reset_mechanism='zero'.")
     if name == "RSynaptic":
-        raise UnsupportedLayerError(
-            f"{where}: snnTorch 1.0.0's RSynaptic has no exact Loihi form: with reset_delay=True it zeroes mem one "
-            "step after a spike, that step's input included, and with reset_delay=False its immediate reset is "
-            "computed but not kept (the same late reset). Use RLeaky, or Synaptic with the recurrence as an "
-            "explicit layer, and retrain.")
-    if name in ("Synaptic", "RLeaky") and getattr(neuron, "reset_delay", True):
+        if not approximate:
+            raise UnsupportedLayerError(
+                f"{where}: snnTorch 1.0.0's RSynaptic has no exact Loihi form: with reset_delay=True it zeroes mem one "
+                "step after a spike, that step's input included, and with reset_delay=False its immediate reset is "
+                "computed but not kept (the same late reset). Use RLeaky, or Synaptic with the recurrence as an "
+                "explicit layer, and retrain; or convert with approximate=True (Loihi's immediate zero reset).")
+        warnings.warn(f"{where}: RSynaptic's late reset approximated by Loihi's immediate reset to zero; check the "
+                      "effect with sj2lava.verify", stacklevel=4)
+    elif name in ("Synaptic", "RLeaky") and getattr(neuron, "reset_delay", True):
         raise UnsupportedLayerError(
             f"{where}: snnTorch {name}(reset_delay=True) (the default) resets one step late, which Loihi's "
             f"CUBA neuron does not do. Use {name}(..., reset_delay=False) and retrain."
