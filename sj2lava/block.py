@@ -278,17 +278,8 @@ class InputBlock(nn.Module):
                                                 f"({type(neu).__name__})")
         self.step_mode = step_mode
         self.input_shape: Optional[tuple] = None
-        self.recurrent = None
-        self.delay_shift = True
 
-    @property
-    def step_mode(self) -> str:
-        return self._step_mode
-
-    @step_mode.setter
-    def step_mode(self, value: str) -> None:
-        self._step_mode = check_step_mode(value)
-        self.neuron.step_mode = value
+    step_mode = BlockContainer.step_mode  # the block's and its neuron's, set together
 
     def reset(self) -> None:
         self.neuron.reset()
