@@ -194,6 +194,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     syn_name = syn_kind = ""
     pool: Optional[Tuple[str, object, Tuple[int, ...]]] = None  # a pool waiting for the synapse it feeds
     delay: Optional[torch.Tensor] = None  # a Delay's steps, waiting for the neuron after it
+    neuron_names: List[str] = []
     input_shape: Optional[Tuple[int, ...]] = None
     shape: Optional[Tuple[int, ...]] = None  # of the data between nodes (C, H, W) or (N,)
     for name in _chain(graph):
@@ -239,9 +240,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
                 raise UnsupportedLayerError(f"{where}: only a full flatten (start_dim 0 or 1, end_dim -1) is supported")
             if synapse is not None and pool is None:
                 raise UnsupportedLayerError(f"{where} follows NIR node {syn_name!r} with no neuron between them")
-            blocks.append(BlockContainer(nn.Flatten(), None, "m"))
-            if pool is not None:  # the pool is composed into the dense layer after, which sees the pre-pool map
-                pool = (pool[0], pool[1], pool[2])
+            blocks.append(BlockContainer(nn.Flatten(), None, "m"))  # a pending pool then meets the dense layer
             shape = None if shape is None else (int(np.prod(shape)),)
         elif kind == "Scale":  # y = scale * x per element: between a synapse and its neuron, folded into it
             if synapse is None or isinstance(synapse, SumPool2d):
@@ -263,6 +262,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
                 raise UnsupportedLayerError(f"{where}: a recurrent loop (NIR node {rec[0]!r}) after a "
                                             f"{type(synapse).__name__}; NetX's dense_rec follows a dense synapse")
             blocks.append(_neuron_block(node, kind, synapse, dt, where, rec, delay))
+            neuron_names.append(name)
             delay = None
             if reset == "subtract":
                 notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
@@ -273,8 +273,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
                                         "CubaLIF, Output.")
     if synapse is not None:
         raise UnsupportedLayerError(f"from_nir: the graph ends in NIR node {syn_name!r} with no neuron after it")
-    names = [n for n in _chain(graph) if type(graph.nodes[n]).__name__ in _NEURONS]
-    for b, name in zip((b for b in blocks if b.neuron is not None), names):
+    for b, name in zip((b for b in blocks if b.neuron is not None), neuron_names):
         where = f"NIR node {name!r}"
         if rescale:
             rescale_block(b, where, notes)
@@ -282,8 +281,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     net = nn.Sequential(*blocks)
     net.input_shape = input_shape
     net.conversion_notes = notes
-    original = graph_in
-    net.float_reference = lambda x: simulate_nir(original, x, dt, reset)  # what verify compares with
+    net.float_reference = lambda x: simulate_nir(graph_in, x, dt, reset)  # what verify compares with
     return net
 
 
