@@ -31,6 +31,15 @@ def quiet_import(name: str) -> ModuleType:
     return mod
 
 
+def require_lava(what: str) -> None:
+    """Raise an ImportError that says how to install Lava when ``lava`` (lava-nc) is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("lava") is None:
+        raise ImportError(f"{what} needs Lava (lava-nc and lava-dl), which is not installed here. {_HINT} The "
+                          "emulator needs none of it: sj2lava.emulate gives Lava's results.")
+
+
 def slayer() -> ModuleType:
     """``lava.lib.dl.slayer``, or an ImportError that says how to install it."""
     try:

@@ -7,6 +7,7 @@
     sj2lava convert MODEL.nir -o FILE.net --dt DT [--input-shape C,H,W] [--reset zero|subtract]
                     [--approximate] [--no-rescale]
     sj2lava demo
+    sj2lava --version          (also: python -m sj2lava ...)
 
 Exit codes: 0 ok, 2 bad arguments or file, 1 any other failure. Messages go to stderr, without
 tracebacks for user errors.
@@ -29,21 +30,28 @@ class _UserError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="sj2lava", description="Deploy PyTorch spiking nets on Loihi via Lava.")
+    p.add_argument("--version", action="version", version=f"sj2lava {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("inspect", help="print the layers of a .net file")
-    i.add_argument("file", type=Path)
+    i.add_argument("file", type=Path, help="the NetX .net (HDF5) file")
     r = sub.add_parser("run", help="run a .net file (bit-exact emulator, or Lava's CPU simulation of Loihi)")
-    r.add_argument("file", type=Path)
+    r.add_argument("file", type=Path, help="the NetX .net (HDF5) file")
     r.add_argument("--input", type=Path, help=".npy spikes, [T, N, *shape] or [N, *shape, T]; integers for a net with "
                    "graded input (SDNN) or input neurons (their a_in)")
     r.add_argument("--input-bias", type=Path, metavar="B.npy",
                    help="bias_mant images [N, *shape] of the input neurons (NetX's Input block, as lava-dl drives "
                         "PilotNet-LIF); --input is then optional and --steps sets the steps")
-    r.add_argument("--layout", choices=("TNX", "NXT"), default="TNX")
+    r.add_argument("--layout", choices=("TNX", "NXT"), default="TNX",
+                   help="axis order of --input and --out: TNX [T, N, *shape] (SpikingJelly) or NXT [N, *shape, T] "
+                        "(lava-dl); default TNX")
     r.add_argument("--out", type=Path, help="where to save the output spikes (.npy)")
     r.add_argument("--steps", type=int, help="time steps per sample (default: T of the input)")
-    r.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
+    r.add_argument("--backend", choices=("emulator", "lava"), default="emulator",
+                   help="emulator: sj2lava's bit-exact emulator (fast, batched); lava: Lava's CPU simulation of Loihi "
+                        "(needs the lava extra); default emulator")
     r.add_argument("--reset-interval", type=int, metavar="R",
                    help="zero every layer's u and v every R steps (NetX's reset_interval)")
     r.add_argument("--reset-offset", type=int, default=0, metavar="K", help="phase of the reset (NetX's reset_offset)")
@@ -53,15 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--spike-exp", type=int, default=6, metavar="E",
                    help="SDNN message fraction bits (NetX's spike_exp)")
     e = sub.add_parser("eval", help="accuracy on a labelled .npz (x: [N, *shape] in [0, 1], y: [N])")
-    e.add_argument("file", type=Path)
-    e.add_argument("--data", required=True, type=Path)
-    e.add_argument("--steps", required=True, type=int)
-    e.add_argument("--backend", choices=("emulator", "lava"), default="emulator")
+    e.add_argument("file", type=Path, help="the NetX .net (HDF5) file")
+    e.add_argument("--data", required=True, type=Path, help=".npz with x [N, *shape] and labels y [N]")
+    e.add_argument("--steps", required=True, type=int, help="time steps per sample (rate coding of x)")
+    e.add_argument("--backend", choices=("emulator", "lava"), default="emulator",
+                   help="emulator (bit-exact, fast) or lava (Lava's CPU simulation; needs the lava extra)")
     e.add_argument("--spikes", action="store_true", help="x already holds spikes [T, N, *shape]")
     e.add_argument("--limit", type=int, help="evaluate the first LIMIT samples only")
     c = sub.add_parser("convert", help="convert a NIR graph (.nir) to a NetX .net file")
-    c.add_argument("model", type=Path)
-    c.add_argument("-o", "--out", required=True, type=Path)
+    c.add_argument("model", type=Path, help="the NIR graph (.nir)")
+    c.add_argument("-o", "--out", required=True, type=Path, help="the .net file to write")
     c.add_argument("--dt", required=True, type=float, help="time step that discretises the NIR graph")
     c.add_argument("--input-shape", help="C,H,W or F, if the graph's Input node does not say")
     c.add_argument("--reset", choices=("zero", "subtract"), default="zero",

@@ -70,3 +70,42 @@ def test_cli_runs_sdnn_and_input_bias_files(netx_files, tmp_path, capsys):
                                                                   num_steps=20, num_layers=2).shape[2:])
     assert main(["run", str(sdnn), "--input", str(tmp_path / "x.npy"), "--skip-layers", "99"]) == 2
     assert "leaves no layer" in capsys.readouterr().err
+
+
+def test_every_option_has_help_and_the_version_is_printed():
+    """argparse's own parser: every argument of every subcommand carries help text; --version and python -m."""
+    import argparse
+    import subprocess
+    import sys
+
+    import sj2lava
+    from sj2lava.cli import _parser
+
+    parser = _parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {a.dest}" for name, sub in subs.choices.items() for a in sub._actions
+               if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
+    out = subprocess.run([sys.executable, "-m", "sj2lava", "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"sj2lava {sj2lava.__version__}"
+
+
+def test_run_lava_without_lava_says_how_to_install_it(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+
+    code = ("import importlib.util, sys\n"
+            "real = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda name, *a: None if name == 'lava' else real(name, *a)\n"
+            "import torch, sj2lava\n"
+            "from sj2lava.netx.random_nets import random_spec\n"
+            "from sj2lava.netx import hdf5\n"
+            f"p = hdf5.write(random_spec(1), {str(tmp_path / 'a.net')!r})\n"
+            "try:\n"
+            "    sj2lava.run_lava(p, torch.zeros(3, 1, *sj2lava.load(p).input_shape))\n"
+            "except ImportError as e:\n"
+            "    print('HINT', e)\n")
+    assert importlib.util.find_spec("lava") is not None
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "HINT run_lava needs Lava" in out.stdout and "pip install 'sj2lava[lava]'" in out.stdout, out.stderr

@@ -14,7 +14,7 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .._deps import quiet_import
+from .._deps import quiet_import, require_lava
 from ..layout import TNX_to_NXT
 from .hdf5 import load
 from .inputs import graded_input_data, input_neuron_data, prepare_input, reset_phases
@@ -31,6 +31,7 @@ def _import_lava_runtime() -> None:
     name = "lava.magma.runtime.message_infrastructure.multiprocessing"
     if name in sys.modules:
         return
+    require_lava("run_lava")
     current = multiprocessing.get_start_method(allow_none=True)
     if current is None:
         quiet_import(name)
