@@ -35,6 +35,7 @@ from .netx.lava import run_lava
 from .netx.spec import NetSpec
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
 from .sdnn import SdnnNet, to_sdnn
+from .summary import summary
 from .train import finetune, rate_code
 from .verify import Report, verify
 
@@ -72,6 +73,7 @@ __all__ = [
     "to_lava",
     "to_nir",
     "to_sdnn",
+    "summary",
     "SdnnNet",
     "to_lava_neuron",
     "verify",
