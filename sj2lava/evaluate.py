@@ -11,6 +11,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 from ._deps import progress as _progress
 from .emulator import emulate
+from .metrics import Metrics, metrics
 from .netx.hdf5 import load
 from .netx.lava import run_lava
 from .netx.spec import NetSpec
@@ -21,18 +22,23 @@ __all__ = ["Evaluation", "evaluate", "rate_encoder"]  # rate_encoder: its home i
 
 @dataclass
 class Evaluation:
-    """Accuracy and per-class counts (``per_class[c] = (correct, total)``)."""
+    """Accuracy and per-class counts (``per_class[c] = (correct, total)``), and the run's workload metrics."""
 
     accuracy: float
     samples: int
     per_class: Dict[int, Tuple[int, int]] = field(default_factory=dict)
     backend: str = "emulator"
+    metrics: Optional[Metrics] = None
+    """Spikes, activation sparsity, synaptic operations, connection sparsity and footprint of the exact run
+    (:mod:`sj2lava.metrics`; the emulator backend)."""
 
     def __str__(self) -> str:
         lines = [f"{self.backend}: accuracy {self.accuracy:.2%} on {self.samples} samples",
                  "class  correct  total  accuracy"]
         for c, (ok, n) in sorted(self.per_class.items()):
             lines.append(f"{c:>5}  {ok:>7}  {n:>5}  {ok / max(n, 1):>8.2%}")
+        if self.metrics is not None:
+            lines.append(str(self.metrics))
         return "\n".join(lines)
 
 
@@ -57,12 +63,19 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
     bar = _progress(total=total, desc=f"evaluate ({backend})", unit="sample", disable=not progress)
     per_class: Dict[int, list] = {}
     n_ok = n = 0
+    counts: Optional[Metrics] = None
     try:
         for x, y in batches(data, batch_size):
             spikes = encode(x)
             if spikes.shape[0] != steps:
                 raise ValueError(f"evaluate: the encoder gave {spikes.shape[0]} steps, expected {steps}")
-            out = emulate(spec, spikes, device=device) if backend == "emulator" else run_lava(path, spikes, spec=spec)
+            if backend == "emulator":
+                rec = emulate(spec, spikes, device=device, record=("spikes", "layer_spikes"))
+                out = rec["spikes"]
+                batch = metrics(spec, spikes, rec["layer_spikes"])
+                counts = batch if counts is None else counts + batch
+            else:
+                out = run_lava(path, spikes, spec=spec)
             pred = out.sum(0).reshape(out.shape[1], -1).argmax(1)
             for c, ok in zip(y.tolist(), (pred == y).tolist()):
                 entry = per_class.setdefault(int(c), [0, 0])
@@ -75,4 +88,4 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
         bar.close()
     if n == 0:
         raise ValueError("evaluate: the data set is empty")
-    return Evaluation(n_ok / n, n, {c: (v[0], v[1]) for c, v in per_class.items()}, backend)
+    return Evaluation(n_ok / n, n, {c: (v[0], v[1]) for c, v in per_class.items()}, backend, counts)

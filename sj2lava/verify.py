@@ -20,6 +20,8 @@ from .convert import _leaves, convert
 from .emulator import emulate
 from .frontends.lavadl import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
+from .metrics import Metrics, metrics
+from .netx.hdf5 import load
 from .netx.lava import run_lava
 from .neuron import is_neuron, neuron_rule
 
@@ -49,6 +51,8 @@ class Report:
     steps: int
     stages: List[Stage]
     notes: List[str] = field(default_factory=list)
+    metrics: Optional[Metrics] = None
+    """The emulated run's spikes, sparsities, synaptic operations and footprint (:mod:`sj2lava.metrics`)."""
 
     @property
     def exact(self) -> bool:
@@ -75,6 +79,8 @@ class Report:
         fmt = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
         lines = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
         lines.append(f"exact stages agree with the containers: {'yes, 0 mismatches' if self.exact else 'NO'}")
+        if self.metrics is not None:
+            lines.append(str(self.metrics))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -125,6 +131,8 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     # input neurons driven by the first layer's current: the file takes that current as their bias
     feed = dict(input_bias=containers[0].input_bias(x), num_steps=steps) if direct else dict(x=x)
     emu = emulate(path, record=("spikes", "layer_spikes"), **feed)["layer_spikes"]
+    spec = load(path)
+    counts = metrics(spec, feed["x"] if "x" in feed else torch.zeros(steps, n, *spec.input_shape), emu)
     stages.append(Stage("emulator", n, [int(o.sum()) for o in emu], [int((a != b).sum()) for a, b in zip(emu, cont)],
                         accuracy(emu[-1], labels) if labels is not None else None, output=emu[-1]))
 
@@ -157,7 +165,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
         stages.insert(0, Stage("float", n, [int(o.sum()) for o in flt[:len(cont)]], mism,
                                accuracy(flt[len(cont) - 1] if len(flt) >= len(cont) else flt[-1], labels)
                                if labels is not None else None, exact=False, output=flt[-1]))
-    return Report(layers, neurons, steps, stages, notes)
+    return Report(layers, neurons, steps, stages, notes, counts)
 
 
 def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:

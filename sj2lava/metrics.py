@@ -1,0 +1,152 @@
+"""Workload metrics in NeuroBench's vocabulary, counted on the exact (emulated) integer run of a ``.net``.
+
+Per synaptic layer ``l`` with ``N`` samples of ``T`` steps:
+
+- spikes per sample: ``sum(s_l != 0) / N`` (non-zero messages for sigma-delta layers);
+- activation sparsity: ``1 - sum(s_l != 0) / (N T neurons_l)``;
+- synaptic operations per sample (NeuroBench's effective accumulates): the products with a non-zero input and a
+  non-zero weight, ``sum_t sum_i [x_i(t) != 0] nnz(column i of W_l)`` for a dense layer, the same through the
+  kernel's non-zero taps for a convolution (each spike counted once per output it reaches), plus the layer's own
+  spikes through ``W_rec`` (``dense_rec``) and the imaginary weights of a complex layer, divided by ``N``;
+- connection sparsity: the fraction of zero weights;
+- footprint: weights as Loihi stores them (8-bit mantissas; 16 for SDNN layers' graded synapses as written) plus
+  6 bits per axonal delay, and neuron state (24-bit ``u`` and ``v``; ``sigma``, ``act`` and residue for SDNN;
+  real and imaginary parts for RF), in bits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .netx.spec import Conv, Dense, Flatten, InputNeurons, NetSpec, neurons_of
+
+__all__ = ["LayerMetrics", "Metrics", "metrics", "run_metrics"]
+
+_STATE_BITS = {"cuba": 2 * 24, "sdnn": 3 * 24, "rf": 2 * 24}  # u and v; sigma, act, residue; real and imag
+
+
+@dataclass
+class LayerMetrics:
+    """One synaptic layer's counts (see the module docstring)."""
+
+    index: int
+    kind: str
+    neurons: int
+    spikes_per_sample: float
+    activation_sparsity: float
+    synops_per_sample: float
+    connection_sparsity: float
+    weight_bits: int
+    state_bits: int
+
+
+@dataclass
+class Metrics:
+    """Per-layer :class:`LayerMetrics` and the totals over the net."""
+
+    layers: List[LayerMetrics]
+    samples: int
+    steps: int
+
+    def __add__(self, other: Metrics) -> Metrics:
+        """The counts of two runs of the same net (e.g. two batches) as one: per-sample means weighted by samples."""
+        n = self.samples + other.samples
+        mean = lambda a, b: (a * self.samples + b * other.samples) / n  # noqa: E731
+        layers = [LayerMetrics(a.index, a.kind, a.neurons, mean(a.spikes_per_sample, b.spikes_per_sample),
+                               mean(a.activation_sparsity, b.activation_sparsity),
+                               mean(a.synops_per_sample, b.synops_per_sample), a.connection_sparsity, a.weight_bits,
+                               a.state_bits) for a, b in zip(self.layers, other.layers)]
+        return Metrics(layers, n, self.steps)
+
+    @property
+    def spikes_per_sample(self) -> float:
+        return sum(layer.spikes_per_sample for layer in self.layers)
+
+    @property
+    def synops_per_sample(self) -> float:
+        return sum(layer.synops_per_sample for layer in self.layers)
+
+    @property
+    def activation_sparsity(self) -> float:
+        total = sum(layer.neurons for layer in self.layers) * self.steps
+        return 1.0 - self.spikes_per_sample / total if total else 1.0
+
+    @property
+    def footprint_bits(self) -> int:
+        return sum(layer.weight_bits + layer.state_bits for layer in self.layers)
+
+    def __str__(self) -> str:
+        head = ("layer", "neurons", "spikes/sample", "act. sparsity", "synops/sample", "conn. sparsity",
+                "weights (bits)", "state (bits)")
+        rows = [(f"{m.index}:{m.kind}", f"{m.neurons:,}", f"{m.spikes_per_sample:,.1f}",
+                 f"{m.activation_sparsity:.4f}", f"{m.synops_per_sample:,.0f}", f"{m.connection_sparsity:.4f}",
+                 f"{m.weight_bits:,}", f"{m.state_bits:,}") for m in self.layers]
+        rows.append(("total", f"{sum(m.neurons for m in self.layers):,}", f"{self.spikes_per_sample:,.1f}",
+                     f"{self.activation_sparsity:.4f}", f"{self.synops_per_sample:,.0f}", "",
+                     f"{sum(m.weight_bits for m in self.layers):,}", f"{sum(m.state_bits for m in self.layers):,}"))
+        widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+        line = lambda r: "  ".join(v.rjust(w) if c else v.ljust(w) for c, (v, w) in enumerate(zip(r, widths)))  # noqa
+        return "\n".join([f"metrics over {self.samples} samples x {self.steps} steps (exact emulation; footprint "
+                          f"{self.footprint_bits / 8 / 1024:,.1f} KiB)", line(head)] + [line(r) for r in rows])
+
+
+def _weight_bits(layer, n_weights: int) -> int:
+    per = 16 if layer.neuron.kind == "sdnn" else 8
+    bits = n_weights * per
+    if isinstance(layer, Dense) and layer.delay is not None:
+        bits += layer.delay.size * 6
+    return bits
+
+
+def metrics(spec: NetSpec, x: torch.Tensor, layer_spikes: List[torch.Tensor]) -> Metrics:
+    """The counts of the module docstring for a run of ``spec`` on input ``x`` ``[T, N, *input_shape]`` whose
+    synaptic layers' outputs are ``layer_spikes`` (``emulate(..., record=('layer_spikes',))``, TNX)."""
+    steps, n = x.shape[0], x.shape[1]
+    out: List[LayerMetrics] = []
+    h = x.reshape(steps, n, *spec.input_shape)
+    k = 0
+    for layer in spec.layers:
+        if isinstance(layer, Flatten):
+            h = h.reshape(steps, n, -1)
+            continue
+        s = layer_spikes[k]
+        fired = s != 0
+        neurons = neurons_of(layer)
+        count = float(fired.sum())
+        synops, zero, total_w, w_bits = 0.0, 0.0, 0, 0
+        if not isinstance(layer, InputNeurons):
+            active = (h != 0).reshape(steps * n, *h.shape[2:]).double()
+            weights = [layer.weight] + [w for w in (getattr(layer, "weight_imag", None),
+                                                    getattr(layer, "weight_rec", None)) if w is not None]
+            for j, w in enumerate(weights):
+                mask = torch.as_tensor(np.asarray(w) != 0, dtype=torch.float64)
+                src = active
+                if j and getattr(layer, "weight_rec", None) is w:  # its own spikes of the step before
+                    src = torch.cat([torch.zeros_like(fired[:1]), fired[:-1]]).reshape(steps * n, -1).double()
+                if isinstance(layer, Conv):
+                    synops += float(F.conv2d(src, mask, stride=layer.stride, padding=layer.padding,
+                                             dilation=layer.dilation, groups=layer.groups).sum())
+                else:
+                    synops += float((src.reshape(src.shape[0], -1) @ mask.T).sum())
+                zero += float((mask == 0).sum())
+                total_w += mask.numel()
+            w_bits = _weight_bits(layer, total_w)
+        state = neurons * _STATE_BITS.get(layer.neuron.kind, 48)
+        out.append(LayerMetrics(k, layer.kind, neurons, count / n, 1.0 - count / (n * steps * neurons),
+                                synops / n, zero / total_w if total_w else 0.0, w_bits, state))
+        h = s
+        k += 1
+    return Metrics(out, n, steps)
+
+
+def run_metrics(spec: NetSpec, x: torch.Tensor, **emulate_options) -> Metrics:
+    """Emulate ``spec`` on ``x`` (every layer recorded) and count: :func:`metrics` of that run."""
+    from .emulator import emulate
+
+    rec = emulate(spec, x, record=("layer_spikes",), **emulate_options)
+    return metrics(spec, x, rec["layer_spikes"])
+
