@@ -79,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept the nearest Loihi neuron where none is exact (subtract reset), with a note")
     c.add_argument("--no-rescale", action="store_true",
                    help="keep each layer's float scale instead of filling Loihi's 8-bit weight grid")
-    sub.add_parser("demo", help="run the main demo job")
+    d = sub.add_parser("demo", help="run the main demo job (train, export, verify in Lava)", add_help=False)
+    d.add_argument("demo_args", nargs=argparse.REMAINDER,
+                   help="the demo's own options (--epochs, --steps, --lava-samples, --test-samples, "
+                        "--train-samples, --out; sj2lava demo --help lists them)")
     return p
 
 
@@ -261,7 +264,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _convert(args)
         from .demo import main as demo
 
-        return demo([])
+        return demo(args.demo_args)
     except _UserError as e:
         print(f"sj2lava {args.cmd}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

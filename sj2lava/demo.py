@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,12 +119,13 @@ def figure(report, path: Path, sample: int = 0) -> Path:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="sj2lava demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    ap.add_argument("--steps", type=int, default=STEPS, help=f"time steps per sample (default {STEPS})")
     ap.add_argument("--lava-samples", type=int, default=20, help="test samples run in Lava (slow)")
     ap.add_argument("--test-samples", type=int, default=None, help="limit the test split (default: all)")
     ap.add_argument("--train-samples", type=int, default=None, help="limit the training split")
-    ap.add_argument("--out", type=Path, default=Path("demo_out"))
+    ap.add_argument("--out", type=Path, default=Path("demo_out"),
+                    help="folder for demo.net, the test data (x.npy, test.npz) and demo.png (default demo_out)")
     args = ap.parse_args(argv)
 
     from . import export, load, verify
@@ -146,8 +148,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(load(path).table())
 
     x = rate_code(x_te, args.steps, torch.Generator().manual_seed(2))
+    np.save(args.out / "x.npy", x.numpy())  # what `sj2lava run` and `sj2lava eval` take (README)
+    np.savez(args.out / "test.npz", x=x_te.numpy(), y=y_te.numpy())
     t1 = time.perf_counter()
-    report = verify(net, path, x, labels=y_te, lava_samples=args.lava_samples)
+    report = verify(net, path, x, labels=y_te, lava_samples=args.lava_samples, progress=True)
     print(f"3. the test split through containers and lava-dl ({len(y_te)} samples) and Lava "
           f"({report.stage('lava').samples} samples), {time.perf_counter() - t1:.0f} s:")
     print(report)

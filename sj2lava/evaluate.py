@@ -65,7 +65,8 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
     n_ok = n = 0
     counts: Optional[Metrics] = None
     try:
-        for x, y in batches(data, batch_size):
+        # Lava runs a sample in seconds: small batches keep its progress bar moving
+        for x, y in batches(data, batch_size if backend == "emulator" else min(batch_size, 4)):
             spikes = encode(x)
             if spikes.shape[0] != steps:
                 raise ValueError(f"evaluate: the encoder gave {spikes.shape[0]} steps, expected {steps}")

@@ -15,6 +15,7 @@ from typing import List, Optional, Union
 import torch
 from torch import nn
 
+from ._deps import progress as _progress
 from .block import BlockContainer, InputBlock, run_blocks
 from .convert import _leaves, convert
 from .emulator import emulate
@@ -92,7 +93,7 @@ def accuracy(out: torch.Tensor, labels: torch.Tensor) -> float:
 
 def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels: Optional[torch.Tensor] = None,
            layout: str = "TNX", lava_samples: Optional[int] = None,
-           containers: Optional[nn.Sequential] = None) -> Report:
+           containers: Optional[nn.Sequential] = None, progress: bool = False) -> Report:
     """Run ``x`` through every stage and report per layer spike counts, rates, mismatches and accuracies.
 
     Args:
@@ -104,6 +105,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
         labels: ``[N]`` class labels, to report accuracies.
         lava_samples: run only the first samples in Lava (it is slow: ~1 s per 16 steps); default all.
         containers: the converted BlockContainers, if already made (else ``convert(model)``).
+        progress: a progress bar over the stages on stderr (Lava's stage takes about 1 s per 16 steps).
     """
     x = x if layout == "TNX" else NXT_to_TNX(x)
     is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, (BlockContainer, InputBlock)) for b in model)
@@ -113,7 +115,10 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
     steps, n = x.shape[0], x.shape[1]
 
+    bar = _progress(total=5, desc="verify", unit="stage", disable=not progress)
+    stage = lambda name: (bar.update(1), bar.set_postfix(done=name))  # noqa: E731
     cont = run_blocks(containers, x)
+    stage("containers")
     neurons = [int(o[0, 0].numel()) for o in cont]
     stages = [Stage("containers", n, [int(o.sum()) for o in cont], [None] * len(cont),
                     accuracy(cont[-1], labels) if labels is not None else None, output=cont[-1])]
@@ -133,10 +138,12 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     emu = emulate(path, record=("spikes", "layer_spikes"), **feed)["layer_spikes"]
     spec = load(path)
     counts = metrics(spec, feed["x"] if "x" in feed else torch.zeros(steps, n, *spec.input_shape), emu)
+    stage("lava-dl")
     stages.append(Stage("emulator", n, [int(o.sum()) for o in emu], [int((a != b).sum()) for a, b in zip(emu, cont)],
                         accuracy(emu[-1], labels) if labels is not None else None, output=emu[-1]))
 
     m = n if lava_samples is None else max(1, min(n, int(lava_samples)))
+    stage("emulator")
     lava = run_lava(path, all_layers=True, **({"input_bias": feed["input_bias"][:m], "num_steps": steps} if direct
                                                else {"x": x[:, :m]}))
     if len(lava) != len(cont):
@@ -149,6 +156,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
                      + (f"accuracy {accuracy(cont[-1][:, :m], labels[:m]):.2%}" if labels is not None
                         else f"{sum(int(o[:, :m].sum()) for o in cont):,} spikes"))
 
+    stage("lava")
     reference = getattr(model, "float_reference", None)  # a from_nir net: the graph's own equations
     if not is_blocks or reference is not None:
         flt = reference(x) if reference is not None else _run_float(model, x)
@@ -165,6 +173,8 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
         stages.insert(0, Stage("float", n, [int(o.sum()) for o in flt[:len(cont)]], mism,
                                accuracy(flt[len(cont) - 1] if len(flt) >= len(cont) else flt[-1], labels)
                                if labels is not None else None, exact=False, output=flt[-1]))
+    stage("float")
+    bar.close()
     return Report(layers, neurons, steps, stages, notes, counts)
 
 

@@ -81,7 +81,11 @@ def _cpu_tag() -> str:
 
 
 def _compiler() -> Optional[str]:
-    for name in filter(None, (os.environ.get("CC"), "cc", "gcc", "clang")):
+    named = os.environ.get("CC")
+    if named and not shutil.which(named):  # the user asked for this one: say so before falling back
+        warnings.warn(f"emulate: $CC={named!r} is not found; building the C kernel with the first of cc, gcc, "
+                      "clang instead", RuntimeWarning, stacklevel=4)
+    for name in filter(None, (named, "cc", "gcc", "clang")):
         if shutil.which(name):
             return name
     return None
