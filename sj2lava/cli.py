@@ -79,10 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="accept the nearest Loihi neuron where none is exact (subtract reset), with a note")
     c.add_argument("--no-rescale", action="store_true",
                    help="keep each layer's float scale instead of filling Loihi's 8-bit weight grid")
-    d = sub.add_parser("demo", help="run the main demo job (train, export, verify in Lava)", add_help=False)
-    d.add_argument("demo_args", nargs=argparse.REMAINDER,
-                   help="the demo's own options (--epochs, --steps, --lava-samples, --test-samples, "
-                        "--train-samples, --out; sj2lava demo --help lists them)")
+    sub.add_parser("demo", help="run the main demo job (train, export, verify in Lava); its options: "
+                                "sj2lava demo --help")
     return p
 
 
@@ -252,8 +250,14 @@ class _Bar:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)  # argparse exits 2 on bad arguments
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # the demo parses its own options (sj2lava demo --help lists them); argparse exits 2 on bad arguments
+    args = argparse.Namespace(cmd="demo") if argv[:1] == ["demo"] else _parser().parse_args(argv)
     try:
+        if args.cmd == "demo":
+            from .demo import main as demo
+
+            return demo(argv[1:])
         if args.cmd == "inspect":
             return _inspect(args)
         if args.cmd == "run":
@@ -262,9 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _eval(args)
         if args.cmd == "convert":
             return _convert(args)
-        from .demo import main as demo
-
-        return demo(args.demo_args)
+        raise AssertionError(f"unhandled command {args.cmd}")
     except _UserError as e:
         print(f"sj2lava {args.cmd}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
