@@ -29,6 +29,7 @@ from torch import nn
 from . import quant
 from .errors import UnsupportedLayerError
 from .netx.spec import Conv, Dense, Flatten, InputNeurons, Layer, NetSpec, SigmaDelta, conv_out_shape
+from .netx.weights import lava_dense_weights, netx_weight_bits
 
 __all__ = ["SdnnNet", "SdnnReport", "to_sdnn", "register_sdnn_reader"]
 
@@ -186,13 +187,36 @@ def to_sdnn(model: nn.Module, example_input: torch.Tensor, *, threshold: float =
     if any(isinstance(m, nn.ReLU) for _, m in chain[last + 1:]):
         raise UnsupportedLayerError(f"to_sdnn: a ReLU after the last synapse {chain[last][0]}; NetX's Sigma output "
                                     "sends the sum itself (drop the ReLU, or add a final Linear)")
+    caps: dict = {}  # chain index -> the largest scale that layer may take (from a later layer's headroom)
+    for _ in range(8):
+        built = _build(chain, last, example_input, threshold, input_scale, caps)
+        if built["fix"] is None:
+            break
+        k, factor = built["fix"]  # the layer before an overfull dense layer sends too large messages
+        if k < 0:
+            input_scale /= factor
+        else:
+            caps[k] = built["c"][k] / factor
+    else:
+        raise UnsupportedLayerError("to_sdnn: no per-layer scales keep Lava's int32 dense sums on the example data; "
+                                    "lower input_scale")
+    notes = built["notes"]
+    notes.insert(0, f"to_sdnn: per-layer activation scales {', '.join(f'{s:.4g}' for s in built['scales'])} (input "
+                    f"first); thresholds {threshold:g} in the ANN's units")
+    return SdnnNet(NetSpec(tuple(example_input.shape[1:]), built["layers"]), float(input_scale),
+                   built["scales"][-1] * quant.S_SCALE, built["output_bias"], built["scales"], notes)
+
+
+def _build(chain, last: int, example_input: torch.Tensor, threshold: float, input_scale: float, caps: dict) -> dict:
+    """One pass of :func:`to_sdnn`: the layers with per-layer scales capped by ``caps``, and ``fix``: None, or
+    ``(chain index of the synapse before an overfull dense layer, or -1 for the input; factor to divide by)``."""
     notes: List[str] = []
     shape = tuple(int(v) for v in example_input.shape[1:])
     th_in = int(round(threshold * input_scale))
     layers: List[Layer] = [InputNeurons(shape, shape, SigmaDelta(th_in, role="delta", activation=None))]
-    scale, scales = float(input_scale), [float(input_scale)]
+    scale, scales, chosen = float(input_scale), [float(input_scale)], {}
     h = example_input.detach().double()
-    output_bias = None
+    output_bias, previous = None, -1
     for k, (name, m) in enumerate(chain):
         if isinstance(m, nn.ReLU):
             h = torch.relu(h)
@@ -217,15 +241,23 @@ def to_sdnn(model: nn.Module, example_input: torch.Tensor, *, threshold: float =
         if isinstance(m, nn.Conv2d):  # Lava's Conv wraps its sum at 24 bits: the sums themselves stay below 2^22
             sums = float(_apply(m, h, bias=False).abs().max()) * scale * quant.W_SCALE * quant.W_SCALE
             room = min(room, _CONV_HEADROOM / max(sums, 1e-12))
-        c = min(grid, room)
+        c = min(grid, room, caps.get(k, float("inf")))
+        chosen[k] = c
         if c < grid:
             notes.append(f"to_sdnn: {name}: weights scaled by {c:.4g}, not {grid:.4g} (the 8-bit grid), so that its "
-                         "graded sums on the example data keep their headroom (Lava's sums are int32, its Conv's "
-                         "24-bit)")
+                         "graded sums (or the next layer's) on the example data keep their headroom (Lava's sums are "
+                         "int32, its Conv's 24-bit)")
         w_mant = quant.weight_mant(torch.as_tensor(w * c, dtype=torch.float32)).numpy().astype(np.int64)
         if not w_mant.any():
             raise UnsupportedLayerError(f"to_sdnn: {name}: every weight rounds to 0 (the sums' headroom leaves a "
                                         f"scale of {c:.3g}); lower input_scale")
+        if isinstance(m, nn.Linear):
+            # Lava's Dense sums with NetX's bit-optimised weights (w << sb, shifted back after the sum), whatever
+            # the scale: only smaller messages, from the layer before, keep those sums in int32
+            lava = lava_dense_weights(*netx_weight_bits(w_mant)[:2])
+            over = message * float(np.abs(lava).sum(1).max()) / _HEADROOM
+            if over > 1:
+                return dict(fix=(previous, over * 1.01), c=chosen)
         scale *= c
         is_last = k == last
         bias_int = None
@@ -253,10 +285,8 @@ def to_sdnn(model: nn.Module, example_input: torch.Tensor, *, threshold: float =
         shape = out
         scales.append(scale)
         h = pre
-    notes.insert(0, f"to_sdnn: per-layer activation scales {', '.join(f'{s:.4g}' for s in scales)} (input first); "
-                    f"thresholds {threshold:g} in the ANN's units")
-    return SdnnNet(NetSpec(tuple(example_input.shape[1:]), layers), float(input_scale), scale * quant.S_SCALE,
-                   output_bias, scales, notes)
+        previous = k
+    return dict(fix=None, c=chosen, layers=layers, scales=scales, output_bias=output_bias, notes=notes)
 
 
 def _apply(m: nn.Module, h: torch.Tensor, bias: bool = True) -> torch.Tensor:
