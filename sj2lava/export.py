@@ -57,6 +57,8 @@ def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[
     blocks = list(_blocks(model))
     if not blocks:
         raise ExportError("export: the model has no blocks")
+    if input_shape is None:  # from_nir and convert know the input's shape and say so on the Sequential
+        input_shape = getattr(model, "input_shape", None)
     shape = net_input = _input_shape(blocks, input_shape)
     layers: List[Layer] = []
     if isinstance(blocks[0], InputBlock):  # its encoder runs on the host: the file starts at its neurons

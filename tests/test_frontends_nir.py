@@ -560,3 +560,8 @@ def test_a_scale_node_is_folded_into_the_synapse_before_it(tmp_path):
     ref = simulate_nir(_graph(nir.Linear(weight=w), nir.Scale(scale=a), lif, input_shape=(8,)), x, 1e-3)[0]
     assert torch.equal(ref, simulate_nir(_graph(nir.Linear(weight=w * a[:, None]), lif, input_shape=(8,)), x, 1e-3)[0])
     assert ref.sum() > 0
+
+
+def test_a_from_nir_net_exports_without_repeating_its_input_shape(tmp_path):
+    net = from_nir(_sinabs_graph(), dt=1.0)
+    assert sj2lava.load(export(net, tmp_path / "s.net")).input_shape == (2, 8, 8)
