@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint bench verify-emulator fuzz gpu-check lock clean
+.PHONY: test demo lint bench verify-emulator fuzz gpu-check lock clean core-test
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -50,5 +50,26 @@ lock: $(STAMP)
 	{ head -2 requirements.lock; $(PY) -m pip freeze --exclude-editable | grep -v '^sj2lava'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock
 
+# The core where lava-dl cannot go: Python 3.11, SpikingJelly 2.x, numpy 2, no Lava. Its `core` tests write a .net
+# into HANDOFF; the 3.10 environment then runs that file in Lava against the output recorded there.
+CORE_VENV  := .venv-core
+CORE_PY    := $(CORE_VENV)/bin/python
+CORE_STAMP := $(CORE_VENV)/.sj2lava-installed
+HANDOFF    := $(CURDIR)/build/core-handoff
+
+$(CORE_STAMP): pyproject.toml
+	@py=$$(./tools/find_python_core.sh) || exit 1; \
+	  echo "creating $(CORE_VENV) with $$py"; rm -rf $(CORE_VENV); "$$py" -m venv $(CORE_VENV) || exit 1
+	$(CORE_PY) -m pip install -q --disable-pip-version-check torch==2.13.0 spikingjelly==2.0.0 "numpy>=2" pytest tqdm
+	$(CORE_PY) -m pip install -q --disable-pip-version-check -e .
+	@$(CORE_PY) -c 'import numpy, sys; sys.exit(int(numpy.__version__.split(".")[0]) < 2)' || \
+	  { echo "error: installing sj2lava took numpy below 2 in the core environment"; exit 1; }
+	@touch $@
+
+core-test: $(CORE_STAMP) $(STAMP)
+	rm -rf $(HANDOFF)
+	SJ2LAVA_HANDOFF=$(HANDOFF) $(CORE_PY) -m pytest -p no:cacheprovider -m core tests/test_core_env.py
+	SJ2LAVA_HANDOFF=$(HANDOFF) $(PY) -m pytest -p no:cacheprovider tests/test_core_env.py -k runs_in_lava
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(CORE_VENV) .pytest_cache build *.egg-info
