@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint bench verify-emulator fuzz gpu-check lock clean core-test
+.PHONY: test demo lint bench verify-emulator fuzz gpu-check lock clean core-test release-check
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -70,6 +70,23 @@ core-test: $(CORE_STAMP) $(STAMP)
 	rm -rf $(HANDOFF)
 	SJ2LAVA_HANDOFF=$(HANDOFF) $(CORE_PY) -m pytest -p no:cacheprovider -m core tests/test_core_env.py
 	SJ2LAVA_HANDOFF=$(HANDOFF) $(PY) -m pytest -p no:cacheprovider tests/test_core_env.py -k runs_in_lava
+
+# Before a release: build the sdist and the wheel, install each into a fresh Python 3.11 venv (numpy 2, no Lava)
+# and run the emulator from it.
+RELEASE := $(CURDIR)/build/release
+release-check: $(CORE_STAMP)
+	rm -rf $(RELEASE) && mkdir -p $(RELEASE)
+	$(CORE_PY) -m pip install -q --disable-pip-version-check build
+	$(CORE_PY) -m build -q --sdist --wheel --outdir $(RELEASE)/dist .
+	@for kind in whl tar.gz; do \
+	  v=$(RELEASE)/venv-$$kind; $(CORE_PY) -m venv $$v || exit 1; \
+	  $$v/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0 $(RELEASE)/dist/*.$$kind || exit 1; \
+	  (cd $(RELEASE) && $$v/bin/python -c "import numpy, torch, sj2lava; from sj2lava.netx.random_nets import random_spec; \
+	    s = random_spec(3); x = (torch.rand(8, 2, *s.input_shape) < .4).float(); \
+	    assert torch.equal(sj2lava.emulate(s, x), sj2lava.emulate(s, x, backend='torch')); \
+	    print('$$kind: sj2lava', sj2lava.__version__, 'numpy', numpy.__version__, 'emulates')") || exit 1; \
+	  $$v/bin/sj2lava --version || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) $(CORE_VENV) .pytest_cache build *.egg-info

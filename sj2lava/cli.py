@@ -108,9 +108,12 @@ def _inspect(args) -> int:
 def _run(args) -> int:
     import numpy as np
 
+    from ._deps import require_lava
     from .netx.lava import run_lava
 
     _check_out(args.out)
+    if args.backend == "lava":  # before any bar is drawn: without Lava, say how to get it
+        require_lava("sj2lava run --backend lava")
     spec = _load(args.file, num_layers=args.num_layers, skip_layers=args.skip_layers)
     x = None if args.input is None else _npy(args.input)
     bias = None if args.input_bias is None else _npy(args.input_bias)
@@ -176,6 +179,10 @@ def _eval(args) -> int:
 
     from .evaluate import evaluate
 
+    if args.backend == "lava":
+        from ._deps import require_lava
+
+        require_lava("sj2lava eval --backend lava")
     spec = _load(args.file)
     if not args.data.is_file():
         raise _UserError(f"{args.data}: no such file")
