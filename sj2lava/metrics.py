@@ -33,7 +33,7 @@ _STATE_BITS = {"cuba": 2 * 24, "sdnn": 3 * 24, "rf": 2 * 24}  # u and v; sigma, 
 class LayerMetrics:
     """One synaptic layer's counts (see the module docstring)."""
 
-    index: int
+    index: int  # the layer's position in the file (as verify names layers)
     kind: str
     neurons: int
     spikes_per_sample: float
@@ -108,8 +108,8 @@ def metrics(spec: NetSpec, x: torch.Tensor, layer_spikes: List[torch.Tensor]) ->
     steps, n = x.shape[0], x.shape[1]
     out: List[LayerMetrics] = []
     h = x.reshape(steps, n, *spec.input_shape)
-    k = 0
-    for layer in spec.layers:
+    k = 0  # the synaptic layer's position among layer_spikes; rows are labelled by the file's layer index
+    for i, layer in enumerate(spec.layers):
         if isinstance(layer, Flatten):
             h = h.reshape(steps, n, -1)
             continue
@@ -136,7 +136,7 @@ def metrics(spec: NetSpec, x: torch.Tensor, layer_spikes: List[torch.Tensor]) ->
                 total_w += mask.numel()
             w_bits = _weight_bits(layer, total_w)
         state = neurons * _STATE_BITS.get(layer.neuron.kind, 48)
-        out.append(LayerMetrics(k, layer.kind, neurons, count / n, 1.0 - count / (n * steps * neurons),
+        out.append(LayerMetrics(i, layer.kind, neurons, count / n, 1.0 - count / (n * steps * neurons),
                                 synops / n, zero / total_w if total_w else 0.0, w_bits, state))
         h = s
         k += 1

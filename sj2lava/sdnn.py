@@ -85,9 +85,12 @@ class SdnnNet:
         from .emulator import emulate
         from .netx.lava import run_lava
 
-        with torch.no_grad():
-            ref = self.reference(model, x, steps) if self.reference is not None else \
-                model(x).double().unsqueeze(0).expand(steps, *model(x).shape)
+        with torch.no_grad():  # the source model's output at each step (an ANN's is the same at every step)
+            if self.reference is not None:
+                ref = self.reference(model, x, steps)
+            else:
+                ref = model(x).double()
+                ref = ref.unsqueeze(0).expand(steps, *ref.shape)
         a_in = self.encode(x, steps)
         rec = emulate(self.spec, a_in, record=("layer_spikes",))
         y = self.decode(rec["spikes"])

@@ -141,8 +141,8 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     direct = isinstance(containers[0], InputBlock)
     # input neurons driven by the first layer's current: the file takes that current as their bias
     feed = dict(input_bias=containers[0].input_bias(x), num_steps=steps) if direct else dict(x=x)
-    emu = emulate(path, record=("spikes", "layer_spikes"), **feed)["layer_spikes"]
-    spec = load(path)
+    spec = load(path)  # read once: the emulator and the metrics both take it
+    emu = emulate(spec, record=("spikes", "layer_spikes"), **feed)["layer_spikes"]
     counts = metrics(spec, feed["x"] if "x" in feed else torch.zeros(steps, n, *spec.input_shape), emu)
     stage("lava-dl")
     stages.append(Stage("emulator", n, [int(o.sum()) for o in emu], [int((a != b).sum()) for a, b in zip(emu, cont)],
