@@ -4,14 +4,16 @@ The few names the blocks use without defining are small stand-ins made here, and
 ``members_model`` / ``subtract_model`` (snnTorch nets with member layers), ``images`` / ``labels``, the DDP
 block's ``build_model`` / ``loader`` / ``loss_fn`` (one process, gloo), and the files ``model.nir`` (snnTorch's
 NIR export) and ``sinabs.nir`` (a discrete-time conv + IF + sum-pool graph)."""
+import os
 import re
 import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import nir
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -71,22 +73,31 @@ def _stand_ins(folder: Path) -> dict:
                 loss_fn=lambda out, y: nn.functional.cross_entropy(out.sum(0), y))
 
 
-def test_every_readme_python_block_runs_in_order(tmp_path, monkeypatch):
-    found = blocks()
-    assert len(found) >= 6
-    monkeypatch.chdir(tmp_path)
-    with socket.socket() as s:  # the DDP block: one process, gloo, on a free local port
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for key, value in dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1").items():
-        monkeypatch.setenv(key, value)
-    namespace = _stand_ins(tmp_path)
+def run_blocks(folder: Path) -> None:
+    """In ``folder``: the stand-ins, then every block in order, in one namespace; a failure names its block."""
+    os.chdir(folder)
+    namespace = _stand_ins(folder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the blocks' own warnings (approximations) are what they show
-        for i, code in enumerate(found):
+        for i, code in enumerate(blocks()):
             try:
                 exec(compile(code, f"README.md python block {i}", "exec"), namespace)  # noqa: S102
             except Exception as e:  # name the block, not just the line
-                pytest.fail(f"README python block {i} failed: {type(e).__name__}: {e}\n{code}")
+                raise AssertionError(f"README python block {i} failed: {type(e).__name__}: {e}\n{code}") from e
     assert float(namespace["out"].sum()) > 0  # the example net spikes
-    assert (tmp_path / "net.net").exists() and (tmp_path / "ann.net").exists()
+    assert (folder / "net.net").exists() and (folder / "ann.net").exists()
+
+
+def test_every_readme_python_block_runs_in_order(tmp_path):
+    """In a fresh interpreter, as a reader runs them: the DDP block's process group (gloo) must not outlive the
+    script, or a later fork (Lava's runtime) inherits it and hangs when the child frees it."""
+    assert len(blocks()) >= 6
+    with socket.socket() as s:  # the DDP block: one process, gloo, on a free local port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1")
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            f"from test_readme import run_blocks; from pathlib import Path; run_blocks(Path({str(tmp_path)!r}))\n"
+            "print('README OK')")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0 and "README OK" in out.stdout, out.stderr[-4000:]
