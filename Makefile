@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint bench verify-emulator fuzz gpu-check lock clean core-test release-check
+.PHONY: test demo lint bench verify-emulator verify-frontends fuzz gpu-check lock clean core-test release-check
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -34,6 +34,12 @@ bench: $(STAMP)
 NETS ?= 200
 verify-emulator: $(STAMP)
 	$(PY) tools/verify_emulator.py --nets $(NETS)
+
+# The front-ends against their frameworks on NETS seeded random nets each (SpikingJelly, snnTorch, lava-dl, NIR),
+# every layer spike for spike; the first LAVA_NETS of each also through Lava (the suite runs a subset).
+LAVA_NETS ?= 3
+verify-frontends: $(STAMP)
+	$(PY) tools/verify_frontends.py --nets $(NETS) --lava $(LAVA_NETS)
 
 # Hostile .net files: MUTANTS seeded mutants through load, inspect and emulate, each in a limited child
 # process (the suite runs 300).

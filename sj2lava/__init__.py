@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging as _logging
 
 from .block import BlockContainer, InputBlock
-from .convert import convert
+from .convert import convert, rescale
 from .emulator import emulate
 from .errors import ExportError, NetFileError, UnsupportedLayerError
 from .evaluate import Evaluation, evaluate
@@ -68,6 +68,7 @@ __all__ = [
     "run_lava",
     "to_spec",
     "linear_to_lava_synapse_dense",
+    "rescale",
     "reset_net",
     "to_cuba",
     "to_lava",

@@ -30,10 +30,10 @@ from . import quant
 from .block import BlockContainer, InputBlock, run_blocks
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
-from .neuron import is_neuron, neuron_notes, to_cuba
+from .neuron import is_neuron, neuron_notes, neuron_rule, to_cuba
 from .translate import find_rule, rule_for
 
-__all__ = ["convert", "block", "register_block_reader", "register_dropout", "register_recurrence"]
+__all__ = ["convert", "rescale", "block", "register_block_reader", "register_dropout", "register_recurrence"]
 
 _Leaf = Tuple[str, nn.Module]
 
@@ -120,16 +120,19 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 i = j + 1
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
             where = leaves[i - 1][0]
-            if direct_input and not blocks:
+            node = _cuba(neu, where, approximate, notes)
+            host = direct_input and not blocks
+            _current_bias(neu, node, syn, path, where, host, approximate, notes)
+            if host:
                 try:
-                    blocks.append(InputBlock(syn, _cuba(neu, where, approximate, notes)))
+                    blocks.append(InputBlock(syn, node))
                 except UnsupportedLayerError as e:
                     raise UnsupportedLayerError(f"{where}: {e}") from None
                 notes.append(f"{path}: the first layer's {type(m).__name__} runs on the host (direct input): its "
                              f"output is the input neurons' bias ({where}), rounded to 1/64 and clipped to 13 bits")
                 continue
             rec = _recurrence(neu, syn, where)
-            blocks.append(block(syn, _cuba(neu, where, approximate, notes), where, recurrent=rec))
+            blocks.append(block(syn, node, where, recurrent=rec))
             made.append((blocks[-1], where))
             continue
         if isinstance(m, nn.AvgPool2d) or _is_sumpool(m):
@@ -168,12 +171,32 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
         for b, where in made:
             rescale_block(b, where, notes)
     net = nn.Sequential(*blocks)
+    if example_input is not None:  # export and summary then need no input_shape
+        net.input_shape = _example_shape(blocks, example_input)
     notes.extend(neuron_notes(model))
     net.conversion_notes = notes
     for n in notes:
         if "rounds" in n:
             warnings.warn(n, stacklevel=2)
     return net
+
+
+def _example_shape(blocks: List[BlockContainer], x: torch.Tensor) -> Optional[Tuple[int, ...]]:
+    """The per-sample input shape of ``x`` (``[T, N, *shape]`` or ``[N, *shape]``) as the first layer reads it:
+    ``(C, H, W)`` for a conv or pool, ``(features,)`` for a dense layer, either for a leading flatten (whichever
+    the dense layer after it takes)."""
+    first = blocks[0]
+    syn = first.encoder if isinstance(first, InputBlock) else first.synapse
+    if isinstance(first, BlockContainer) and first.kind == "flatten":
+        nxt = next((b for b in blocks[1:] if b.neuron is not None), None)
+        n = getattr(getattr(nxt, "synapse", None), "in_features", None)
+        for k in (3, 1, 2):
+            if x.dim() > k and n is not None and int(torch.tensor(x.shape[-k:]).prod()) == n:
+                return tuple(int(v) for v in x.shape[-k:])
+        return None
+    if isinstance(syn, nn.Linear):
+        return (int(x.shape[-1]),)
+    return tuple(int(v) for v in x.shape[-3:]) if x.dim() >= 3 else None
 
 
 # --------------------------------------------------------------------------- rescaling
@@ -190,10 +213,9 @@ def rescale_block(b: BlockContainer, where: str, notes: List[str]) -> None:
     """Scale the block's weights, bias and threshold by one factor ``a > 0`` (``input_scale *= a``,
     ``v_threshold *= a``) so that its largest weight is 254/64; a zero-reset CUBA neuron's spikes do not change,
     as ``u`` and ``v`` scale with it. ``a`` also keeps the threshold within 17 bits, the bias within 13 and the
-    worst-case ``u`` and ``v`` (:func:`sj2lava.export.state_bounds`) within Loihi's 24-bit registers. A layer
-    already on Loihi's grid (weights in 2/64, bias and threshold in 1/64: a graph ``to_nir`` wrote) is kept."""
-    from .export import state_bounds
-
+    registers that wrap (the synaptic sum and the worst-case ``u``, :func:`sj2lava.quant.state_bounds`) within 24
+    bits; ``v`` saturates and bounds nothing. A layer already on Loihi's grid (weights in 2/64, bias and threshold
+    in 1/64: a graph ``to_nir`` wrote) is kept."""
     rule = rule_for(b.synapse, where)
     with torch.no_grad():
         w = effective_weight(b)
@@ -213,17 +235,15 @@ def rescale_block(b: BlockContainer, where: str, notes: List[str]) -> None:
     if b_max > 0:
         limits["the 13-bit bias"] = _B_MAX / b_max
     s = quant.S_SCALE
-    for bound, what in state_bounds(rows * s, b.neuron.i_decay, b.neuron.v_decay, th * s, b_max * s):
+    for bound, what in quant.state_bounds(rows * s, b.neuron.i_decay):
         if bound > 0:
             limits[f"{what} (24 bits)"] = quant.STATE_MAX / bound
     bound = min(limits, key=limits.get)
     a = limits[bound]
 
-    def excess(a: float) -> float:  # the worst state bound of the quantized layer at scale a, over 2^23 - 1
+    def excess(a: float) -> float:  # the worst bound of a wrapping register of the quantized layer, over 2^23 - 1
         q = quant.weight_mant(w * a).abs().reshape(w.shape[0], -1).sum(1).max()
-        qb = 0 if bias is None else quant.bias_mant(bias * a).abs().max()
-        bounds = state_bounds(float(q) * quant.W_SCALE, b.neuron.i_decay, b.neuron.v_decay,
-                              quant.threshold_mant(th * a) * quant.W_SCALE, float(qb) * quant.W_SCALE)
+        bounds = quant.state_bounds(float(q) * quant.W_SCALE, b.neuron.i_decay)
         return max(v for v, _ in bounds) / quant.STATE_MAX
 
     for _ in range(8):  # rounding to the grid can push a bound just past 2^23: step back until it holds
@@ -238,6 +258,23 @@ def rescale_block(b: BlockContainer, where: str, notes: List[str]) -> None:
     notes.append(f"{where}: weights, bias and threshold scaled by {a:.6g} (largest |weight| {top:.4g} -> "
                  f"{top * a:.4g}, threshold {th:.4g} -> {th * a:.4g}; the factor is bounded by {bound}); zero-reset "
                  "CUBA spikes do not change with a common scale")
+
+
+def rescale(model: nn.Module) -> List[str]:
+    """Refit every spiking layer of ``model`` (a net of BlockContainers: converted, fine-tuned or hand-built) to
+    Loihi's registers with :func:`rescale_block`: one positive factor per layer on weights, bias and threshold
+    that fills the 8-bit weight grid while the threshold, bias, synaptic sum and current stay within their bits.
+    Zero-reset CUBA spikes do not change with a common scale (exactly in float; on Loihi's grid up to rounding).
+    Layers already on the grid are kept. Use it after :func:`sj2lava.finetune` when ``export`` refuses a layer.
+
+    Returns the notes, one per layer changed (also added to ``model.conversion_notes``)."""
+    notes: List[str] = []
+    for i, b in enumerate(model if isinstance(model, (nn.Sequential, list, tuple)) else [model]):
+        if isinstance(b, BlockContainer) and b.neuron is not None:
+            rescale_block(b, f"block {i}", notes)
+    if notes and isinstance(model, nn.Module):
+        model.conversion_notes = list(getattr(model, "conversion_notes", [])) + notes
+    return notes
 
 
 def effective_weight(b: BlockContainer) -> torch.Tensor:
@@ -428,6 +465,35 @@ def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn
         node = copy.deepcopy(neu)
     node.input_scale = scale
     return node
+
+
+def _current_bias(neu: nn.Module, node: nn.Module, syn: nn.Module, path: str, where: str, host: bool,
+                  approximate: bool, notes: List[str]) -> None:
+    """A framework neuron whose decaying synaptic current takes the synapse's bias (snnTorch's ``Synaptic``; with
+    direct input, the whole host current): the current settles at ``bias / current_decay`` after ~1/current_decay
+    steps, where Loihi adds a bias to ``v`` at full size from the first step. Refused, or under ``approximate``
+    the bias (the host current) is divided by the current decay, so that it equals the settled current, noted."""
+    rule = neuron_rule(neu)
+    cd = node.i_decay / quant.P_SCALE
+    bias = getattr(syn, "bias", None)
+    if rule is None or not rule.bias_in_current or cd >= 1.0 or not (host or (bias is not None and
+                                                                              bool((bias != 0).any()))):
+        return
+    what = "the host-side current of the direct input" if host else f"the bias of {path}"
+    if not approximate:
+        raise UnsupportedLayerError(
+            f"{where}: {what} enters {type(neu).__name__}'s decaying synaptic current (current decay {cd:g}: it "
+            f"settles at {1 / cd:.3g}x after ~{1 / cd:.0f} steps), while Loihi adds a bias to the voltage at full "
+            "size from the first step; no NetX layer computes the ramp. Exact alternatives: no bias (or a neuron "
+            "without a current decay, alpha = 0) and retrain; or convert with approximate=True (the bias as its "
+            "settled value on the voltage; sj2lava.verify measures the difference).")
+    if host:
+        node.input_scale /= cd
+    else:
+        with torch.no_grad():
+            syn.bias.div_(cd)
+    notes.append(f"{where}: {what} moved from the decaying current to the voltage as its settled value "
+                 f"(x{1 / cd:.4g}); equal once the current has settled, different in the first steps (not exact)")
 
 
 def block(syn: nn.Module, neu: nn.Module, where: str, recurrent: Optional[nn.Linear] = None) -> BlockContainer:

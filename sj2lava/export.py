@@ -247,36 +247,15 @@ def _problems(layer: Layer, where: str) -> List[str]:
     for bound, what in _state_bounds(layer):
         if bound > quant.STATE_MAX:
             out.append(f"export: {where}: {what} can reach {bound:,.0f} state units, beyond Lava's 24-bit "
-                       f"register (+-{quant.STATE_MAX:,}); Lava would wrap or clip it. Use smaller weights, "
-                       "a smaller fan-in or a larger decay.")
+                       f"register (+-{quant.STATE_MAX:,}), where Lava wraps it around (its sign flips). Use smaller "
+                       "weights, a smaller fan-in or a larger current decay (sj2lava.rescale refits a layer).")
     return out
 
 
 def _state_bounds(layer: Layer) -> List[Tuple[float, str]]:
-    """Worst-case |u| and |v| (state units) of a NetX layer when every input spikes every step
-    (:func:`state_bounds`)."""
+    """Worst-case |u| (state units) of a NetX layer when every input spikes every step
+    (:func:`sj2lava.quant.state_bounds`; v saturates and needs no bound)."""
     w = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1)
     if isinstance(layer, Dense) and layer.weight_rec is not None:
         w = w + np.abs(layer.weight_rec).sum(1)
-    n = layer.neuron
-    b = 0.0 if layer.bias is None else float(np.abs(layer.bias).max()) * quant.W_SCALE
-    return state_bounds(float(w.max()) * quant.W_SCALE, int(np.min(n.i_decay)), int(np.min(n.v_decay)),
-                        float(np.max(n.v_th_mant)) * quant.W_SCALE, b)
-
-
-def state_bounds(a: float, i_decay: int, v_decay: int, vth: float, bias: float) -> List[Tuple[float, str]]:
-    """Worst-case |u| and |v| (state units) when every input spikes every step, for the largest per-step input
-    ``a`` (``sum |w| << 6``), decays in 1/4096, threshold ``vth`` and ``|bias|`` in state units:
-    ``|u| <= a * 4096 / iDecay`` (a geometric series; truncation only shrinks it), ``v <= vth + |u| + |b|`` from
-    above (it resets on crossing) and ``|v| <= (|u| + |b|) * 4096 / vDecay`` from below. A zero decay makes the
-    bound grow with the number of steps; that case is not bounded here (run the net through ``verify``).
-    Every bound is linear in a common scale of ``a``, ``vth`` and ``bias``."""
-    out = [(a, "one step's synaptic input")]
-    if i_decay == 0:
-        return out
-    u = a * quant.P_SCALE / i_decay
-    out.append((u, "the current u"))
-    out.append((vth + u + bias, "the voltage v"))
-    if v_decay > 0:
-        out.append(((u + bias) * quant.P_SCALE / v_decay, "the voltage v (negative side)"))
-    return out
+    return quant.state_bounds(float(w.max()) * quant.W_SCALE, int(np.min(layer.neuron.i_decay)))

@@ -219,6 +219,7 @@ def _forward_torch(z, bias, keep_u, keep_v, u0, v0, th_mant):
             torch.add(v, u, out=vp)
         if bi is not None:
             vp.add_(bi)
+        vp.clamp_(-quant.STATE_MAX, quant.STATE_MAX)  # quant.clip_state: Lava saturates v (it never wraps)
         torch.gt(vp, th, out=fired[t])
         v = vp.masked_fill(fired[t], 0.0)
     return fired, v_pre, zi, u, v
@@ -537,6 +538,10 @@ class NeuronRule:
             family computes differently on Loihi (shown by ``convert`` and ``verify``).
         single_step: the family's neurons take one time step per call (``verify`` runs such a model
             step by step).
+        bias_in_current: the family's synaptic current takes the whole synapse output, bias included, so that
+            with a current decay the bias reaches its full effect ``bias / current_decay`` only as the current
+            settles; Loihi adds a bias to the voltage at full size from the first step (``convert`` refuses
+            the pair, or moves the bias under ``approximate=True``).
     """
 
     name: str
@@ -544,6 +549,7 @@ class NeuronRule:
     to_cuba: Callable[[nn.Module, str, bool], Tuple[CubaLIFNode, float]]
     note: Optional[Callable[[List[str]], Optional[str]]] = None
     single_step: bool = False
+    bias_in_current: bool = False
 
 
 _NEURON_RULES: List[NeuronRule] = []

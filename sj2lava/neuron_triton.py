@@ -131,6 +131,7 @@ if triton is not None:
             v = _rs0(v * keep_v) + u
             if HAS_BIAS:
                 v = v + b
+            v = tl.where(v > 8388607, 8388607, tl.where(v < -8388607, -8388607, v))  # quant.clip_state
             fired = v > th
             tl.store(vpre_ptr + row, v, mask=m)
             tl.store(s_ptr + row, fired.to(tl.float32), mask=m)

@@ -10,7 +10,10 @@ Units
   weight is ``w_mant / 64``, so the float grid step is ``2/64``.
 - Thresholds: ``vThMant = int(threshold * 64)`` (floored to 1/64), unsigned 17 bits; compared with
   the voltage as ``vThMant << 6`` in state units (:func:`threshold_state`).
-- State (current ``u`` and voltage ``v``): integers in 1/4096 of a float unit, 24-bit registers.
+- State (current ``u`` and voltage ``v``): integers in 1/4096 of a float unit, 24-bit registers. At their limits
+  Lava wraps ``u`` (:func:`lava_wrap`: its sign flips, so export refuses a layer whose worst-case ``u`` can get
+  there, :func:`state_bounds`) and saturates ``v`` (:func:`clip_state`: above the threshold it spikes and resets
+  anyway; below ``-(2^23 - 1)`` it stays there, in sj2lava's neurons and emulator as in Lava).
 - Decays: integers in 1/4096 (``iDecay``, ``vDecay`` in [0, 4096]).
 - Bias: integer ``bias_mant`` (signed 13 bits) with exponent 6, i.e. ``bias_mant * 64`` state units
   added to ``v`` each step; the float bias is ``bias_mant / 64``.
@@ -28,13 +31,15 @@ training, ``a << 6`` is :func:`to_state` of the float synaptic input.
 
 Twins
 -----
-Three rules must also exist outside Python, where speed needs them; each twin is a transcription of
+Some rules must also exist outside Python, where speed needs them; each twin is a transcription of
 the function named here, and ``tests/test_quant.py`` runs every twin on the same boundary values:
 
 - :func:`rs0`: ``rs0`` (scalar) and ``rs0_16`` (16 lanes) in ``emulator/ckernel.c``; the decay
   products in ``neuron_triton._fwd``.
 - :func:`lava_wrap`: ``lava_wrap`` / ``lava_wrap16`` in ``emulator/ckernel.c``.
 - :func:`conv_wrap`: ``conv_wrap`` in ``emulator/ckernel.c``.
+- :func:`clip_state`: ``clip16`` in ``emulator/ckernel.c``, the clamp in ``neuron_triton._fwd`` and in the
+  training neuron's ``neuron._forward_torch``.
 - :func:`sd_fire`: ``sd_fire`` in ``emulator/ckernel.c`` (with ``wadd`` / ``wsub``, int32 arithmetic that wraps
   as Lava's numpy int32 arrays do).
 - :func:`to_state`: the ``floor(4096 z + 0.5)`` in ``neuron_triton._fwd``.
@@ -46,7 +51,7 @@ the function named here, and ``tests/test_quant.py`` runs every twin on the same
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import List, Tuple, Union
 
 import torch
 
@@ -233,3 +238,17 @@ def clip_state(x: torch.Tensor, bits: int = STATE_BITS) -> torch.Tensor:
     """Saturate to ``+-(2**(bits-1) - 1)`` (Lava's ``v`` register)."""
     m = (1 << (bits - 1)) - 1
     return x.clamp(-m, m)
+
+
+def state_bounds(a: float, i_decay: int) -> List[Tuple[float, str]]:
+    """The registers that can wrap, at their worst: the largest per-step synaptic input ``a`` (``sum |w| << 6``
+    state units; a convolution's 24-bit accumulator wraps it) and the current ``|u| <= a * 4096 / iDecay``
+    (a geometric series when every input spikes every step; truncation only shrinks it; a zero current decay
+    grows without bound and is left to ``verify``). Each must stay within ``STATE_MAX``. The voltage needs no
+    bound: Lava saturates it (:func:`clip_state`), and so do sj2lava's neurons; above the threshold it spikes and
+    resets either way, and only a float model whose ``v`` falls below ``-(2^23 - 1)`` differs. Every bound is
+    linear in a common scale of the weights."""
+    out = [(a, "one step's synaptic input")]
+    if i_decay > 0:
+        out.append((a * P_SCALE / i_decay, "the current u"))
+    return out

@@ -159,8 +159,7 @@ def test_lava_dl_ntidigits_with_its_delays_goes_to_nir_and_back_identically(netx
     nir.write(tmp_path / "n.nir", graph)
     back = from_nir(tmp_path / "n.nir", dt=1e-3)
     assert not [n for n in back.conversion_notes if "scaled by" in n]  # on Loihi's grid already: kept
-    with pytest.warns(UserWarning, match="negative side"):  # lava-dl's file passes export's worst case by 0.8%
-        path2 = export(back, tmp_path / "n.net", back.input_shape, strict=False)
+    path2 = export(back, tmp_path / "n.net", back.input_shape)  # strict: v saturates, only u is bounded
     synaptic = lambda s: [l for l in s.layers if l.kind != "flatten"]  # noqa: E731  (a leading flatten is layout)
     assert len(synaptic(spec)) == len(synaptic(sj2lava.load(path2))) == 3
     for a, b in zip(synaptic(spec), synaptic(sj2lava.load(path2))):

@@ -72,7 +72,7 @@ def test_synaptic_maps_and_explicit_members_with_order(tmp_path):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc1 = nn.Linear(20, 16)
+            self.fc1 = nn.Linear(20, 16, bias=False)  # a bias into Synaptic's current: see the test below
             self.lif1 = snn.Synaptic(alpha=0.75, beta=0.5, reset_mechanism="zero", reset_delay=False)
             self.fc2 = nn.Linear(16, 4)
             self.lif2 = snn.Leaky(beta=0.9, reset_mechanism="zero", learn_beta=True)
@@ -90,6 +90,31 @@ def test_synaptic_maps_and_explicit_members_with_order(tmp_path):
     with torch.no_grad():
         y = blocks(x)
     assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
+
+
+def test_a_bias_into_synaptics_decaying_current_is_refused_or_moved_under_approximate(tmp_path):
+    """snnTorch's Synaptic adds the Linear's bias to its current, which decays: the bias reaches 1/(1 - alpha) of
+    itself as the current settles, where Loihi adds a bias to v at once. Refused naming both ways out; under
+    approximate=True the bias goes to v at its settled value (bias / current_decay), noted, and runs in Lava."""
+    net = nn.Sequential(nn.Linear(10, 6), snn.Synaptic(alpha=0.75, beta=0.5, reset_mechanism="zero",
+                                                       reset_delay=False, init_hidden=True))
+    with torch.no_grad():
+        net[0].weight.mul_(8)
+        net[0].bias.fill_(0.5)
+    with pytest.raises(UnsupportedLayerError, match=r"(?s)^1: the bias of 0 enters Synaptic's decaying synaptic "
+                                                    r"current.*no bias.*approximate=True"):
+        convert(net)
+    blocks = convert(net, approximate=True, rescale=False)
+    assert torch.allclose(blocks[0].synapse.bias, torch.full((6,), 2.0))  # 0.5 / (1 - 0.75)
+    assert any("settled value" in n and "not exact" in n for n in blocks.conversion_notes)
+    x = spikes((12, 2, 10), 0.5, seed=4)
+    with torch.no_grad():
+        y = blocks(x)
+    assert y.sum() > 0 and mismatches(run_lava(export(blocks, tmp_path / "b.net", (10,)), x), y) == 0
+    # with no current decay (alpha = 0) the bias is exact and passes
+    exact = nn.Sequential(nn.Linear(10, 6), snn.Synaptic(alpha=0.0, beta=0.5, reset_mechanism="zero",
+                                                         reset_delay=False, init_hidden=True))
+    assert convert(exact)[0].synapse.bias is not None
 
 
 REFUSALS = [

@@ -165,3 +165,27 @@ def test_sd_fire_twins_agree_on_boundary_values():
         got = _c_twin("sd_fire", d, vth)
         assert got is None or got == want, vth
 
+
+
+CLIP_EDGES = [-2**23 - 5, -2**23, -2**23 + 1, -2**23 + 2, -1, 0, 1, 2**23 - 2, 2**23 - 1, 2**23, 2**23 + 5]
+
+
+def test_clip_state_twins_agree_on_boundary_values():
+    """Lava saturates v at +-(2^23 - 1) (it wraps only u): quant.clip_state, the training neuron's torch loop and
+    its Triton kernel give the same v before reset for one step of input on every edge (u and v start at 0, no
+    decay; the threshold is the largest, so v above it is still recorded before the reset)."""
+    from sj2lava import neuron
+
+    want = quant.clip_state(torch.tensor(CLIP_EDGES)).tolist()
+    assert want[0] == -(2**23 - 1) and want[-1] == 2**23 - 1 and want[1:-1] != want
+    z = torch.tensor(CLIP_EDGES, dtype=torch.float64)[None] / 4096
+    zeros = torch.zeros(len(CLIP_EDGES), dtype=torch.float64)
+    _, v_pre, *_ = neuron._forward_torch(z, None, torch.tensor(0.0, dtype=torch.float64),
+                                         torch.tensor(1.0, dtype=torch.float64), zeros, zeros, quant.V_TH_MANT_MAX)
+    assert v_pre[0].long().tolist() == want
+    triton = _triton_twins(
+        f"z = torch.tensor({CLIP_EDGES}, dtype=torch.float64)[None] / 4096\n"
+        "zero = torch.zeros(z.shape[1:], dtype=torch.int64)\n"
+        f"_, v_pre, *_ = k.forward(z, None, 0, 4096, {quant.threshold_state(quant.V_TH_MANT_MAX)}, zero, zero, False)\n"
+        "print(json.dumps(v_pre[0].tolist()))")
+    assert triton == want

@@ -218,12 +218,16 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
             continue
         elif kind in ("Affine", "Linear", "Conv2d"):
             new = _synapse(node, kind, where)
+            if kind != "Conv2d" and shape is not None and len(shape) == 3:  # a map read in C, H, W order
+                blocks.append(BlockContainer(nn.Flatten(), None, "m"))
+                shape = (int(np.prod(shape)),)
             if isinstance(synapse, SumPool2d):  # a pool with no neuron after it: composed into this synapse
                 pname, pnode, pshape = pool
                 k, st = synapse.kernel_size, synapse.stride
-                hw = tuple(pshape[1:]) if len(pshape) == 3 else None
+                hw = tuple(pshape[1:]) if pshape is not None and len(pshape) == 3 else None
                 new = compose_pool(k, st, pair(pnode.padding), synapse.weight, new, f"NIR node {pname!r}", where,
                                    hw, notes, what=f"{type(pnode).__name__}{k}")
+                shape = pshape  # the composed synapse reads the map before the pool
                 pool = None
             synapse, syn_name, syn_kind = new, name, kind
             shape = _after_synapse(synapse, shape, where)
@@ -254,6 +258,15 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
                                             "(NetX's axonal delays, on dense layers); this one follows "
                                             f"{'another Delay' if delay is not None else syn_kind or 'no synapse'}")
             delay = _delay_steps(node, synapse.out_features, dt, where)
+            if synapse.bias is not None and int(delay.max()) > 0:  # NIR delays the bias too; Loihi's acts at once
+                if not approximate:
+                    raise UnsupportedLayerError(
+                        f"{where}: the bias of NIR node {syn_name!r} passes through this Delay and so starts "
+                        f"{int(delay.min())}..{int(delay.max())} steps late, while Loihi adds a bias to the voltage "
+                        "from the first step. Exact alternative: the constant as the neuron's v_leak (after the "
+                        "Delay); or from_nir(..., approximate=True): the bias acts from the first step (noted).")
+                notes.append(f"{where}: the bias of NIR node {syn_name!r} acts from the first step, not after its "
+                             f"delay of up to {int(delay.max())} steps (not exact in those steps)")
         elif kind in _NEURONS:
             if synapse is None:
                 raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
@@ -560,16 +573,18 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
         w = layer.weight.astype(np.float64) / 64.0
         di, dv, th = int(n.i_decay), int(n.v_decay), int(n.v_th_mant) / 64.0
         bias = None if layer.bias is None else layer.bias.astype(np.float64) / 64.0
+        # an IF layer's bias goes on its synapse; before a Delay it would be delayed too, so a no-decay LIF's v_leak
+        on_syn = bias is not None and di == 4096 and dv == 0 and delay is None
         if isinstance(layer, Conv):
             zeros = np.zeros(layer.out_shape[0])
-            syn_bias = bias if (bias is not None and di == 4096 and dv == 0) else zeros
+            syn_bias = bias if on_syn else zeros
             nodes[f"{i}"] = nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=w, stride=layer.stride,
                                        padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
                                        bias=syn_bias)
         else:
-            syn_bias = bias if (bias is not None and di == 4096 and dv == 0) else None
+            syn_bias = bias if on_syn else None
             nodes[f"{i}"] = (nir.Affine(weight=w, bias=syn_bias) if syn_bias is not None else nir.Linear(weight=w))
-        leak = None if (bias is None or (di == 4096 and dv == 0)) else bias
+        leak = None if (bias is None or on_syn) else bias
         nodes[f"{i}_neuron"] = _neuron_node(nir, di, dv, th, leak, dt, layer.out_shape, i)
         order.append(f"{i}")
         if delay is not None:  # Linear -> Delay (one per output neuron, in time units) -> neuron

@@ -131,7 +131,7 @@ def _note(names: List[str]) -> Optional[str]:
             "(decays rounded to 1/4096, threshold floored to 1/64) one step later per layer")
 
 
-register_neuron(NeuronRule("snnTorch", _recognises, _to_cuba, _note, single_step=True))
+register_neuron(NeuronRule("snnTorch", _recognises, _to_cuba, _note, single_step=True, bias_in_current=True))
 
 
 def snntorch_to_nir(model: nn.Module, sample: torch.Tensor):

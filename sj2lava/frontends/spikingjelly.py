@@ -112,7 +112,7 @@ def _note(names: List[str]) -> Optional[str]:
             "in fixed point (threshold floored to 1/64, state on the 1/4096 grid); close, not identical")
 
 
-register_neuron(NeuronRule("SpikingJelly", _recognises, _to_cuba, _note))
+register_neuron(NeuronRule("SpikingJelly", _recognises, _to_cuba, _note, bias_in_current=True))
 
 
 # --------------------------------------------------------------------------- lava_exchange.SumPool2d
