@@ -1,6 +1,7 @@
 """convert / to_lava / verify on real SpikingJelly 0.0.0.0.14 models, checked in real Lava."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,85 @@ def test_plain_spikingjelly_net_converts_exports_and_runs_identically(sj, tmp_pa
     text = str(report)
     assert "delay-aligned" in text and "v >= threshold" in text and "0 mismatches" in text
     assert net[0][1].running_mean.abs().sum() > 0 and isinstance(net[0][1], nn.BatchNorm2d)  # input untouched
+
+
+def test_the_readme_five_steps_run_as_written_for_a_conv_first_model(sj, tmp_path, monkeypatch):
+    """README's path: convert(model, example_input=x), export(blocks, "net.net") with no input shape,
+    summary, inspect, run_lava / emulate, verify(model, "net.net", x, labels=y)."""
+    from sj2lava.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(5)
+    L, m = sj.layer, "m"
+    model = nn.Sequential(L.Conv2d(1, 4, 3, padding=1, bias=False, step_mode=m), sj.neuron.IFNode(step_mode=m),
+                          L.AvgPool2d(2, step_mode=m), L.Flatten(step_mode=m),
+                          L.Linear(4 * 4 * 4, 3, bias=False, step_mode=m), sj.neuron.IFNode(step_mode=m))
+    with torch.no_grad():
+        model[0].weight.mul_(4)
+        model[4].weight.mul_(6)
+    x = spikes((12, 3, 1, 8, 8), 0.5, seed=6)
+    y = torch.tensor([0, 1, 2])
+    blocks = sj2lava.convert(model, example_input=x)  # 1
+    assert blocks.input_shape == (1, 8, 8)
+    sj2lava.export(blocks, "net.net")  # 2
+    assert "conv" in sj2lava.summary(blocks) and main(["inspect", "net.net"]) == 0  # 3
+    with torch.no_grad():
+        out = blocks(x)
+    assert out.sum() > 0 and mismatches(sj2lava.run_lava("net.net", x), out) == 0  # 4
+    assert mismatches(sj2lava.emulate("net.net", x), out) == 0
+    report = sj2lava.verify(model, "net.net", x, labels=y)  # 5
+    assert report.exact and "accuracy" in str(report)
+    for shape in [(8, 3, 1, 8, 8), (3, 1, 8, 8)]:  # [T, N, *shape] or one static [N, *shape] batch
+        assert sj2lava.convert(model, example_input=torch.zeros(shape)).input_shape == (1, 8, 8)
+    dense = nn.Sequential(nn.Flatten(), nn.Linear(64, 3), sj.neuron.IFNode())
+    assert sj2lava.convert(dense, example_input=torch.zeros(5, 2, 1, 8, 8)).input_shape == (1, 8, 8)
+
+
+def test_a_slow_cuba_layer_keeps_the_weight_grid_as_lavas_registers_allow(tmp_path):
+    """Rescaling bounds only the registers Lava wraps (the synaptic sum and u); v saturates. A slow CubaLIF
+    (tau_syn 5 dt, tau_mem 20 dt) with small float weights fills the grid (>= 100 of the 127 levels), where the old
+    worst case of v kept about 10; the file runs in Lava equal to the emulator and the containers."""
+    import nir
+
+    from sj2lava import from_nir, quant
+    from sj2lava.convert import effective_weight
+
+    rng = torch.Generator().manual_seed(8)
+    w = (torch.rand(6, 16, generator=rng) - 0.3) * 0.02
+    n = 6
+    full = lambda v: np.full(n, v)  # noqa: E731
+    nodes = {"in": nir.Input(input_type={"input": np.array([16])}), "fc": nir.Linear(weight=w.double().numpy()),
+             "lif": nir.CubaLIF(tau_syn=full(5e-3), tau_mem=full(2e-2), r=full(1.0), v_leak=full(0.0),
+                                v_threshold=full(2e-5), w_in=full(1.0)),
+             "out": nir.Output(output_type={"output": np.array([n])})}
+    g = nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "lif"), ("lif", "out")], type_check=False)
+    net = from_nir(g, dt=1e-3)
+    levels = int(quant.weight_mant(effective_weight(net[0])).abs().max()) // 2
+    assert levels >= 100, net.conversion_notes
+    path = export(net, tmp_path / "slow.net")
+    x = spikes((40, 2, 16), 0.5, seed=9)
+    with torch.no_grad():
+        y = net(x)
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0 and mismatches(sj2lava.emulate(path, x), y) == 0
+
+
+def test_rescale_refits_a_fine_tuned_layer_so_that_it_exports_strictly(tmp_path):
+    """A layer whose training grew its weights past what Lava's current register holds (u could wrap) is refused
+    by export; sj2lava.rescale scales it back within 24 bits (noted) and it exports and runs in Lava."""
+    torch.manual_seed(3)
+    blocks = nn.Sequential(BlockContainer(nn.Linear(200, 8, bias=False), sj2lava.CubaLIFNode(0.125, 0.05, 1.0), "m"))
+    with torch.no_grad():
+        blocks[0].synapse.weight.uniform_(-3.0, 3.0)  # as fine-tuning left it
+    with pytest.raises(sj2lava.ExportError, match="the current u can reach .* wraps it around.*sj2lava.rescale"):
+        export(blocks, tmp_path / "a.net", (200,))
+    notes = sj2lava.rescale(blocks)
+    assert len(notes) == 1 and "the current u (24 bits)" in notes[0] and blocks.conversion_notes == notes
+    path = export(blocks, tmp_path / "a.net", (200,))
+    x = spikes((16, 2, 200), 0.3, seed=4)
+    with torch.no_grad():
+        y = blocks(x)
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
+    assert sj2lava.rescale(blocks) == []  # on the grid now: kept
 
 
 def test_batchnorm_folding_is_exact_in_float():

@@ -5,6 +5,7 @@ import pytest
 import snntorch as snn
 import torch
 from conftest import mismatches, spikes, zoo
+from snntorch import utils as snn_utils
 from torch import nn
 
 import sj2lava
@@ -366,6 +367,34 @@ def test_a_bias_into_a_decaying_current_is_refused_with_the_exact_alternatives()
     assert from_nir(g, dt=1e-3)[0].synapse.bias is not None  # tau_syn = dt: the bias is exact on the voltage
 
 
+def test_a_braille_style_bias_into_a_slow_current_deploys_under_approximate(tmp_path):
+    """The NIR paper's Braille graph shape: Affine with a bias into a CubaLIF whose tau_syn is several dt. Refused
+    without approximate (above); with it, the bias goes on the voltage at its settled size, noted, the file runs in
+    Lava equal to the emulator and the containers, and verify's float stage (the graph's own equations, the bias
+    ramping up in the current) reports the difference, per layer."""
+    rng = np.random.default_rng(21)
+    n = 8
+    cuba = nir.CubaLIF(tau_syn=np.full(n, 4e-3), tau_mem=np.full(n, 8e-3), r=np.full(n, 8.0), v_leak=np.zeros(n),
+                       v_threshold=np.full(n, 1.0), w_in=np.full(n, 4.0))
+    out = nir.IF(r=np.full(3, 1000.0), v_threshold=np.full(3, 1.0))
+    g = _graph(nir.Affine(weight=rng.normal(0.1, 0.8, (n, 12)), bias=rng.uniform(0.05, 0.3, n)), cuba,
+               nir.Linear(weight=rng.normal(0.4, 1.0, (3, n))), out, input_shape=(12,))
+    with pytest.raises(UnsupportedLayerError, match="synaptic bias.*approximate=True"):
+        from_nir(g, dt=1e-3)
+    net = from_nir(g, dt=1e-3, approximate=True)
+    assert any("settled size (x4)" in n and "not exact" in n for n in net.conversion_notes)
+    path = export(net, tmp_path / "braille.net")
+    x = spikes((40, 3, 12), 0.3, seed=22)
+    with torch.no_grad():
+        y = net(x)
+    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0 and mismatches(emulate(path, x), y) == 0
+    report = sj2lava.verify(net, path, x, lava_samples=1)
+    assert report.exact and any("settled size" in n for n in report.notes)
+    ideal = simulate_nir(g, x, 1e-3)
+    differ = [int((f[:-(k + 1)].float() != c[k + 1:]).sum()) for k, (f, c) in enumerate(zip(ideal, _outs(net, x)))]
+    assert report.stage("float").mismatches == differ and differ[0] > 0  # the first steps' ramp, measured
+
+
 def _rnn_graph(bias: bool, nested: bool, kind="CubaLIF"):
     """Input -> Affine -> CubaLIF <-> Affine/Linear (the loop) -> Linear -> IF -> Output, flat or with the loop as
     a subgraph node (snnTorch's RLeaky/RSynaptic form)."""
@@ -484,6 +513,45 @@ def _sinabs_graph():
                   nir.IF(r=np.ones(5), v_threshold=np.ones(5)), input_shape=(2, 8, 8))
 
 
+def _pooled_cnn(pools=("SumPool2d", "SumPool2d"), size=16):
+    """conv, IF, pool, conv, IF, pool, Flatten, Affine, IF (sinabs' N-MNIST CNN shape, dt = 1) with weights on
+    Loihi's grid (whole and half numbers) and thresholds in odd 1/64 steps: every pool is composed into the synapse
+    after it, and the translation must equal the graph's equations exactly."""
+    rng = np.random.default_rng(31)
+    pool = lambda kind: getattr(nir, kind)(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),  # noqa: E731
+                                           padding=np.array([0, 0]))
+    th = lambda shape, v: np.full(shape, v + 1 / 64)  # noqa: E731
+    h2, h4 = size // 2, size // 4
+    return _graph(nir.Conv2d(input_shape=(size, size), weight=rng.integers(-2, 5, (4, 2, 3, 3)) / 2, stride=1,
+                             padding=1, dilation=1, groups=1, bias=np.zeros(4)),
+                  nir.IF(r=np.ones((4, size, size)), v_threshold=th((4, size, size), 1.5)), pool(pools[0]),
+                  nir.Conv2d(input_shape=(h2, h2), weight=rng.integers(-2, 5, (6, 4, 3, 3)) / 2, stride=1, padding=1,
+                             dilation=1, groups=1, bias=np.zeros(6)),
+                  nir.IF(r=np.ones((6, h2, h2)), v_threshold=th((6, h2, h2), 2.0)), pool(pools[1]),
+                  nir.Flatten(input_type={"input": np.array([6, h4, h4])}, start_dim=0, end_dim=-1),
+                  nir.Affine(weight=rng.integers(-3, 5, (10, 6 * h4 * h4)) / 2, bias=np.zeros(10)),
+                  nir.IF(r=np.ones(10), v_threshold=th(10, 3.0)), input_shape=(2, size, size))
+
+
+@pytest.mark.parametrize("pools,size", [(("SumPool2d", "SumPool2d"), 16), (("AvgPool2d", "SumPool2d"), 12),
+                                        (("SumPool2d", "AvgPool2d"), 8)])
+def test_a_cnn_with_two_pools_equals_its_equations_spike_for_spike(pools, size, tmp_path):
+    """The graphs that were wrong before (a pool composed into a Conv2d passed on the pooled shape, so the second
+    pool, composed into the Affine, laid its columns out wrongly): on the grid, every layer equals the graph's own
+    float64 equations (delayed by Lava's step per layer), and Lava equals the containers."""
+    g = _pooled_cnn(pools, size)
+    net = from_nir(g, dt=1.0)
+    assert [b.kind for b in net] == ["conv", "conv", "flatten", "dense"]
+    assert sum("composed into" in n for n in net.conversion_notes) == 2
+    x = spikes((14, 2, 2, size, size), 0.4, seed=32)
+    ours, ref = _outs(net, x), simulate_nir(g, x, 1.0)
+    for k, (c, f) in enumerate(zip(ours, ref)):
+        assert c.sum() > 0 and mismatches(c[k + 1:], f[:-(k + 1)].float()) == 0, k
+        assert not c[:k + 1].any()
+    path = export(net, tmp_path / "cnn.net")
+    assert mismatches(run_lava(path, x, all_layers=True)[-1], ours[-1]) == 0
+
+
 def _two_lif_graph(dt):
     rng = np.random.default_rng(12)
     tau1, tau2 = 5 * dt, 8 * dt  # time constants in steps of dt, so each dt gives the same decays
@@ -542,6 +610,30 @@ def test_a_subtract_reset_graph_runs_as_zero_reset_and_verify_measures_it(tmp_pa
     differ = [int((f[:-(k + 1)].float() != c[k + 1:]).sum()) for k, (f, c) in enumerate(zip(ideal, _outs(net, x)))]
     assert report.stage("float").mismatches == differ and sum(differ) > 0  # the approximation, measured
     assert sum(int(o.sum()) for o in simulate_nir(g, x, 1e-3)) != sum(int(o.sum()) for o in ideal)
+
+
+def test_simulate_nir_subtract_reset_equals_snntorch_itself():
+    """snnTorch's default (subtract) reset takes the threshold off one step late, after that step's decay: the
+    graph snnTorch exports, run by simulate_nir(reset='subtract'), fires exactly where snnTorch's own forward does
+    (weights and thresholds chosen so that float32 and float64 compute the same numbers)."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(12, 8), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(8, 4),
+                        snn.Synaptic(alpha=0.5, beta=0.75, init_hidden=True, threshold=1.5))
+    with torch.no_grad():
+        for m in (net[0], net[2]):
+            m.weight.copy_(torch.randint(-3, 6, m.weight.shape) / 8)
+            m.bias.copy_(torch.randint(-1, 2, m.bias.shape) / 8)
+    graph = sj2lava.frontends.snntorch.snntorch_to_nir(net, torch.zeros(1, 12))
+    x = spikes((30, 3, 12), 0.5, seed=9)
+    snn_utils.reset(net)
+    want, h1 = [], []
+    with torch.no_grad():
+        for xt in x:
+            h1.append(net[1](net[0](xt)))
+            want.append(net[3](net[2](h1[-1])))
+    ref = simulate_nir(graph, x, 1e-4, reset="subtract")
+    assert torch.equal(ref[0].float(), torch.stack(h1)) and torch.equal(ref[1].float(), torch.stack(want))
+    assert ref[1].sum() > 0 and not torch.equal(simulate_nir(graph, x, 1e-4, reset="zero")[0], ref[0])
 
 
 def test_a_scale_node_is_folded_into_the_synapse_before_it(tmp_path):

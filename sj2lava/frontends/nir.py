@@ -274,7 +274,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
             if rec is not None and not isinstance(synapse, nn.Linear):
                 raise UnsupportedLayerError(f"{where}: a recurrent loop (NIR node {rec[0]!r}) after a "
                                             f"{type(synapse).__name__}; NetX's dense_rec follows a dense synapse")
-            blocks.append(_neuron_block(node, kind, synapse, dt, where, rec, delay))
+            blocks.append(_neuron_block(node, kind, synapse, dt, where, rec, delay, approximate, notes))
             neuron_names.append(name)
             delay = None
             if reset == "subtract":
@@ -381,7 +381,8 @@ def _delay_steps(node, n: int, dt: float, where: str) -> torch.Tensor:
 
 
 def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
-                  rec: Optional[Tuple[str, object]] = None, delay: Optional[torch.Tensor] = None) -> BlockContainer:
+                  rec: Optional[Tuple[str, object]] = None, delay: Optional[torch.Tensor] = None,
+                  approximate: bool = False, notes: Optional[List[str]] = None) -> BlockContainer:
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and _scalar(v_reset, "v_reset", where) != 0.0:
         raise UnsupportedLayerError(f"{where}: v_reset != 0 has no CUBA equivalent (Loihi resets v to 0)")
@@ -405,12 +406,20 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
                                         "use a smaller dt or larger time constants.")
     bias_v = vd * np.asarray(v_leak, dtype=np.float64)  # v per step, per output channel/feature or scalar
     if getattr(synapse, "bias", None) is not None and cd < 1.0 - 1e-9:
-        raise UnsupportedLayerError(
-            f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying current (it reaches "
-            "its full size only after ~tau_syn), and Loihi adds biases to the voltage, at full size from the first "
-            "step; no NetX layer computes the ramp. Exact alternatives: tau_syn = dt (a current decay of 1), or "
-            "the bias as v_leak = r * w_in * bias, which equals it once the current has settled (a change of "
-            "model: retrain or accept the first steps' difference).")
+        if not approximate:
+            raise UnsupportedLayerError(
+                f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying current (it "
+                "reaches its full size only after ~tau_syn), and Loihi adds biases to the voltage, at full size from "
+                "the first step; no NetX layer computes the ramp. Exact alternatives: tau_syn = dt (a current decay "
+                "of 1), or the bias as v_leak = r * w_in * bias, which equals it once the current has settled (a "
+                "change of model: retrain). Or from_nir(..., approximate=True): the bias on the voltage at its "
+                "settled size, noted; sj2lava.verify measures the difference against the graph's equations.")
+        with torch.no_grad():  # the current settles at w_in * bias: on v, that is the bias / current decay
+            synapse.bias.div_(cd)
+        if notes is not None:
+            notes.append(f"{where}: the synaptic bias (into a current with tau_syn = {dt / cd:g}) added to the voltage "
+                         f"at its settled size (x{1 / cd:.4g}); equal once the current has settled, larger in the "
+                         "first steps (not exact; verify measures it)")
     if np.any(bias_v != 0.0):
         if isinstance(synapse, SumPool2d):
             raise UnsupportedLayerError(f"{where}: v_leak after a pooling node is not supported (pools carry no bias)")
@@ -432,14 +441,21 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
         with torch.no_grad():
             recurrent.weight.copy_(r.weight)
             if r.bias is not None:  # a constant input every step, like the synapse's bias
+                settled = r.bias.detach().clone()
                 if cd < 1.0 - 1e-9:
-                    raise UnsupportedLayerError(
-                        f"NIR node {rec[0]!r}: a recurrent bias into a CubaLIF with tau_syn != dt enters the decaying "
-                        "current, which NetX's voltage bias cannot express; use tau_syn = dt or v_leak")
+                    if not approximate:
+                        raise UnsupportedLayerError(
+                            f"NIR node {rec[0]!r}: a recurrent bias into a CubaLIF with tau_syn != dt enters the "
+                            "decaying current, which NetX's voltage bias cannot express; use tau_syn = dt or v_leak, "
+                            "or from_nir(..., approximate=True) (the bias on the voltage at its settled size, noted)")
+                    settled /= cd
+                    if notes is not None:
+                        notes.append(f"NIR node {rec[0]!r}: the recurrent bias added to the voltage at its settled "
+                                     f"size (x{1 / cd:.4g}; not exact in the first steps)")
                 if synapse.bias is None:
-                    synapse.bias = nn.Parameter(r.bias.detach().clone())
+                    synapse.bias = nn.Parameter(settled)
                 else:
-                    synapse.bias.add_(r.bias)
+                    synapse.bias.add_(settled)
     node_ = CubaLIFNode(min(cd, 1.0), min(vd, 1.0), th)
     node_.input_scale = scale
     if delay is not None and recurrent is not None:
@@ -468,8 +484,10 @@ def _leak(v_leak, synapse: nn.Module, where: str):
 def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List[torch.Tensor]:
     """The graph's own equations (the module docstring's forward Euler) in float64, with no quantization and no
     synaptic delay: per neuron node, its spikes ``[T, N, *]`` for input ``x`` ``[T, N, *]``. Recurrent loops feed
-    back the spikes of the step before; ``reset`` is ``'zero'`` or ``'subtract'`` (the threshold). The reference
-    ``verify`` compares a ``from_nir`` net with (its ``float`` stage)."""
+    back the spikes of the step before. ``reset``: ``'zero'`` (v = 0 after a spike, in the same step: NIR's
+    ``v_reset``, Loihi) or ``'subtract'`` as snnTorch computes it (its default reset): the threshold is taken off
+    one step later, after that step's decay and input (``v[t] = a v[t-1] + b I[t] - th s[t-1]``), so it is not
+    decayed. The reference ``verify`` compares a ``from_nir`` net with (its ``float`` stage)."""
     import torch.nn.functional as F
 
     g = _fold_recurrence(graph)
@@ -523,8 +541,10 @@ def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List
                         i = st["i"]
                     v = (1 - dt / tau) * st["v"] + dt / tau * (p(node.r) * i + p(node.v_leak))
                 th = p(node.v_threshold)
+                if reset == "subtract":  # snnTorch's order: the last step's spike subtracts after this decay
+                    v = v - st["s"] * th
                 s = (v > th).double()
-                st["v"], st["s"] = (v - s * th) if reset == "subtract" else v * (1 - s), s
+                st["v"], st["s"] = v if reset == "subtract" else v * (1 - s), s
                 out[name].append(s)
                 h = s
     return [torch.stack(v) for v in out.values()]
