@@ -395,6 +395,29 @@ def test_a_braille_style_bias_into_a_slow_current_deploys_under_approximate(tmp_
     assert report.stage("float").mismatches == differ and differ[0] > 0  # the first steps' ramp, measured
 
 
+def test_an_empty_or_foreign_node_is_named_with_the_exporters_likely_bug():
+    lif = nir.LIF(tau=np.full(2, 2.0), r=np.full(2, 2.0), v_leak=np.zeros(2), v_threshold=np.ones(2))
+    g = _graph(None, nir.Linear(weight=np.ones((2, 4))), lif)  # norse leaves nn.Flatten as None
+    with pytest.raises(UnsupportedLayerError, match=r"NIR node 'n0' is empty \(None\).*norse.*nir.Flatten"):
+        from_nir(g, dt=1.0)
+
+    class MyFlatten:  # an exporter's own class where a NIR node should be
+        pass
+
+    g = _graph(MyFlatten(), nir.Linear(weight=np.ones((2, 4))), lif)
+    with pytest.raises(UnsupportedLayerError, match="NIR node 'n0': a .*MyFlatten object, which is not a node type"):
+        from_nir(g, dt=1.0)
+
+
+def test_a_cuba_lif_with_w_in_1_and_a_slow_current_is_noted_with_the_norse_convention():
+    cuba = lambda w_in: nir.CubaLIF(tau_syn=np.full(2, 4.0), tau_mem=np.full(2, 2.0), r=np.full(2, 2.0),  # noqa
+                                    v_leak=np.zeros(2), v_threshold=np.ones(2), w_in=np.full(2, w_in))
+    net = from_nir(_graph(nir.Linear(weight=np.ones((2, 4))), cuba(1.0)), dt=1.0)
+    assert any("w_in = 1 with tau_syn = 4 dt" in n and "w_in = tau_syn / dt" in n for n in net.conversion_notes)
+    net = from_nir(_graph(nir.Linear(weight=np.ones((2, 4))), cuba(4.0)), dt=1.0)
+    assert not any("w_in" in n for n in net.conversion_notes)
+
+
 def _rnn_graph(bias: bool, nested: bool, kind="CubaLIF"):
     """Input -> Affine -> CubaLIF <-> Affine/Linear (the loop) -> Linear -> IF -> Output, flat or with the loop as
     a subgraph node (snnTorch's RLeaky/RSynaptic form)."""

@@ -1,7 +1,11 @@
 """sj2lava.metrics: NeuroBench's workload counts on the exact emulation, against hand counts."""
+import sys
+
 import numpy as np
+import pytest
 import torch
 from conftest import spikes
+from torch import nn
 
 import sj2lava
 from sj2lava.metrics import metrics, run_metrics
@@ -63,3 +67,56 @@ def test_evaluate_and_verify_report_the_metrics(tmp_path):
     report = sj2lava.verify(blocks, p, xb, lava_samples=1)
     assert report.metrics.layers[0].synops_per_sample == run_metrics(sj2lava.load(p), xb).layers[0].synops_per_sample
     assert "synops/sample" in str(report) and report.metrics.synops_per_sample > 0
+
+
+@pytest.fixture(scope="module")
+def neurobench(tmp_path_factory):
+    """NeuroBench 2.3.0's metrics, pip-installed without its dependencies (its metrics need only torch and
+    snnTorch; the rest serves its data sets) into a folder of this test run; skipped where pip cannot get it."""
+    import subprocess
+
+    site = tmp_path_factory.mktemp("neurobench")
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
+                        "--target", str(site), "neurobench==2.3.0"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.skip(f"neurobench could not be installed here: {r.stderr.strip()[-300:]}")
+    sys.path.insert(0, str(site))
+    try:
+        from neurobench.benchmarks import Benchmark
+        from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+        from neurobench.models import SNNTorchModel
+    finally:
+        sys.path.remove(str(site))
+    return Benchmark, SNNTorchModel, ActivationSparsity, SynapticOperations
+
+
+def test_activation_sparsity_and_synaptic_operations_equal_neurobenchs(neurobench, tmp_path):
+    """On an snnTorch MLP with weights on Loihi's grid (one input's weights all zero), NeuroBench's activation
+    sparsity and effective accumulates of the snnTorch model equal sj2lava's counts of the exact emulation, read
+    over the window Lava's delays shift each layer to (layer l's steps l+1 .. l+T)."""
+    import snntorch as snn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    Benchmark, SNNTorchModel, ActivationSparsity, SynapticOperations = neurobench
+    torch.manual_seed(0)
+    leaky = lambda th, **kw: snn.Leaky(beta=0.5, reset_mechanism="zero", init_hidden=True, threshold=th, **kw)  # noqa
+    net = nn.Sequential(nn.Linear(20, 12, bias=False), leaky(1 + 1 / 64), nn.Linear(12, 5, bias=False),
+                        leaky(0.5 + 1 / 64, output=True))
+    with torch.no_grad():
+        for m in (net[0], net[2]):
+            m.weight.copy_(torch.randint(-2, 5, m.weight.shape) / 2)
+        net[0].weight[:, 3] = 0  # an input that reaches no neuron: no operations
+    steps, n = 10, 6
+    x = (torch.rand(n, steps, 20) < 0.4).float()  # NeuroBench's [N, T, *]
+    bench = Benchmark(SNNTorchModel(net), DataLoader(TensorDataset(x, torch.zeros(n, dtype=torch.long)),
+                                                     batch_size=n), [], [], [[], [ActivationSparsity,
+                                                                                  SynapticOperations]])
+    theirs = bench.run(verbose=False)
+    path = sj2lava.export(sj2lava.convert(net), tmp_path / "mlp.net", (20,))
+    xt = x.transpose(0, 1)
+    rec = sj2lava.emulate(path, torch.cat([xt, torch.zeros(2, n, 20)]), record=("layer_spikes",))["layer_spikes"]
+    ours = metrics(sj2lava.load(path), xt, [s[l + 1:l + 1 + steps] for l, s in enumerate(rec)])
+    assert theirs["SynapticOperations"]["Effective_MACs"] == 0  # binary inputs: accumulates only
+    assert ours.synops_per_sample == pytest.approx(theirs["SynapticOperations"]["Effective_ACs"], rel=1e-12)
+    assert ours.activation_sparsity == pytest.approx(theirs["ActivationSparsity"], rel=1e-12)
+    assert 0 < ours.synops_per_sample < theirs["SynapticOperations"]["Dense"]

@@ -201,6 +201,7 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
         node = graph.nodes[name]
         kind = type(node).__name__
         where = f"NIR node {name!r} ({kind})"
+        _known_node(node, name, nir)
         if kind in _REFUSED:
             raise UnsupportedLayerError(f"{where}: {_REFUSED[kind]}")
         if kind in _SYNAPSES and synapse is not None and not (kind in ("Conv2d", "Affine", "Linear") and
@@ -281,9 +282,9 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
                 notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
             synapse, pool = None, None
         else:
-            raise UnsupportedLayerError(f"{where}: NIR node type {kind} is not supported on Loihi. Supported: "
-                                        "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, IF, LIF, "
-                                        "CubaLIF, Output.")
+            raise UnsupportedLayerError(f"{where}: NIR node type {kind} has no Loihi form sj2lava writes. Supported: "
+                                        "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, "
+                                        "Delay, IF, LIF, CubaLIF, recurrent loops, Output.")
     if synapse is not None:
         raise UnsupportedLayerError(f"from_nir: the graph ends in NIR node {syn_name!r} with no neuron after it")
     for b, name in zip((b for b in blocks if b.neuron is not None), neuron_names):
@@ -296,6 +297,21 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     net.conversion_notes = notes
     net.float_reference = lambda x: simulate_nir(graph_in, x, dt, reset)  # what verify compares with
     return net
+
+
+def _known_node(node, name: str, nir) -> None:
+    """Refuse, naming the node, what no NIR reader can interpret: an empty node (None), which an exporter left
+    where it had no NIR node for a module, or an object of a type the ``nir`` package does not define."""
+    if node is None:
+        raise UnsupportedLayerError(
+            f"NIR node {name!r} is empty (None): the exporter that wrote the graph had no NIR node for that module "
+            "and left a hole (norse 1.1.0 does this for nn.Flatten). Re-export with the module replaced by its NIR "
+            "node (e.g. nir.Flatten), or put that node into the graph before reading it.")
+    kind = type(node).__name__
+    if getattr(nir, kind, None) is not type(node):
+        raise UnsupportedLayerError(
+            f"NIR node {name!r}: a {type(node).__module__}.{kind} object, which is not a node type of the nir package "
+            "installed here (an exporter's own class, or a newer nir); re-export with nir's node types.")
 
 
 def _synapse(node, kind: str, where: str) -> nn.Module:
@@ -399,7 +415,13 @@ def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
         cd = 1.0
         if kind == "CubaLIF":
             cd = dt / _scalar(node.tau_syn, "tau_syn", where)
-            scale *= cd * _scalar(node.w_in, "w_in", where)
+            w_in = _scalar(node.w_in, "w_in", where)
+            scale *= cd * w_in
+            if w_in == 1.0 and cd < 1.0 - 1e-9 and notes is not None:
+                notes.append(f"{where}: w_in = 1 with tau_syn = {1 / cd:.4g} dt: by NIR's equations each input raises "
+                             f"the current by {cd:.4g} of itself per step (as deployed). norse and rockpool write "
+                             "w_in = 1 for a current that jumps by the whole input; if the graph came from them, set "
+                             "w_in = tau_syn / dt")
     for name, d in (("current", cd), ("voltage", vd)):
         if not 0.0 <= d <= 1.0 + 1e-9:
             raise UnsupportedLayerError(f"{where}: dt / tau gives a {name} decay of {d:g}, outside [0, 1]; "
