@@ -5,7 +5,7 @@ import torch
 from conftest import lava_forward, mismatches, spikes
 from torch import nn
 
-from sj2lava import BlockContainer, CubaLIFNode, SumPool2d, UnsupportedLayerError
+from sj2lava import BlockContainer, CubaLIFNode, SumPool2d, UnsupportedLayerError, quant
 
 T, N = 24, 3
 NEURON_GRID = [  # (current_decay, voltage_decay, threshold): IF, LIF and CUBA corners
@@ -58,11 +58,15 @@ def test_block_equals_lava_dl_block(name, weight_scale):
             y_ref = lava_forward(lb, x)
             assert mismatches(y, y_ref) == 0, (name, cd, vd, th, delay_shift)
             total += int(y.sum())
-        # voltages: the lava-dl neuron on the same synaptic input (no shift), after reset
+        # voltages: the lava-dl neuron on the same synaptic input (no shift), after reset. lava-dl's v never
+        # saturates; Lava's (and sj2lava's) stays within +-(2^23 - 1) state units: compared where lava-dl's does too
         with torch.no_grad():
             _, v = lb.neuron.dynamics(lb.synapse(x.movedim(0, -1).contiguous()))
             v = (v * (1 - (v >= lb.neuron.threshold + lb.neuron.threshold_eps).float())).movedim(-1, 0)
-        assert torch.equal(blk.neuron.v_seq.float(), v), (name, cd, vd, th)
+        ours, limit = blk.neuron.v_seq.float(), quant.STATE_MAX / quant.S_SCALE
+        inside = (v.abs() <= limit).all(0)
+        assert torch.equal(ours[:, inside], v[:, inside]), (name, cd, vd, th)
+        assert bool((ours.abs() <= limit).all()) and (inside.all() or (cd, weight_scale) == (0.0, 60.0))
     assert total > 500, "the grid must make neurons spike"
 
 
