@@ -30,7 +30,7 @@ from . import quant
 from .block import BlockContainer, InputBlock, run_blocks
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
-from .neuron import is_neuron, neuron_notes, neuron_rule, to_cuba
+from .neuron import CubaLIFNode, is_neuron, neuron_notes, neuron_rule, to_cuba
 from .translate import find_rule, rule_for
 
 __all__ = ["convert", "rescale", "block", "register_block_reader", "register_dropout", "register_recurrence"]
@@ -80,6 +80,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     notes.extend(f"{path}: {type(m).__name__} left out (the identity in evaluation)" for path, m in leaves
                  if _is_dropout(m) or isinstance(m, nn.Identity))
     blocks: List[BlockContainer] = []
+    sources: List[str] = []  # per spiking block, the module of the model whose output it equals (verify reads it)
     pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
     i = 0
     while i < len(leaves):
@@ -90,12 +91,20 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
         if isinstance(m, BlockContainer):
             _no_pending(pending_pool, path)
             blocks.append(m)
+            sources += [path] if m.neuron is not None else []
             i += 1
             continue
         read = _block_reader(m)
         if read is not None:
             _no_pending(pending_pool, path)
             blocks.append(read(m, path, notes))
+            sources += [path] if blocks[-1].neuron is not None else []
+            i += 1
+            continue
+        if isinstance(m, nn.MaxPool2d) and not (direct_input and not blocks) and pending_pool is None and (
+                not blocks or blocks[-1].neuron is not None):  # over spikes (the input's or a neuron's): an OR
+            blocks.append(_max_pool_or(m, path, notes))
+            sources.append(path)
             i += 1
             continue
         if isinstance(m, nn.Flatten):
@@ -114,6 +123,8 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                              "(exact in float; becomes the neuron bias, added to v on the 1/64 grid)")
                 i += 1
             j = _skip_dropout(leaves, i)
+            if j < len(leaves) and isinstance(leaves[j][1], nn.MaxPool2d):  # a max over currents
+                leaves = leaves[:j] + [_max_over_currents(leaves[j], path, approximate, notes)] + leaves[j + 1:]
             if isinstance(syn, nn.Conv2d) and j < len(leaves) and (
                     isinstance(leaves[j][1], nn.AvgPool2d) or _is_sumpool(leaves[j][1])):
                 syn = _conv_then_pool(syn, leaves[j], path, notes)
@@ -123,6 +134,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             node = _cuba(neu, where, approximate, notes)
             host = direct_input and not blocks
             _current_bias(neu, node, syn, path, where, host, approximate, notes)
+            sources.append(where)
             if host:
                 try:
                     blocks.append(InputBlock(syn, node))
@@ -141,6 +153,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 pool = _pool_block_synapse(m, path, notes)
                 blocks.append(block(pool, _cuba(leaves[j][1], leaves[j][0], approximate, notes), leaves[j][0]))
                 made.append((blocks[-1], leaves[j][0]))
+                sources.append(leaves[j][0])
                 i = j + 1
                 continue
             k = _skip_dropout(leaves, j)
@@ -171,6 +184,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
         for b, where in made:
             rescale_block(b, where, notes)
     net = nn.Sequential(*blocks)
+    net.float_layers = sources
     if example_input is not None:  # export and summary then need no input_shape
         net.input_shape = _example_shape(blocks, example_input)
     notes.extend(neuron_notes(model))
@@ -507,14 +521,17 @@ def block(syn: nn.Module, neu: nn.Module, where: str, recurrent: Optional[nn.Lin
 def _unsupported(m: nn.Module) -> str:
     name = type(m).__name__
     if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)):
-        return (f"{name} has no Loihi equivalent (max is not a weighted sum). Use sj2lava.SumPool2d or a strided "
-                "Conv2d and retrain.")
+        return (f"{name} here has no Loihi form: a MaxPool2d over spikes (the input's, or after a neuron) is an exact "
+                "OR layer, and over a synapse's current (between it and its neuron) an average pool under "
+                "approximate=True; elsewhere, and as MaxPool1d/3d, a max is not a weighted sum. Move it, or use "
+                "sj2lava.SumPool2d or a strided Conv2d and retrain.")
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return f"{name} must follow a Conv2d/Linear directly to be folded into it."
     if isinstance(m, (nn.Conv1d, nn.Conv3d)):
         return f"{name} is not supported; NetX convolutions are 2-D. Use nn.Conv2d."
     return (f"{type(m).__module__}.{name} cannot be put on Loihi. Supported: Conv2d, Linear, BatchNorm after "
-            "them, AvgPool2d, sj2lava.SumPool2d, Flatten, Dropout, and IF/LIF/CUBA neurons with v_reset=0.")
+            "them, AvgPool2d, sj2lava.SumPool2d, MaxPool2d over spikes, Flatten, Dropout, and IF/LIF/CUBA neurons "
+            "with v_reset=0.")
 
 
 # --------------------------------------------------------------------------- steps
@@ -535,6 +552,39 @@ def _fold_bn(syn: nn.Module, bn: nn.Module, where: str) -> nn.Module:
         syn.weight.mul_(scale.view(-1, *([1] * (syn.weight.dim() - 1))))
         syn.bias = nn.Parameter(new_b.clone())
     return syn
+
+
+def _max_pool_or(m: nn.MaxPool2d, path: str, notes: List[str]) -> BlockContainer:
+    """``MaxPool2d`` over 0/1 spikes is an OR over each window: a sum-pool (tap 1) into memoryless neurons
+    (current and voltage decay 1, so ``v`` is this step's window sum; threshold 1/2, below one input spike; zero
+    reset) fires exactly where the max is 1, one step later (one more Loihi layer). Trainable like any layer."""
+    k = pair(m.kernel_size)
+    s = pair(m.stride) if m.stride is not None else k
+    if pair(m.padding) != (0, 0) or pair(m.dilation) != (1, 1) or m.ceil_mode or m.return_indices:
+        raise UnsupportedLayerError(f"{path}: MaxPool2d with padding, dilation, ceil_mode or return_indices has no "
+                                    "sum-pool form; use MaxPool2d(kernel_size, stride) alone")
+    notes.append(f"{path}: MaxPool2d{k} over spikes as an OR layer (a sum-pool into memoryless neurons, threshold "
+                 "1/2): exact, one step later (one more Loihi layer)")
+    return BlockContainer(SumPool2d(k, s, weight=1.0), CubaLIFNode(1.0, 1.0, 0.5), "m")
+
+
+def _max_over_currents(pool: _Leaf, path: str, approximate: bool, notes: List[str]) -> _Leaf:
+    """A ``MaxPool2d`` between a synapse and its neuron: a max of currents, which no weighted sum computes.
+    Refused naming the choices; under ``approximate`` the average pool of the same window (noted)."""
+    ppath, m = pool
+    k = pair(m.kernel_size)
+    if not approximate:
+        raise UnsupportedLayerError(
+            f"{ppath}: MaxPool2d{k} over the currents of {path} (before its neuron) has no exact Loihi form: a max of "
+            "currents is not a weighted sum. Choices: put the max-pool after the neuron (over spikes it is exact, an "
+            "OR layer), retrain with AvgPool2d / sj2lava.SumPool2d, or convert with approximate=True (the average of "
+            "the window instead of its max, noted; sj2lava.finetune then recovers the accuracy).")
+    if pair(m.padding) != (0, 0) or pair(m.dilation) != (1, 1) or m.ceil_mode:
+        raise UnsupportedLayerError(f"{ppath}: MaxPool2d with padding, dilation or ceil_mode has no average-pool "
+                                    "stand-in; use MaxPool2d(kernel_size, stride) alone")
+    notes.append(f"{ppath}: MaxPool2d{k} over the currents of {path} replaced by AvgPool2d{k} (not exact: the window's "
+                 "mean instead of its max; sj2lava.finetune recovers the accuracy, verify measures it)")
+    return ppath, nn.AvgPool2d(k, m.stride if m.stride is not None else k)
 
 
 def _pool_block_synapse(m: nn.Module, path: str, notes: List[str]) -> SumPool2d:

@@ -117,6 +117,54 @@ def test_rescale_refits_a_fine_tuned_layer_so_that_it_exports_strictly(tmp_path)
     assert sj2lava.rescale(blocks) == []  # on the grid now: kept
 
 
+def test_a_max_pool_over_spikes_is_an_or_layer_equal_to_it_in_containers_emulate_and_lava(sj, tmp_path):
+    """MaxPool2d after a neuron (SpikingJelly's CupyNet puts it inside SeqToANNContainer before the next conv):
+    a sum-pool into memoryless neurons with threshold 1/2, equal to MaxPool2d of the model's own spikes one step
+    later, spike for spike, in the containers, the emulator and Lava; verify's float stage lines up with it."""
+    torch.manual_seed(1)
+    L, m = sj.layer, "m"
+    net = nn.Sequential(L.Conv2d(1, 4, 3, padding=1, bias=False, step_mode=m), sj.neuron.IFNode(step_mode=m),
+                        L.SeqToANNContainer(nn.MaxPool2d(2, 2), nn.Conv2d(4, 6, 3, padding=1, bias=False)),
+                        sj.neuron.IFNode(step_mode=m), L.MaxPool2d(3, 2, step_mode=m), L.Flatten(step_mode=m),
+                        L.Linear(6 * 3 * 3, 5, bias=False, step_mode=m), sj.neuron.IFNode(step_mode=m))
+    with torch.no_grad():
+        for mod in net.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                mod.weight.mul_(5)
+    x = spikes((12, 3, 1, 16, 16), 0.4, seed=2)
+    blocks = convert(net, example_input=x)
+    assert [b.kind for b in blocks] == ["conv", "pool", "conv", "pool", "flatten", "dense"]
+    assert blocks.float_layers == ["1", "2.0", "3", "4", "7"]
+    assert sum("over spikes as an OR layer" in n for n in blocks.conversion_notes) == 2
+    outs = sj2lava.block.run_blocks(blocks, x)
+    for k in (1, 3):  # the OR layer on the spikes of the layer before, one step later
+        want = F.max_pool2d(outs[k - 1].flatten(0, 1), *((2, 2) if k == 1 else (3, 2))).reshape(outs[k].shape)
+        assert outs[k - 1].sum() > 0 and mismatches(outs[k][1:], want[:-1]) == 0 and not outs[k][0].any()
+    path = export(blocks, tmp_path / "or.net")
+    emu = sj2lava.emulate(path, x, record=("spikes", "layer_spikes"))["layer_spikes"]
+    lava = run_lava(path, x[:, :1], all_layers=True)
+    assert all(mismatches(e, o) == 0 and mismatches(v, o[:, :1]) == 0 for e, v, o in zip(emu, lava, outs))
+    report = verify(net, path, x, lava_samples=1, containers=blocks)
+    assert report.exact and report.stage("float").mismatches[1] is not None
+    with pytest.raises(UnsupportedLayerError, match="padding, dilation, ceil_mode"):
+        convert(nn.Sequential(nn.Conv2d(1, 2, 3), sj.neuron.IFNode(), nn.MaxPool2d(2, padding=1)))
+
+
+def test_a_max_pool_over_currents_is_an_average_pool_under_approximate(sj, tmp_path):
+    """snnTorch's DVS CSNN writes Conv2d, MaxPool2d, neuron: a max of currents. Refused (above); under
+    approximate=True the window's average, composed into the conv, noted, and the file runs in Lava."""
+    net = nn.Sequential(nn.Conv2d(2, 4, 5), nn.MaxPool2d(2), sj.neuron.IFNode(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3),
+                        sj.neuron.IFNode())
+    x = spikes((10, 2, 2, 16, 16), 0.4, seed=3)
+    blocks = convert(net, example_input=x, approximate=True)
+    assert [b.kind for b in blocks] == ["conv", "flatten", "dense"]
+    assert any("replaced by AvgPool2d(2, 2)" in n and "not exact" in n for n in blocks.conversion_notes)
+    assert any("composed into one conv" in n for n in blocks.conversion_notes)
+    with torch.no_grad():
+        y = blocks(x)
+    assert mismatches(run_lava(export(blocks, tmp_path / "a.net"), x[:, :1]), y[:, :1]) == 0
+
+
 def test_batchnorm_folding_is_exact_in_float():
     torch.manual_seed(1)
     conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
@@ -173,9 +221,11 @@ def test_blockcontainers_pass_through(tmp_path):
 
 
 REFUSALS = [
-    ("maxpool", lambda N: nn.Sequential(nn.Conv2d(1, 2, 3), N.IFNode(), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3),
-                                        N.IFNode()),
-     ["2:", "MaxPool2d", "SumPool2d", "strided Conv2d", "retrain"]),
+    ("maxpool_over_currents", lambda N: nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), N.IFNode()),
+     ["features.1:", "MaxPool2d(2, 2) over the currents of features.0", "no exact Loihi form", "OR layer",
+      "approximate=True", "finetune"]),
+    ("maxpool1d", lambda N: nn.Sequential(nn.Linear(4, 4), N.IFNode(), nn.MaxPool1d(2)),
+     ["features.2:", "MaxPool1d", "OR layer", "SumPool2d"]),
     ("soft_reset", lambda N: nn.Sequential(nn.Linear(4, 3), N.IFNode(v_reset=None)),
      ["features.1:", "IFNode", "soft reset", "v_reset=0.0", "retrain"]),
     ("no_neuron", lambda N: nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2), N.IFNode()),
@@ -374,7 +424,7 @@ def test_every_torch_module_type_maps_or_is_refused_by_name(sj):
             continue
         assert _accounted_for(blocks, m), (cls.__name__, blocks.conversion_notes)
         converted.add(cls)
-    assert converted == {nn.Dropout, nn.Identity, nn.Flatten}, converted
+    assert converted == {nn.Dropout, nn.Identity, nn.Flatten, nn.MaxPool2d}, converted  # MaxPool2d: an OR layer
 
 
 def test_every_spikingjelly_and_snntorch_neuron_maps_or_is_refused_by_name(sj):

@@ -139,8 +139,9 @@ def _neuron(rng, frontend: str, grid: bool, w: np.ndarray) -> Neu:
 
 def random_plan(seed: int, frontend: str, grid: bool = True) -> Plan:
     """A seeded random chain of Loihi layers that ``frontend`` can write: conv nets (conv layers, sum/avg pool
-    layers, 2x2 pools composed into the next conv or dense, up to 4 pools for NIR, flatten, dense) or dense nets
-    (axonal delays and recurrence where the framework has them), with biases where its layers carry them."""
+    layers, max-pools over spikes (OR layers), 2x2 pools composed into the next conv or dense, up to 4 pools for
+    NIR, flatten, dense) or dense nets (axonal delays and recurrence where the framework has them), with biases
+    where its layers carry them."""
     rng = np.random.default_rng([seed, FRONTENDS.index(frontend), int(grid)])
     for _ in range(100):
         plan = _draw(rng, frontend, grid)
@@ -152,7 +153,8 @@ def random_plan(seed: int, frontend: str, grid: bool = True) -> Plan:
 def _draw(rng, frontend: str, grid: bool) -> Optional[Plan]:
     layers: List[Layer] = []
     composable = frontend != "lavadl"  # lava-dl has no pool-into-synapse form
-    pool_kinds = {"spikingjelly": ["sum", "avg"], "snntorch": ["avg"], "lavadl": ["sum"], "nir": ["sum", "avg"]}
+    pool_kinds = {"spikingjelly": ["sum", "avg", "max"], "snntorch": ["avg", "max"], "lavadl": ["sum"],
+                  "nir": ["sum", "avg"]}
     pre_kinds = {"spikingjelly": ["avg"], "snntorch": ["avg"], "nir": ["sum", "avg"]}.get(frontend, [])
     if rng.random() < (0.85 if frontend == "nir" else 0.7):
         shape: Tuple[int, ...] = (int(rng.integers(1, 4)), *[int(rng.choice([8, 12, 16, 20]))] * 2)
@@ -177,8 +179,10 @@ def _draw(rng, frontend: str, grid: bool) -> Optional[Plan]:
                 tap = 1.0 if kind == "sum" else 0.25
                 if frontend == "lavadl":
                     tap = float(rng.choice([0.5, 1.0, 1.5]))
-                layers.append(Layer("pool", _neuron(rng, frontend, grid, np.array([tap])), shape, np.array([tap]),
-                                    pool=kind))
+                neu = _neuron(rng, frontend, grid, np.array([tap]))
+                if kind == "max":  # a MaxPool2d over spikes: sj2lava's OR layer (memoryless, threshold 1/2)
+                    tap, neu = 1.0, Neu("or", 1.0, 1.0, 0.5)
+                layers.append(Layer("pool", neu, shape, np.array([tap]), pool=kind))
                 pools -= 1
                 shape = (shape[0], shape[1] // 2, shape[2] // 2)
         pre = None
@@ -290,6 +294,11 @@ def build_spikingjelly(plan: Plan, rng) -> Tuple[nn.Module, List[Callable], dict
                         _wrap(nn.AvgPool2d(2), mode, layer))
         if l.flatten:
             mods.append(layer.Flatten(step_mode=mode) if mode == "m" or l.choice["r"] < 0.5 else nn.Flatten())
+        if l.kind == "pool" and l.pool == "max":  # over spikes: no neuron of its own
+            mods.append(layer.MaxPool2d(2, 2, step_mode=mode) if l.choice["r"] < 0.5 else
+                        _wrap(nn.MaxPool2d(2), mode, layer))
+            segments.append(mods)
+            continue
         if l.kind == "pool":
             mods.append(_wrap(lava_exchange.SumPool2d(2, stride=2), mode, layer) if l.pool == "sum" else
                         layer.AvgPool2d(2, 2, step_mode=mode))
@@ -363,6 +372,9 @@ def build_snntorch(plan: Plan, rng) -> Tuple[nn.Module, List[Callable], dict]:
             mods.append(nn.AvgPool2d(2))
         if l.flatten:
             mods.append(nn.Flatten())
+        if l.kind == "pool" and l.pool == "max":  # over spikes: no neuron of its own
+            segments.append([nn.MaxPool2d(2)])
+            continue
         if l.kind == "pool":
             mods.append(nn.AvgPool2d(2))
         else:
