@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="drop the file's first K layers; the input then feeds layer K (NetX's skip_layers)")
     r.add_argument("--spike-exp", type=int, default=6, metavar="E",
                    help="SDNN message fraction bits (NetX's spike_exp)")
+    r.add_argument("--window", choices=("all", "aligned"), default="all",
+                   help="all: every step run (default); aligned: T + L steps run (L: one step of Lava latency per "
+                        "synaptic layer) and the output's T steps that answer the input saved")
     e = sub.add_parser("eval", help="accuracy on a labelled .npz (x: [N, *shape] in [0, 1], y: [N])")
     e.add_argument("file", type=Path, help="the NetX .net (HDF5) file")
     e.add_argument("--data", required=True, type=Path, help=".npz with x [N, *shape] and labels y [N]")
@@ -68,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="emulator (bit-exact, fast) or lava (Lava's CPU simulation; needs the lava extra)")
     e.add_argument("--spikes", action="store_true", help="x already holds spikes [T, N, *shape]")
     e.add_argument("--limit", type=int, help="evaluate the first LIMIT samples only")
+    e.add_argument("--window", choices=("aligned", "all"), default="aligned",
+                   help="aligned (default): each sample runs steps + L (Lava's latency) and its output is read in "
+                        "the steps that answer the input; all: the given steps only")
     c = sub.add_parser("convert", help="convert a NIR graph (.nir) to a NetX .net file")
     c.add_argument("model", type=Path, help="the NIR graph (.nir)")
     c.add_argument("-o", "--out", required=True, type=Path, help="the .net file to write")
@@ -120,7 +126,7 @@ def _run(args) -> int:
     if x is None and bias is None:
         raise _UserError("give --input (and/or --input-bias for a net whose input layer has neurons)")
     options = dict(layout=args.layout, reset_interval=args.reset_interval, reset_offset=args.reset_offset,
-                   input_bias=bias, spike_exp=args.spike_exp)
+                   input_bias=bias, spike_exp=args.spike_exp, window=args.window)
     try:
         if args.backend == "emulator":
             from .emulator import emulate
@@ -211,7 +217,8 @@ def _eval(args) -> int:
     if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     try:
-        result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend, spec=spec)
+        result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend, spec=spec,
+                          window=args.window)
     except ValueError as e:
         raise _UserError(str(e)) from None
     print(result)

@@ -44,7 +44,7 @@ class Evaluation:
 
 def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Callable] = None,
              backend: str = "emulator", batch_size: int = 256, progress: bool = True,
-             device: str = "cpu", spec: Optional[NetSpec] = None) -> Evaluation:
+             device: str = "cpu", spec: Optional[NetSpec] = None, window: str = "aligned") -> Evaluation:
     """Classify a labelled data set with the ``.net`` at ``path``.
 
     Args:
@@ -53,6 +53,9 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
         encoder: ``[N, *shape] -> [steps, N, *shape]`` binary spikes; default :func:`rate_encoder`.
         backend: ``'emulator'`` (batched, bit-exact) or ``'lava'`` (Lava's CPU simulation, slow).
         spec: the file's :class:`~sj2lava.netx.spec.NetSpec` when the caller has already loaded ``path``.
+        window: ``'aligned'`` (default): each sample runs ``steps + L`` steps (``L`` the output's latency in Lava)
+            and the output is read in the ``steps`` that answer the input, as the float model is; the metrics
+            count each layer in its own such window. ``'all'``: only ``steps`` steps, read whole.
     """
     if backend not in ("emulator", "lava"):
         raise ValueError(f"evaluate: backend must be 'emulator' or 'lava', got {backend!r}")
@@ -71,12 +74,12 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
             if spikes.shape[0] != steps:
                 raise ValueError(f"evaluate: the encoder gave {spikes.shape[0]} steps, expected {steps}")
             if backend == "emulator":
-                rec = emulate(spec, spikes, device=device, record=("spikes", "layer_spikes"))
+                rec = emulate(spec, spikes, device=device, record=("spikes", "layer_spikes"), window=window)
                 out = rec["spikes"]
                 batch = metrics(spec, spikes, rec["layer_spikes"])
                 counts = batch if counts is None else counts + batch
             else:
-                out = run_lava(path, spikes, spec=spec)
+                out = run_lava(path, spikes, spec=spec, window=window)
             pred = out.sum(0).reshape(out.shape[1], -1).argmax(1)
             for c, ok in zip(y.tolist(), (pred == y).tolist()):
                 entry = per_class.setdefault(int(c), [0, 0])

@@ -25,6 +25,7 @@ from .frontends.lavadl import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .metrics import Metrics, metrics
 from .netx.hdf5 import load
+from .netx.inputs import WINDOWS, pad_steps
 from .netx.lava import run_lava
 from .neuron import is_neuron, neuron_rule
 
@@ -95,7 +96,7 @@ def accuracy(out: torch.Tensor, labels: torch.Tensor) -> float:
 
 def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels: Optional[torch.Tensor] = None,
            layout: str = "TNX", lava_samples: Optional[int] = None,
-           containers: Optional[nn.Sequential] = None, progress: bool = False) -> Report:
+           containers: Optional[nn.Sequential] = None, progress: bool = False, window: str = "aligned") -> Report:
     """Run ``x`` through every stage and report per layer spike counts, rates, mismatches and accuracies.
 
     Args:
@@ -109,6 +110,10 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
             Lava. Without Lava installed, the lava-dl and Lava stages are skipped with a note.
         containers: the converted BlockContainers, if already made (else ``convert(model)``).
         progress: a progress bar over the stages on stderr (Lava's stage takes about 1 s per 16 steps).
+        window: ``'aligned'`` (default): the exact stages run ``T + L`` steps (``L`` the output's latency in Lava,
+            one step per synaptic layer) and every layer is read in the ``T`` steps that answer the input, where the
+            float model computes: counts, mismatches and accuracies all in that window. ``'all'``: the ``T`` steps
+            of ``x`` only (the output's first ``L`` steps are then empty, and the float model is compared shifted).
     """
     x = x if layout == "TNX" else NXT_to_TNX(x)
     is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, (BlockContainer, InputBlock)) for b in model)
@@ -117,10 +122,19 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     notes = list(getattr(containers, "conversion_notes", []))
     layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
     steps, n = x.shape[0], x.shape[1]
+    if window not in WINDOWS:
+        raise ValueError(f"verify: window must be one of {WINDOWS}, got {window!r}")
+    spec = load(path)  # read once: the emulator and the metrics both take it
+    direct = isinstance(containers[0], InputBlock)
+    lat = spec.latencies if window == "aligned" else [0] * len(spec.latencies)
+    x_run = x  # T + L steps: the input neurons keep their image; spikes stop
+    if lat and lat[-1]:
+        x_run = torch.cat([x, x[-1:].expand(lat[-1], *x.shape[1:])]) if direct else pad_steps(x, lat[-1], "TNX")
+    read = lambda outs: [o[d:d + steps] for o, d in zip(outs, lat)]  # noqa: E731  (each layer's answer to x)
 
     bar = _progress(total=5, desc="verify", unit="stage", disable=not progress)
     stage = lambda name: (bar.update(1), bar.set_postfix(done=name))  # noqa: E731
-    cont = run_blocks(containers, x)
+    cont = read(run_blocks(containers, x_run))
     stage("containers")
     neurons = [int(o[0, 0].numel()) for o in cont]
     stages = [Stage("containers", n, [int(o.sum()) for o in cont], [None] * len(cont),
@@ -133,7 +147,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
                      "Python 3.10); the emulator gives Lava's results")
     elif plain:
         try:
-            lava_dl: Optional[List[torch.Tensor]] = _run_lava_dl(containers, x)
+            lava_dl: Optional[List[torch.Tensor]] = read(_run_lava_dl(containers, x_run))
         except UnsupportedLayerError as e:  # a layer lava-dl's blocks cannot compute (a strided sum-pool)
             lava_dl = None
             notes.append(f"lava-dl stage skipped: {e}")
@@ -144,12 +158,10 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     else:
         notes.append("lava-dl stage skipped: recurrent layers and input neurons are checked against lava-dl by the "
                      "test suite, not block by block here")
-    direct = isinstance(containers[0], InputBlock)
     # input neurons driven by the first layer's current: the file takes that current as their bias
-    feed = dict(input_bias=containers[0].input_bias(x), num_steps=steps) if direct else dict(x=x)
-    spec = load(path)  # read once: the emulator and the metrics both take it
-    emu = emulate(spec, record=("spikes", "layer_spikes"), **feed)["layer_spikes"]
-    counts = metrics(spec, feed["x"] if "x" in feed else torch.zeros(steps, n, *spec.input_shape), emu)
+    feed = dict(input_bias=containers[0].input_bias(x), num_steps=x_run.shape[0]) if direct else dict(x=x_run)
+    emu = read(emulate(spec, record=("spikes", "layer_spikes"), **feed)["layer_spikes"])
+    counts = metrics(spec, torch.zeros(steps, n, *spec.input_shape) if direct else x, emu)
     stage("lava-dl")
     stages.append(Stage("emulator", n, [int(o.sum()) for o in emu], [int((a != b).sum()) for a, b in zip(emu, cont)],
                         accuracy(emu[-1], labels) if labels is not None else None, output=emu[-1]))
@@ -157,8 +169,9 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     m = n if lava_samples is None else max(0, min(n, int(lava_samples)))
     stage("emulator")
     if lava_here and m > 0:
-        lava = run_lava(path, all_layers=True, **({"input_bias": feed["input_bias"][:m], "num_steps": steps}
-                                                   if direct else {"x": x[:, :m]}))
+        lava = read(run_lava(path, all_layers=True, **({"input_bias": feed["input_bias"][:m],
+                                                         "num_steps": x_run.shape[0]} if direct else
+                                                        {"x": x_run[:, :m]})))
         if len(lava) != len(cont):
             raise ValueError(f"verify: {path} has {len(lava)} synaptic layers but the model has {len(cont)}")
         stages.append(Stage("lava", m, [int(o.sum()) for o in lava],
@@ -179,7 +192,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
         if len(flt) == len(cont):
             mism = []
             for k, (f, c) in enumerate(zip(flt, cont)):
-                d = k + 1 - direct  # Lava delays layer k by k + 1 steps (input neurons: none)
+                d = 0 if window == "aligned" else k + 1 - direct  # Lava delays layer k by k + 1 (input neurons: 0)
                 mism.append(int((f[:steps - d].reshape(c[d:].shape) != c[d:]).sum()) if d < steps else 0)
         else:
             mism = [None] * len(cont)
@@ -191,7 +204,24 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
                                if labels is not None else None, exact=False, output=flt[-1]))
     stage("float")
     bar.close()
+    notes.extend(_readout_notes(spec, steps, window, cont[-1], labels))
     return Report(layers, neurons, steps, stages, notes, counts)
+
+
+def _readout_notes(spec, steps: int, window: str, out: torch.Tensor, labels: Optional[torch.Tensor]) -> List[str]:
+    """Where the output was read, and why an accuracy is 0 when it is for want of output spikes."""
+    lat = spec.latencies[-1] if spec.latencies else 0
+    if window == "aligned":
+        notes = [f"read window: each layer's {steps} steps that answer the input (the output's from step {lat}, of "
+                 f"{steps + lat} run: Lava's latency of {lat} steps)"]
+    else:
+        notes = [] if steps > lat else [
+            f"the output layer answers {lat} steps after the input (one step per synaptic layer) and the run has "
+            f"{steps}: no output step was read, so every accuracy is 0; use window='aligned'"]
+    if labels is not None and not out.any():
+        notes.append("the output layer sent no spike in the read window: an accuracy of 0 here means no output, not "
+                     "a wrong one")
+    return notes
 
 
 def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:

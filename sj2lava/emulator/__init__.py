@@ -34,7 +34,18 @@ import torch
 
 from ..layout import TNX_to_NXT
 from ..netx.hdf5 import load
-from ..netx.inputs import check_binary, graded_input_data, input_neuron_data, prepare_input, reset_phases
+from ..netx.inputs import (
+    WINDOWS,
+    check_binary,
+    graded_input_data,
+    input_neuron_data,
+    pad_steps,
+    prepare_input,
+    read_window,
+    reset_phases,
+    run_steps,
+    warn_unread,
+)
 from ..netx.spec import InputNeurons, NetSpec
 from . import ckernel, cpu_backend, torch_backend
 from .compiled import compile_net, fingerprint, prepared
@@ -61,7 +72,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             record: Sequence[str] = ("spikes",), backend: str = "auto", reset_interval: Optional[int] = None,
             reset_offset: int = 0, input_bias: Optional[torch.Tensor] = None,
             num_steps: Optional[int] = None, num_layers: Optional[int] = None, skip_layers: int = 0,
-            spike_exp: int = 6) -> Union[torch.Tensor, Dict[str, object]]:
+            spike_exp: int = 6, window: str = "all") -> Union[torch.Tensor, Dict[str, object]]:
     """Run a NetX ``.net`` file (or a :class:`~sj2lava.netx.spec.NetSpec`) exactly as Lava's fixed-point
     simulation would (the step in this package's docstring).
 
@@ -90,6 +101,10 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         num_layers, skip_layers: run only the file's first layers, or all but its first ones (NetX's names; see
             :func:`sj2lava.load`).
         spike_exp: NetX's ``spike_exp``, the fraction bits of SDNN messages (default 6: a message of 64 is 1.0).
+        window: ``'all'`` (every step run) or ``'aligned'``: ``T + L`` steps run (``L`` the output's latency, one
+            step per synaptic layer), each layer's ``T`` steps that answer the input returned
+            (:data:`sj2lava.netx.inputs.WINDOWS`); a classifier's output is read there. ``'all'`` warns when ``T``
+            is too short to show any output.
         reset_interval, reset_offset: NetX's names and meaning: every ``reset_interval`` steps each layer's
             ``u`` and ``v`` are zeroed, synaptic layer ``i`` at the Lava steps ``k`` (from 1) with
             ``k % reset_interval == (reset_offset + 1 + i) % reset_interval``
@@ -105,6 +120,17 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         spec = path_or_spec
     else:
         spec = load(path_or_spec, num_layers=num_layers, skip_layers=skip_layers)
+    if window not in WINDOWS:
+        raise ValueError(f"emulate: window must be one of {WINDOWS}, got {window!r}")
+    if window == "aligned":
+        steps, extra = run_steps(x, num_steps, layout), spec.latencies[-1] if spec.layers else 0
+        padded = x if x is None or num_steps is not None else pad_steps(x, extra, layout)
+        return read_window(emulate(spec, padded, layout=layout, batch_size=batch_size, device=device, record=record,
+                                   backend=backend, reset_interval=reset_interval, reset_offset=reset_offset,
+                                   input_bias=input_bias, num_steps=None if num_steps is None else num_steps + extra,
+                                   spike_exp=spike_exp), spec, steps, layout)
+    if x is not None or num_steps is not None:
+        warn_unread(spec, run_steps(x, num_steps, layout), "emulate")
     unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current", "sigma"}
     if unknown:
         raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current', 'sigma'; got "

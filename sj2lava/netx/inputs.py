@@ -15,7 +15,14 @@ from .. import quant
 from ..layout import NXT_to_TNX
 from .spec import Flatten, InputNeurons, NetSpec
 
-__all__ = ["prepare_input", "check_binary", "reset_phases", "input_neuron_data", "graded_input_data"]
+__all__ = ["prepare_input", "check_binary", "reset_phases", "input_neuron_data", "graded_input_data", "WINDOWS",
+           "pad_steps", "read_window", "run_steps", "warn_unread"]
+
+WINDOWS = ("all", "aligned")
+"""Readout windows of a run: ``'all'`` returns every step run; ``'aligned'`` runs ``T + L`` steps (``L`` the
+output's latency, :attr:`NetSpec.latencies`; the input is zero after step ``T``, input neurons keep their bias)
+and returns, per layer, the ``T`` steps that answer the ``T`` input steps (layer ``k`` from its latency on): the
+window the float model computes in, where a classifier's output is read."""
 
 
 def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_values: bool = True) -> torch.Tensor:
@@ -154,3 +161,49 @@ def graded_input_data(spec: NetSpec, x: Optional[torch.Tensor], layout: str, wha
         bits = spec.input_message_bits
         _check_ints(x, -(1 << (bits - 1)), (1 << (bits - 1)) - 1, f"x ({bits}-bit graded messages)", what)
     return x.reshape(x.shape[0], x.shape[1], *shape).to(torch.int32)
+
+
+def pad_steps(x: torch.Tensor, extra: int, layout: str) -> torch.Tensor:
+    """``x`` with ``extra`` zero steps after its last (time is dim 0 in ``'TNX'``, the last dim in ``'NXT'``)."""
+    x = torch.as_tensor(x)
+    dim = 0 if layout == "TNX" else x.dim() - 1
+    shape = list(x.shape)
+    shape[dim] = extra
+    return torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
+
+
+def read_window(result, spec: NetSpec, steps: int, layout: str):
+    """Cut a run of ``steps + L`` steps (a tensor of output spikes, a list of per-layer tensors, or a dict of
+    both, as ``emulate`` and ``run_lava`` return) to each layer's ``steps`` aligned steps (:data:`WINDOWS`)."""
+    lat = spec.latencies
+
+    def cut(a, d):
+        if a is None:
+            return None
+        return a[d:d + steps] if layout == "TNX" else a[..., d:d + steps]
+
+    if isinstance(result, dict):
+        out = {k: ([cut(a, d) for a, d in zip(v, lat)] if isinstance(v, list) else cut(v, lat[-1]))
+               for k, v in result.items()}
+        return out
+    if isinstance(result, list):
+        return [cut(a, d) for a, d in zip(result, lat)]
+    return cut(result, lat[-1])
+
+
+def warn_unread(spec: NetSpec, steps: int, what: str) -> None:
+    """Warn when a run of ``steps`` cannot show any output of its input: the output answers from step ``L``."""
+    lat = spec.latencies[-1] if spec.layers else 0
+    if steps <= lat:
+        warnings.warn(f"{what}: {steps} steps, but the output layer answers {lat} steps after the input (one step "
+                      "per synaptic layer in Lava), so this run reads no output of it; use window='aligned' (T + "
+                      f"{lat} steps, the last T read) or more steps", stacklevel=3)
+
+
+def run_steps(x: Optional[torch.Tensor], num_steps: Optional[int], layout: str) -> int:
+    """The steps a run takes: ``num_steps`` where given, else the input's time length."""
+    if num_steps is not None:
+        return int(num_steps)
+    if x is None:
+        return 0
+    return int(torch.as_tensor(x).shape[0 if layout == "TNX" else -1])

@@ -17,7 +17,16 @@ import torch
 from .._deps import quiet_import, require_lava
 from ..layout import TNX_to_NXT
 from .hdf5 import load
-from .inputs import graded_input_data, input_neuron_data, prepare_input, reset_phases
+from .inputs import (
+    WINDOWS,
+    graded_input_data,
+    input_neuron_data,
+    prepare_input,
+    read_window,
+    reset_phases,
+    run_steps,
+    warn_unread,
+)
 from .spec import InputNeurons, NetSpec
 
 
@@ -64,7 +73,8 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
              run_cfg: Optional[object] = None,
              num_layers: Optional[int] = None,
              skip_layers: int = 0,
-             spike_exp: int = 6) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             spike_exp: int = 6,
+             window: str = "all") -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -88,6 +98,8 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
             :func:`sj2lava.emulate`). A net with graded input (an SDNN input layer, or SDNN messages after
             ``skip_layers``) takes integer ``x``; SDNN layers' messages come back as int32, and
             ``record=('sigma',)`` probes their sigma state.
+        window: ``'all'`` or ``'aligned'`` (``T + L`` steps run, each layer's ``T`` answering steps returned), as in
+            :func:`sj2lava.emulate`.
         run_cfg: a Lava run configuration; default ``Loihi2SimCfg(select_tag='fixed_pt')``, the CPU simulation
             the emulator equals. With ``lava-loihi`` and access to a Loihi 2 system, ``Loihi2HwCfg()`` runs the
             same call on the chip (untested here: no chip is reachable from this project's machines).
@@ -101,6 +113,15 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
     """
     spec = load(path, num_layers=num_layers, skip_layers=skip_layers) if spec is None else spec
     what = f"run_lava({Path(path).name})"
+    if window not in WINDOWS:
+        raise ValueError(f"{what}: window must be one of {WINDOWS}, got {window!r}")
+    if window == "aligned":
+        steps = run_steps(x, num_steps, layout)
+        out = run_lava(path, x, layout=layout, num_steps=steps + spec.latencies[-1], progress=progress,
+                       all_layers=all_layers, record=record, spec=spec, reset_interval=reset_interval,
+                       reset_offset=reset_offset, input_bias=input_bias, run_cfg=run_cfg, spike_exp=spike_exp)
+        return read_window(out, spec, steps, layout)
+    warn_unread(spec, run_steps(x, num_steps, layout), what)
     neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
     bias = None
     if spec.graded_input:

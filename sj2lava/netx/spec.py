@@ -230,6 +230,20 @@ class NetSpec:
         return sum(1 for l in self.layers if not isinstance(l, Flatten))
 
     @property
+    def latencies(self) -> List[int]:
+        """Per layer with neurons (flatten layers left out, as in recordings): the steps Lava's timing puts it behind
+        the input, one per synaptic layer up to and including it (input neurons, which have no synapse: 0). The
+        last is the output's latency L: a run of ``T`` input steps shows the output of those steps in ``L .. L + T``
+        (axonal delays come on top, per neuron)."""
+        out, d = [], 0
+        for l in self.layers:
+            if isinstance(l, Flatten):
+                continue
+            d += 0 if isinstance(l, InputNeurons) else 1
+            out.append(d)
+        return out
+
+    @property
     def neurons(self) -> int:
         return sum(neurons_of(l) for l in self.layers)
 
