@@ -217,10 +217,11 @@ def _readout_notes(spec, steps: int, window: str, out: torch.Tensor, labels: Opt
     else:
         notes = [] if steps > lat else [
             f"the output layer answers {lat} steps after the input (one step per synaptic layer) and the run has "
-            f"{steps}: no output step was read, so every accuracy is 0; use window='aligned'"]
+            f"{steps}: no output step was read, so the accuracies count a silent output (argmax picks class 0); use "
+            "window='aligned'"]
     if labels is not None and not out.any():
-        notes.append("the output layer sent no spike in the read window: an accuracy of 0 here means no output, not "
-                     "a wrong one")
+        notes.append("the output layer sent no spike in the read window: its accuracy counts a silent output (argmax "
+                     "picks class 0), not the net's answers")
     return notes
 
 

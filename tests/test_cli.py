@@ -19,6 +19,9 @@ def test_cli_inspect_and_run(tmp_path, capsys):
     assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "y.npy")]) == 0
     y = np.load(tmp_path / "y.npy")
     assert np.array_equal(y, run_lava(path, x).numpy())
+    assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--window", "aligned", "--out",
+                 str(tmp_path / "ya.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "ya.npy"), run_lava(path, x, window="aligned").numpy())
     np.save(tmp_path / "bad.npy", np.full((10, 2, 1, 5, 5), 0.5, dtype=np.float32))
     assert main(["run", str(path), "--input", str(tmp_path / "bad.npy")]) == 2
     assert "binary spikes" in capsys.readouterr().err

@@ -522,3 +522,28 @@ def test_random_rf_nets_equal_lava(seed, tmp_path):
     assert [mismatches(a, b) for a, b in zip(emu, lava)] == [0] * len(lava)
     rf = [k for k, l in enumerate(l for l in spec.layers if l.kind != "flatten") if l.neuron.kind == "rf"]
     assert sum(int(emu[k].sum()) for k in rf) > 0
+
+
+def test_the_aligned_window_reads_each_layer_where_it_answers_the_input(tmp_path):
+    """window='aligned': T + L steps run (L = one step per synaptic layer), each layer's T answering steps returned
+    (layer k from its latency k + 1): equal to the slices of a run padded by hand, in the emulator and in Lava. A
+    run of T <= L steps shows no output of its input and warns."""
+    spec = random_spec(5)
+    path = hdf5.write(spec, tmp_path / "w.net")
+    lat = sj2lava.load(path).latencies
+    assert lat == list(range(1, len(lat) + 1))
+    x = (torch.rand(6, 2, *spec.input_shape) < 0.5).float()
+    full = sj2lava.emulate(path, torch.cat([x, torch.zeros(lat[-1], *x.shape[1:])]), record=("spikes", "layer_spikes"))
+    got = sj2lava.emulate(path, x, window="aligned", record=("spikes", "layer_spikes"))
+    assert all(torch.equal(g, f[d:d + 6]) for g, f, d in zip(got["layer_spikes"], full["layer_spikes"], lat))
+    assert torch.equal(got["spikes"], full["spikes"][lat[-1]:]) and got["spikes"].shape[0] == 6
+    assert torch.equal(sj2lava.run_lava(path, x[:, :1], window="aligned"), got["spikes"][:, :1])
+    nxt = sj2lava.emulate(path, sj2lava.TNX_to_NXT(x), layout="NXT", window="aligned")
+    assert torch.equal(nxt, sj2lava.TNX_to_NXT(got["spikes"]))
+    with pytest.warns(UserWarning, match="reads no output of it; use window='aligned'"):
+        sj2lava.emulate(path, x[:lat[-1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sj2lava.emulate(path, x[:lat[-1]], window="aligned")
+    with pytest.raises(ValueError, match="window must be one of"):
+        sj2lava.emulate(path, x, window="last")

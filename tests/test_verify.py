@@ -61,3 +61,33 @@ def test_accuracy_counts_the_most_spiking_output():
     out[:2, 1, 0] = 1
     out[:1, 2, 1] = 1
     assert accuracy(out, torch.tensor([1, 0, 0])) == pytest.approx(2 / 3)
+
+
+def test_a_short_run_is_read_in_the_aligned_window_and_a_zero_accuracy_is_explained(sj, tmp_path):
+    """Five layers and T = 4 (SpikingJelly's CupyNet tutorial): Lava's latency of 5 steps leaves the output of the
+    4 steps empty, so window='all' reads nothing (accuracy 0, and verify says why); the default aligned window runs
+    T + 5 steps and reads the output where it answers, equal to the float model's own 4 steps."""
+    torch.manual_seed(2)
+    IF = sj.neuron.IFNode
+    net = nn.Sequential(nn.Linear(20, 20), IF(), nn.Linear(20, 20), IF(), nn.Linear(20, 20), IF(),
+                        nn.Linear(20, 20), IF(), nn.Linear(20, 3), IF())
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                m.weight.mul_(3)
+                m.bias.fill_(0.2)
+    for m in net:
+        if hasattr(m, "step_mode"):
+            m.step_mode = "m"
+    x = spikes((4, 6, 20), 0.6, seed=3)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    blocks = sj2lava.convert(net, example_input=x)
+    path = sj2lava.export(blocks, tmp_path / "deep.net")
+    short = sj2lava.verify(net, path, x, labels=labels, lava_samples=1, containers=blocks, window="all")
+    assert not short.stage("emulator").output.any() and short.exact
+    assert any("no output step was read" in n and "window='aligned'" in n for n in short.notes)
+    assert any("sent no spike in the read window" in n for n in short.notes)
+    report = sj2lava.verify(net, path, x, labels=labels, lava_samples=1, containers=blocks)
+    assert report.exact and any("read window" in n for n in report.notes)
+    assert report.stage("emulator").output.shape[0] == 4 and report.stage("emulator").output.sum() > 0
+    assert report.stage("emulator").accuracy == report.stage("containers").accuracy
