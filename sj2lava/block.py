@@ -20,6 +20,7 @@ LIF neurons converted from SpikingJelly); with a slower current decay it is the 
 """
 from __future__ import annotations
 
+import copy
 from typing import List, Optional
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from . import quant
 from .errors import UnsupportedLayerError
+from .layers import SumPool2d
 from .neuron import CubaLIFNode, check_step_mode, to_cuba
 from .translate import rule_for, scaled
 
@@ -261,7 +263,9 @@ class InputBlock(nn.Module):
     :meth:`input_bias` gives ``emulate`` / ``run_lava`` their ``input_bias``.
 
     Args:
-        encoder: the host-side synapse (``nn.Conv2d`` or ``nn.Linear``, with its bias).
+        encoder: the host-side synapse (``nn.Conv2d`` or ``nn.Linear``, with its bias), or an ``nn.Sequential`` of
+            one and what follows it up to the first neuron (Conv2d, Linear, BatchNorm, max-, average- and
+            sum-pools, Flatten): all of it runs on the host in float, so a max-pool there is exact.
         neu: any neuron :func:`sj2lava.to_cuba` accepts.
         step_mode: ``'m'`` (input ``[T, N, *]``) or ``'s'`` (``[N, *]`` per call).
     """
@@ -271,9 +275,14 @@ class InputBlock(nn.Module):
     def __init__(self, encoder: nn.Module, neu: nn.Module, step_mode: str = "m"):
         super().__init__()
         where = f"InputBlock({type(encoder).__name__})"
-        if not isinstance(encoder, (nn.Conv2d, nn.Linear)):
-            raise UnsupportedLayerError(f"{where}: the host-side encoder must be an nn.Conv2d or nn.Linear")
-        self.encoder = _plain(encoder)
+        parts = list(encoder) if isinstance(encoder, nn.Sequential) else [encoder]
+        if not parts or not isinstance(parts[0], (nn.Conv2d, nn.Linear)) or not all(
+                isinstance(p, HOST_MODULES) for p in parts):
+            raise UnsupportedLayerError(f"{where}: the host-side encoder must be an nn.Conv2d or nn.Linear, or an "
+                                        "nn.Sequential of one followed by Conv2d, Linear, BatchNorm, max-, average- or "
+                                        "sum-pools and Flatten (everything before the first neuron)")
+        self.encoder = _plain(encoder) if len(parts) == 1 and not isinstance(encoder, nn.Sequential) else \
+            nn.Sequential(*[_plain(p) for p in parts]).eval()
         self.neuron, self.input_scale = to_cuba(neu, with_input_scale=True, where=f"{where}.neuron "
                                                 f"({type(neu).__name__})")
         self.step_mode = step_mode
@@ -292,7 +301,8 @@ class InputBlock(nn.Module):
     def input_bias(self, x: torch.Tensor) -> torch.Tensor:
         """The neurons' ``bias_mant`` (int32, ``[N, *out]``) for analog input ``x`` ``[N, *in]`` or ``[T, N, *in]``
         (its first step): what ``emulate(path, input_bias=...)`` and ``run_lava`` take."""
-        per_sample = 2 if isinstance(self.encoder, nn.Linear) else 4  # [N, F] or [N, C, H, W]
+        first = self.encoder[0] if isinstance(self.encoder, nn.Sequential) else self.encoder
+        per_sample = 2 if isinstance(first, nn.Linear) else 4  # [N, F] or [N, C, H, W]
         with torch.no_grad():
             return quant.bias_mant(self.current(x[0] if x.dim() > per_sample else x)).to(torch.int32)
 
@@ -313,11 +323,26 @@ class InputBlock(nn.Module):
                                                   else "")
 
 
+HOST_MODULES = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, SumPool2d,
+                 nn.Flatten)
+"""What an InputBlock's encoder may hold: it runs on the host in float, so any of these is exact there."""
+
+
 def _plain(m: nn.Module) -> nn.Module:
-    """A subclass of ``nn.Conv2d`` / ``nn.Linear`` (SpikingJelly's multi-step ``layer.Conv2d``) as the plain torch
-    module with the same parameters, which takes one step ``[N, *]``."""
-    if type(m) in (nn.Conv2d, nn.Linear):
+    """A subclass of a host module (SpikingJelly's multi-step ``layer.Conv2d``, ``layer.MaxPool2d``, ...) as the
+    plain torch module with the same parameters, which takes one step ``[N, *]``."""
+    if type(m) in HOST_MODULES:
         return m
+    for base in (nn.MaxPool2d, nn.AvgPool2d, nn.Flatten):
+        if isinstance(m, base):  # their settings are their constructor's arguments
+            new = copy.copy(m)
+            new.__class__ = base
+            return new
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        base = nn.BatchNorm1d if isinstance(m, nn.BatchNorm1d) else nn.BatchNorm2d
+        bn = base(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        bn.load_state_dict(m.state_dict())
+        return bn.eval()
     if isinstance(m, nn.Linear):
         new: nn.Module = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
     else:

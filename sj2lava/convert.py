@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from . import quant
-from .block import BlockContainer, InputBlock, run_blocks
+from .block import HOST_MODULES, BlockContainer, InputBlock, run_blocks
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
 from .neuron import CubaLIFNode, is_neuron, neuron_notes, neuron_rule, to_cuba
@@ -123,7 +123,18 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                              "(exact in float; becomes the neuron bias, added to v on the 1/64 grid)")
                 i += 1
             j = _skip_dropout(leaves, i)
-            if j < len(leaves) and isinstance(leaves[j][1], nn.MaxPool2d):  # a max over currents
+            host = direct_input and not blocks
+            if host:  # everything up to the first neuron runs on the host, in float: exact, max-pools included
+                taken = []
+                while j < len(leaves) and isinstance(leaves[j][1], HOST_MODULES) and not is_neuron(leaves[j][1]):
+                    taken.append(leaves[j])
+                    j = _skip_dropout(leaves, j + 1)
+                if taken:
+                    syn = nn.Sequential(syn, *[copy.deepcopy(t) for _, t in taken]).eval()
+                    notes.append(f"{', '.join(p for p, _ in taken)}: run on the host with {path} (direct input), "
+                                 "exactly")
+                    i = j
+            elif j < len(leaves) and isinstance(leaves[j][1], nn.MaxPool2d):  # a max over currents
                 leaves = leaves[:j] + [_max_over_currents(leaves[j], path, approximate, notes)] + leaves[j + 1:]
             if isinstance(syn, nn.Conv2d) and j < len(leaves) and (
                     isinstance(leaves[j][1], nn.AvgPool2d) or _is_sumpool(leaves[j][1])):
@@ -132,7 +143,6 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             i, neu = _neuron_after(leaves, i, path, type(m).__name__)
             where = leaves[i - 1][0]
             node = _cuba(neu, where, approximate, notes)
-            host = direct_input and not blocks
             _current_bias(neu, node, syn, path, where, host, approximate, notes)
             sources.append(where)
             if host:

@@ -123,8 +123,10 @@ def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Sha
     first = blocks[0]
     if isinstance(first, (BlockContainer, InputBlock)) and first.input_shape is not None:
         return tuple(first.input_shape)
-    if isinstance(first, InputBlock) and isinstance(first.encoder, nn.Linear):
-        return (first.encoder.in_features,)
+    if isinstance(first, InputBlock):
+        head = first.encoder[0] if isinstance(first.encoder, nn.Sequential) else first.encoder
+        if isinstance(head, nn.Linear):
+            return (head.in_features,)
     if isinstance(first, BlockContainer) and first.kind == "dense":
         return (first.synapse.in_features,)
     exporter = _exporter(first)

@@ -165,6 +165,29 @@ def test_a_max_pool_over_currents_is_an_average_pool_under_approximate(sj, tmp_p
     assert mismatches(run_lava(export(blocks, tmp_path / "a.net"), x[:, :1]), y[:, :1]) == 0
 
 
+def test_direct_input_runs_everything_before_the_first_neuron_on_the_host(sj, tmp_path):
+    """With direct (analog) input, the conv, BatchNorm and max-pool before the first neuron all run on the host in
+    float (a max-pool there is exact): one InputBlock whose encoder holds them, exported as input neurons driven by
+    its output; the containers, emulator and Lava agree, and the export needs no input shape."""
+    torch.manual_seed(4)
+    L, m = sj.layer, "m"
+    net = nn.Sequential(L.Conv2d(1, 4, 3, padding=1, step_mode=m), L.BatchNorm2d(4, step_mode=m),
+                        L.MaxPool2d(2, 2, step_mode=m), sj.neuron.IFNode(step_mode=m), L.Flatten(step_mode=m),
+                        L.Linear(4 * 4 * 4, 3, step_mode=m), sj.neuron.IFNode(step_mode=m)).eval()
+    with torch.no_grad():
+        net[5].weight.mul_(4)
+    x = torch.rand(3, 1, 8, 8).unsqueeze(0).repeat(10, 1, 1, 1, 1)  # a static image, T times
+    blocks = convert(net, example_input=x, direct_input=True)
+    enc = blocks[0].encoder
+    assert isinstance(blocks[0], sj2lava.InputBlock) and [type(e) for e in enc] == [nn.Conv2d, nn.MaxPool2d]
+    assert any("BatchNorm2d folded into 0" in n for n in blocks.conversion_notes)
+    assert any("run on the host with 0" in n for n in blocks.conversion_notes) and blocks.input_shape == (1, 8, 8)
+    path = export(blocks, tmp_path / "host.net")
+    assert sj2lava.load(path).layers[0].in_shape == (4, 4, 4)
+    report = verify(net, path, x, lava_samples=1, containers=blocks)
+    assert report.exact and sum(report.stage("containers").spikes) > 0
+
+
 def test_batchnorm_folding_is_exact_in_float():
     torch.manual_seed(1)
     conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
