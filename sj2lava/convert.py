@@ -28,6 +28,7 @@ from torch import nn
 
 from . import quant
 from .block import HOST_MODULES, BlockContainer, InputBlock, run_blocks
+from .calls import record_forward
 from .errors import UnsupportedLayerError
 from .layers import SumPool2d, pair
 from .neuron import CubaLIFNode, is_neuron, neuron_notes, neuron_rule, to_cuba
@@ -74,8 +75,27 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     else:
         leaves = list(_leaves(model, ""))
     notes: List[str] = []
+    static = False
     if order is None:
-        leaves = _forward_order(model, leaves, notes)
+        try:
+            traced = _forward_order(model, leaves, notes)
+        except UnsupportedLayerError as e:
+            if example_input is None:  # a loop over time or a static prefix can be read from one run
+                raise UnsupportedLayerError(f"{e} With example_input=x, convert reads a time loop or a static prefix "
+                                            "in the forward from one run of it.") from None
+            traced = None
+        if traced is not None:
+            leaves = traced
+        elif example_input is not None:  # fx could not read the forward: one run of it says what it calls
+            rec = record_forward(model, leaves, example_input)
+            leaves, direct_input, static = rec.leaves, direct_input or rec.static, rec.static
+            notes.extend(rec.notes)
+        else:
+            note = (f"convert: the forward of {type(model).__name__} could not be traced; its layers were read in "
+                    "registration order. Check that its forward is that chain, pass example_input=x (one run of "
+                    "the forward then says what it calls), or pass order=[...]")
+            notes.append(note)
+            warnings.warn(note, stacklevel=2)
     made: List[Tuple[BlockContainer, str]] = []  # the layers built from float modules
     notes.extend(f"{path}: {type(m).__name__} left out (the identity in evaluation)" for path, m in leaves
                  if _is_dropout(m) or isinstance(m, nn.Identity))
@@ -195,6 +215,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             rescale_block(b, where, notes)
     net = nn.Sequential(*blocks)
     net.float_layers = sources
+    net.static_input = static  # the model takes one input and makes its time steps itself (verify runs it so)
     if example_input is not None:  # export and summary then need no input_shape
         net.input_shape = _example_shape(blocks, example_input)
     notes.extend(neuron_notes(model))
@@ -329,13 +350,13 @@ def _is_leaf_type(m: nn.Module) -> bool:
     return is_neuron(m) or isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d))
 
 
-def _forward_order(model: nn.Module, leaves: List[_Leaf], notes: List[str]) -> List[_Leaf]:
+def _forward_order(model: nn.Module, leaves: List[_Leaf], notes: List[str]) -> Optional[List[_Leaf]]:
     """The layers in the order ``model.forward`` calls them, traced with ``torch.fx`` (layers are leaves; an
     ``nn.Sequential`` subclass with a forward of its own, such as SpikingJelly's ``SeqToANNContainer``, is one
     leaf that applies its children in order). Refused by name: anything in the forward that is not a chain of
     these calls (a residual ``+ x``, a branch, a reshape, a layer called twice). Layers the forward never calls
-    are left out, with a note. A forward that cannot be traced (control flow on the data) leaves the
-    registration order, with a note and a warning."""
+    are left out, with a note. None for a forward fx cannot trace (control flow on the data, a neuron that
+    compares its state with None, ...)."""
     import torch.fx as fx
 
     if len(leaves) <= 1 or not list(model.children()):
@@ -348,13 +369,8 @@ def _forward_order(model: nn.Module, leaves: List[_Leaf], notes: List[str]) -> L
 
     try:
         graph = _Tracer().trace(model)
-    except Exception as e:  # noqa: BLE001  (anything fx cannot follow: data-dependent control flow, ...)
-        note = (f"convert: the forward of {type(model).__name__} could not be traced ({type(e).__name__}: "
-                f"{str(e)[:200]}); its layers were read in registration order. Check that its forward is that "
-                "chain, or pass order=[...]")
-        notes.append(note)
-        warnings.warn(note, stacklevel=3)
-        return leaves
+    except Exception:  # noqa: BLE001  (anything fx cannot follow: data-dependent control flow, ...)
+        return None
     called: List[_Leaf] = []
     prev = None
     for node in graph.nodes:
@@ -378,7 +394,8 @@ def _forward_order(model: nn.Module, leaves: List[_Leaf], notes: List[str]) -> L
                 f"convert: the forward of {type(model).__name__} is not a chain of layers: at {node.name!r} it "
                 f"does {what} on {', '.join(str(a) for a in node.args)[:120]}. A residual connection, branch, "
                 "reshape or arithmetic in the forward has no NetX form; express it with layers (nn.Flatten, "
-                "a sum-pool, ...) or restructure the model into a chain.")
+                "a sum-pool, ...), restructure the model into a chain, or pass order=[...] (with direct_input=True "
+                "if its first layer takes the same input every step).")
         m = model.get_submodule(node.target)
         if id(m) in by_id:
             called.append(by_id[id(m)])

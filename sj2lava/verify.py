@@ -187,8 +187,8 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     stage("lava")
     reference = getattr(model, "float_reference", None)  # a from_nir net: the graph's own equations
     if not is_blocks or reference is not None:
-        flt = reference(x) if reference is not None else _run_float(model, x, getattr(containers, "float_layers",
-                                                                                           None))
+        flt = reference(x) if reference is not None else _run_float(
+            model, x, getattr(containers, "float_layers", None), getattr(containers, "static_input", False))
         if len(flt) == len(cont):
             mism = []
             for k, (f, c) in enumerate(zip(flt, cont)):
@@ -240,11 +240,13 @@ def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
     return outs
 
 
-def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = None) -> List[torch.Tensor]:
+def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = None,
+               static: bool = False) -> List[torch.Tensor]:
     """The original model on a copy, the output of each module that a spiking layer stands for captured (``paths``,
     which ``convert`` records as ``float_layers``: its neurons, and the max-pools it made OR layers; by default
     every neuron): in multi-step mode, or one time step per call when a neuron's front-end says its neurons are
-    single-step modules (snnTorch)."""
+    single-step modules (snnTorch). ``static``: the model takes one input (``x[0]``) and makes its time steps
+    itself (a loop in its forward, or a repeat), as ``convert`` found it."""
     stepwise = any(rule.single_step for rule in map(neuron_rule, model.modules()) if rule is not None)
     # single-step neurons (snnTorch's) keep graph tensors as hidden state, which deepcopy refuses: run the model itself,
     # with its state reset before and after and its training flag restored.
@@ -272,7 +274,9 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
     _reset_all(m)
     try:
         with torch.no_grad():
-            if stepwise:
+            if static:
+                m(x[0])
+            elif stepwise:
                 for t in range(x.shape[0]):
                     m(x[t])
             else:
@@ -283,7 +287,7 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
         if stepwise:
             _reset_all(m)
             m.train(was_training)
-    if stepwise and neurons:
+    if (stepwise or static) and neurons and len(captured) > len(neurons):  # one call per step: stack them
         per = len(neurons)
         return [torch.stack(captured[k::per]) for k in range(per)]
     steps, n = x.shape[:2]  # a module inside a SeqToANNContainer sees (and returns) [T * N, *]
