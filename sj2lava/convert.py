@@ -75,7 +75,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     else:
         leaves = list(_leaves(model, ""))
     notes: List[str] = []
-    static = False
+    static = 0  # the steps a model that takes one static input makes itself
     if order is None:
         try:
             traced = _forward_order(model, leaves, notes)
@@ -88,7 +88,7 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
             leaves = traced
         elif example_input is not None:  # fx could not read the forward: one run of it says what it calls
             rec = record_forward(model, leaves, example_input)
-            leaves, direct_input, static = rec.leaves, direct_input or rec.static, rec.static
+            leaves, direct_input, static = rec.leaves, direct_input or rec.static, rec.steps if rec.static else 0
             notes.extend(rec.notes)
         else:
             note = (f"convert: the forward of {type(model).__name__} could not be traced; its layers were read in "

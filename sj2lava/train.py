@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._deps import progress as _progress
-from .block import BlockContainer
+from .block import BlockContainer, InputBlock
 
 __all__ = ["finetune", "rate_code", "rate_encoder", "batches"]
 
@@ -62,13 +62,21 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
         shuffle: a generator that reorders ``(X, Y)`` tensors at the start of every epoch (and may be
             the encoder's too: the draws then interleave reproducibly).
 
+    The net runs ``T + L`` steps (``L``: one step of Lava's delay per synaptic layer; the input is zero after
+    step ``T``, a net with input neurons keeps its image) and the loss reads the output's last ``T``, where it
+    answers the input (the ``'aligned'`` window of :func:`sj2lava.evaluate`). A net whose first block is an
+    :class:`~sj2lava.block.InputBlock` (direct input) takes images ``[N, *shape]``, repeated over ``steps``.
+
     Returns:
         The mean loss of each epoch.
     """
-    if not (isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model)):
-        raise TypeError("finetune: model must be an nn.Sequential of BlockContainers (see sj2lava.convert)")
+    direct = isinstance(model, nn.Sequential) and len(model) > 0 and isinstance(model[0], InputBlock)
+    if not (isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model[int(direct):])):
+        raise TypeError("finetune: model must be an nn.Sequential of BlockContainers, an InputBlock first if any "
+                        "(see sj2lava.convert)")
     if encoder is None and steps is not None:
-        encoder = rate_encoder(steps, seed=0)
+        encoder = (lambda x: x.float().unsqueeze(0).expand(steps, *x.shape)) if direct else rate_encoder(steps, seed=0)
+    lat = sum(1 for b in model if isinstance(b, BlockContainer) and b.neuron is not None and b.delay_shift)
     if encoder is None and isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
         data = (data[0].transpose(0, 1), data[1])  # batch along N; time goes first again below
     loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out.sum(0), y))
@@ -87,9 +95,11 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
                         disable=not progress)
         for x, y in bar:
             spikes = encoder(x) if encoder is not None else x.float().transpose(0, 1)
+            extra = spikes[-1:] if direct else torch.zeros_like(spikes[:1])
+            spikes = torch.cat([spikes, extra.expand(lat, *spikes.shape[1:])]) if lat else spikes
             for b in model:
                 b.reset()
-            loss = loss_fn(model(spikes), y)
+            loss = loss_fn(model(spikes)[lat:], y)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -104,7 +104,9 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
             returns carry their graph's float64 equations, :func:`sj2lava.frontends.nir.simulate_nir`, as the
             ``float`` stage).
         path: the exported ``.net`` file.
-        x: input spikes ``[T, N, *shape]`` (``layout='TNX'``) or ``[N, *shape, T]``.
+        x: input spikes ``[T, N, *shape]`` (``layout='TNX'``) or ``[N, *shape, T]``; for a model that takes one
+            static input and makes its time steps itself (``containers.static_input``: a loop or a repeat in its
+            forward), that input ``[N, *shape]`` as the model takes it.
         labels: ``[N]`` class labels, to report accuracies.
         lava_samples: run only the first samples in Lava (it is slow: ~1 s per 16 steps); default all; 0 skips
             Lava. Without Lava installed, the lava-dl and Lava stages are skipped with a note.
@@ -115,6 +117,10 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
             float model computes: counts, mismatches and accuracies all in that window. ``'all'``: the ``T`` steps
             of ``x`` only (the output's first ``L`` steps are then empty, and the float model is compared shifted).
     """
+    static = getattr(containers, "static_input", 0) if containers is not None else 0
+    shape = getattr(containers, "input_shape", None) if containers is not None else None
+    if static and shape is not None and x.dim() == len(shape) + 1:  # the model's own input: one image a sample
+        x = x.unsqueeze(0).expand(static, *x.shape)
     x = x if layout == "TNX" else NXT_to_TNX(x)
     is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, (BlockContainer, InputBlock)) for b in model)
     if containers is None:

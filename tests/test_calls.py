@@ -49,8 +49,11 @@ def test_a_time_loop_over_a_static_input_converts_with_no_other_argument(tmp_pat
         y = blocks(xs)
     lava = run_lava(path, input_bias=blocks[0].input_bias(xs[:, :2]), num_steps=12)  # input neurons: a bias image
     assert y.sum() > 0 and mismatches(lava, y[:, :2]) == 0
-    report = verify(net, path, xs, lava_samples=1, containers=blocks)
+    report = verify(net, path, x, lava_samples=1, containers=blocks)  # the data as the model takes it
     assert report.exact and report.stage("float").spikes[1] > 0  # the model ran once per sample, as written
+    assert report.steps == 12 and blocks.static_input == 12
+    losses = sj2lava.finetune(blocks, (x, torch.tensor([0, 1, 2, 3, 4])), epochs=2, steps=12, progress=False)
+    assert len(losses) == 2 and sj2lava.export(blocks, tmp_path / "tuned.net")  # images in, strict export out
 
 
 class FunctionalCNN(nn.Module):
@@ -128,7 +131,7 @@ def test_spikingjellys_cupynet_with_its_static_prefix_converts_as_written(sj, tm
     assert blocks.static_input and any("repeats the output of static_conv.1 over 4 steps" in n
                                        for n in blocks.conversion_notes)
     path = export(blocks, tmp_path / "cupy.net")
-    report = verify(net, path, x.unsqueeze(0).repeat(T, 1, 1, 1, 1), lava_samples=1, containers=blocks)
+    report = verify(net, path, x, lava_samples=1, containers=blocks)
     assert report.exact and sum(report.stage("containers").spikes) > 0
     assert all(m is not None for m in report.stage("float").mismatches)  # every layer lined up with the model
     assert sj2lava.load(path).latencies[-1] == 5  # > T: the aligned window is what makes its output readable
