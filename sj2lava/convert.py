@@ -96,6 +96,11 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                     "the forward then says what it calls), or pass order=[...]")
             notes.append(note)
             warnings.warn(note, stacklevel=2)
+    if example_input is not None and not direct_input and _static_example(leaves, example_input):
+        direct_input = True
+        notes.append("convert: example_input is analog with no time axis and the model's neurons take one step a "
+                     "call: it is stepped over the same input (a static image), so its first layer runs on the host "
+                     "(direct input); give [T, N, ...] spikes as example_input for a model stepped over a sequence")
     made: List[Tuple[BlockContainer, str]] = []  # the layers built from float modules
     notes.extend(f"{path}: {type(m).__name__} left out (the identity in evaluation)" for path, m in leaves
                  if _is_dropout(m) or isinstance(m, nn.Identity))
@@ -224,6 +229,16 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
         if "rounds" in n:
             warnings.warn(n, stacklevel=2)
     return net
+
+
+def _static_example(leaves: List[_Leaf], x: torch.Tensor) -> bool:
+    """A model of single-step neurons (snnTorch's) given one analog input with no time axis (``[N, C, H, W]`` into
+    a first Conv2d, ``[N, F]`` into a first Linear): it is stepped over that same input, a static image. (0/1 input
+    is one step of spikes, which Loihi takes as spikes.)"""
+    first = next((m for _, m in leaves if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    single = any(getattr(neuron_rule(m), "single_step", False) for _, m in leaves if is_neuron(m))
+    return first is not None and single and x.dim() == (4 if isinstance(first, nn.Conv2d) else 2) and \
+        not bool(((x == 0) | (x == 1)).all())
 
 
 def _example_shape(blocks: List[BlockContainer], x: torch.Tensor) -> Optional[Tuple[int, ...]]:

@@ -135,3 +135,27 @@ def test_spikingjellys_cupynet_with_its_static_prefix_converts_as_written(sj, tm
     assert report.exact and sum(report.stage("containers").spikes) > 0
     assert all(m is not None for m in report.stage("float").mismatches)  # every layer lined up with the model
     assert sj2lava.load(path).latencies[-1] == 5  # > T: the aligned window is what makes its output readable
+
+
+def test_snntorchs_convolutional_tutorial_stepped_over_a_static_image_converts_as_written(tmp_path):
+    """snnTorch's conv tutorial, Sequential form (Conv2d, MaxPool2d, Leaky, ... with init_hidden), stepped over the
+    same image: example_input without a time axis says so; the first conv and its max-pool run on the host
+    (exact), the second max-pool is over currents (approximate=True averages it), and the file runs in Lava."""
+    torch.manual_seed(2)
+    leaky = lambda: snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="zero")  # noqa: E731
+    net = nn.Sequential(nn.Conv2d(1, 4, 5), nn.MaxPool2d(2), leaky(), nn.Conv2d(4, 8, 5), nn.MaxPool2d(2), leaky(),
+                        nn.Flatten(), nn.Linear(8 * 4 * 4, 10), leaky())
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.raises(UnsupportedLayerError, match="over the currents of 3"):
+        convert(net, example_input=x)
+    blocks = convert(net, example_input=x, approximate=True)
+    assert [b.kind for b in blocks] == ["input", "conv", "flatten", "dense"]
+    assert [type(e) for e in blocks[0].encoder] == [nn.Conv2d, nn.MaxPool2d]
+    assert any("analog with no time axis" in n for n in blocks.conversion_notes) and blocks.input_shape == (1, 28, 28)
+    path = export(blocks, tmp_path / "conv.net")
+    xs = x.unsqueeze(0).expand(8, *x.shape)
+    with torch.no_grad():
+        y = blocks(xs)
+    lava = run_lava(path, input_bias=blocks[0].input_bias(xs[:, :1]), num_steps=8)
+    assert mismatches(lava, y[:, :1]) == 0
+    assert convert(net, example_input=xs, approximate=True)[0].kind == "conv"  # a sequence: spikes in, as before
