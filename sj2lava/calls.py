@@ -28,7 +28,7 @@ from torch import nn
 
 from .errors import UnsupportedLayerError
 
-__all__ = ["Recorded", "record_forward"]
+__all__ = ["Recorded", "record_forward", "reset_all"]
 
 _Leaf = Tuple[str, nn.Module]
 
@@ -73,10 +73,7 @@ def record_forward(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Re
         for h in handles:
             h.remove()
         model.train(was_training)
-        for m in model.modules():
-            for reset in ("reset", "reset_mem"):
-                if callable(getattr(m, reset, None)):
-                    getattr(m, reset)()
+        reset_all(model)
     if not calls:
         raise UnsupportedLayerError(f"convert: the forward of {type(model).__name__} calls none of its layers")
     period = _period([id(c[1]) for c in calls])
@@ -112,6 +109,14 @@ def record_forward(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Re
         rec.notes.append(f"convert: what the forward does after {one[-1][0]} (e.g. torch.stack, .mean(0)) is its "
                          "readout, left to the host")
     return rec
+
+
+def reset_all(model: nn.Module) -> None:
+    """Reset the state of every module of ``model`` that keeps some (``reset()``; snnTorch's ``reset_mem()``)."""
+    for m in model.modules():
+        for reset in ("reset", "reset_mem"):
+            if callable(getattr(m, reset, None)):
+                getattr(m, reset)()
 
 
 def _period(ids: List[int]) -> int:

@@ -18,6 +18,7 @@ from torch import nn
 
 from ._deps import progress as _progress
 from .block import BlockContainer, InputBlock, run_blocks
+from .calls import reset_all
 from .convert import _leaves, convert
 from .emulator import emulate
 from .errors import UnsupportedLayerError
@@ -117,19 +118,19 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
             float model computes: counts, mismatches and accuracies all in that window. ``'all'``: the ``T`` steps
             of ``x`` only (the output's first ``L`` steps are then empty, and the float model is compared shifted).
     """
-    static = getattr(containers, "static_input", 0) if containers is not None else 0
-    shape = getattr(containers, "input_shape", None) if containers is not None else None
-    if static and shape is not None and x.dim() == len(shape) + 1:  # the model's own input: one image a sample
-        x = x.unsqueeze(0).expand(static, *x.shape)
-    x = x if layout == "TNX" else NXT_to_TNX(x)
+    if window not in WINDOWS:
+        raise ValueError(f"verify: window must be one of {WINDOWS}, got {window!r}")
     is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, (BlockContainer, InputBlock)) for b in model)
     if containers is None:
-        containers = model if is_blocks else convert(model, example_input=x)
+        containers = model if is_blocks else convert(model, example_input=x if layout == "TNX" else NXT_to_TNX(x))
+    static, shape = getattr(containers, "static_input", 0), getattr(containers, "input_shape", None)
+    if static and shape is not None and x.dim() == len(shape) + 1:  # the model's own input: one image a sample
+        x = x.unsqueeze(0).expand(static, *x.shape)
+    elif layout != "TNX":
+        x = NXT_to_TNX(x)
     notes = list(getattr(containers, "conversion_notes", []))
     layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
     steps, n = x.shape[0], x.shape[1]
-    if window not in WINDOWS:
-        raise ValueError(f"verify: window must be one of {WINDOWS}, got {window!r}")
     spec = load(path)  # read once: the emulator and the metrics both take it
     direct = isinstance(containers[0], InputBlock)
     lat = spec.latencies if window == "aligned" else [0] * len(spec.latencies)
@@ -216,7 +217,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
 
 def _readout_notes(spec, steps: int, window: str, out: torch.Tensor, labels: Optional[torch.Tensor]) -> List[str]:
     """Where the output was read, and why an accuracy is 0 when it is for want of output spikes."""
-    lat = spec.latencies[-1] if spec.latencies else 0
+    lat = spec.latency
     if window == "aligned":
         notes = [f"read window: each layer's {steps} steps that answer the input (the output's from step {lat}, of "
                  f"{steps + lat} run: Lava's latency of {lat} steps)"]
@@ -277,7 +278,7 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
     except AttributeError:  # a layer the forward made of a function (F.max_pool2d): its neurons only
         pass
     hooks = [n.register_forward_hook(keep) for n in neurons]
-    _reset_all(m)
+    reset_all(m)
     try:
         with torch.no_grad():
             if static:
@@ -291,7 +292,7 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
         for h in hooks:
             h.remove()
         if stepwise:
-            _reset_all(m)
+            reset_all(m)
             m.train(was_training)
     if (stepwise or static) and neurons and len(captured) > len(neurons):  # one call per step: stack them
         per = len(neurons)
@@ -299,10 +300,3 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
     steps, n = x.shape[:2]  # a module inside a SeqToANNContainer sees (and returns) [T * N, *]
     return [c.reshape(steps, n, *c.shape[1:]) if tuple(c.shape[:2]) != (steps, n) and c.shape[0] == steps * n else c
             for c in captured]
-
-
-def _reset_all(m: nn.Module) -> None:
-    for mod in m.modules():
-        for reset in ("reset", "reset_mem"):
-            if hasattr(mod, reset) and callable(getattr(mod, reset)):
-                getattr(mod, reset)()

@@ -123,7 +123,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     if window not in WINDOWS:
         raise ValueError(f"emulate: window must be one of {WINDOWS}, got {window!r}")
     if window == "aligned":
-        steps, extra = run_steps(x, num_steps, layout), spec.latencies[-1] if spec.layers else 0
+        steps, extra = run_steps(x, num_steps, layout), spec.latency
         padded = x if x is None or num_steps is not None else pad_steps(x, extra, layout)
         return read_window(emulate(spec, padded, layout=layout, batch_size=batch_size, device=device, record=record,
                                    backend=backend, reset_interval=reset_interval, reset_offset=reset_offset,

@@ -183,9 +183,8 @@ def read_window(result, spec: NetSpec, steps: int, layout: str):
         return a[d:d + steps] if layout == "TNX" else a[..., d:d + steps]
 
     if isinstance(result, dict):
-        out = {k: ([cut(a, d) for a, d in zip(v, lat)] if isinstance(v, list) else cut(v, lat[-1]))
-               for k, v in result.items()}
-        return out
+        return {k: ([cut(a, d) for a, d in zip(v, lat)] if isinstance(v, list) else cut(v, lat[-1]))
+                for k, v in result.items()}
     if isinstance(result, list):
         return [cut(a, d) for a, d in zip(result, lat)]
     return cut(result, lat[-1])
@@ -193,7 +192,7 @@ def read_window(result, spec: NetSpec, steps: int, layout: str):
 
 def warn_unread(spec: NetSpec, steps: int, what: str) -> None:
     """Warn when a run of ``steps`` cannot show any output of its input: the output answers from step ``L``."""
-    lat = spec.latencies[-1] if spec.layers else 0
+    lat = spec.latency
     if steps <= lat:
         warnings.warn(f"{what}: {steps} steps, but the output layer answers {lat} steps after the input (one step "
                       "per synaptic layer in Lava), so this run reads no output of it; use window='aligned' (T + "

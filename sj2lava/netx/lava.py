@@ -117,7 +117,7 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         raise ValueError(f"{what}: window must be one of {WINDOWS}, got {window!r}")
     if window == "aligned":
         steps = run_steps(x, num_steps, layout)
-        out = run_lava(path, x, layout=layout, num_steps=steps + spec.latencies[-1], progress=progress,
+        out = run_lava(path, x, layout=layout, num_steps=steps + spec.latency, progress=progress,
                        all_layers=all_layers, record=record, spec=spec, reset_interval=reset_interval,
                        reset_offset=reset_offset, input_bias=input_bias, run_cfg=run_cfg, spike_exp=spike_exp)
         return read_window(out, spec, steps, layout)

@@ -244,6 +244,12 @@ class NetSpec:
         return out
 
     @property
+    def latency(self) -> int:
+        """The output's latency ``L`` (the last of :attr:`latencies`; 0 for a net with no layers)."""
+        lat = self.latencies
+        return lat[-1] if lat else 0
+
+    @property
     def neurons(self) -> int:
         return sum(neurons_of(l) for l in self.layers)
 
