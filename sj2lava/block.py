@@ -264,8 +264,8 @@ class InputBlock(nn.Module):
 
     Args:
         encoder: the host-side synapse (``nn.Conv2d`` or ``nn.Linear``, with its bias), or an ``nn.Sequential`` of
-            one and what follows it up to the first neuron (Conv2d, Linear, BatchNorm, max-, average- and
-            sum-pools, Flatten): all of it runs on the host in float, so a max-pool there is exact.
+            everything before the first neuron (Conv2d, Linear, BatchNorm, max-, average- and sum-pools, Flatten;
+            at least one Conv2d or Linear): all of it runs on the host in float, so a max-pool there is exact.
         neu: any neuron :func:`sj2lava.to_cuba` accepts.
         step_mode: ``'m'`` (input ``[T, N, *]``) or ``'s'`` (``[N, *]`` per call).
     """
@@ -276,11 +276,12 @@ class InputBlock(nn.Module):
         super().__init__()
         where = f"InputBlock({type(encoder).__name__})"
         parts = list(encoder) if isinstance(encoder, nn.Sequential) else [encoder]
-        if not parts or not isinstance(parts[0], (nn.Conv2d, nn.Linear)) or not all(
+        if not any(isinstance(p, (nn.Conv2d, nn.Linear)) for p in parts) or not all(
                 isinstance(p, HOST_MODULES) for p in parts):
             raise UnsupportedLayerError(f"{where}: the host-side encoder must be an nn.Conv2d or nn.Linear, or an "
-                                        "nn.Sequential of one followed by Conv2d, Linear, BatchNorm, max-, average- or "
-                                        "sum-pools and Flatten (everything before the first neuron)")
+                                        "nn.Sequential of Conv2d, Linear, BatchNorm, max-, average- or sum-pools and "
+                                        "Flatten with at least one Conv2d or Linear (everything before the first "
+                                        "neuron)")
         self.encoder = _plain(encoder) if len(parts) == 1 and not isinstance(encoder, nn.Sequential) else \
             nn.Sequential(*[_plain(p) for p in parts]).eval()
         self.neuron, self.input_scale = to_cuba(neu, with_input_scale=True, where=f"{where}.neuron "
@@ -302,7 +303,10 @@ class InputBlock(nn.Module):
         """The neurons' ``bias_mant`` (int32, ``[N, *out]``) for analog input ``x`` ``[N, *in]`` or ``[T, N, *in]``
         (its first step): what ``emulate(path, input_bias=...)`` and ``run_lava`` take."""
         first = self.encoder[0] if isinstance(self.encoder, nn.Sequential) else self.encoder
-        per_sample = 2 if isinstance(first, nn.Linear) else 4  # [N, F] or [N, C, H, W]
+        if self.input_shape is not None:  # set by convert, or by a forward
+            per_sample = len(self.input_shape) + 1
+        else:  # [N, F] or [N, C, H, W]; a leading flatten takes either
+            per_sample = 2 if isinstance(first, (nn.Linear, nn.BatchNorm1d)) else 4
         with torch.no_grad():
             return quant.bias_mant(self.current(x[0] if x.dim() > per_sample else x)).to(torch.int32)
 

@@ -107,10 +107,15 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     blocks: List[BlockContainer] = []
     sources: List[str] = []  # per spiking block, the module of the model whose output it equals (verify reads it)
     pending_pool: Optional[_Leaf] = None  # an AvgPool2d after a neuron, to fold into the next synapse
+    host_prefix: List[_Leaf] = []  # direct input: what comes before the first synapse also runs on the host
     i = 0
     while i < len(leaves):
         path, m = leaves[i]
         if _is_dropout(m) or isinstance(m, nn.Identity):
+            i += 1
+            continue
+        if direct_input and not blocks and isinstance(m, HOST_MODULES) and not isinstance(m, (nn.Conv2d, nn.Linear)):
+            host_prefix.append((path, m))
             i += 1
             continue
         if isinstance(m, BlockContainer):
@@ -154,11 +159,12 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
                 while j < len(leaves) and isinstance(leaves[j][1], HOST_MODULES) and not is_neuron(leaves[j][1]):
                     taken.append(leaves[j])
                     j = _skip_dropout(leaves, j + 1)
-                if taken:
-                    syn = nn.Sequential(syn, *[copy.deepcopy(t) for _, t in taken]).eval()
-                    notes.append(f"{', '.join(p for p, _ in taken)}: run on the host with {path} (direct input), "
-                                 "exactly")
-                    i = j
+                if taken or host_prefix:
+                    syn = nn.Sequential(*[copy.deepcopy(t) for _, t in host_prefix], syn,
+                                        *[copy.deepcopy(t) for _, t in taken]).eval()
+                    notes.append(f"{', '.join(p for p, _ in host_prefix + taken)}: run on the host with {path} "
+                                 "(direct input), exactly")
+                    i = j if taken else i
             elif j < len(leaves) and isinstance(leaves[j][1], nn.MaxPool2d):  # a max over currents
                 leaves = leaves[:j] + [_max_over_currents(leaves[j], path, approximate, notes)] + leaves[j + 1:]
             if isinstance(syn, nn.Conv2d) and j < len(leaves) and (
@@ -223,6 +229,8 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     net.static_input = static  # the model takes one input and makes its time steps itself (verify runs it so)
     if example_input is not None:  # export and summary then need no input_shape
         net.input_shape = _example_shape(blocks, example_input)
+        if isinstance(blocks[0], InputBlock) and net.input_shape is not None:
+            blocks[0].input_shape = net.input_shape  # input_bias then tells [N, *] from [T, N, *]
     notes.extend(neuron_notes(model))
     net.conversion_notes = notes
     for n in notes:
@@ -235,10 +243,15 @@ def _static_example(leaves: List[_Leaf], x: torch.Tensor) -> bool:
     """A model of single-step neurons (snnTorch's) given one analog input with no time axis (``[N, C, H, W]`` into
     a first Conv2d, ``[N, F]`` into a first Linear): it is stepped over that same input, a static image. (0/1 input
     is one step of spikes, which Loihi takes as spikes.)"""
-    first = next((m for _, m in leaves if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    k = next((k for k, (_, m) in enumerate(leaves) if isinstance(m, (nn.Conv2d, nn.Linear))), None)
     single = any(getattr(neuron_rule(m), "single_step", False) for _, m in leaves if is_neuron(m))
-    return first is not None and single and x.dim() == (4 if isinstance(first, nn.Conv2d) else 2) and \
-        not bool(((x == 0) | (x == 1)).all())
+    if k is None or not single or bool(((x == 0) | (x == 1)).all()):
+        return False
+    if isinstance(leaves[k][1], nn.Linear) and any(isinstance(m, nn.Flatten) for _, m in leaves[:k]):
+        return x.dim() in (2, 3, 4) or (x.dim() == 5 and bool((x == x[:1]).all()))  # an image, or one repeated
+    per_sample = 4 if isinstance(leaves[k][1], nn.Conv2d) else 2
+    # [N, *image], or the same analog image every step [T, N, *image] (Loihi takes no analog input sequence)
+    return x.dim() == per_sample or (x.dim() == per_sample + 1 and bool((x == x[:1]).all()))
 
 
 def _example_shape(blocks: List[BlockContainer], x: torch.Tensor) -> Optional[Tuple[int, ...]]:

@@ -92,7 +92,7 @@ class Report:
 
 def accuracy(out: torch.Tensor, labels: torch.Tensor) -> float:
     """Share of samples whose most-spiking output neuron (spikes summed over time, ``[T, N, C]``) is the label."""
-    return float((out.sum(0).reshape(out.shape[1], -1).argmax(1) == labels).float().mean())
+    return int((out.sum(0).reshape(out.shape[1], -1).argmax(1) == labels).sum()) / max(1, len(labels))
 
 
 def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels: Optional[torch.Tensor] = None,
@@ -126,6 +126,9 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     static, shape = getattr(containers, "static_input", 0), getattr(containers, "input_shape", None)
     if static and shape is not None and x.dim() == len(shape) + 1:  # the model's own input: one image a sample
         x = x.unsqueeze(0).expand(static, *x.shape)
+    elif isinstance(containers[0], InputBlock) and shape is not None and x.dim() == len(shape) + 1:
+        raise ValueError(f"verify: x {tuple(x.shape)} is a batch of images, and the model is stepped over its input "
+                         "from outside: give the sequence it is stepped over, x.unsqueeze(0).expand(T, *x.shape)")
     elif layout != "TNX":
         x = NXT_to_TNX(x)
     notes = list(getattr(containers, "conversion_notes", []))

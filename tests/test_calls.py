@@ -49,8 +49,13 @@ def test_a_time_loop_over_a_static_input_converts_with_no_other_argument(tmp_pat
         y = blocks(xs)
     lava = run_lava(path, input_bias=blocks[0].input_bias(xs[:, :2]), num_steps=12)  # input neurons: a bias image
     assert y.sum() > 0 and mismatches(lava, y[:, :2]) == 0
-    report = verify(net, path, x, lava_samples=1, containers=blocks)  # the data as the model takes it
+    labels = torch.tensor([0, 1, 2, 3, 4])
+    report = verify(net, path, x, labels=labels, lava_samples=1, containers=blocks)  # the data as the model takes it
     assert report.exact and report.stage("float").spikes[1] > 0  # the model ran once per sample, as written
+    ev = sj2lava.evaluate(path, (x, labels), steps=12, host=blocks[0], progress=False)  # images, as the model
+    assert ev.accuracy == report.stage("emulator").accuracy and ev.samples == 5
+    ev = sj2lava.evaluate(path, (x[:1], labels[:1]), steps=12, host=blocks[0], backend="lava", progress=False)
+    assert ev.accuracy == report.stage("lava").accuracy
     assert report.steps == 12 and blocks.static_input == 12
     losses = sj2lava.finetune(blocks, (x, torch.tensor([0, 1, 2, 3, 4])), epochs=2, steps=12, progress=False)
     assert len(losses) == 2 and sj2lava.export(blocks, tmp_path / "tuned.net")  # images in, strict export out
@@ -158,4 +163,30 @@ def test_snntorchs_convolutional_tutorial_stepped_over_a_static_image_converts_a
         y = blocks(xs)
     lava = run_lava(path, input_bias=blocks[0].input_bias(xs[:, :1]), num_steps=8)
     assert mismatches(lava, y[:, :1]) == 0
-    assert convert(net, example_input=xs, approximate=True)[0].kind == "conv"  # a sequence: spikes in, as before
+    with pytest.raises(ValueError, match=r"expand\(T, \*x.shape\)"):  # stepped from outside: images say no T
+        verify(net, path, x, containers=blocks, lava_samples=0)
+    report = verify(net, path, xs, containers=blocks, lava_samples=0)  # the sequence it is stepped over
+    assert report.exact and report.steps == 8
+    assert convert(net, example_input=xs, approximate=True)[0].kind == "input"  # the same image every step
+    spikes = (torch.rand(8, 3, 1, 28, 28) < 0.3).float()
+    assert convert(net, example_input=spikes, approximate=True)[0].kind == "conv"  # a spike sequence: on Loihi
+
+
+def test_a_view_before_the_first_layer_runs_on_the_host_with_it(tmp_path):
+    """snnTorch's MLP flattens the image with .view(B, -1) before fc1: with direct input the flatten joins fc1 on the
+    host, and input_bias tells one image from a sequence of them by the recorded input shape."""
+    torch.manual_seed(3)
+    net = LoopMLP(steps=6)
+    with torch.no_grad():
+        net.fc1.weight.mul_(6)
+        net.fc2.weight.mul_(6)
+    x = torch.rand(4, 1, 8, 8)
+    blocks = convert(net, example_input=x)
+    assert [b.kind for b in blocks] == ["input", "dense"] and blocks.input_shape == (1, 8, 8)
+    assert [type(e) for e in blocks[0].encoder] == [nn.Flatten, nn.Linear]
+    assert any("flatten before fc1: run on the host with fc1" in n for n in blocks.conversion_notes)
+    xs = x.unsqueeze(0).expand(6, *x.shape)
+    assert torch.equal(blocks[0].input_bias(x), blocks[0].input_bias(xs))
+    path = export(blocks, tmp_path / "v.net")
+    report = verify(net, path, x, lava_samples=1, containers=blocks)
+    assert report.exact and sum(report.stage("emulator").spikes) > 0

@@ -138,6 +138,10 @@ def test_evaluate_emulator_and_lava_agree(tmp_path):
     assert sum(n for _, n in emu.per_class.values()) == 12 and "accuracy" in str(emu)
     dataset = [(x[i], int(y[i])) for i in range(12)]
     assert evaluate(path, dataset, steps=steps, progress=False, batch_size=5).per_class == emu.per_class
+    seq = (torch.rand(steps, 12, *in_shape) < 0.3).float()  # spike sequences [T, N, ...], as a sequence model takes
+    by_seq = evaluate(path, (seq, y), steps=steps, progress=False, batch_size=5)
+    by_encoder = evaluate(path, (torch.arange(12), y), steps=steps, progress=False, encoder=lambda i: seq[:, i])
+    assert by_seq.per_class == by_encoder.per_class and str(by_seq.metrics) == str(by_encoder.metrics)
 
 
 def test_cli_run_backends_and_eval(tmp_path, capsys):

@@ -16,6 +16,12 @@ CASES = {
                                  "--lava-samples", "2", "--out", "{tmp}/sj.net"], "0 mismatches"),
     "inspect_net.py": (["--example", "{tmp}/ex.net"], "synaptic layers"),
 }
+TINY = ["--epochs", "1", "--finetune-epochs", "1", "--train-samples", "48", "--test-samples", "8",
+        "--lava-samples", "1", "--steps", "6"]
+TUTORIALS = {  # examples/tutorials: the tutorials' nets as written, each down the README's path
+    "snntorch_mlp.py": 1, "snntorch_dvs.py": 1, "snntorch_conv.py": 2, "spikingjelly_cupynet.py": 1,
+    "spikingjelly_lava_exchange.py": 1,
+}
 
 
 @pytest.mark.parametrize("script", list(CASES))
@@ -26,6 +32,22 @@ def test_example_runs(script, tmp_path):
                        timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert expect in r.stdout
+
+
+@pytest.mark.parametrize("script", list(TUTORIALS))
+def test_tutorial_net_deploys_as_written(script, tmp_path):
+    """Converted with example_input alone (approximate where the tutorial's net has no exact Loihi form), fine-tuned
+    there, exported strictly, and every exact stage (containers, lava-dl, emulator, Lava) equal spike for spike."""
+    extra = ["--channels", "4"] if script == "spikingjelly_cupynet.py" else []
+    r = subprocess.run([sys.executable, str(EXAMPLES / "tutorials" / script), *TINY, *extra, "--out",
+                        str(tmp_path / "t.net")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    summaries = [line for line in r.stdout.splitlines() if line.startswith("summary:")]
+    assert len(summaries) == TUTORIALS[script], r.stdout[-3000:]
+    for line in summaries:
+        assert "emulate == Lava: yes on 1 samples" in line and line.endswith("exact: yes"), line
+        approximated = script.startswith("snntorch")  # subtract reset; max-pools over currents
+        assert f"approximated: {'yes' if approximated else 'no'}" in line
 
 
 def test_lava_mnist_says_how_to_get_the_data(tmp_path):
