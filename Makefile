@@ -5,7 +5,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.sj2lava-installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint bench verify-emulator verify-frontends fuzz gpu-check lock clean core-test release-check
+.PHONY: test test-fast demo lint bench verify-emulator verify-frontends fuzz gpu-check lock clean core-test release-check
 
 $(STAMP): pyproject.toml requirements.lock
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: everything that starts no Lava process and no subprocess (tests/conftest.py marks the rest
+# `slow`); CI runs `make test`, the whole suite.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check sj2lava tests tools benchmarks examples

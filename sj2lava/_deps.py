@@ -12,7 +12,7 @@ import sys
 from types import ModuleType
 from typing import Optional
 
-_HINT = "Install the Lava extra: pip install 'sj2lava[lava]' (needs Python 3.10)."
+HINT = "Install the Lava extra: pip install 'sj2lava[lava]' (needs Python 3.10)."
 
 
 _log = logging.getLogger("sj2lava")
@@ -36,16 +36,8 @@ def require_lava(what: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec("lava") is None:
-        raise ImportError(f"{what} needs Lava (lava-nc and lava-dl), which is not installed here. {_HINT} The "
+        raise ImportError(f"{what} needs Lava (lava-nc and lava-dl), which is not installed here. {HINT} The "
                           "emulator needs none of it: sj2lava.emulate gives Lava's results.")
-
-
-def slayer() -> ModuleType:
-    """``lava.lib.dl.slayer``, or an ImportError that says how to install it."""
-    try:
-        return quiet_import("lava.lib.dl.slayer")
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(f"lava-dl is needed for this: {e}. {_HINT}") from e
 
 
 def optional(name: str) -> Optional[ModuleType]:

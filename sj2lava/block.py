@@ -21,7 +21,7 @@ LIF neurons converted from SpikingJelly); with a slower current decay it is the 
 from __future__ import annotations
 
 import copy
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import nn
@@ -206,18 +206,19 @@ class BlockContainer(nn.Module):
         head = torch.zeros_like(z[:1]) if prev is None else prev.unsqueeze(0)
         return torch.cat((head, z[:-1]), 0)
 
-    def to_lava_block(self) -> nn.Module:
+    def to_lava_block(self, delay_shift: Optional[bool] = None) -> nn.Module:
         """The lava-dl ``slayer.block.cuba`` block (``Conv``, ``Dense``, ``Pool`` or ``Flatten``) with the
-        same quantized weights, learned decays, floored threshold, bias and ``delay_shift``.
+        same quantized weights, learned decays, floored threshold, bias and ``delay_shift`` (or the one given).
 
         lava-dl's blocks apply the delay to the block output rather than to the synaptic input; the
         two agree exactly without a bias, and with a bias differ on the first step (Lava follows the
-        container). Needs lava-dl.
+        container). Needs lava-dl; the lava-dl front-end provides the maker (:func:`register_lava_block`).
         """
-        from .frontends.lavadl import lava_block
-
-        return lava_block(self.synapse, self.neuron, self.delay_shift, self.input_scale,
-                          where=f"BlockContainer({type(self.synapse).__name__})")
+        if _LAVA_BLOCK is None:
+            raise RuntimeError("to_lava_block: no lava-dl block maker is registered; import sj2lava (its lava-dl "
+                               "front-end registers one)")
+        return _LAVA_BLOCK(self.synapse, self.neuron, self.delay_shift if delay_shift is None else delay_shift,
+                           self.input_scale, where=f"BlockContainer({type(self.synapse).__name__})")
 
     def extra_repr(self) -> str:
         extra = f", input_scale={self.input_scale:g}" if self.input_scale != 1.0 else ""
@@ -246,6 +247,16 @@ def run_blocks(blocks, x: torch.Tensor) -> List[torch.Tensor]:
             if b.neuron is not None:
                 outs.append(h)
     return outs
+
+
+_LAVA_BLOCK: Optional[Callable[..., nn.Module]] = None
+
+
+def register_lava_block(maker: Callable[..., nn.Module]) -> None:
+    """Set the maker behind :meth:`BlockContainer.to_lava_block`: ``(synapse, neuron, delay_shift, input_scale,
+    where=...) -> lava-dl block``. The lava-dl front-end registers it, so this module never imports lava-dl."""
+    global _LAVA_BLOCK
+    _LAVA_BLOCK = maker
 
 
 class InputBlock(nn.Module):

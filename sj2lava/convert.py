@@ -520,16 +520,18 @@ def _neuron_after(leaves: Sequence[_Leaf], i: int, path: str, what: str) -> Tupl
 
 
 def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn.Module:
-    """The neuron as a CubaLIFNode (with its input scale), so options like ``approximate`` apply."""
+    """The neuron as a CubaLIFNode (with its input scale), so options like ``approximate`` apply. What the
+    front-end's rule approximates it warns about; each such warning is also a conversion note."""
     try:
-        node, scale = to_cuba(neu, with_input_scale=True, where=f"{where} ({type(neu).__name__})",
-                              approximate=approximate)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            node, scale = to_cuba(neu, with_input_scale=True, where=f"{where} ({type(neu).__name__})",
+                                  approximate=approximate)
     except UnsupportedLayerError as e:
         raise UnsupportedLayerError(f"{where}: {e}") from None
-    if approximate and getattr(neu, "reset_mechanism", None) == "subtract":
-        notes.append(f"{where}: snnTorch subtract reset approximated by reset to zero (not exact)")
-    if approximate and type(neu).__name__ == "RSynaptic":
-        notes.append(f"{where}: snnTorch RSynaptic's late zero reset approximated by Loihi's immediate one (not exact)")
+    for w in caught:
+        notes.append(f"{w.message} (not exact)")
+        warnings.warn(w.message, w.category, stacklevel=3)
     if node is neu:
         node = copy.deepcopy(neu)
     node.input_scale = scale

@@ -15,3 +15,13 @@ class ExportError(ValueError):
 
 class NetFileError(ValueError):
     """A ``.net`` (NetX HDF5) file that is missing data, malformed or inconsistent."""
+
+
+class GradedOverflowError(OverflowError):
+    """A graded (SDNN) synaptic sum that may leave int32, where Lava's numpy arithmetic wraps in an order the
+    emulator does not reproduce. Both emulator backends raise it before any wrong number is returned; ``layer``
+    (the synaptic layer's index) and ``top`` (the largest message) say where, when known."""
+
+    def __init__(self, message: str, layer: int = -1, top: int = 0):
+        super().__init__(message)
+        self.layer, self.top = layer, top

@@ -22,7 +22,6 @@ from .calls import reset_all
 from .convert import _leaves, convert
 from .emulator import emulate
 from .errors import UnsupportedLayerError
-from .frontends.lavadl import lava_block
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .metrics import Metrics, metrics
 from .netx.hdf5 import load
@@ -241,7 +240,7 @@ def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
     outs, h = [], TNX_to_NXT(x).contiguous()
     with torch.no_grad():
         for b in blocks:
-            lb = lava_block(b.synapse, b.neuron, False, b.input_scale)
+            lb = b.to_lava_block(delay_shift=False)
             if b.neuron is not None and b.delay_shift:
                 h = torch.cat((torch.zeros_like(h[..., :1]), h[..., :-1]), -1)
             h = lb(h)

@@ -178,3 +178,30 @@ def netx_files():
     folder = Path(ldl_netx.__file__).resolve().parents[4] / "tests" / "lava" / "lib" / "dl" / "netx"
     assert (folder / "tiny.net").is_file(), folder
     return folder
+
+
+# `make test-fast` deselects the tests marked `slow`: those that start a Lava process or a subprocess. A test is
+# slow when its own source (or a helper it names from SLOW_HELPERS) calls one of these; a miss only makes the fast
+# tier slower, never skips a test in `make test`.
+SLOW_CALLS = ("run_lava", "verify(", "backend=\"lava\"", "backend='lava'", "subprocess", "lava_samples",
+              "Network(", "verify_frontends", "verify_emulator", "fuzz_netx", "main([")
+SLOW_MODULES = {"test_examples", "test_demo", "test_ddp", "test_readme", "test_contributing", "test_core_env",
+                "test_gpu_check", "test_verify_frontends"}
+
+
+def _is_slow(item) -> bool:
+    import inspect
+
+    if item.module.__name__ in SLOW_MODULES:
+        return True
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return True
+    return any(call in source for call in SLOW_CALLS)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if isinstance(item, pytest.Function) and _is_slow(item):
+            item.add_marker(pytest.mark.slow)

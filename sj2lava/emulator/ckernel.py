@@ -27,9 +27,9 @@ of rows the delay ahead; the neurons take the ring's row of the step.
 
 Sigma-delta layers send int32 messages: the synapse after them takes the non-zero ones as events on the
 fan-out path and adds ``message * w``; before each such step the largest ``|message|`` times the layer's row
-bound must stay below 2^31 (the torch backend refuses the same sums, :class:`GradedOverflow`). Their neurons
-and those of a resonate-and-fire layer (whose imaginary synapse is a second fan-out sum) step in int32 that
-wraps, as Lava's numpy int32 arrays do.
+bound must stay below 2^31 (the torch backend refuses the same sums: both raise
+:class:`~sj2lava.errors.GradedOverflowError`). Their neurons and those of a resonate-and-fire layer (whose
+imaginary synapse is a second fan-out sum) step in int32 that wraps, as Lava's numpy int32 arrays do.
 
 Samples are independent, so a batch is shared out to threads sample by sample (the kernel runs
 without the GIL); in each thread a sample runs time-major as Lava steps it: at step ``t`` every layer
@@ -56,6 +56,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..errors import GradedOverflowError
 
 __all__ = ["available", "unavailable_reason", "has_dot", "twin", "TWINS", "spike_bytes", "fan_table", "nibble_table",
            "dot_table", "KernelLayer", "GradedOverflow", "run"]
@@ -355,7 +357,7 @@ class KernelLayer:
     ``input_neurons``: NetX's Input block, no synapse (its ``a_in`` and per-sample bias are given to
     :func:`run`); it must be the first layer. ``delay`` (a dense layer on the fan-out path): per-synapse axonal
     delays ``[n_in, n_out]`` in 0..62. ``graded_in``: the input is int32 messages (fan-out path), and a step whose
-    largest ``|message| * graded_bound`` reaches 2^31 stops the run (:class:`GradedOverflow`).
+    largest ``|message| * graded_bound`` reaches 2^31 stops the run (:class:`~sj2lava.errors.GradedOverflowError`).
     """
 
     def __init__(self, n_in: int, n_out: int, co: int, shift: int, wrap: bool, neuron: dict, *,
@@ -423,12 +425,7 @@ class KernelLayer:
                                     **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
 
 
-class GradedOverflow(OverflowError):
-    """A graded sum of kernel layer ``layer`` could reach 2^31 (messages up to ``top``)."""
-
-    def __init__(self, layer: int, top: int):
-        super().__init__(f"event kernel: layer {layer} receives graded messages up to {top}")
-        self.layer, self.top = layer, top
+GradedOverflow = GradedOverflowError  # the kernel's name for it: one exception for one event (sj2lava.errors)
 
 
 def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
@@ -446,8 +443,8 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
 
     Returns per layer a dict of ``[T, B, n_out]`` arrays (None where not asked for): ``'spikes'`` where
     ``spikes[j]`` (uint8, or the int32 messages of SDNN neurons), ``'current'`` and ``'voltage'`` (CUBA ``u`` and
-    ``v``) where ``state[j]``, ``'sigma'`` (SDNN sigma state) where ``sigma[j]``. Raises :class:`GradedOverflow`
-    when a graded sum could reach 2^31.
+    ``v``) where ``state[j]``, ``'sigma'`` (SDNN sigma state) where ``sigma[j]``. Raises
+    :class:`~sj2lava.errors.GradedOverflowError` when a graded sum could reach 2^31.
     """
     lib = _library()
     steps, batch, n_x = x.shape
@@ -518,5 +515,6 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
     if any(status):
         raise MemoryError("emulate: the event kernel could not allocate its scratch memory")
     if fault[0]:
-        raise GradedOverflow(int(fault[0]) - 1, int(fault[1]))
+        layer, top = int(fault[0]) - 1, int(fault[1])
+        raise GradedOverflowError(f"event kernel: layer {layer} receives graded messages up to {top}", layer, top)
     return out

@@ -11,9 +11,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from ..errors import GradedOverflowError
 from . import ckernel as ev
 from .compiled import CompiledLayer
-from .torch_backend import GradedOverflowError
 
 __all__ = ["channels_last", "to_stored", "prepare", "run", "unsupported"]
 
@@ -190,7 +190,7 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
             in_order = None
         out = ev.run(layers, s, chosen, [state and c for c in chosen], torch.get_num_threads(), resets, sample_bias,
                      ["sigma" in record and c for c in chosen], in_order)
-    except ev.GradedOverflow as e:
+    except GradedOverflowError as e:
         layer = layers[e.layer]
         raise GradedOverflowError(
             f"emulate: synaptic layer {e.layer} receives graded messages up to {e.top}; with its weights (row sum "

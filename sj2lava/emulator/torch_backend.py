@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import quant
+from ..errors import GradedOverflowError
 from .compiled import CompiledLayer
 
 __all__ = ["prepare", "run"]
@@ -84,10 +85,6 @@ def _exact_float_sums():
             yield
     finally:
         matmul.allow_tf32 = keep
-
-
-class GradedOverflowError(OverflowError):
-    """A graded sum may leave int32, where Lava's numpy arithmetic wraps in an order not reproduced here."""
 
 
 def _check_graded(tl: _TorchLayer, m: torch.Tensor, index: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -21,8 +22,8 @@ import torch
 from torch import nn
 
 from .. import quant, translate
-from .._deps import slayer as _slayer
-from ..block import BlockContainer
+from .._deps import HINT, quiet_import
+from ..block import BlockContainer, register_lava_block
 from ..convert import register_block_reader
 from ..errors import ExportError, UnsupportedLayerError
 from ..export import BlockExporter, register_block_exporter
@@ -35,6 +36,14 @@ from ..translate import host, need_image, pool_tap, rule_for, scaled
 
 __all__ = ["lava_block", "to_lava", "to_lava_neuron", "lava_neuron_params", "copy_decays_to_lava",
            "conv2d_to_lava_synapse_conv", "linear_to_lava_synapse_dense", "avgpool2d_to_lava_synapse_pool"]
+
+
+def _slayer() -> ModuleType:
+    """``lava.lib.dl.slayer``, or an ImportError that says how to install it."""
+    try:
+        return quiet_import("lava.lib.dl.slayer")
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(f"lava-dl is needed for this: {e}. {HINT}") from e
 
 
 # --------------------------------------------------------------------------- neurons
@@ -191,6 +200,9 @@ def _no_bias(m: nn.Module, fn: str) -> None:
             f"{fn}: {type(m).__name__} has a bias, and lava-dl synapses have none. Build a "
             "sj2lava.BlockContainer instead: it carries the bias into the neuron (NetX bias)."
         )
+
+
+register_lava_block(lava_block)
 
 
 def conv2d_to_lava_synapse_conv(conv2d_nn: nn.Conv2d) -> nn.Module:
