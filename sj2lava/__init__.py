@@ -28,12 +28,12 @@ from .frontends.lavadl import (  # noqa: E402
     to_lava_neuron,
 )
 from .frontends.nir import from_nir, to_nir  # noqa: E402
-from .layers import SumPool2d
 from .layout import NXT_to_TNX, TNX_to_NXT
 from .netx.hdf5 import load
 from .netx.lava import run_lava
 from .netx.spec import NetSpec
 from .neuron import CubaLIFNode, Sigmoid, cuba_lif, to_cuba
+from .pool import SumPool2d
 from .sdnn import SdnnNet, to_sdnn
 from .summary import summary
 from .train import finetune, rate_code

@@ -28,9 +28,9 @@ from torch import nn
 
 from . import quant
 from .errors import UnsupportedLayerError
-from .layers import SumPool2d
 from .neuron import CubaLIFNode, check_step_mode, to_cuba
-from .translate import rule_for, scaled
+from .pool import SumPool2d
+from .synapses import rule_for, scaled
 
 __all__ = ["BlockContainer", "InputBlock", "run_blocks"]
 

@@ -30,9 +30,9 @@ from . import quant
 from .block import HOST_MODULES, BlockContainer, InputBlock, run_blocks
 from .calls import record_forward
 from .errors import UnsupportedLayerError
-from .layers import SumPool2d, pair
 from .neuron import CubaLIFNode, is_neuron, neuron_notes, neuron_rule, to_cuba
-from .translate import find_rule, rule_for
+from .pool import SumPool2d, pair
+from .synapses import find_rule, rule_for
 
 __all__ = ["convert", "rescale", "block", "register_block_reader", "register_dropout", "register_recurrence"]
 

@@ -22,8 +22,8 @@ from . import quant
 from .block import BlockContainer, InputBlock
 from .errors import ExportError
 from .netx import hdf5
-from .netx.spec import Dense, Flatten, InputNeurons, Layer, NetSpec, Neuron, Shape
-from .translate import host, rule_for, scaled
+from .netx.spec import Cuba, Dense, Flatten, InputNeurons, Layer, NetSpec, Shape
+from .synapses import host, rule_for, scaled
 
 __all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporter", "neuron"]
 
@@ -140,9 +140,9 @@ def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Sha
 
 
 # --------------------------------------------------------------------------- block -> layer
-def neuron(i_decay: int, v_decay: int, v_th_mant: int) -> Neuron:
+def neuron(i_decay: int, v_decay: int, v_th_mant: int) -> Cuba:
     """A NetX CUBA neuron (one decay pair and threshold per layer; decays in 1/4096, threshold in 1/64)."""
-    return Neuron(np.asarray(i_decay), np.asarray(v_decay), np.asarray(v_th_mant))
+    return Cuba(np.asarray(i_decay), np.asarray(v_decay), np.asarray(v_th_mant))
 
 
 @dataclass(frozen=True)

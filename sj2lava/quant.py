@@ -34,7 +34,7 @@ Twins
 Some rules must also exist outside Python, where speed needs them; each twin is a transcription of
 the function named here, and ``tests/test_quant.py`` runs every twin on the same boundary values:
 
-- :func:`rs0`: ``rs0`` (scalar) and ``rs0_16`` (16 lanes) in ``emulator/ckernel.c``; the decay
+- :func:`rs0`: ``rs0`` (scalar) and ``rs0_8`` (8 lanes) in ``emulator/ckernel.c``; the decay
   products in ``neuron_triton._fwd``.
 - :func:`lava_wrap`: ``lava_wrap`` / ``lava_wrap16`` in ``emulator/ckernel.c``.
 - :func:`conv_wrap`: ``conv_wrap`` in ``emulator/ckernel.c``.

@@ -1,4 +1,4 @@
-"""Run by tests/test_kernels.py with TRITON_INTERPRET=1: the fused Triton path against the torch reference.
+"""Run by tests/test_neuron_triton.py with TRITON_INTERPRET=1: the fused Triton path against the torch reference.
 
 Each case runs both backends on the same input and compares spikes and states exactly, gradients to float
 rounding. The cases cover float16/32/64 input, off-grid (analog) input, upstream gradients that are

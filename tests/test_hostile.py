@@ -129,24 +129,24 @@ def test_escape_sequences_from_a_file_are_shown_escaped(tmp_path, capsys):
 
 
 def test_the_kernel_refuses_impossible_geometry_handed_to_it_directly():
-    """The C kernel trusts its tables: cpu_backend.prepare checks every layer, whatever made it."""
-    from sj2lava.emulator import cpu_backend
+    """The C kernel trusts its tables: events_backend.prepare checks every layer, whatever made it."""
+    from sj2lava.emulator import events_backend
     from sj2lava.emulator.compiled import compile_net
     from sj2lava.netx.random_nets import random_spec
 
     spec = next(s for s in (random_spec(k) for k in range(50)) if s.layers[0].kind == "conv")
     good = compile_net(spec)
-    assert cpu_backend.prepare(good, tuple(spec.input_shape)) is not None
+    assert events_backend.prepare(good, tuple(spec.input_shape)) is not None
     for field, value in (("stride", (0, 1)), ("dilation", (-1, 1)), ("padding", (-3, 0)), ("groups", 0),
                          ("padding", (2**31, 0))):
         layers = compile_net(spec)
         layers[0].conv = dict(layers[0].conv, **{field: value})
         with pytest.raises(ValueError, match="event kernel: layer 0 \\(conv\\)"):
-            cpu_backend.prepare(layers, tuple(spec.input_shape))
+            events_backend.prepare(layers, tuple(spec.input_shape))
     layers = compile_net(spec)
     layers[0].out_shape = (layers[0].out_shape[0], layers[0].out_shape[1] + 5, layers[0].out_shape[2])
     with pytest.raises(ValueError, match="does not follow from the geometry"):
-        cpu_backend.prepare(layers, tuple(spec.input_shape))
+        events_backend.prepare(layers, tuple(spec.input_shape))
 
 
 def _kernel_in(cache, code: str = "") -> subprocess.CompletedProcess:

@@ -9,11 +9,11 @@ from torch import nn
 
 import sj2lava
 from sj2lava.metrics import metrics, run_metrics
-from sj2lava.netx.spec import Conv, Dense, NetSpec, Neuron
+from sj2lava.netx.spec import Conv, Cuba, Dense, NetSpec
 
 
 def _neuron(th=1):
-    return Neuron(np.asarray(4096), np.asarray(0), np.asarray(th))
+    return Cuba(np.asarray(4096), np.asarray(0), np.asarray(th))
 
 
 def test_synaptic_operations_equal_a_hand_count_on_a_small_dense_net():

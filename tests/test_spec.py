@@ -3,11 +3,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sj2lava.netx.spec import Conv, Dense, Flatten, NetSpec, Neuron, conv_out_shape, neurons_of
+from sj2lava.netx.spec import Conv, Cuba, Dense, Flatten, NetSpec, conv_out_shape, neurons_of
 
 
 def _neuron(n=1):
-    return Neuron(np.full(n, 4096), np.full(n, 128), np.full(n, 64))
+    return Cuba(np.full(n, 4096), np.full(n, 128), np.full(n, 64))
 
 
 def test_conv_out_shape_is_torchs_floor_rule():
@@ -21,7 +21,7 @@ def test_counts_and_table():
     conv = Conv((2, 6, 6), (4, 3, 3), np.arange(4 * 1 * 3 * 3).reshape(4, 1, 3, 3) * 2 - 36, (2, 2), (1, 1),
                 (1, 1), 2, _neuron(), np.array([-64, 0, 64, 128]))
     flat = Flatten((4, 3, 3), (36,))
-    dense = Dense((36,), (5,), np.ones((5, 36), int) * 2, Neuron(np.arange(5) * 100, np.zeros(5), np.full(5, 70)),
+    dense = Dense((36,), (5,), np.ones((5, 36), int) * 2, Cuba(np.arange(5) * 100, np.zeros(5), np.full(5, 70)),
                   None, np.ones((5, 5), int))
     spec = NetSpec((2, 6, 6), [conv, flat, dense])
     assert spec.output_shape == (5,) and spec.synaptic_layers == 2

@@ -16,7 +16,7 @@ synapse multiplies (``W m``, exact while every sum stays below 2^31, else refuse
 layers (:class:`~sj2lava.netx.spec.Resonator`) sum a real and an imaginary synapse. Their steps are in
 those classes' docstrings.
 
-Backends: ``'events'`` (:mod:`.cpu_backend` over :mod:`.ckernel`, a C kernel on the CPU: int8 dot
+Backends: ``'events'`` (:mod:`.events_backend` over :mod:`.ckernel`, a C kernel on the CPU: int8 dot
 products, pattern tables or spike-driven fan-out, per layer) and
 ``'torch'`` (torch ops, CPU or GPU; its synaptic sums use float32 (or float64) matrix/conv kernels only
 where every sum is provably below 2^24 (2^53), so they are exact, and become integers before they touch
@@ -47,7 +47,7 @@ from ..netx.inputs import (
     warn_unread,
 )
 from ..netx.spec import InputNeurons, NetSpec
-from . import ckernel, cpu_backend, torch_backend
+from . import ckernel, events_backend, torch_backend
 from .compiled import compile_net, fingerprint, prepared
 
 __all__ = ["emulate"]
@@ -161,7 +161,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     kernel_layers = None
     if backend != "torch":
         kernel_layers = prepared(key, ("events", ckernel.DOT, int(spike_exp)),
-                                 lambda: cpu_backend.prepare(layers, tuple(spec.input_shape), use_dot=ckernel.DOT))
+                                 lambda: events_backend.prepare(layers, tuple(spec.input_shape), use_dot=ckernel.DOT))
         if isinstance(kernel_layers, str):  # why the kernel cannot hold this net exactly
             if backend == "events":
                 raise ValueError(f"emulate: the 'events' backend cannot run this net exactly ({kernel_layers}); "
@@ -171,13 +171,13 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         if neurons_in and not spec.graded_input:  # a_in and bias images, already checked; a_in all zero when not
             zero = x.stride()[:2] == (0, 0)  # given (an expanded view)
             s, bias_np = (None if zero else x.numpy()), input_bias.numpy()
-            run = lambda i, j: cpu_backend.run(  # noqa: E731
+            run = lambda i, j: events_backend.run(  # noqa: E731
                 kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
                 resets, bias_np[i:j])
         else:  # int32 graded values (a Delta layer's a_in, or messages; already checked), or spikes as bytes
             s = x.reshape(x.shape[0], n, -1).numpy() if spec.graded_input else _spike_bytes(x)
-            order = None if neurons_in else cpu_backend.channels_last(tuple(spec.input_shape))
-            run = lambda i, j: cpu_backend.run(kernel_layers, s[:, i:j], record, resets,  # noqa: E731
+            order = None if neurons_in else events_backend.channels_last(tuple(spec.input_shape))
+            run = lambda i, j: events_backend.run(kernel_layers, s[:, i:j], record, resets,  # noqa: E731
                                                in_order=order)
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:

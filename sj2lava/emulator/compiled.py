@@ -4,7 +4,7 @@
 kernels as stored, dense weights after NetX's and Lava's weight rules (:mod:`sj2lava.netx.weights`) with
 the exponent shift, and per-neuron LIF integers (``4096 - decay``, ``bias_mant << 6``, ``vThMant << 6``)
 with the bounds that decide which wraps can happen. Both backends (:mod:`.torch_backend`,
-:mod:`.cpu_backend`) read this list; :func:`prepared` caches what they build from it per net content.
+:mod:`.events_backend`) read this list; :func:`prepared` caches what they build from it per net content.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import quant
 from ..errors import NetFileError
-from ..netx.spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, Resonator
+from ..netx.spec import Conv, Cuba, Dense, Flatten, InputNeurons, NetSpec, Resonator
 from ..netx.weights import lava_dense_weights, netx_weight_bits, rf_decays, rf_threshold
 
 __all__ = ["LifParams", "CompiledLayer", "compile_net", "fingerprint", "prepared"]
@@ -152,14 +152,14 @@ def _compile(layer, spike_exp: int, graded: bool) -> CompiledLayer:
 def _compile_synapse(layer) -> CompiledLayer:
     if isinstance(layer, InputNeurons):  # no synapse; its a_in comes from the caller, so u may wrap
         return CompiledLayer("input", tuple(layer.in_shape), tuple(layer.out_shape),
-                             lif=_lif(layer, float("inf")) if isinstance(layer.neuron, Neuron) else None)
+                             lif=_lif(layer, float("inf")) if isinstance(layer.neuron, Cuba) else None)
     if isinstance(layer, Conv):
         w = np.asarray(layer.weight, dtype=np.int64)
         bound = _row_bound(w)
         return CompiledLayer("conv", tuple(layer.in_shape), tuple(layer.out_shape), weight=w,
                              conv=dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                                        groups=layer.groups),
-                             lif=_lif(layer, bound) if isinstance(layer.neuron, Neuron) else None,
+                             lif=_lif(layer, bound) if isinstance(layer.neuron, Cuba) else None,
                              may_wrap=bound >= _HALF,
                              bound=bound)
     assert isinstance(layer, Dense)
@@ -170,7 +170,7 @@ def _compile_synapse(layer) -> CompiledLayer:
     w_in = lava_dense_weights(scaled[:, :w.shape[1]], bits)
     w_rec = None if layer.weight_rec is None else lava_dense_weights(scaled[:, w.shape[1]:], bits)
     bound = _row_bound(w_in if w_rec is None else np.hstack([w_in, w_rec]))
-    cuba = isinstance(layer.neuron, Neuron)
+    cuba = isinstance(layer.neuron, Cuba)
     return CompiledLayer("dense", tuple(layer.in_shape), tuple(layer.out_shape), weight=w_in, shift=shift,
                          rec_weight=w_rec, lif=_lif(layer, bound / 2**shift) if cuba else None,
                          bound=bound, delay=layer.delay)

@@ -21,18 +21,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import quant, translate
+from .. import quant, synapses
 from .._deps import HINT, quiet_import
 from ..block import BlockContainer, register_lava_block
 from ..convert import register_block_reader
 from ..errors import ExportError, UnsupportedLayerError
 from ..export import BlockExporter, register_block_exporter
 from ..export import neuron as netx_neuron
-from ..layers import SumPool2d
 from ..netx.spec import Conv, Dense, Flatten, Layer, Shape, conv_out_shape
 from ..neuron import CubaLIFNode, NeuronRule, register_neuron, to_cuba, unsupported_neuron
+from ..pool import SumPool2d
 from ..sdnn import register_sdnn_reader
-from ..translate import host, need_image, pool_tap, rule_for, scaled
+from ..synapses import host, need_image, pool_tap, rule_for, scaled
 
 __all__ = ["lava_block", "to_lava", "to_lava_neuron", "lava_neuron_params", "copy_decays_to_lava",
            "conv2d_to_lava_synapse_conv", "linear_to_lava_synapse_dense", "avgpool2d_to_lava_synapse_pool"]
@@ -179,7 +179,7 @@ def _flatten_to_lava(m: nn.Flatten, neuron_kwargs: Optional[dict], delay_shift: 
 _BUILDERS: Dict[str, Callable[..., nn.Module]] = {
     "conv": _conv_to_lava, "dense": _dense_to_lava, "pool": _pool_to_lava, "flatten": _flatten_to_lava,
 }
-"""The lava-dl block for each synapse kind of :mod:`sj2lava.translate`."""
+"""The lava-dl block for each synapse kind of :mod:`sj2lava.synapses`."""
 
 
 def lava_block(synapse: nn.Module, neuron: Optional[CubaLIFNode], delay_shift: bool,
@@ -207,7 +207,7 @@ register_lava_block(lava_block)
 
 def conv2d_to_lava_synapse_conv(conv2d_nn: nn.Conv2d) -> nn.Module:
     """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Conv`` with ``conv2d_nn``'s weights."""
-    translate.CONV.check(conv2d_nn, "conv2d_to_lava_synapse_conv")
+    synapses.CONV.check(conv2d_nn, "conv2d_to_lava_synapse_conv")
     _no_bias(conv2d_nn, "conv2d_to_lava_synapse_conv")
     syn = _slayer().synapse.Conv(
         in_features=conv2d_nn.in_channels, out_features=conv2d_nn.out_channels,

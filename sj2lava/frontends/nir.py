@@ -26,9 +26,9 @@ from .. import quant
 from ..block import BlockContainer
 from ..convert import effective_weight, rescale_block
 from ..errors import UnsupportedLayerError
-from ..layers import SumPool2d, pair
 from ..netx.spec import Conv, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
+from ..pool import SumPool2d, pair
 
 __all__ = ["from_nir", "to_nir", "simulate_nir"]
 

@@ -23,9 +23,9 @@ from torch import nn
 from ..block import BlockContainer
 from ..convert import block, register_block_reader, register_dropout
 from ..errors import UnsupportedLayerError
-from ..layers import SumPool2d, pair
 from ..neuron import CubaLIFNode, NeuronRule, from_package, register_neuron, unsupported_neuron
-from ..translate import POOL, SynapseRule, register
+from ..pool import SumPool2d, pair
+from ..synapses import POOL, SynapseRule, register
 
 __all__: List[str] = []
 

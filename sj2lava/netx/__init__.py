@@ -1,7 +1,7 @@
 """The NetX file format and its runners.
 
 - :mod:`.spec`: the typed layers of a ``.net`` file (``NetSpec``, ``Conv``, ``Dense``, ``Flatten``,
-  ``InputNeurons``, ``Neuron``, ``SigmaDelta``).
+  ``InputNeurons``; neuron types ``Cuba`` (its old name ``Neuron`` still imports), ``SigmaDelta``, ``Resonator``).
 - :mod:`.hdf5`: the HDF5 schema: an atomic writer and a validating reader.
 - :mod:`.weights`: NetX's and Lava's dense weight rules (what the file's integers become in Lava).
 - :mod:`.inputs`: the input checks every runner shares.
@@ -11,10 +11,10 @@
 Adding a NetX neuron type touches this package (spec, hdf5) and :mod:`sj2lava.emulator` only.
 """
 from .hdf5 import load, write
-from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, SigmaDelta
+from .spec import Conv, Cuba, Dense, Flatten, InputNeurons, NetSpec, Neuron, Resonator, SigmaDelta
 
-__all__ = ["load", "write", "NetSpec", "Conv", "Dense", "Flatten", "InputNeurons", "Neuron", "SigmaDelta",
-           "run_lava"]
+__all__ = ["load", "write", "NetSpec", "Conv", "Dense", "Flatten", "InputNeurons", "Cuba", "Neuron", "SigmaDelta",
+           "Resonator", "run_lava"]
 
 
 def __getattr__(name: str):

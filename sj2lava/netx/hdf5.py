@@ -33,11 +33,11 @@ from .._atomic import atomic_target
 from ..errors import NetFileError
 from .spec import (
     Conv,
+    Cuba,
     Dense,
     Flatten,
     InputNeurons,
     NetSpec,
-    Neuron,
     NeuronType,
     Resonator,
     Shape,
@@ -561,7 +561,7 @@ NETX_DEFAULT_V_TH_MANT = 1 << 17
 
 
 def _is_default_neuron(n: NeuronType) -> bool:
-    return isinstance(n, Neuron) and all(np.asarray(a).size == 1 for a in (n.i_decay, n.v_decay, n.v_th_mant)) and (
+    return isinstance(n, Cuba) and all(np.asarray(a).size == 1 for a in (n.i_decay, n.v_decay, n.v_th_mant)) and (
         int(n.i_decay), int(n.v_decay), int(n.v_th_mant)) == (0, quant.P_SCALE, NETX_DEFAULT_V_TH_MANT)
 
 
@@ -569,7 +569,7 @@ def _default_neuron(ctx: _Ctx) -> NeuronType:
     ctx.notes.append(f"{ctx.where.rstrip(': ')}: no neuron group; NetX gives the layer its default integrator "
                      f"(iDecay 0, vDecay 4096, vThMant {NETX_DEFAULT_V_TH_MANT}, which never spikes), and so does "
                      "sj2lava")
-    return Neuron(np.asarray(0), np.asarray(quant.P_SCALE), np.asarray(NETX_DEFAULT_V_TH_MANT))
+    return Cuba(np.asarray(0), np.asarray(quant.P_SCALE), np.asarray(NETX_DEFAULT_V_TH_MANT))
 
 
 def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> NeuronType:
@@ -588,7 +588,7 @@ def _neuron(g: h5py.Group, ctx: _Ctx, n_out: int, is_input: bool = False) -> Neu
         if np.any(a < lo) or np.any(a > hi):
             raise ctx.fail(f"field 'neuron/{key}' must lie in [{lo}, {hi}], found {int(a.min())}..{int(a.max())}")
         vals.append(a.reshape(()) if a.size == 1 else a.reshape(-1))
-    return Neuron(*vals)
+    return Cuba(*vals)
 
 
 def _rf_neuron(n: h5py.Group, ctx: _Ctx, n_out: int) -> Resonator:

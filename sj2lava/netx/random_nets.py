@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .. import quant
-from .spec import Conv, Dense, Flatten, InputNeurons, NetSpec, Neuron, Resonator, SigmaDelta, conv_out_shape
+from .spec import Conv, Cuba, Dense, Flatten, InputNeurons, NetSpec, Resonator, SigmaDelta, conv_out_shape
 
 
 def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
@@ -38,7 +38,7 @@ def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> n
     return w.astype(np.int64)
 
 
-def _neuron(rng: np.random.Generator, weight: np.ndarray) -> Neuron:
+def _neuron(rng: np.random.Generator, weight: np.ndarray) -> Cuba:
     """Decays from the corners (0, 4096) and between; a threshold near the layer's typical drive so
     that most layers spike (a silent layer proves little)."""
     def decay():
@@ -46,7 +46,7 @@ def _neuron(rng: np.random.Generator, weight: np.ndarray) -> Neuron:
 
     drive = float(np.clip(weight, 0, None).reshape(weight.shape[0], -1).sum(1).mean()) * 0.4
     th = int(max(1, rng.uniform(0.05, 0.8) * drive)) if rng.random() < 0.9 else int(rng.integers(0, 3000))
-    return Neuron(np.asarray(decay()), np.asarray(decay()), np.asarray(min(th, quant.V_TH_MANT_MAX)))
+    return Cuba(np.asarray(decay()), np.asarray(decay()), np.asarray(min(th, quant.V_TH_MANT_MAX)))
 
 
 def _bias(rng: np.random.Generator, n: int, weight: np.ndarray) -> Optional[np.ndarray]:

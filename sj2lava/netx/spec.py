@@ -16,7 +16,7 @@ Shape = Tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class Neuron:
+class Cuba:
     """CUBA-LIF parameters (scalars, or arrays with one value per neuron) of the LIF step in
     :mod:`sj2lava.quant`: ``iDecay``, ``vDecay`` in 1/4096, ``vThMant`` in 1/64."""
 
@@ -29,6 +29,9 @@ class Neuron:
 
     def describe(self) -> str:
         return f"iD={_fmt(self.i_decay)} vD={_fmt(self.v_decay)} th={_fmt(self.v_th_mant)}"
+
+
+Neuron = Cuba  # its name before: the CUBA type was once the only neuron type of a file
 
 
 def _fmt(a: np.ndarray) -> str:
@@ -101,7 +104,7 @@ class Resonator:
                 f"th={self.v_th_mant}")
 
 
-NeuronType = Union[Neuron, SigmaDelta, Resonator]
+NeuronType = Union[Cuba, SigmaDelta, Resonator]
 
 
 @dataclass(frozen=True)

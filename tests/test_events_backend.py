@@ -12,10 +12,10 @@ from conftest import mismatches
 import sj2lava
 from sj2lava import GradedOverflowError, emulate, run_lava
 from sj2lava.emulator import ckernel as emulate_events
-from sj2lava.emulator import compiled, cpu_backend, torch_backend
+from sj2lava.emulator import compiled, events_backend, torch_backend
 from sj2lava.netx import hdf5
 from sj2lava.netx.random_nets import random_spec
-from sj2lava.netx.spec import Dense, NetSpec, Neuron
+from sj2lava.netx.spec import Cuba, Dense, NetSpec
 
 pytestmark = pytest.mark.skipif(not emulate_events.available(), reason="no C compiler for the event kernel")
 ALL = ("spikes", "layer_spikes", "voltage", "current")
@@ -48,7 +48,7 @@ def test_events_equal_torch_every_layer_state_and_spike(wide, dot, monkeypatch):
         x = _input(spec, seed)
         a, b = emulate(spec, x, record=ALL, backend="torch"), emulate(spec, x, record=ALL, backend="events")
         assert _same(a, b), seed
-        for layer, _, _ in cpu_backend.prepare(compiled.compile_net(spec), tuple(spec.input_shape), dot):
+        for layer, _, _ in events_backend.prepare(compiled.compile_net(spec), tuple(spec.input_shape), dot):
             paths["dot" if layer.struct.w8 else "table" if layer.struct.lut else "fan"] += 1
     assert paths["fan"] > 20 and (paths["dot"] > 40) == dot and (paths["table"] > 10) == (wide > 0 and not dot), paths
 
@@ -72,7 +72,7 @@ def test_sdnn_and_rf_nets_run_on_the_kernel_equal_to_torch():
     kinds = {}
     for seed in range(80):
         spec = random_spec(seed, delays=0.5, inputs=0.25, sdnn=0.3, rf=0.3)
-        assert not cpu_backend.unsupported(compiled.compile_net(spec)), seed
+        assert not events_backend.unsupported(compiled.compile_net(spec)), seed
         kw = _graded_or_spikes(spec, seed)
         try:
             a = emulate(spec, record=want, backend="torch", **kw)
@@ -132,9 +132,9 @@ def test_a_current_past_int32_wraps_as_in_the_torch_backend():
     n_in = 1 << 17
     w = np.full((2, n_in), 254, dtype=np.int64)
     w[1] = -254
-    spec = NetSpec((n_in,), [Dense((n_in,), (2,), w, Neuron(np.asarray(0), np.asarray(0), np.asarray(1 << 16)))])
+    spec = NetSpec((n_in,), [Dense((n_in,), (2,), w, Cuba(np.asarray(0), np.asarray(0), np.asarray(1 << 16)))])
     x = torch.ones(3, 1, n_in)
-    assert not cpu_backend.unsupported(compiled.compile_net(spec))
+    assert not events_backend.unsupported(compiled.compile_net(spec))
     a, b = emulate(spec, x, record=ALL, backend="events"), emulate(spec, x, record=ALL, backend="torch")
     assert _same(a, b) and int(b["current"][0].abs().max()) > 2**22
 
@@ -148,7 +148,7 @@ def test_auto_falls_back_to_torch_where_a_sum_could_pass_int32():
     layers = real(spec)
     first = next(l for l in layers if l.kind != "flatten")
     first.bound = 2.0**31
-    assert "a sum may reach 2^31" in cpu_backend.unsupported(layers)
+    assert "a sum may reach 2^31" in events_backend.unsupported(layers)
     key = ("compiled", 6)
     compiled._CACHE.clear()
     compiled._CACHE[(compiled.fingerprint(spec), key)] = layers

@@ -1,4 +1,4 @@
-"""sj2lava.translate: the synapse registry (lookup by type and MRO, by name for optional packages), each
+"""sj2lava.synapses: the synapse registry (lookup by type and MRO, by name for optional packages), each
 rule's quantized forward and the NetX layer it writes."""
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from sj2lava import SumPool2d, UnsupportedLayerError, quant
-from sj2lava.translate import DENSE, POOL, SynapseRule, find_rule, register, rule_for
+from sj2lava.synapses import DENSE, POOL, SynapseRule, find_rule, register, rule_for
 
 
 def test_lookup_by_type_mro_and_name():
@@ -31,10 +31,10 @@ def test_a_new_layer_is_one_register_call():
     try:
         assert rule_for(Doubler(), "x") is rule
     finally:
-        from sj2lava import translate
+        from sj2lava import synapses
 
-        del translate._RULES[Doubler]
-        translate._RESOLVED.clear()
+        del synapses._RULES[Doubler]
+        synapses._RESOLVED.clear()
 
 
 def test_forward_quantizes_and_to_netx_writes_the_same_integers():

@@ -23,8 +23,8 @@ from torch import nn
 
 from . import quant
 from .errors import ExportError, UnsupportedLayerError
-from .layers import SumPool2d, pair
-from .netx.spec import Conv, Dense, Flatten, Layer, Neuron, Shape, conv_out_shape
+from .netx.spec import Conv, Cuba, Dense, Flatten, Layer, Shape, conv_out_shape
+from .pool import SumPool2d, pair
 
 __all__ = ["SynapseRule", "register", "rule_for", "find_rule", "pool_tap"]
 
@@ -152,7 +152,7 @@ def _bias(m: nn.Module, scale: float) -> Optional[torch.Tensor]:
     return None if b is None else scaled(b, scale)
 
 
-def _conv_to_netx(m: nn.Conv2d, scale: float, shape: Shape, neuron: Neuron, bias: Optional[np.ndarray],
+def _conv_to_netx(m: nn.Conv2d, scale: float, shape: Shape, neuron: Cuba, bias: Optional[np.ndarray],
                   where: str) -> Conv:
     need_image(shape, where)
     if shape[0] != m.in_channels:
@@ -172,7 +172,7 @@ def _dense_forward(m: nn.Linear, x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.linear(x, quant.quantize_weight(scaled(m.weight, scale)))
 
 
-def _dense_to_netx(m: nn.Linear, scale: float, shape: Shape, neuron: Neuron, bias: Optional[np.ndarray],
+def _dense_to_netx(m: nn.Linear, scale: float, shape: Shape, neuron: Cuba, bias: Optional[np.ndarray],
                    where: str) -> Dense:
     if len(shape) != 1:
         raise ExportError(f"export: {where} is a Linear after a {shape} layer; put "
@@ -218,7 +218,7 @@ def _avgpool_as_sumpool(m: nn.AvgPool2d, where: str) -> SumPool2d:
     return pool
 
 
-def _pool_to_netx(m: SumPool2d, scale: float, shape: Shape, neuron: Neuron, bias: Optional[np.ndarray],
+def _pool_to_netx(m: SumPool2d, scale: float, shape: Shape, neuron: Cuba, bias: Optional[np.ndarray],
                   where: str) -> Conv:
     # a depthwise conv with every tap weighing quantize(tap) (1.0 -> 64): what NetX can load
     need_image(shape, where)
