@@ -69,11 +69,11 @@ def convert(model: nn.Module, *, example_input: Optional[torch.Tensor] = None,
     """
     if order is not None:
         try:
-            leaves = [leaf for name in order for leaf in _leaves(model.get_submodule(name), name)]
+            leaves = [leaf for name in order for leaf in leaves_of(model.get_submodule(name), name)]
         except AttributeError as e:
             raise UnsupportedLayerError(f"convert: order names a submodule the model does not have ({e})") from None
     else:
-        leaves = list(_leaves(model, ""))
+        leaves = list(leaves_of(model, ""))
     notes: List[str] = []
     static = 0  # the steps a model that takes one static input makes itself
     if order is None:
@@ -364,12 +364,14 @@ def effective_weight(b: BlockContainer) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- walking
-def _leaves(m: nn.Module, prefix: str) -> Iterator[_Leaf]:
+def leaves_of(m: nn.Module, prefix: str) -> Iterator[_Leaf]:
+    """``(path, module)`` of every layer of ``m`` in registration order: blocks, modules a front-end reads as a
+    block, and modules without children; containers (``nn.Sequential``, ``SeqToANNContainer`` ...) are opened."""
     if isinstance(m, BlockContainer) or _block_reader(m) is not None or not list(m.children()) or _is_leaf_type(m):
         yield prefix or type(m).__name__, m
         return
     for name, child in m.named_children():
-        yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+        yield from leaves_of(child, f"{prefix}.{name}" if prefix else name)
 
 
 def _is_leaf_type(m: nn.Module) -> bool:

@@ -25,9 +25,7 @@ from .netx import hdf5
 from .netx.spec import Cuba, Dense, Flatten, InputNeurons, Layer, NetSpec, Shape
 from .synapses import host, rule_for, scaled
 
-__all__ = ["export", "to_spec", "load", "BlockExporter", "register_block_exporter", "neuron"]
-
-load = hdf5.load
+__all__ = ["export", "to_spec", "BlockExporter", "register_block_exporter", "neuron"]
 
 
 def export(model: Union[nn.Module, Sequence[nn.Module]], path: Union[str, Path],
@@ -129,7 +127,7 @@ def _input_shape(blocks: List[nn.Module], given: Optional[Sequence[int]]) -> Sha
             return (head.in_features,)
     if isinstance(first, BlockContainer) and first.kind == "dense":
         return (first.synapse.in_features,)
-    exporter = _exporter(first)
+    exporter = exporter_for(first)
     known = exporter.input_shape(first) if exporter is not None else None
     if known is not None:
         return tuple(known)
@@ -170,7 +168,8 @@ def register_block_exporter(exporter: BlockExporter) -> BlockExporter:
     return exporter
 
 
-def _exporter(blk: nn.Module) -> Optional[BlockExporter]:
+def exporter_for(blk: nn.Module) -> Optional[BlockExporter]:
+    """The registered exporter that writes ``blk`` (a front-end's block, e.g. lava-dl's), or None."""
     return next((e for e in _EXPORTERS if e.recognises(blk)), None)
 
 
@@ -193,7 +192,7 @@ def _layer(blk: nn.Module, shape: Shape, where: str, strict: bool) -> Layer:
     _check_finite(blk, where)
     if isinstance(blk, BlockContainer):
         return _container_layer(blk, shape, where, strict)
-    exporter = _exporter(blk)
+    exporter = exporter_for(blk)
     if exporter is None:
         raise ExportError(
             f"export: {where} is not a block sj2lava can export. Use sj2lava.BlockContainer (or "

@@ -56,9 +56,9 @@ def summary(model_or_netfile: Union[nn.Module, NetSpec, str, Path], input_shape:
 
 
 def _is_export_block(m: nn.Module) -> bool:
-    from .export import _exporter
+    from .export import exporter_for
 
-    return _exporter(m) is not None
+    return exporter_for(m) is not None
 
 
 def _bits(a) -> int:

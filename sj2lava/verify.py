@@ -19,7 +19,7 @@ from torch import nn
 from ._deps import progress as _progress
 from .block import BlockContainer, InputBlock, run_blocks
 from .calls import reset_all
-from .convert import _leaves, convert
+from .convert import convert, leaves_of
 from .emulator import emulate
 from .errors import UnsupportedLayerError
 from .layout import NXT_to_TNX, TNX_to_NXT
@@ -273,7 +273,7 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
     def keep(_m, _i, out):
         captured.append((out[0] if isinstance(out, tuple) else out).detach())
 
-    neurons = [leaf for _, leaf in _leaves(m, "") if is_neuron(leaf)]
+    neurons = [leaf for _, leaf in leaves_of(m, "") if is_neuron(leaf)]
     try:
         if paths:
             neurons = [m.get_submodule(p) for p in paths]
