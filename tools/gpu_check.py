@@ -199,9 +199,9 @@ def main(args) -> int:
         os.environ["TRITON_INTERPRET"] = "1"  # too late only if Triton was imported already, which it is not
     dev = torch.device("cpu") if dry else torch.device("cuda")
     if dry:  # once Triton's interpreter has run, importing torchvision (lava-dl needs it) fails in inspect
-        from sj2lava._deps import quiet_import, slayer
+        from sj2lava._deps import quiet_import
 
-        slayer()
+        quiet_import("lava.lib.dl.slayer")
         quiet_import("spikingjelly.activation_based.lava_exchange")
     where = "CPU (dry run: Triton interpreter)" if dry else torch.cuda.get_device_name(dev)
     nets = args.nets if args.nets is not None else (6 if dry else 40)
