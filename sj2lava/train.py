@@ -116,6 +116,44 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
     if not (isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model[int(direct):])):
         raise TypeError("finetune: model must be an nn.Sequential of BlockContainers, an InputBlock first if any "
                         "(see sj2lava.convert)")
+    encoder, data = _encoder(model, data, steps, encoder, direct)
+    lat = sum(1 for b in model if isinstance(b, BlockContainer) and b.neuron is not None and b.delay_shift)
+    loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out.sum(0), y))
+    for b in model:
+        b.step_mode = "m"
+    opt = torch.optim.Adam(_param_groups(model) if lr is None else model.parameters(), lr=lr or 2e-3)
+    total_batches = epochs * _count_batches(data, batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.1 + 0.45 * (1 + math.cos(math.pi * min(k, total_batches) / max(total_batches, 1))))
+    gen = torch.Generator().manual_seed(0) if shuffle is True else shuffle
+    losses = []
+    model.train()
+    for epoch in range(epochs):
+        epoch_data = data
+        if gen is not False and isinstance(data, (tuple, list)) and len(data) == 2:
+            order = torch.randperm(len(data[1]), generator=gen)
+            epoch_data = (data[0][order], data[1][order])
+        bar = _progress(list(batches(epoch_data, batch_size)), desc=f"finetune {epoch + 1}/{epochs}", unit="batch",
+                        disable=not progress)
+        total, n = 0.0, 0
+        for x, y in bar:
+            spikes = encoder(x) if encoder is not None else x.float().transpose(0, 1)
+            extra = spikes[-1:] if direct else torch.zeros_like(spikes[:1])  # input neurons keep their image
+            spikes = torch.cat([spikes, extra.expand(lat, *spikes.shape[1:])]) if lat else spikes
+            loss = _step(model, spikes, y, lat, loss_fn, opt)
+            sched.step()
+            total, n = total + loss * len(y), n + len(y)
+            bar.set_postfix(loss=f"{loss:.3f}")
+        losses.append(total / max(n, 1))
+    for b in model:
+        b.reset()
+    model.eval()
+    return losses
+
+
+def _encoder(model: nn.Sequential, data, steps: Optional[int], encoder: Optional[Callable], direct: bool):
+    """What turns a batch of ``data`` into the net's input ``[T, N, *]`` (None: it already is, ``[N, T, *]``
+    batched), and the data batched along ``N``."""
     if encoder is None and steps is not None and _is_sequence(model, data):  # spikes [T, N, ...], as the source took
         if data[0].shape[0] != steps:
             raise ValueError(f"finetune: the data is a sequence of {data[0].shape[0]} steps and steps={steps}; give "
@@ -123,44 +161,18 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
         steps = None
     if encoder is None and steps is not None:
         encoder = (lambda x: x.float().unsqueeze(0).expand(steps, *x.shape)) if direct else rate_encoder(steps, seed=0)
-    lat = sum(1 for b in model if isinstance(b, BlockContainer) and b.neuron is not None and b.delay_shift)
     if encoder is None and isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
-        data = (data[0].transpose(0, 1), data[1])  # batch along N; time goes first again below
-    loss_fn = loss_fn or (lambda out, y: F.cross_entropy(out.sum(0), y))
-    for b in model:
-        b.step_mode = "m"
-    opt = torch.optim.Adam(_param_groups(model) if lr is None else model.parameters(), lr=lr or 2e-3)
-    if shuffle is True:
-        shuffle = torch.Generator().manual_seed(0)
-    total_batches = epochs * _count_batches(data, batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: 0.1 + 0.45 * (1 + math.cos(math.pi * min(k, total_batches) / max(total_batches, 1))))
-    losses = []
-    model.train()
-    for epoch in range(epochs):
-        total, n = 0.0, 0
-        epoch_data = data
-        if shuffle is not False and isinstance(data, (tuple, list)) and len(data) == 2:
-            order = torch.randperm(len(data[1]), generator=shuffle)
-            epoch_data = (data[0][order], data[1][order])
-        bar = _progress(list(batches(epoch_data, batch_size)), desc=f"finetune {epoch + 1}/{epochs}", unit="batch",
-                        disable=not progress)
-        for x, y in bar:
-            spikes = encoder(x) if encoder is not None else x.float().transpose(0, 1)
-            extra = spikes[-1:] if direct else torch.zeros_like(spikes[:1])
-            spikes = torch.cat([spikes, extra.expand(lat, *spikes.shape[1:])]) if lat else spikes
-            for b in model:
-                b.reset()
-            loss = loss_fn(model(spikes)[lat:], y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(y)
-            n += len(y)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        losses.append(total / max(n, 1))
+        data = (data[0].transpose(0, 1), data[1])  # batch along N; time goes first again in finetune
+    return encoder, data
+
+
+def _step(model: nn.Sequential, spikes: torch.Tensor, y: torch.Tensor, lat: int, loss_fn: Callable,
+          opt: torch.optim.Optimizer) -> float:
+    """One optimiser step on one batch; the loss reads the output's last ``T`` of ``T + lat`` steps."""
     for b in model:
         b.reset()
-    model.eval()
-    return losses
+    loss = loss_fn(model(spikes)[lat:], y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()

@@ -122,99 +122,144 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, (BlockContainer, InputBlock)) for b in model)
     if containers is None:
         containers = model if is_blocks else convert(model, example_input=x if layout == "TNX" else NXT_to_TNX(x))
-    static, shape = getattr(containers, "static_input", 0), getattr(containers, "input_shape", None)
-    if static and shape is not None and x.dim() == len(shape) + 1:  # the model's own input: one image a sample
-        x = x.unsqueeze(0).expand(static, *x.shape)
-    elif isinstance(containers[0], InputBlock) and shape is not None and x.dim() == len(shape) + 1:
-        raise ValueError(f"verify: x {tuple(x.shape)} is a batch of images, and the model is stepped over its input "
-                         "from outside: give the sequence it is stepped over, x.unsqueeze(0).expand(T, *x.shape)")
-    elif layout != "TNX":
-        x = NXT_to_TNX(x)
-    notes = list(getattr(containers, "conversion_notes", []))
-    layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
-    steps, n = x.shape[0], x.shape[1]
     spec = load(path)  # read once: the emulator and the metrics both take it
-    direct = isinstance(containers[0], InputBlock)
-    lat = spec.latencies if window == "aligned" else [0] * len(spec.latencies)
-    x_run = x  # T + L steps: the input neurons keep their image; spikes stop
-    if lat and lat[-1]:
-        x_run = torch.cat([x, x[-1:].expand(lat[-1], *x.shape[1:])]) if direct else pad_steps(x, lat[-1], "TNX")
-    read = lambda outs: [o[d:d + steps] for o, d in zip(outs, lat)]  # noqa: E731  (each layer's answer to x)
-
+    run = _Run.of(containers, _model_input(containers, x, layout), spec, window, labels)
+    notes = run.notes
     bar = _progress(total=5, desc="verify", unit="stage", disable=not progress)
     stage = lambda name: (bar.update(1), bar.set_postfix(done=name))  # noqa: E731
-    cont = read(run_blocks(containers, x_run))
+    cont = run.read(run_blocks(containers, run.x_run))
     stage("containers")
-    neurons = [int(o[0, 0].numel()) for o in cont]
-    stages = [Stage("containers", n, [int(o.sum()) for o in cont], [None] * len(cont),
-                    accuracy(cont[-1], labels) if labels is not None else None, output=cont[-1])]
-
-    plain = all(isinstance(b, BlockContainer) and b.recurrent is None for b in containers)
+    stages = [run.stage("containers", cont, None)]
     lava_here = importlib.util.find_spec("lava") is not None  # the core runs where lava-dl cannot be installed
-    if not lava_here:
+    if lava_here:
+        stages += _lava_dl_stage(containers, run, cont)
+    else:
         notes.append("lava-dl and Lava stages skipped: Lava is not installed here (pip install 'sj2lava[lava]' on "
                      "Python 3.10); the emulator gives Lava's results")
-    elif plain:
-        try:
-            lava_dl: Optional[List[torch.Tensor]] = read(_run_lava_dl(containers, x_run))
-        except UnsupportedLayerError as e:  # a layer lava-dl's blocks cannot compute (a strided sum-pool)
-            lava_dl = None
-            notes.append(f"lava-dl stage skipped: {e}")
-        if lava_dl is not None:
-            stages.append(Stage("lava-dl", n, [int(o.sum()) for o in lava_dl],
-                                [int((a != b).sum()) for a, b in zip(lava_dl, cont)],
-                                accuracy(lava_dl[-1], labels) if labels is not None else None, output=lava_dl[-1]))
-    else:
-        notes.append("lava-dl stage skipped: recurrent layers and input neurons are checked against lava-dl by the "
-                     "test suite, not block by block here")
-    # input neurons driven by the first layer's current: the file takes that current as their bias
-    feed = dict(input_bias=containers[0].input_bias(x), num_steps=x_run.shape[0]) if direct else dict(x=x_run)
-    emu = read(emulate(spec, record=("spikes", "layer_spikes"), **feed)["layer_spikes"])
-    counts = metrics(spec, torch.zeros(steps, n, *spec.input_shape) if direct else x, emu)
+    emu = run.read(emulate(spec, record=("spikes", "layer_spikes"), **run.feed())["layer_spikes"])
+    counts = metrics(spec, torch.zeros(run.steps, run.n, *spec.input_shape) if run.direct else run.x, emu)
     stage("lava-dl")
-    stages.append(Stage("emulator", n, [int(o.sum()) for o in emu], [int((a != b).sum()) for a, b in zip(emu, cont)],
-                        accuracy(emu[-1], labels) if labels is not None else None, output=emu[-1]))
-
-    m = n if lava_samples is None else max(0, min(n, int(lava_samples)))
+    stages.append(run.stage("emulator", emu, cont))
     stage("emulator")
-    if lava_here and m > 0:
-        lava = read(run_lava(path, all_layers=True, **({"input_bias": feed["input_bias"][:m],
-                                                         "num_steps": x_run.shape[0]} if direct else
-                                                        {"x": x_run[:, :m]})))
-        if len(lava) != len(cont):
-            raise ValueError(f"verify: {path} has {len(lava)} synaptic layers but the model has {len(cont)}")
-        stages.append(Stage("lava", m, [int(o.sum()) for o in lava],
-                            [int((a != b[:, :m]).sum()) for a, b in zip(lava, cont)],
-                            accuracy(lava[-1], labels[:m]) if labels is not None else None, output=lava[-1]))
-    elif lava_here:
-        notes.append("Lava stage skipped (lava_samples=0)")
-    if 0 < m < n and lava_here:
-        notes.append(f"Lava ran the first {m} of {n} samples; containers on those: "
-                     + (f"accuracy {accuracy(cont[-1][:, :m], labels[:m]):.2%}" if labels is not None
-                        else f"{sum(int(o[:, :m].sum()) for o in cont):,} spikes"))
-
+    if lava_here:
+        stages += _lava_stage(path, run, cont, lava_samples)
     stage("lava")
     reference = getattr(model, "float_reference", None)  # a from_nir net: the graph's own equations
     if not is_blocks or reference is not None:
-        flt = reference(x) if reference is not None else _run_float(
-            model, x, getattr(containers, "float_layers", None), getattr(containers, "static_input", False))
-        if len(flt) == len(cont):
-            mism = []
-            for k, (f, c) in enumerate(zip(flt, cont)):
-                d = 0 if window == "aligned" else k + 1 - direct  # Lava delays layer k by k + 1 (input neurons: 0)
-                mism.append(int((f[:steps - d].reshape(c[d:].shape) != c[d:]).sum()) if d < steps else 0)
-        else:
-            mism = [None] * len(cont)
-            notes.append(f"the float model has {len(flt)} spiking layers and the containers {len(cont)}; "
-                         "per-layer comparison skipped")
-            flt = flt + [torch.zeros(1)] * (len(cont) - len(flt))
-        stages.insert(0, Stage("float", n, [int(o.sum()) for o in flt[:len(cont)]], mism,
-                               accuracy(flt[len(cont) - 1] if len(flt) >= len(cont) else flt[-1], labels)
-                               if labels is not None else None, exact=False, output=flt[-1]))
+        flt = reference(run.x) if reference is not None else _run_float(
+            model, run.x, getattr(containers, "float_layers", None), getattr(containers, "static_input", False))
+        stages.insert(0, _float_stage(flt, cont, run))
     stage("float")
     bar.close()
-    notes.extend(_readout_notes(spec, steps, window, cont[-1], labels))
-    return Report(layers, neurons, steps, stages, notes, counts)
+    notes.extend(_readout_notes(spec, run.steps, window, cont[-1], labels))
+    layers = [f"{i}:{b.kind}" for i, b in enumerate(containers) if b.neuron is not None]
+    return Report(layers, [int(o[0, 0].numel()) for o in cont], run.steps, stages, notes, counts)
+
+
+def _model_input(containers: nn.Sequential, x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``x`` as ``[T, N, *shape]``: a static model's images repeated over the steps it makes itself; a model stepped
+    over its input from outside must be given that sequence (images alone say no ``T``)."""
+    static, shape = getattr(containers, "static_input", 0), getattr(containers, "input_shape", None)
+    if static and shape is not None and x.dim() == len(shape) + 1:  # the model's own input: one image a sample
+        return x.unsqueeze(0).expand(static, *x.shape)
+    if isinstance(containers[0], InputBlock) and shape is not None and x.dim() == len(shape) + 1:
+        raise ValueError(f"verify: x {tuple(x.shape)} is a batch of images, and the model is stepped over its input "
+                         "from outside: give the sequence it is stepped over, x.unsqueeze(0).expand(T, *x.shape)")
+    return NXT_to_TNX(x) if layout != "TNX" else x
+
+
+@dataclass
+class _Run:
+    """One verification run: the input (``x``, and ``x_run`` padded to ``T + L`` steps), each layer's read window
+    (its latency ``lat``) and what every stage shares (labels, notes, the input neurons' feed)."""
+
+    containers: nn.Sequential
+    x: torch.Tensor
+    x_run: torch.Tensor
+    lat: List[int]
+    window: str
+    labels: Optional[torch.Tensor]
+    notes: List[str]
+
+    @classmethod
+    def of(cls, containers: nn.Sequential, x: torch.Tensor, spec, window: str,
+           labels: Optional[torch.Tensor]) -> _Run:
+        lat = spec.latencies if window == "aligned" else [0] * len(spec.latencies)
+        x_run = x  # T + L steps: the input neurons keep their image; spikes stop
+        if lat and lat[-1]:
+            direct = isinstance(containers[0], InputBlock)
+            x_run = torch.cat([x, x[-1:].expand(lat[-1], *x.shape[1:])]) if direct else pad_steps(x, lat[-1], "TNX")
+        return cls(containers, x, x_run, lat, window, labels, list(getattr(containers, "conversion_notes", [])))
+
+    steps = property(lambda self: self.x.shape[0])
+    n = property(lambda self: self.x.shape[1])
+    direct = property(lambda self: isinstance(self.containers[0], InputBlock))
+
+    def read(self, outs: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Each layer's answer to ``x``: its ``T`` steps from its latency on."""
+        return [o[d:d + self.steps] for o, d in zip(outs, self.lat)]
+
+    def feed(self, m: Optional[int] = None) -> dict:
+        """``emulate`` / ``run_lava``'s input for the first ``m`` samples: spikes, or for input neurons driven by
+        the first layer's current, that current as their bias."""
+        if self.direct:
+            return dict(input_bias=self.containers[0].input_bias(self.x[:, :m]), num_steps=self.x_run.shape[0])
+        return dict(x=self.x_run[:, :m])
+
+    def stage(self, name: str, outs: List[torch.Tensor], cont: Optional[List[torch.Tensor]],
+              m: Optional[int] = None) -> Stage:
+        """An exact stage: its spikes, its mismatches against the containers (on its first ``m`` samples)."""
+        mism = [None] * len(outs) if cont is None else [int((a != b[:, :m]).sum()) for a, b in zip(outs, cont)]
+        acc = accuracy(outs[-1], self.labels[:m]) if self.labels is not None else None
+        return Stage(name, self.n if m is None else m, [int(o.sum()) for o in outs], mism, acc, output=outs[-1])
+
+
+def _lava_dl_stage(containers: nn.Sequential, run: _Run, cont: List[torch.Tensor]) -> List[Stage]:
+    """lava-dl's blocks on the same input, where they can compute the net (plain blocks, no input neurons)."""
+    if not all(isinstance(b, BlockContainer) and b.recurrent is None for b in containers):
+        run.notes.append("lava-dl stage skipped: recurrent layers and input neurons are checked against lava-dl by "
+                         "the test suite, not block by block here")
+        return []
+    try:
+        return [run.stage("lava-dl", run.read(_run_lava_dl(containers, run.x_run)), cont)]
+    except UnsupportedLayerError as e:  # a layer lava-dl's blocks cannot compute (a strided sum-pool)
+        run.notes.append(f"lava-dl stage skipped: {e}")
+        return []
+
+
+def _lava_stage(path: Union[str, Path], run: _Run, cont: List[torch.Tensor],
+                lava_samples: Optional[int]) -> List[Stage]:
+    """The file in Lava on the first ``lava_samples`` samples (Lava is slow)."""
+    m = run.n if lava_samples is None else max(0, min(run.n, int(lava_samples)))
+    if m == 0:
+        run.notes.append("Lava stage skipped (lava_samples=0)")
+        return []
+    lava = run.read(run_lava(path, all_layers=True, **run.feed(m)))
+    if len(lava) != len(cont):
+        raise ValueError(f"verify: {path} has {len(lava)} synaptic layers but the model has {len(cont)}")
+    if m < run.n:
+        run.notes.append(f"Lava ran the first {m} of {run.n} samples; containers on those: "
+                         + (f"accuracy {accuracy(cont[-1][:, :m], run.labels[:m]):.2%}" if run.labels is not None
+                            else f"{sum(int(o[:, :m].sum()) for o in cont):,} spikes"))
+    return [run.stage("lava", lava, cont, m)]
+
+
+def _float_stage(flt: List[torch.Tensor], cont: List[torch.Tensor], run: _Run) -> Stage:
+    """The float model, layer by layer against the containers: in the aligned window as is, in ``'all'`` shifted
+    by each layer's Lava delay (layer ``k`` by ``k + 1``; input neurons by 0)."""
+    if len(flt) == len(cont):
+        mism: List[Optional[int]] = []
+        for k, (f, c) in enumerate(zip(flt, cont)):
+            d = 0 if run.window == "aligned" else k + 1 - run.direct
+            mism.append(int((f[:run.steps - d].reshape(c[d:].shape) != c[d:]).sum()) if d < run.steps else 0)
+    else:
+        mism = [None] * len(cont)
+        run.notes.append(f"the float model has {len(flt)} spiking layers and the containers {len(cont)}; "
+                         "per-layer comparison skipped")
+        flt = flt + [torch.zeros(1)] * (len(cont) - len(flt))
+    last = flt[len(cont) - 1] if len(flt) >= len(cont) else flt[-1]
+    return Stage("float", run.n, [int(o.sum()) for o in flt[:len(cont)]], mism,
+                 accuracy(last, run.labels) if run.labels is not None else None, exact=False, output=flt[-1])
 
 
 def _readout_notes(spec, steps: int, window: str, out: torch.Tensor, labels: Optional[torch.Tensor]) -> List[str]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -37,12 +37,10 @@ from ..netx.hdf5 import load
 from ..netx.inputs import (
     WINDOWS,
     check_binary,
-    graded_input_data,
-    input_neuron_data,
     pad_steps,
-    prepare_input,
     read_window,
     reset_phases,
+    run_input,
     run_steps,
     warn_unread,
 )
@@ -138,21 +136,9 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     if isinstance(spike_exp, bool) or not isinstance(spike_exp, (int, np.integer)) or not 0 <= spike_exp <= 24:
         raise ValueError(f"emulate: spike_exp must be an integer in [0, 24], got {spike_exp!r}")
     dev = torch.device(device)
-    neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
-    if spec.graded_input:
-        if input_bias is not None:
-            raise ValueError("emulate: input_bias is the bias of CUBA input neurons; this net takes graded input x")
-        x = graded_input_data(spec, x, layout, "emulate", spike_exp)
-    elif neurons_in:
-        x, input_bias = input_neuron_data(spec, x, input_bias, num_steps, layout, "emulate")
-    elif input_bias is not None:
-        raise ValueError("emulate: input_bias drives input neurons, and this net's input layer has none; "
-                         "give its input as spikes x")
-    elif x is None:
-        raise ValueError("emulate: give the input spikes x [T, N, *input_shape]")
+    inp = run_input(spec, x, input_bias, num_steps, layout, "emulate", spike_exp, check_values=False)
+    x, input_bias, neurons_in = inp.x, inp.bias, inp.neurons_in
     backend = _pick_backend(backend, dev)
-    if not (neurons_in or spec.graded_input):
-        x = prepare_input(spec, x, layout, "emulate", check_values=False)
     n = x.shape[1]
     _check_memory(spec, x.shape[0], n, record, batch_size)
     resets = reset_phases(spec, reset_interval, reset_offset)
@@ -168,17 +154,7 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
                                  "use backend='torch'")
             kernel_layers = None
     if kernel_layers is not None:
-        if neurons_in and not spec.graded_input:  # a_in and bias images, already checked; a_in all zero when not
-            zero = x.stride()[:2] == (0, 0)  # given (an expanded view)
-            s, bias_np = (None if zero else x.numpy()), input_bias.numpy()
-            run = lambda i, j: events_backend.run(  # noqa: E731
-                kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
-                resets, bias_np[i:j])
-        else:  # int32 graded values (a Delta layer's a_in, or messages; already checked), or spikes as bytes
-            s = x.reshape(x.shape[0], n, -1).numpy() if spec.graded_input else _spike_bytes(x)
-            order = None if neurons_in else events_backend.channels_last(tuple(spec.input_shape))
-            run = lambda i, j: events_backend.run(kernel_layers, s[:, i:j], record, resets,  # noqa: E731
-                                               in_order=order)
+        run = _events_runner(kernel_layers, spec, inp, record, resets)
         size = 256 if batch_size is None else max(1, int(batch_size))
     else:
         if not (neurons_in or spec.graded_input):
@@ -192,11 +168,18 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
     for i in range(0, n, size):
         for key, tensors in run(i, i + size).items():
             parts.setdefault(key, []).append(tensors)
+    return _assemble(parts, spec, record, layout, x.shape[0], n)
+
+
+def _assemble(parts: Dict[str, List[List[torch.Tensor]]], spec: NetSpec, record: Sequence[str], layout: str,
+              steps: int, n: int) -> Union[torch.Tensor, Dict[str, object]]:
+    """The batches' recordings joined along ``N``, in the caller's layout: the output spikes, or a dict of what
+    ``record`` asked for."""
     merged = {k: [None if v[0][j] is None else torch.cat([p[j] for p in v], 1) for j in range(len(v[0]))]
               for k, v in parts.items()}
     to_layout = (lambda a: a) if layout == "TNX" else TNX_to_NXT  # every returned array follows `layout`
     as_out = lambda a: a.float() if a.dtype == torch.bool else a  # noqa: E731  (SDNN messages stay int32)
-    out_spikes = to_layout(as_out(merged["spikes"][-1]).reshape(x.shape[0], n, *spec.output_shape))
+    out_spikes = to_layout(as_out(merged["spikes"][-1]).reshape(steps, n, *spec.output_shape))
     if tuple(record) == ("spikes",):
         return out_spikes
     result: Dict[str, object] = {"spikes": out_spikes,
@@ -205,6 +188,22 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         if name in merged:
             result[name] = [None if a is None else to_layout(a) for a in merged[name]]
     return result
+
+
+def _events_runner(kernel_layers, spec: NetSpec, inp, record: Sequence[str], resets) -> Callable:
+    """``(i, j) -> recordings`` of samples ``i .. j`` on the C kernel, the input packed as it takes it."""
+    x, n = inp.x, inp.x.shape[1]
+    if inp.neurons_in:  # a_in and bias images, already checked; a_in all zero when not given (an expanded view)
+        zero = x.stride()[:2] == (0, 0)
+        s, bias_np = (None if zero else x.numpy()), inp.bias.numpy()
+        return lambda i, j: events_backend.run(
+            kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
+            resets, bias_np[i:j])
+    # int32 graded values (a Delta layer's a_in, or messages; already checked), or spikes as bytes
+    s = x.reshape(x.shape[0], n, -1).numpy() if spec.graded_input else _spike_bytes(x)
+    delta_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)  # a Delta layer's a_in: flat
+    order = None if delta_in else events_backend.channels_last(tuple(spec.input_shape))
+    return lambda i, j: events_backend.run(kernel_layers, s[:, i:j], record, resets, in_order=order)
 
 
 def _memory_limit() -> int:

@@ -6,6 +6,7 @@ bad input (wrong shape, NaN, non-binary values) with a ``ValueError`` before any
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -15,14 +16,54 @@ from .. import quant
 from ..layout import NXT_to_TNX
 from .spec import Flatten, InputNeurons, NetSpec
 
-__all__ = ["prepare_input", "check_binary", "reset_phases", "input_neuron_data", "graded_input_data", "WINDOWS",
-           "pad_steps", "read_window", "run_steps", "warn_unread"]
+__all__ = ["RunInput", "run_input", "prepare_input", "check_binary", "reset_phases", "input_neuron_data",
+           "graded_input_data", "WINDOWS", "pad_steps", "read_window", "warn_unread", "run_steps"]
 
 WINDOWS = ("all", "aligned")
 """Readout windows of a run: ``'all'`` returns every step run; ``'aligned'`` runs ``T + L`` steps (``L`` the
 output's latency, :attr:`NetSpec.latencies`; the input is zero after step ``T``, input neurons keep their bias)
 and returns, per layer, the ``T`` steps that answer the ``T`` input steps (layer ``k`` from its latency on): the
 window the float model computes in, where a classifier's output is read."""
+
+
+@dataclass
+class RunInput:
+    """What one run of a file takes, checked once: ``emulate`` and ``run_lava`` share it.
+
+    Attributes:
+        x: ``[T, N, *]`` (TNX): binary spikes; a graded net's int32 values (an SDNN input layer's ``a_in``); or
+            the CUBA input neurons' ``a_in`` (integers, all zero when none was given).
+        bias: the input neurons' ``bias_mant`` per sample ``[N, *input_shape]`` (int32), or None.
+        neurons_in: the file's first layer is CUBA input neurons (NetX's ``Input`` block), driven by ``bias``.
+        graded: the net takes graded input (its input layer is SDNN, or SDNN messages come in after skipped
+            layers).
+    """
+
+    x: torch.Tensor
+    bias: Optional[torch.Tensor]
+    neurons_in: bool
+    graded: bool
+
+
+def run_input(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Optional[torch.Tensor],
+              num_steps: Optional[int], layout: str, what: str, spike_exp: int = 6,
+              check_values: bool = True) -> RunInput:
+    """The input of a run of ``spec`` by kind (spikes, graded values, or input neurons' bias and ``a_in``), every
+    check done (shapes, values, units); errors name ``what`` and the fix. ``check_values=False`` leaves the 0/1
+    check of spikes to the caller (the emulator does it while packing them)."""
+    if spec.graded_input:
+        if input_bias is not None:
+            raise ValueError(f"{what}: input_bias is the bias of CUBA input neurons; this net takes graded input x")
+        return RunInput(graded_input_data(spec, x, layout, what, spike_exp), None, False, True)
+    if spec.layers and isinstance(spec.layers[0], InputNeurons):
+        x, bias = input_neuron_data(spec, x, input_bias, num_steps, layout, what)
+        return RunInput(x, bias, True, False)
+    if input_bias is not None:
+        raise ValueError(f"{what}: input_bias drives input neurons, and this net's input layer has none; give its "
+                         "input as spikes x")
+    if x is None:
+        raise ValueError(f"{what}: give the input spikes x [T, N, *input_shape]")
+    return RunInput(prepare_input(spec, x, layout, what, check_values=check_values), None, False, False)
 
 
 def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_values: bool = True) -> torch.Tensor:

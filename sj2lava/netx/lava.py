@@ -19,11 +19,9 @@ from ..layout import TNX_to_NXT
 from .hdf5 import load
 from .inputs import (
     WINDOWS,
-    graded_input_data,
-    input_neuron_data,
-    prepare_input,
     read_window,
     reset_phases,
+    run_input,
     run_steps,
     warn_unread,
 )
@@ -122,22 +120,10 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
                        reset_offset=reset_offset, input_bias=input_bias, run_cfg=run_cfg, spike_exp=spike_exp)
         return read_window(out, spec, steps, layout)
     warn_unread(spec, run_steps(x, num_steps, layout), what)
-    neurons_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)
-    bias = None
-    if spec.graded_input:
-        if input_bias is not None:
-            raise ValueError(f"{what}: input_bias is the bias of CUBA input neurons; this net takes graded input x")
-        x = graded_input_data(spec, x, layout, what, spike_exp)
-        neurons_in = False  # Delta input neurons take x as their a_in below, and have no bias to set
-        delta_in = isinstance(spec.layers[0], InputNeurons)
-    elif neurons_in:
-        x, bias = input_neuron_data(spec, x, input_bias, num_steps, layout, what)
-    elif input_bias is not None:
-        raise ValueError(f"{what}: input_bias drives input neurons, and this net's input layer has none")
-    elif x is None:
-        raise ValueError(f"{what}: give the input spikes x [T, N, *input_shape]")
-    else:
-        x = prepare_input(spec, x, layout, what)
+    inp = run_input(spec, x, input_bias, num_steps, layout, what, spike_exp)
+    x, bias, neurons_in = inp.x, inp.bias, inp.neurons_in
+    # a graded net's Delta input neurons take x as their a_in below, and have no bias to set
+    delta_in = inp.graded and isinstance(spec.layers[0], InputNeurons)
     steps = int(num_steps) if num_steps is not None else x.shape[0]
     if steps < 1:
         raise ValueError("run_lava: num_steps must be >= 1")
@@ -151,26 +137,13 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     options = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
-    if num_layers is not None:
-        options["num_layers"] = int(num_layers)
-    if skip_layers:
-        options["skip_layers"] = int(skip_layers)
-    if spike_exp != 6:
-        options["spike_exp"] = int(spike_exp)
+    options.update({k: int(v) for k, v in (("num_layers", num_layers), ("skip_layers", skip_layers or None),
+                                           ("spike_exp", None if spike_exp == 6 else spike_exp)) if v is not None})
     net = netx.hdf5.Network(net_config=str(path), **options)
-    # Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's
-    # [T, C, H, W] gives Lava's [W, H, C, T]. A network whose first layer is dense takes the
-    # sample flattened in C, H, W order. Sample i occupies steps i*period .. i*period + steps - 1.
     # NetX's Input block leaves its inp unconnected: input neurons are driven at their a_in
     target = net.in_layer.neuron.a_in if neurons_in or (spec.graded_input and delta_in) else net.inp
     lava_in = tuple(target.shape)
-    data = np.zeros((*lava_in, n * period), dtype=np.int32)
-    t_in = min(steps, x.shape[0])
-    xs = x[:t_in].detach().cpu().numpy().astype(np.int32)
-    for i in range(n):
-        sample = xs[:, i].reshape(t_in, -1) if len(lava_in) == 1 else xs[:, i]
-        data[..., i * period:i * period + t_in] = sample.T
-
+    data = _input_buffer(x, lava_in, steps, period)
     started = False
     try:
         src = io.source.RingBuffer(data=data)
@@ -184,18 +157,7 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * period) for p in probed]
         for p, sink in zip(probed, sinks):
             p.out.connect(sink.a_in)
-        monitors = []
-        if states:
-            from lava.proc.monitor.process import Monitor
-
-            for j, layer in enumerate(net.layers):
-                for key, var in (("voltage", "v"), ("current", "u"), ("sigma", "sigma")):
-                    # Lava's Delta holds a sigma it never uses: only Sigma / SigmaDelta neurons report theirs
-                    if key in states and hasattr(layer.neuron, var) and not (
-                            var == "sigma" and type(layer.neuron).__name__ == "Delta"):
-                        mon = Monitor()
-                        mon.probe(target=getattr(layer.neuron, var), num_steps=n * period)
-                        monitors.append((key, var, mon, j))
+        monitors = _monitors(net, states, n * period)
         cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
         for i in range(n):
             if i:
@@ -217,16 +179,56 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         f = getattr(getattr(net, "net_config", None), "f", None)
         if f is not None:
             f.close()
+    return _results(spec, outs, probes, all_layers, n, steps, layout)
+
+
+def _results(spec: NetSpec, outs: List[np.ndarray], probes: dict, all_layers: bool, n: int, steps: int,
+             layout: str) -> Union[torch.Tensor, List[torch.Tensor], dict]:
+    """Lava's sink and monitor arrays as ``run_lava`` returns them: the output (or every layer's) spikes in the
+    caller's layout, with the probed states in a dict like ``emulate``'s."""
     kept = [l for l in spec.layers if l.kind != "flatten"]
     kept = kept if all_layers else kept[-1:]
     ys = [_to_torch(o, n, steps, l.out_shape, layout, l.neuron.graded) for o, l in zip(outs, kept)]
-    if states:
-        result = {"spikes": ys[-1], "layer_spikes": ys}
-        for key, arrays in probes.items():
-            result[key] = [None if a is None else _to_torch(a, n, steps, l.out_shape, layout, True).long()
-                           for a, l in zip(arrays, kept)]
-        return result
-    return ys if all_layers else ys[0]
+    if not probes:
+        return ys if all_layers else ys[0]
+    result: dict = {"spikes": ys[-1], "layer_spikes": ys}
+    for key, arrays in probes.items():
+        result[key] = [None if a is None else _to_torch(a, n, steps, l.out_shape, layout, True).long()
+                       for a, l in zip(arrays, kept)]
+    return result
+
+
+def _input_buffer(x: torch.Tensor, lava_in: tuple, steps: int, period: int) -> np.ndarray:
+    """The source's data: sample ``i`` of ``x`` [T, N, *] at steps ``i * period`` .. ``i * period + steps - 1``.
+    Lava's shapes are (W, H, C), torch's (C, H, W) reversed: reversing all axes of a sample's [T, C, H, W] gives
+    Lava's [W, H, C, T]. A network whose first layer is dense takes the sample flattened in C, H, W order."""
+    n = x.shape[1]
+    data = np.zeros((*lava_in, n * period), dtype=np.int32)
+    t_in = min(steps, x.shape[0])
+    xs = x[:t_in].detach().cpu().numpy().astype(np.int32)
+    for i in range(n):
+        sample = xs[:, i].reshape(t_in, -1) if len(lava_in) == 1 else xs[:, i]
+        data[..., i * period:i * period + t_in] = sample.T
+    return data
+
+
+def _monitors(net, states: List[str], total: int) -> list:
+    """Lava monitors of the asked states (``'voltage'``: v, ``'current'``: u, ``'sigma'``) of every layer that
+    has them, as ``(key, var, monitor, layer index)``."""
+    if not states:
+        return []
+    from lava.proc.monitor.process import Monitor
+
+    monitors = []
+    for j, layer in enumerate(net.layers):
+        for key, var in (("voltage", "v"), ("current", "u"), ("sigma", "sigma")):
+            # Lava's Delta holds a sigma it never uses: only Sigma / SigmaDelta neurons report theirs
+            if key in states and hasattr(layer.neuron, var) and not (
+                    var == "sigma" and type(layer.neuron).__name__ == "Delta"):
+                mon = Monitor()
+                mon.probe(target=getattr(layer.neuron, var), num_steps=total)
+                monitors.append((key, var, mon, j))
+    return monitors
 
 
 def _unpad(out: np.ndarray, n: int, period: int, steps: int) -> np.ndarray:
