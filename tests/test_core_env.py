@@ -28,9 +28,9 @@ def _sj_net():
     return net
 
 
-def write_handoff(folder: Path) -> Path:
+def write_handoff(folder: Path):
     """Convert, train a step, export and emulate a SpikingJelly net; leave net.net, x.npy and y.npy (the
-    containers' output, which emulate equals) in ``folder``."""
+    containers' output, which emulate equals) in ``folder``; return the file's path and the trained blocks."""
     folder.mkdir(parents=True, exist_ok=True)
     net = _sj_net()
     blocks = sj2lava.convert(net)
@@ -44,7 +44,7 @@ def write_handoff(folder: Path) -> Path:
         y = blocks(x)
     np.save(folder / "x.npy", x.numpy())
     np.save(folder / "y.npy", y.numpy())
-    return path
+    return path, blocks
 
 
 @pytest.mark.core
@@ -52,14 +52,16 @@ def test_spikingjelly_to_an_exact_file_with_the_core_alone(tmp_path):
     """convert, finetune, export, emulate (both backends) and verify's non-Lava stages, in whatever environment
     runs the suite: the containers and the emulator agree on every spike."""
     handoff = Path(os.environ.get("SJ2LAVA_HANDOFF", tmp_path / "handoff"))
-    path = write_handoff(handoff)
+    path, blocks = write_handoff(handoff)
     x, y = torch.from_numpy(np.load(handoff / "x.npy")), torch.from_numpy(np.load(handoff / "y.npy"))
     assert y.sum() > 0
     for backend in ["torch"] + (["events"] if ckernel.available() else []):
         assert torch.equal(sj2lava.emulate(path, x, backend=backend), y), backend
-    report = sj2lava.verify(_sj_net(), path, x, lava_samples=0)
-    assert report.exact and [s.name for s in report.stages][:3] == ["float", "containers", "emulator"] or \
-        [s.name for s in report.stages][:4] == ["float", "containers", "lava-dl", "emulator"], str(report)
+    report = sj2lava.verify(_sj_net(), path, x, lava_samples=0, containers=blocks)  # the trained blocks: the file's
+    names = [s.name for s in report.stages]
+    assert report.exact and names[:3] in (["float", "containers", "emulator"], ["float", "containers", "lava-dl"]), \
+        str(report)
+    assert all(m == 0 for m in report.stage("emulator").mismatches) and sum(report.stage("emulator").spikes) > 0
     assert report.metrics.synops_per_sample > 0
 
 
