@@ -524,15 +524,16 @@ def _neuron_after(leaves: Sequence[_Leaf], i: int, path: str, what: str) -> Tupl
 def _cuba(neu: nn.Module, where: str, approximate: bool, notes: List[str]) -> nn.Module:
     """The neuron as a CubaLIFNode (with its input scale), so options like ``approximate`` apply. What the
     front-end's rule approximates it warns about; each such warning is also a conversion note."""
+    named = f"{where} ({type(neu).__name__})"
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            node, scale = to_cuba(neu, with_input_scale=True, where=f"{where} ({type(neu).__name__})",
-                                  approximate=approximate)
+            node, scale = to_cuba(neu, with_input_scale=True, where=named, approximate=approximate)
     except UnsupportedLayerError as e:
         raise UnsupportedLayerError(f"{where}: {e}") from None
-    for w in caught:
-        notes.append(f"{w.message} (not exact)")
+    for w in caught:  # a rule's approximation names the layer; anything else passes through as it came
+        if str(w.message).startswith(named):
+            notes.append(f"{w.message} (not exact)")
         warnings.warn(w.message, w.category, stacklevel=3)
     if node is neu:
         node = copy.deepcopy(neu)
