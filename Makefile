@@ -26,6 +26,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check sj2lava tests tools benchmarks examples
+	$(PY) -m mypy
 
 demo: $(STAMP)
 	$(PY) -m sj2lava.demo

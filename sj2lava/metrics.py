@@ -148,5 +148,8 @@ def run_metrics(spec: NetSpec, x: torch.Tensor, **emulate_options) -> Metrics:
     from .emulator import emulate
 
     rec = emulate(spec, x, record=("layer_spikes",), **emulate_options)
-    return metrics(spec, x, rec["layer_spikes"])
+    assert isinstance(rec, dict)  # a record beyond the output spikes gives a dict
+    layer_spikes = rec["layer_spikes"]
+    assert isinstance(layer_spikes, list)
+    return metrics(spec, x, layer_spikes)
 

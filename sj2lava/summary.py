@@ -46,9 +46,9 @@ def summary(model_or_netfile: Union[nn.Module, NetSpec, str, Path], input_shape:
             warnings.simplefilter("always")
             spec = to_spec(model, input_shape, strict=False)
         notes += [f"not exact: {w.message}" for w in caught]
-    bits = [f"layer {i}: weights {_bits(l.weight)} bits" + ("" if getattr(l, "bias", None) is None else
-                                                           f", bias {_bits(l.bias)} bits")
-            for i, l in enumerate(spec.layers) if getattr(l, "weight", None) is not None]
+    bits = [f"layer {i}: weights {_bits(w)} bits" + ("" if b is None else f", bias {_bits(b)} bits")
+            for i, (w, b) in enumerate((getattr(l, "weight", None), getattr(l, "bias", None)) for l in spec.layers)
+            if w is not None]
     exact = ("the .net computes what these layers compute, spike for spike" +
              (" (the notes say where the source model differs)" if notes else "")) if not any(
         n.startswith("not exact") for n in notes) else "export would refuse some layers (the 'not exact' notes)"

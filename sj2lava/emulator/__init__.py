@@ -194,11 +194,12 @@ def _events_runner(kernel_layers, spec: NetSpec, inp, record: Sequence[str], res
     """``(i, j) -> recordings`` of samples ``i .. j`` on the C kernel, the input packed as it takes it."""
     x, n = inp.x, inp.x.shape[1]
     if inp.neurons_in:  # a_in and bias images, already checked; a_in all zero when not given (an expanded view)
-        zero = x.stride()[:2] == (0, 0)
-        s, bias_np = (None if zero else x.numpy()), inp.bias.numpy()
+        assert inp.bias is not None  # run_input gives input neurons their bias
+        a_in = None if x.stride()[:2] == (0, 0) else x.numpy()
+        bias_np = inp.bias.numpy()
         return lambda i, j: events_backend.run(
-            kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if zero else s[:, i:j], record,
-            resets, bias_np[i:j])
+            kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if a_in is None else a_in[:, i:j],
+            record, resets, bias_np[i:j])
     # int32 graded values (a Delta layer's a_in, or messages; already checked), or spikes as bytes
     s = x.reshape(x.shape[0], n, -1).numpy() if spec.graded_input else _spike_bytes(x)
     delta_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)  # a Delta layer's a_in: flat

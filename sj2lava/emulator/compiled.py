@@ -145,6 +145,7 @@ def _compile(layer, spike_exp: int, graded: bool) -> CompiledLayer:
     elif layer.neuron.graded:
         c.lif, c.sdnn = None, _sdnn(layer, spike_exp)
     elif graded:  # graded sums are not bounded by the weights alone: assume u may wrap
+        assert c.lif is not None  # a CUBA layer here: SDNN and RF layers took the branches above
         c.lif.u_may_wrap = True
     return c
 

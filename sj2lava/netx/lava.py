@@ -25,7 +25,7 @@ from .inputs import (
     run_steps,
     warn_unread,
 )
-from .spec import InputNeurons, NetSpec
+from .spec import Flatten, InputNeurons, NetSpec
 
 
 def _import_lava_runtime() -> None:
@@ -149,6 +149,7 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         src = io.source.RingBuffer(data=data)
         src.s_out.connect(target)
         if neurons_in:  # one image per sample, in Lava's (W, H, C) order
+            assert bias is not None  # run_input gives input neurons their bias
             images = [bias[i].numpy().transpose(*reversed(range(bias.dim() - 1))).reshape(lava_in) for i in range(n)]
             net.in_layer.neuron.bias_mant.init = images[0]
         states = [k for k in ("voltage", "current", "sigma") if k in record]
@@ -186,7 +187,7 @@ def _results(spec: NetSpec, outs: List[np.ndarray], probes: dict, all_layers: bo
              layout: str) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Lava's sink and monitor arrays as ``run_lava`` returns them: the output (or every layer's) spikes in the
     caller's layout, with the probed states in a dict like ``emulate``'s."""
-    kept = [l for l in spec.layers if l.kind != "flatten"]
+    kept = [l for l in spec.layers if not isinstance(l, Flatten)]
     kept = kept if all_layers else kept[-1:]
     ys = [_to_torch(o, n, steps, l.out_shape, layout, l.neuron.graded) for o, l in zip(outs, kept)]
     if not probes:
