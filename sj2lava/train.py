@@ -15,6 +15,7 @@ from torch import nn
 
 from ._deps import progress as _progress
 from .block import BlockContainer, InputBlock
+from .netx.inputs import pad_steps
 
 __all__ = ["finetune", "rate_code", "rate_encoder", "batches"]
 
@@ -138,8 +139,7 @@ def finetune(model: nn.Sequential, data, epochs: int, *, steps: Optional[int] = 
         total, n = 0.0, 0
         for x, y in bar:
             spikes = encoder(x) if encoder is not None else x.float().transpose(0, 1)
-            extra = spikes[-1:] if direct else torch.zeros_like(spikes[:1])  # input neurons keep their image
-            spikes = torch.cat([spikes, extra.expand(lat, *spikes.shape[1:])]) if lat else spikes
+            spikes = pad_steps(spikes, lat, "TNX", hold=direct) if lat else spikes  # input neurons keep their image
             loss = _step(model, spikes, y, lat, loss_fn, opt)
             sched.step()
             total, n = total + loss * len(y), n + len(y)

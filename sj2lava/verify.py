@@ -188,7 +188,7 @@ class _Run:
         x_run = x  # T + L steps: the input neurons keep their image; spikes stop
         if lat and lat[-1]:
             direct = isinstance(containers[0], InputBlock)
-            x_run = torch.cat([x, x[-1:].expand(lat[-1], *x.shape[1:])]) if direct else pad_steps(x, lat[-1], "TNX")
+            x_run = pad_steps(x, lat[-1], "TNX", hold=direct)
         return cls(containers, x, x_run, lat, window, labels, list(getattr(containers, "conversion_notes", [])))
 
     steps = property(lambda self: self.x.shape[0])

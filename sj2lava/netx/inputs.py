@@ -204,10 +204,14 @@ def graded_input_data(spec: NetSpec, x: Optional[torch.Tensor], layout: str, wha
     return x.reshape(x.shape[0], x.shape[1], *shape).to(torch.int32)
 
 
-def pad_steps(x: torch.Tensor, extra: int, layout: str) -> torch.Tensor:
-    """``x`` with ``extra`` zero steps after its last (time is dim 0 in ``'TNX'``, the last dim in ``'NXT'``)."""
+def pad_steps(x: torch.Tensor, extra: int, layout: str, hold: bool = False) -> torch.Tensor:
+    """``x`` with ``extra`` steps after its last (time is dim 0 in ``'TNX'``, the last dim in ``'NXT'``): zeros (spikes
+    stop), or with ``hold`` the last step repeated (the analog image that input neurons keep)."""
     x = torch.as_tensor(x)
     dim = 0 if layout == "TNX" else x.dim() - 1
+    if hold:
+        last = x.narrow(dim, x.shape[dim] - 1, 1)
+        return torch.cat([x, last.expand(*[extra if d == dim else -1 for d in range(x.dim())])], dim)
     shape = list(x.shape)
     shape[dim] = extra
     return torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
