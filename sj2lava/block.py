@@ -21,7 +21,7 @@ LIF neurons converted from SpikingJelly); with a slower current decay it is the 
 from __future__ import annotations
 
 import copy
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -69,47 +69,18 @@ class BlockContainer(nn.Module):
         self.kind = rule.kind
         self.synapse = synapse
         self.input_scale = 1.0
+        self.neuron: Optional[CubaLIFNode] = None
         if rule.kind == "flatten":
             if neu is not None:
-                raise UnsupportedLayerError(
-                    f"{where}: a Flatten block has no neuron in NetX; pass neu=None."
-                )
-            self.neuron: Optional[CubaLIFNode] = None
+                raise UnsupportedLayerError(f"{where}: a Flatten block has no neuron in NetX; pass neu=None.")
         else:
-            if neu is None:
-                raise UnsupportedLayerError(
-                    f"{where}: a {rule.kind} synapse needs a neuron; pass e.g. "
-                    "spikingjelly's neuron.IFNode() or sj2lava.CubaLIFNode(...)."
-                )
-            if not isinstance(neu, nn.Module):
-                raise UnsupportedLayerError(
-                    f"{where}: neu={neu!r} is not a neuron module. Pass a SpikingJelly IFNode/"
-                    "LIFNode, an sj2lava.CubaLIFNode or a lava-dl cuba.Neuron."
-                )
-            node, self.input_scale = to_cuba(neu, with_input_scale=True,
-                                             where=f"{where}.neuron ({type(neu).__name__})")
-            self.neuron = node
-        if recurrent is not None:
-            n = getattr(synapse, "out_features", None)
-            if rule.kind != "dense" or not isinstance(recurrent, nn.Linear) or recurrent.bias is not None or \
-                    (recurrent.in_features, recurrent.out_features) != (n, n):
-                raise UnsupportedLayerError(
-                    f"{where}: recurrent must be an nn.Linear({n}, {n}, bias=False) after a dense synapse (NetX's "
-                    "dense_rec); a recurrent conv or a recurrent bias has no NetX layer")
+            self.neuron, self.input_scale = _block_neuron(neu, rule.kind, where)
+        _check_recurrent(recurrent, synapse, rule.kind, where)
         self.recurrent = recurrent
         if delay is None:
             self.axon_delay: Optional[torch.Tensor] = None
         else:
-            d = torch.as_tensor(delay).detach()
-            n = getattr(synapse, "out_features", None)
-            if rule.kind != "dense" or recurrent is not None or d.dim() != 1 or d.numel() != n or \
-                    d.is_floating_point() and not bool((d == d.round()).all()):
-                raise UnsupportedLayerError(f"{where}: delay must be {n} integers (one per output neuron) on a dense "
-                                            "synapse without recurrence (NetX reads delays on dense layers only)")
-            if int(d.min()) < 0 or int(d.max()) > quant.MAX_DELAY:
-                raise UnsupportedLayerError(f"{where}: delays {int(d.min())}..{int(d.max())} outside "
-                                            f"0..{quant.MAX_DELAY}, the range Lava's DelayDense holds")
-            self.register_buffer("axon_delay", d.to(torch.int64))
+            self.register_buffer("axon_delay", _axon_delays(delay, synapse, rule.kind, recurrent, where))
         self.delay_shift = bool(delay_shift)
         self.step_mode = step_mode
         self.input_shape: Optional[tuple] = None
@@ -158,14 +129,14 @@ class BlockContainer(nn.Module):
         if self.delay_shift:
             z = self._delay(z)
         if self.axon_delay is not None:
-            z = self._axon_delay(z)
+            z = self._axon_delay(z, self.axon_delay)
         if self.recurrent is None:
             return self.neuron(z, bias=self.bias())
         return self._recurrent_steps(z)
 
-    def _axon_delay(self, z: torch.Tensor) -> torch.Tensor:
+    def _axon_delay(self, z: torch.Tensor, delay: torch.Tensor) -> torch.Tensor:
         """``z_o[t - d_o]`` per output neuron ``o`` (zero before the first step)."""
-        d = self.axon_delay.to(z.device)
+        d = delay.to(z.device)
         top = int(d.max())
         if self.step_mode == "s":
             self._z_hist = (self._z_hist + [z])[-(top + 1):]
@@ -178,23 +149,26 @@ class BlockContainer(nn.Module):
 
     def recurrent_input(self, s: torch.Tensor) -> torch.Tensor:
         """``R_q s``: the recurrent synapse's sum for spikes ``s`` ``[N, n]`` (float units, as ``synaptic_input``)."""
+        assert self.recurrent is not None, "recurrent_input: the block has no recurrent synapse"
         return torch.nn.functional.linear(s, quant.quantize_weight(scaled(self.recurrent.weight, self.input_scale)))
 
     def _recurrent_steps(self, z: torch.Tensor) -> torch.Tensor:
         """The neuron step by step, each step's input ``z[t] + R_q s[t-1]`` (its state kept across calls)."""
-        bias, saved = self.bias(), self.neuron.step_mode
+        neu = self.neuron
+        assert neu is not None  # a recurrent block is a dense layer, with neurons
+        bias, saved = self.bias(), neu.step_mode
         steps = [z] if self.step_mode == "s" else list(z.unbind(0))
         out = []
-        self.neuron.step_mode = "s"
+        neu.step_mode = "s"
         try:
             for z_t in steps:
                 if self._s_prev is not None:
                     z_t = z_t + self.recurrent_input(self._s_prev)
-                s = self.neuron(z_t, bias=bias)
+                s = neu(z_t, bias=bias)
                 self._s_prev = s
                 out.append(s)
         finally:
-            self.neuron.step_mode = saved
+            neu.step_mode = saved
         return out[0] if self.step_mode == "s" else torch.stack(out)
 
     def _delay(self, z: torch.Tensor) -> torch.Tensor:
@@ -249,6 +223,44 @@ def run_blocks(blocks, x: torch.Tensor) -> List[torch.Tensor]:
     return outs
 
 
+def _block_neuron(neu: Optional[nn.Module], kind: str, where: str) -> Tuple[CubaLIFNode, float]:
+    """The block's neuron as a CubaLIFNode and its input scale, or a refusal naming the block."""
+    if neu is None:
+        raise UnsupportedLayerError(f"{where}: a {kind} synapse needs a neuron; pass e.g. spikingjelly's "
+                                    "neuron.IFNode() or sj2lava.CubaLIFNode(...).")
+    if not isinstance(neu, nn.Module):
+        raise UnsupportedLayerError(f"{where}: neu={neu!r} is not a neuron module. Pass a SpikingJelly IFNode/"
+                                    "LIFNode, an sj2lava.CubaLIFNode or a lava-dl cuba.Neuron.")
+    return cast(Tuple[CubaLIFNode, float],
+                to_cuba(neu, with_input_scale=True, where=f"{where}.neuron ({type(neu).__name__})"))
+
+
+def _check_recurrent(recurrent: Optional[nn.Module], synapse: nn.Module, kind: str, where: str) -> None:
+    if recurrent is None:
+        return
+    n = getattr(synapse, "out_features", None)
+    if kind != "dense" or not isinstance(recurrent, nn.Linear) or recurrent.bias is not None or \
+            (recurrent.in_features, recurrent.out_features) != (n, n):
+        raise UnsupportedLayerError(
+            f"{where}: recurrent must be an nn.Linear({n}, {n}, bias=False) after a dense synapse (NetX's "
+            "dense_rec); a recurrent conv or a recurrent bias has no NetX layer")
+
+
+def _axon_delays(delay: torch.Tensor, synapse: nn.Module, kind: str, recurrent: Optional[nn.Module],
+                 where: str) -> torch.Tensor:
+    """Per output neuron, whole steps in ``0..quant.MAX_DELAY`` (int64), on a dense synapse without recurrence."""
+    d = torch.as_tensor(delay).detach()
+    n = getattr(synapse, "out_features", None)
+    if kind != "dense" or recurrent is not None or d.dim() != 1 or d.numel() != n or \
+            d.is_floating_point() and not bool((d == d.round()).all()):
+        raise UnsupportedLayerError(f"{where}: delay must be {n} integers (one per output neuron) on a dense "
+                                    "synapse without recurrence (NetX reads delays on dense layers only)")
+    if int(d.min()) < 0 or int(d.max()) > quant.MAX_DELAY:
+        raise UnsupportedLayerError(f"{where}: delays {int(d.min())}..{int(d.max())} outside "
+                                    f"0..{quant.MAX_DELAY}, the range Lava's DelayDense holds")
+    return d.to(torch.int64)
+
+
 _LAVA_BLOCK: Optional[Callable[..., nn.Module]] = None
 
 
@@ -295,12 +307,18 @@ class InputBlock(nn.Module):
                                         "neuron)")
         self.encoder = _plain(encoder) if len(parts) == 1 and not isinstance(encoder, nn.Sequential) else \
             nn.Sequential(*[_plain(p) for p in parts]).eval()
-        self.neuron, self.input_scale = to_cuba(neu, with_input_scale=True, where=f"{where}.neuron "
-                                                f"({type(neu).__name__})")
+        self.neuron, self.input_scale = _block_neuron(neu, "host", where)
         self.step_mode = step_mode
         self.input_shape: Optional[tuple] = None
 
-    step_mode = BlockContainer.step_mode  # the block's and its neuron's, set together
+    @property
+    def step_mode(self) -> str:
+        return self._step_mode
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:  # the block's and its neuron's, set together
+        self._step_mode = check_step_mode(value)
+        self.neuron.step_mode = value
 
     def reset(self) -> None:
         self.neuron.reset()
@@ -350,12 +368,12 @@ def _plain(m: nn.Module) -> nn.Module:
         return m
     for base in (nn.MaxPool2d, nn.AvgPool2d, nn.Flatten):
         if isinstance(m, base):  # their settings are their constructor's arguments
-            new = copy.copy(m)
-            new.__class__ = base
-            return new
+            same = copy.copy(m)
+            same.__class__ = base
+            return same
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        base = nn.BatchNorm1d if isinstance(m, nn.BatchNorm1d) else nn.BatchNorm2d
-        bn = base(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
+        bn_type: Any = nn.BatchNorm1d if isinstance(m, nn.BatchNorm1d) else nn.BatchNorm2d
+        bn = bn_type(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats)
         bn.load_state_dict(m.state_dict())
         return bn.eval()
     if isinstance(m, nn.Linear):

@@ -53,9 +53,13 @@ def _first(a) -> Optional[torch.Tensor]:
     return None
 
 
-def record_forward(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Recorded:
-    """Run ``model(x)`` once with hooks on ``leaves`` and read its chain (see the module docstring)."""
-    calls: List[Tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+_Call = Tuple[str, nn.Module, torch.Tensor, torch.Tensor]
+
+
+def _calls(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Tuple[List[_Call], object]:
+    """``model(x)`` once in evaluation mode, every call of a leaf recorded as ``(path, module, input, output)``;
+    the model's state is reset and its training flag restored after."""
+    calls: List[_Call] = []
     by_id = {id(m): (p, m) for p, m in leaves}
 
     def hook(m, inputs, output):
@@ -74,6 +78,23 @@ def record_forward(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Re
             h.remove()
         model.train(was_training)
         reset_all(model)
+    return calls, result
+
+
+def _read_between(rec: Recorded, before: _Call, path: str, inp: torch.Tensor, model_name: str) -> None:
+    """What the forward does between the call ``before`` and the next (at ``path``, taking ``inp``)."""
+    step = _between(before[3], inp, before[0], path, model_name)
+    if step == "repeat":  # a static prefix: the layers before run once, on the host
+        rec.static, rec.steps = True, inp.shape[0]
+        rec.notes.append(f"convert: the forward repeats the output of {before[0]} over {inp.shape[0]} "
+                         "steps: the layers before it run on the host (direct input)")
+    elif step is not None:
+        rec.leaves.append(step)
+
+
+def record_forward(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Recorded:
+    """Run ``model(x)`` once with hooks on ``leaves`` and read its chain (see the module docstring)."""
+    calls, result = _calls(model, leaves, x)
     if not calls:
         raise UnsupportedLayerError(f"convert: the forward of {type(model).__name__} calls none of its layers")
     period = _period([id(c[1]) for c in calls])
@@ -92,13 +113,7 @@ def record_forward(model: nn.Module, leaves: List[_Leaf], x: torch.Tensor) -> Re
                          "does right after them could not be checked; give an example_input that makes them spike")
     for k, (path, m, inp, _) in enumerate(one):
         if k:
-            step = _between(one[k - 1][3], inp, one[k - 1][0], path, type(model).__name__)
-            if step == "repeat":  # a static prefix: the layers before run once, on the host
-                rec.static, rec.steps = True, inp.shape[0]
-                rec.notes.append(f"convert: the forward repeats the output of {one[k - 1][0]} over {inp.shape[0]} "
-                                 "steps: the layers before it run on the host (direct input)")
-            elif step is not None:
-                rec.leaves.append(step)
+            _read_between(rec, one[k - 1], path, inp, type(model).__name__)
         rec.leaves.append((path, m))
     if steps > 1:
         rec.notes.append(f"convert: the forward loops {steps} times over the same layers; one step of it is the "

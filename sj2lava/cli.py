@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, cast
 
 from ._atomic import atomic_target
 from ._deps import progress
@@ -113,6 +113,7 @@ def _inspect(args) -> int:
 
 def _run(args) -> int:
     import numpy as np
+    import torch
 
     from ._deps import require_lava
     from .netx.lava import run_lava
@@ -134,19 +135,19 @@ def _run(args) -> int:
             if x is not None and args.steps is not None and args.steps != (
                     x.shape[0] if args.layout == "TNX" else x.shape[-1]):
                 raise _UserError("--steps is for the Lava backend; the emulator runs the input's T steps")
-            y = emulate(spec, x, num_steps=args.steps if x is None else None, **options)
+            y = cast(torch.Tensor, emulate(spec, x, num_steps=args.steps if x is None else None, **options))
         else:
             n = (bias.shape[0] if bias is not None and bias.dim() > len(spec.input_shape) else 1) if x is None else (
                 x.shape[1] if args.layout == "TNX" and x.dim() > 1 else x.shape[0])
             bar = _Bar(n, f"Lava {args.file.name}")
             try:
-                y = run_lava(args.file, x, num_steps=args.steps, progress=bar.update_to, spec=spec,
-                             num_layers=args.num_layers, skip_layers=args.skip_layers, **options)
+                y = cast(torch.Tensor, run_lava(args.file, x, num_steps=args.steps, progress=bar.update_to, spec=spec,
+                                                num_layers=args.num_layers, skip_layers=args.skip_layers, **options))
             finally:
                 bar.close()
     except ValueError as e:
         raise _UserError(str(e)) from None
-    shown = tuple(x.shape) if x is not None else f"bias {tuple(bias.shape)}"
+    shown = tuple(x.shape) if x is not None else f"bias {tuple(cast(torch.Tensor, bias).shape)}"
     what = "output spikes" if y.dtype.is_floating_point else "output message sum"
     print(f"{args.backend}: {shown} -> {tuple(y.shape)} ({args.layout}), {int(y.sum())} {what}, "
           f"{len(spec.layers)} layers")
@@ -179,8 +180,23 @@ def _npy(path: Path):
         raise _UserError(f"{path}: not a readable .npy array ({e})") from None
 
 
-def _eval(args) -> int:
+def _eval_data(path: Path):
+    """``(x, y)`` from the ``.npz`` at ``path`` (arrays ``x`` and ``y``), or a user error naming the file."""
     import numpy as np
+    import torch
+
+    if not path.is_file():
+        raise _UserError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            return torch.from_numpy(d["x"]), torch.from_numpy(d["y"]).long()
+    except KeyError as e:
+        raise _UserError(f"{path}: needs arrays 'x' and 'y' (missing {e})") from None
+    except Exception as e:
+        raise _UserError(f"{path}: not a readable .npz ({e})") from None
+
+
+def _eval(args) -> int:
     import torch
 
     from .evaluate import evaluate
@@ -190,30 +206,22 @@ def _eval(args) -> int:
 
         require_lava("sj2lava eval --backend lava")
     spec = _load(args.file)
-    if not args.data.is_file():
-        raise _UserError(f"{args.data}: no such file")
-    try:
-        with np.load(args.data, allow_pickle=False) as d:
-            x, y = torch.from_numpy(d["x"]), torch.from_numpy(d["y"]).long()
-    except KeyError as e:
-        raise _UserError(f"{args.data}: needs arrays 'x' and 'y' (missing {e})") from None
-    except Exception as e:
-        raise _UserError(f"{args.data}: not a readable .npz ({e})") from None
-    encoder = None
     if args.limit is not None and args.limit < 1:
         raise _UserError(f"--limit must be >= 1, got {args.limit}")
     if args.steps < 1:
         raise _UserError(f"--steps must be >= 1, got {args.steps}")
-    if not args.spikes:
-        xf = x.double()
-        if x.numel() and not (bool(torch.isfinite(xf).all()) and float(xf.min()) >= 0 and float(xf.max()) <= 1):
-            raise _UserError(f"{args.data}: x must hold rates in [0, 1] (found {float(xf.min()):g}.."
-                             f"{float(xf.max()):g}); scale it, or pass --spikes for spike trains")
+    x, y = _eval_data(args.data)
+    encoder = None
     if args.spikes:
         if x.dim() < 3 or x.shape[0] != args.steps:
             raise _UserError(f"--spikes: x must be [T={args.steps}, N, *shape], got {tuple(x.shape)}")
         x = x.transpose(0, 1)  # batches along N; the encoder puts time first again
         encoder = lambda b: b.transpose(0, 1).float()  # noqa: E731
+    else:
+        xf = x.double()
+        if x.numel() and not (bool(torch.isfinite(xf).all()) and float(xf.min()) >= 0 and float(xf.max()) <= 1):
+            raise _UserError(f"{args.data}: x must hold rates in [0, 1] (found {float(xf.min()):g}.."
+                             f"{float(xf.max()):g}); scale it, or pass --spikes for spike trains")
     if args.limit is not None:
         x, y = x[:args.limit], y[:args.limit]
     try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union, cast
 
 import torch
 
@@ -82,6 +82,7 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
     try:
         # Lava runs a sample in seconds: small batches keep its progress bar moving
         for x, y in batches(data, batch_size if backend == "emulator" else min(batch_size, 4)):
+            feed: Dict[str, Any]
             if host is not None:  # the host part's current is the input neurons' bias; no spikes come in
                 feed = dict(input_bias=host.input_bias(x), num_steps=steps)
                 spikes = torch.zeros(steps, len(y), *spec.input_shape)
@@ -91,12 +92,13 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
             if spikes.shape[0] != steps:
                 raise ValueError(f"evaluate: the encoder gave {spikes.shape[0]} steps, expected {steps}")
             if backend == "emulator":
-                rec = emulate(spec, **feed, device=device, record=("spikes", "layer_spikes"), window=window)
+                rec = cast(dict, emulate(spec, **feed, device=device, record=("spikes", "layer_spikes"),
+                                         window=window))
                 out = rec["spikes"]
                 batch = metrics(spec, spikes, rec["layer_spikes"])
                 counts = batch if counts is None else counts + batch
             else:
-                out = run_lava(path, **feed, spec=spec, window=window)
+                out = cast(torch.Tensor, run_lava(path, **feed, spec=spec, window=window))
             pred = out.sum(0).reshape(out.shape[1], -1).argmax(1)
             for c, ok in zip(y.tolist(), (pred == y).tolist()):
                 entry = per_class.setdefault(int(c), [0, 0])

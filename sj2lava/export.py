@@ -12,7 +12,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from . import quant
 from .block import BlockContainer, InputBlock
 from .errors import ExportError
 from .netx import hdf5
-from .netx.spec import Cuba, Dense, Flatten, InputNeurons, Layer, NetSpec, Shape
+from .netx.spec import Conv, Cuba, Dense, Flatten, InputNeurons, Layer, NetSpec, Shape
 from .synapses import host, rule_for, scaled
 
 __all__ = ["export", "to_spec", "BlockExporter", "register_block_exporter", "neuron"]
@@ -64,11 +64,7 @@ def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[
     for i, blk in enumerate(blocks):
         where = f"block {i} ({type(blk).__name__})"
         if isinstance(blk, InputBlock):
-            if i:
-                raise ExportError(f"export: {where}: an InputBlock (input neurons) can only be the first block")
-            _check_finite(blk, where)
-            n = blk.neuron
-            layers.append(InputNeurons(shape, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant)))
+            layers.append(_input_neurons(blk, i, shape, where))
             continue
         layer = _layer(blk, shape, where, strict)
         if isinstance(layer, Flatten) and (not layers or len(shape) == 1):
@@ -84,6 +80,15 @@ def to_spec(model: Union[nn.Module, Sequence[nn.Module]], input_shape: Optional[
     if not layers:
         raise ExportError("export: the model has no synaptic layer")
     return NetSpec(net_input, layers)
+
+
+def _input_neurons(blk: InputBlock, i: int, shape: Shape, where: str) -> InputNeurons:
+    """The file's input layer with neurons: an InputBlock's neurons (its encoder runs on the host)."""
+    if i:
+        raise ExportError(f"export: {where}: an InputBlock (input neurons) can only be the first block")
+    _check_finite(blk, where)
+    n = blk.neuron
+    return InputNeurons(shape, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant))
 
 
 def _refuse(msg: str, strict: bool) -> None:
@@ -211,23 +216,23 @@ def _container_layer(blk: BlockContainer, shape: Shape, where: str, strict: bool
                 "step, so the .net would lag the model. Build it with delay_shift=True (the default).",
                 strict)
     n = blk.neuron
-    bias = blk.bias()
-    bias = None if bias is None else host(quant.bias_mant(bias).reshape(-1))
+    b = blk.bias()
+    bias = None if b is None else host(quant.bias_mant(b).reshape(-1))
     layer = rule.to_netx(blk.synapse, blk.input_scale, shape, neuron(n.i_decay, n.v_decay, n.v_threshold_mant),
                          bias, where)
-    if getattr(blk, "axon_delay", None) is not None:  # one per output neuron, repeated over the inputs
+    if blk.axon_delay is not None:  # one per output neuron, repeated over the inputs (BlockContainer: dense only)
         d = host(blk.axon_delay).reshape(-1, 1)
-        layer = dataclasses.replace(layer, delay=np.repeat(d, layer.weight.shape[1], 1))
-    if getattr(blk, "recurrent", None) is not None:  # NetX dense_rec
-        layer = dataclasses.replace(layer, weight_rec=host(quant.weight_mant(scaled(blk.recurrent.weight,
-                                                                                     blk.input_scale))))
+        layer = dataclasses.replace(cast(Dense, layer), delay=np.repeat(d, cast(Dense, layer).weight.shape[1], 1))
+    if blk.recurrent is not None:  # NetX dense_rec
+        w_rec = host(quant.weight_mant(scaled(blk.recurrent.weight, blk.input_scale)))
+        layer = dataclasses.replace(cast(Dense, layer), weight_rec=w_rec)
     return layer
 
 
 # --------------------------------------------------------------------------- refusals
 def _problems(layer: Layer, where: str) -> List[str]:
     """What would make Lava compute something else than the model for this layer."""
-    if isinstance(layer, Flatten):
+    if not isinstance(layer, (Conv, Dense)):
         return []
     out = []
     w = layer.weight
@@ -253,9 +258,10 @@ def _problems(layer: Layer, where: str) -> List[str]:
     return out
 
 
-def _state_bounds(layer: Layer) -> List[Tuple[float, str]]:
+def _state_bounds(layer: Union[Conv, Dense]) -> List[Tuple[float, str]]:
     """Worst-case |u| (state units) of a NetX layer when every input spikes every step
     (:func:`sj2lava.quant.state_bounds`; v saturates and needs no bound)."""
+    assert isinstance(layer.neuron, Cuba), "export writes CUBA neurons"
     w = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1)
     if isinstance(layer, Dense) and layer.weight_rec is not None:
         w = w + np.abs(layer.weight_rec).sum(1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -137,6 +137,7 @@ class _CubaLIF(torch.autograd.Function):
             scaled(v_post) if need_dv else None,
         )
         if record:
+            assert zi is not None and v_post is not None  # both backends keep them when recording
             u_seq, v_seq = zi / quant.S_SCALE, v_post / quant.S_SCALE
             ctx.mark_non_differentiable(u_seq, v_seq)
         else:
@@ -146,8 +147,6 @@ class _CubaLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_spikes, g_uT, g_vT, _g_useq, _g_vseq):  # type: ignore[override]
         v_pre, spikes, keep_u, keep_v, u0, v0, u_hist, v_hist = ctx.saved_tensors
-        u_leaks, v_leaks = ctx.leaks
-        need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
         if g_spikes is None:
             g_spikes = torch.zeros_like(spikes)
         dsdv = _surrogate_derivative(ctx.surrogate, v_pre - ctx.th).to(g_spikes.dtype)
@@ -158,40 +157,45 @@ class _CubaLIF(torch.autograd.Function):
             c_term.addcmul_(v_pre, dsdv, value=-1.0)
         if ctx.backend == "triton":
             return _backward_triton(ctx, a_term, c_term, keep_u, keep_v, g_uT, g_vT, u0, v0, u_hist, v_hist)
-        g_z = torch.empty_like(g_spikes)
-        gu = None if g_uT is None else g_uT.to(g_spikes.dtype)  # dL/du[t] from step t+1
-        gv = None if g_vT is None else g_vT.to(g_spikes.dtype)  # dL/dv[t] from step t+1
-        g_bias = torch.zeros_like(g_spikes[0]) if ctx.bias_shape is not None else None
-        ga_u = torch.zeros((), dtype=g_spikes.dtype, device=g_spikes.device)
-        ga_v = torch.zeros_like(ga_u)
-        for t in range(spikes.shape[0] - 1, -1, -1):
-            gvp = g_z[t]
-            if gv is None:
-                gvp.copy_(a_term[t])
-            else:
-                torch.addcmul(a_term[t], gv, c_term[t], out=gvp)
-            if g_bias is not None:
-                g_bias += gvp
-            if need_dv:
-                ga_v += (gvp * (v_hist[t - 1] if t > 0 else v0)).sum()
-            if v_leaks:
-                gv = gvp * keep_v
-            else:  # gvp becomes dL/du below; keep dL/dv apart when they differ
-                gv = gvp.clone() if gu is not None else gvp
-            if gu is not None:
-                gvp.add_(gu)  # g_z[t] = dL/du[t] = dL/dz[t]
-            if need_du:
-                ga_u += (gvp * (u_hist[t - 1] if t > 0 else u0)).sum()
-            gu = gvp * keep_u if u_leaks else None
+        return _backward_torch(ctx, a_term, c_term, keep_u, keep_v, g_uT, g_vT, u0, v0, u_hist, v_hist)
 
-        g_b = g_bias.sum_to_size(ctx.bias_shape) if g_bias is not None else None
-        # a = 1 - d/4096  =>  dL/dd = -dL/da / 4096
-        g_di = (-ga_u / quant.P_SCALE).reshape(keep_u.shape) if need_du else None
-        g_dv = (-ga_v / quant.P_SCALE).reshape(keep_v.shape) if need_dv else None
-        g_u0 = None if gu is None else gu.double()
-        g_v0 = None if gv is None else gv.double()
-        return (g_z if ctx.needs_input_grad[0] else None, g_b, g_di, g_dv,
-                g_u0, g_v0, None, None, None, None, None)
+
+def _backward_torch(ctx, a_term, c_term, keep_u, keep_v, g_uT, g_vT, u0, v0, u_hist, v_hist):
+    """The reverse loop over steps: ``dL/dz`` and the bias, decay and initial-state gradients (in 1/4096)."""
+    u_leaks, v_leaks = ctx.leaks
+    need_du, need_dv = ctx.needs_input_grad[2], ctx.needs_input_grad[3]
+    g_z = torch.empty_like(a_term)
+    gu = None if g_uT is None else g_uT.to(a_term.dtype)  # dL/du[t] from step t+1
+    gv = None if g_vT is None else g_vT.to(a_term.dtype)  # dL/dv[t] from step t+1
+    g_bias = torch.zeros_like(a_term[0]) if ctx.bias_shape is not None else None
+    ga_u = torch.zeros((), dtype=a_term.dtype, device=a_term.device)
+    ga_v = torch.zeros_like(ga_u)
+    for t in range(a_term.shape[0] - 1, -1, -1):
+        gvp = g_z[t]
+        if gv is None:
+            gvp.copy_(a_term[t])
+        else:
+            torch.addcmul(a_term[t], gv, c_term[t], out=gvp)
+        if g_bias is not None:
+            g_bias += gvp
+        if need_dv:
+            ga_v += (gvp * (v_hist[t - 1] if t > 0 else v0)).sum()
+        if v_leaks:
+            gv = gvp * keep_v
+        else:  # gvp becomes dL/du below; keep dL/dv apart when they differ
+            gv = gvp.clone() if gu is not None else gvp
+        if gu is not None:
+            gvp.add_(gu)  # g_z[t] = dL/du[t] = dL/dz[t]
+        if need_du:
+            ga_u += (gvp * (u_hist[t - 1] if t > 0 else u0)).sum()
+        gu = gvp * keep_u if u_leaks else None
+    g_b = g_bias.sum_to_size(ctx.bias_shape) if g_bias is not None else None
+    # a = 1 - d/4096  =>  dL/dd = -dL/da / 4096
+    g_di = (-ga_u / quant.P_SCALE).reshape(keep_u.shape) if need_du else None
+    g_dv = (-ga_v / quant.P_SCALE).reshape(keep_v.shape) if need_dv else None
+    g_u0 = None if gu is None else gu.double()
+    g_v0 = None if gv is None else gv.double()
+    return (g_z if ctx.needs_input_grad[0] else None, g_b, g_di, g_dv, g_u0, g_v0, None, None, None, None, None)
 
 
 def _forward_torch(z, bias, keep_u, keep_v, u0, v0, th_mant):
@@ -496,14 +500,14 @@ class CubaLIFNode(nn.Module):
         seq = x.unsqueeze(0) if self.step_mode == "s" else x
         if self.requires_grad:
             self.clamp_decays()
-        state = None
+        state: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         if self.current_state is not None:
             if self.current_state.shape != seq.shape[1:]:
                 raise ValueError(
                     f"CubaLIFNode: input shape {tuple(seq.shape[1:])} does not match the stored state "
                     f"{tuple(self.current_state.shape)}; call reset() between batches of different shape."
                 )
-            state = (self.current_state, self.voltage_state)
+            state = (self.current_state, cast(torch.Tensor, self.voltage_state))
         record = self.step_mode == "m" and (self.store_v_seq or self.store_i_seq)
         out = cuba_lif(
             seq, self.current_decay, self.voltage_decay, self.v_threshold_mant,

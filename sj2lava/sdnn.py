@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from . import quant
 from .errors import UnsupportedLayerError
 from .netx.spec import Conv, Dense, Flatten, InputNeurons, Layer, NetSpec, SigmaDelta, conv_out_shape
 from .netx.weights import lava_dense_weights, netx_weight_bits
+from .pool import pair
 
 __all__ = ["SdnnNet", "SdnnReport", "to_sdnn", "register_sdnn_reader"]
 
@@ -92,14 +93,14 @@ class SdnnNet:
                 ref = model(x).double()
                 ref = ref.unsqueeze(0).expand(steps, *ref.shape)
         a_in = self.encode(x, steps)
-        rec = emulate(self.spec, a_in, record=("layer_spikes",))
+        rec = cast(dict, emulate(self.spec, a_in, record=("layer_spikes",)))
         y = self.decode(rec["spikes"])
         err = (y - ref.double()).abs().reshape(steps, -1).max(1).values
         messages = [int((s != 0).sum()) for s in rec["layer_spikes"][:-1]]
         lava = None
         if path is not None and lava_samples > 0:
             m = min(lava_samples, x.shape[0])
-            out = run_lava(path, a_in[:, :m], all_layers=True)
+            out = cast(List[torch.Tensor], run_lava(path, a_in[:, :m], all_layers=True))
             lava = sum(int((a.long() != b[:, :m].long()).sum()) for a, b in zip(out, rec["layer_spikes"]))
         return SdnnReport([float(e) for e in err], float(ref.abs().max()), messages, lava,
                           None if lava is None else min(lava_samples, x.shape[0]), list(self.notes))
@@ -132,7 +133,7 @@ class SdnnReport:
 
 def _layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
     """The model's modules as a chain: (Conv2d | Linear) [ReLU], Flatten; anything else refused by name."""
-    out = []
+    out: List[Tuple[str, nn.Module]] = []
     for name, m in model.named_modules():
         if list(m.children()):
             if not isinstance(m, nn.Sequential):
@@ -229,67 +230,74 @@ def _build(chain, last: int, example_input: torch.Tensor, threshold: float, inpu
             shape = layers[-1].out_shape
             h = h.reshape(h.shape[0], -1)
             continue
-        w = m.weight.detach().double()
-        b = None if m.bias is None else m.bias.detach().double()
-        pre = _apply(m, h)
-        top_w = float(w.abs().max())
-        if top_w == 0:
-            raise UnsupportedLayerError(f"to_sdnn: {name} has all-zero weights")
-        grid = (quant.W_MANT_MAX / quant.W_SCALE) / top_w
-        # the largest message into this layer (64 per unit) times its largest row of weight mantissas (64 c per
-        # unit) must stay below 2^31, where Lava's int32 sums would wrap (the emulator refuses such a step)
-        message = scale * max(float(h.abs().max()), 1e-12) * quant.W_SCALE
-        rows = float(w.reshape(w.shape[0], -1).abs().sum(1).max()) * quant.W_SCALE
-        room = _HEADROOM / (message * rows)
-        if isinstance(m, nn.Conv2d):  # Lava's Conv wraps its sum at 24 bits: the sums themselves stay below 2^22
-            sums = float(_apply(m, h, bias=False).abs().max()) * scale * quant.W_SCALE * quant.W_SCALE
-            room = min(room, _CONV_HEADROOM / max(sums, 1e-12))
-        c = min(grid, room, caps.get(k, float("inf")))
-        chosen[k] = c
-        if c < grid:
-            notes.append(f"to_sdnn: {name}: weights scaled by {c:.4g}, not {grid:.4g} (the 8-bit grid), so that its "
-                         "graded sums (or the next layer's) on the example data keep their headroom (Lava's sums are "
-                         "int32, its Conv's 24-bit)")
-        w_mant = quant.weight_mant(torch.as_tensor(w * c, dtype=torch.float32)).numpy().astype(np.int64)
+        message = scale * max(float(h.abs().max()), 1e-12) * quant.W_SCALE  # the largest message into this layer
+        c = chosen[k] = _layer_scale(m, name, h, scale, message, caps.get(k, float("inf")), notes)
+        w_mant = quant.weight_mant(torch.as_tensor(m.weight.detach().double() * c, dtype=torch.float32)).numpy()
+        w_mant = w_mant.astype(np.int64)
         if not w_mant.any():
             raise UnsupportedLayerError(f"to_sdnn: {name}: every weight rounds to 0 (the sums' headroom leaves a "
                                         f"scale of {c:.3g}); lower input_scale")
         if isinstance(m, nn.Linear):
             # Lava's Dense sums with NetX's bit-optimised weights (w << sb, shifted back after the sum), whatever
             # the scale: only smaller messages, from the layer before, keep those sums in int32
-            lava = lava_dense_weights(*netx_weight_bits(w_mant)[:2])
-            over = message * float(np.abs(lava).sum(1).max()) / _HEADROOM
+            over = message * float(np.abs(lava_dense_weights(*netx_weight_bits(w_mant)[:2])).sum(1).max()) / _HEADROOM
             if over > 1:
                 return dict(fix=(previous, over * 1.01), c=chosen)
         scale *= c
-        is_last = k == last
         bias_int = None
-        if b is not None and bool((b != 0).any()):
-            if is_last:
-                output_bias = b.numpy()
+        if m.bias is not None and bool((m.bias != 0).any()):
+            if k == last:
+                output_bias = m.bias.detach().double().numpy()
                 notes.append(f"to_sdnn: {name}: the output layer's bias is added on the host (NetX's Sigma output "
                              "holds none): y = sigma / output_scale + bias")
             else:
-                bias_int = np.rint(b.numpy() * scale).astype(np.int64)
-        neuron = SigmaDelta(0, role="sigma", activation=None) if is_last else \
+                bias_int = np.rint(m.bias.detach().double().numpy() * scale).astype(np.int64)
+        neuron = SigmaDelta(0, role="sigma", activation=None) if k == last else \
             SigmaDelta(int(round(threshold * scale)), role="sigma_delta", activation="relu")
-        if isinstance(m, nn.Conv2d):
-            if isinstance(m.padding, str) or m.padding_mode != "zeros":
-                raise UnsupportedLayerError(f"to_sdnn: {name}: string padding or a padding mode; use integer zero "
-                                            "padding")
-            out = conv_out_shape(shape, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation)
-            layers.append(Conv(tuple(shape), out, w_mant, tuple(m.stride), tuple(m.padding), tuple(m.dilation),
-                               int(m.groups), neuron, bias_int))
-        else:
-            if len(shape) != 1:
-                raise UnsupportedLayerError(f"to_sdnn: {name} (Linear) after a {shape} map; put nn.Flatten before it")
-            out = (m.out_features,)
-            layers.append(Dense(tuple(shape), out, w_mant, neuron, bias_int))
-        shape = out
+        layers.append(_sdnn_layer(m, name, shape, w_mant, neuron, bias_int))
+        shape = layers[-1].out_shape
         scales.append(scale)
-        h = pre
+        h = _apply(m, h)
         previous = k
     return dict(fix=None, c=chosen, layers=layers, scales=scales, output_bias=output_bias, notes=notes)
+
+
+def _layer_scale(m: nn.Module, name: str, h: torch.Tensor, scale: float, message: float, cap: float,
+                 notes: List[str]) -> float:
+    """The factor on the layer's weights: the 8-bit grid's, unless the int32 sums (or a conv's 24-bit sums) on the
+    example data ``h`` need a smaller one, or ``cap`` (from a later layer's headroom) is smaller."""
+    w = m.weight.detach().double()
+    top_w = float(w.abs().max())
+    if top_w == 0:
+        raise UnsupportedLayerError(f"to_sdnn: {name} has all-zero weights")
+    grid = (quant.W_MANT_MAX / quant.W_SCALE) / top_w
+    # the largest message into this layer (64 per unit) times its largest row of weight mantissas (64 c per
+    # unit) must stay below 2^31, where Lava's int32 sums would wrap (the emulator refuses such a step)
+    rows = float(w.reshape(w.shape[0], -1).abs().sum(1).max()) * quant.W_SCALE
+    room = _HEADROOM / (message * rows)
+    if isinstance(m, nn.Conv2d):  # Lava's Conv wraps its sum at 24 bits: the sums themselves stay below 2^22
+        sums = float(_apply(m, h, bias=False).abs().max()) * scale * quant.W_SCALE * quant.W_SCALE
+        room = min(room, _CONV_HEADROOM / max(sums, 1e-12))
+    c = min(grid, room, cap)
+    if c < grid:
+        notes.append(f"to_sdnn: {name}: weights scaled by {c:.4g}, not {grid:.4g} (the 8-bit grid), so that its "
+                     "graded sums (or the next layer's) on the example data keep their headroom (Lava's sums are "
+                     "int32, its Conv's 24-bit)")
+    return c
+
+
+def _sdnn_layer(m: nn.Module, name: str, shape: Tuple[int, ...], w_mant: np.ndarray, neuron: SigmaDelta,
+                bias_int: Optional[np.ndarray]) -> Layer:
+    if isinstance(m, nn.Conv2d):
+        if isinstance(m.padding, str) or m.padding_mode != "zeros":
+            raise UnsupportedLayerError(f"to_sdnn: {name}: string padding or a padding mode; use integer zero "
+                                        "padding")
+        out = conv_out_shape(shape, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation)
+        return Conv(tuple(shape), out, w_mant, pair(m.stride), pair(m.padding), pair(m.dilation), int(m.groups),
+                    neuron, bias_int)
+    if len(shape) != 1:
+        raise UnsupportedLayerError(f"to_sdnn: {name} (Linear) after a {shape} map; put nn.Flatten before it")
+    return Dense(tuple(shape), (m.out_features,), w_mant, neuron, bias_int)
 
 
 def _apply(m: nn.Module, h: torch.Tensor, bias: bool = True) -> torch.Tensor:

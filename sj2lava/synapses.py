@@ -45,11 +45,12 @@ class SynapseRule:
     """
 
     kind: str
-    forward: Callable[[nn.Module, torch.Tensor, float], torch.Tensor]
+    # (each rule's callables take its own module type: Callable[..., R] lets them say so)
+    forward: Callable[..., torch.Tensor]
     to_netx: Callable[..., Layer]
-    check: Callable[[nn.Module, str], None] = lambda m, where: None
+    check: Callable[..., None] = lambda m, where: None
     bias: Callable[[nn.Module, float], Optional[torch.Tensor]] = lambda m, s: None
-    normalize: Optional[Callable[[nn.Module, str], nn.Module]] = field(default=None)
+    normalize: Optional[Callable[..., nn.Module]] = field(default=None)
 
 
 _RULES: Dict[type, SynapseRule] = {}
@@ -159,7 +160,7 @@ def _conv_to_netx(m: nn.Conv2d, scale: float, shape: Shape, neuron: Cuba, bias: 
         raise ExportError(f"export: {where} takes {m.in_channels} channels but gets {shape}")
     w = host(quant.weight_mant(scaled(m.weight, scale)))
     out = conv_out_shape(shape, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation)
-    return Conv(shape, out, w, tuple(m.stride), tuple(m.padding), tuple(m.dilation), m.groups, neuron, bias)
+    return Conv(shape, out, w, pair(m.stride), pair(m.padding), pair(m.dilation), m.groups, neuron, bias)
 
 
 CONV = register(nn.Conv2d)(SynapseRule(
@@ -225,7 +226,7 @@ def _pool_to_netx(m: SumPool2d, scale: float, shape: Shape, neuron: Cuba, bias: 
     tap = int(quant.weight_mant(torch.tensor(pool_tap(m, scale))))
     k, s = m.kernel_size, m.stride
     w = np.full((shape[0], 1, *k), tap, dtype=np.int64)
-    return Conv(shape, conv_out_shape(shape, shape[0], k, s, (0, 0), (1, 1)), w, tuple(s), (0, 0), (1, 1),
+    return Conv(shape, conv_out_shape(shape, shape[0], k, s, (0, 0), (1, 1)), w, pair(s), (0, 0), (1, 1),
                 shape[0], neuron, None)
 
 

@@ -11,7 +11,7 @@ import copy
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -121,7 +121,8 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
         raise ValueError(f"verify: window must be one of {WINDOWS}, got {window!r}")
     is_blocks = isinstance(model, nn.Sequential) and all(isinstance(b, (BlockContainer, InputBlock)) for b in model)
     if containers is None:
-        containers = model if is_blocks else convert(model, example_input=x if layout == "TNX" else NXT_to_TNX(x))
+        containers = cast(nn.Sequential, model) if is_blocks else \
+            convert(model, example_input=x if layout == "TNX" else NXT_to_TNX(x))
     spec = load(path)  # read once: the emulator and the metrics both take it
     run = _Run.of(containers, _model_input(containers, x, layout), spec, window, labels)
     notes = run.notes
@@ -136,7 +137,7 @@ def verify(model: nn.Module, path: Union[str, Path], x: torch.Tensor, *, labels:
     else:
         notes.append("lava-dl and Lava stages skipped: Lava is not installed here (pip install 'sj2lava[lava]' on "
                      "Python 3.10); the emulator gives Lava's results")
-    emu = run.read(emulate(spec, record=("spikes", "layer_spikes"), **run.feed())["layer_spikes"])
+    emu = run.read(cast(dict, emulate(spec, record=("spikes", "layer_spikes"), **run.feed()))["layer_spikes"])
     counts = metrics(spec, torch.zeros(run.steps, run.n, *spec.input_shape) if run.direct else run.x, emu)
     stage("lava-dl")
     stages.append(run.stage("emulator", emu, cont))
@@ -209,7 +210,8 @@ class _Run:
     def stage(self, name: str, outs: List[torch.Tensor], cont: Optional[List[torch.Tensor]],
               m: Optional[int] = None) -> Stage:
         """An exact stage: its spikes, its mismatches against the containers (on its first ``m`` samples)."""
-        mism = [None] * len(outs) if cont is None else [int((a != b[:, :m]).sum()) for a, b in zip(outs, cont)]
+        mism: List[Optional[int]] = [None] * len(outs) if cont is None else \
+            [int((a != b[:, :m]).sum()) for a, b in zip(outs, cont)]
         acc = accuracy(outs[-1], self.labels[:m]) if self.labels is not None else None
         return Stage(name, self.n if m is None else m, [int(o.sum()) for o in outs], mism, acc, output=outs[-1])
 
@@ -234,7 +236,7 @@ def _lava_stage(path: Union[str, Path], run: _Run, cont: List[torch.Tensor],
     if m == 0:
         run.notes.append("Lava stage skipped (lava_samples=0)")
         return []
-    lava = run.read(run_lava(path, all_layers=True, **run.feed(m)))
+    lava = run.read(cast(List[torch.Tensor], run_lava(path, all_layers=True, **run.feed(m))))
     if len(lava) != len(cont):
         raise ValueError(f"verify: {path} has {len(lava)} synaptic layers but the model has {len(cont)}")
     if m < run.n:
@@ -294,6 +296,26 @@ def _run_lava_dl(blocks: nn.Sequential, x: torch.Tensor) -> List[torch.Tensor]:
     return outs
 
 
+def _multi_step(m: nn.Module) -> None:
+    """Every module with a SpikingJelly-style ``step_mode`` set to multi-step, where it allows."""
+    for mod in m.modules():
+        if hasattr(mod, "step_mode") and mod.step_mode in ("s", "m"):
+            try:
+                cast(Any, mod).step_mode = "m"
+            except (AttributeError, ValueError):
+                pass
+
+
+def _captured_modules(m: nn.Module, paths: Optional[List[str]]) -> List[nn.Module]:
+    """The modules at ``paths``, or every neuron where a path names a layer the forward made of a function
+    (F.max_pool2d) or none are given."""
+    neurons = [leaf for _, leaf in leaves_of(m, "") if is_neuron(leaf)]
+    try:
+        return [m.get_submodule(p) for p in paths] if paths else neurons
+    except AttributeError:
+        return neurons
+
+
 def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = None,
                static: bool = False) -> List[torch.Tensor]:
     """The original model on a copy, the output of each module that a spiking layer stands for captured (``paths``,
@@ -307,23 +329,13 @@ def _run_float(model: nn.Module, x: torch.Tensor, paths: Optional[List[str]] = N
     m = model if stepwise else copy.deepcopy(model)
     was_training = m.training
     m.eval()
-    for mod in m.modules():
-        if hasattr(mod, "step_mode") and mod.step_mode in ("s", "m"):
-            try:
-                mod.step_mode = "m"
-            except (AttributeError, ValueError):
-                pass
+    _multi_step(m)
     captured: List[torch.Tensor] = []
 
     def keep(_m, _i, out):
         captured.append((out[0] if isinstance(out, tuple) else out).detach())
 
-    neurons = [leaf for _, leaf in leaves_of(m, "") if is_neuron(leaf)]
-    try:
-        if paths:
-            neurons = [m.get_submodule(p) for p in paths]
-    except AttributeError:  # a layer the forward made of a function (F.max_pool2d): its neurons only
-        pass
+    neurons = _captured_modules(m, paths)
     hooks = [n.register_forward_hook(keep) for n in neurons]
     reset_all(m)
     try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -36,6 +36,7 @@ from ..layout import TNX_to_NXT
 from ..netx.hdf5 import load
 from ..netx.inputs import (
     WINDOWS,
+    RunInput,
     check_binary,
     pad_steps,
     read_window,
@@ -129,24 +130,38 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
                                    spike_exp=spike_exp), spec, steps, layout)
     if x is not None or num_steps is not None:
         warn_unread(spec, run_steps(x, num_steps, layout), "emulate")
+    _check_options(record, spike_exp)
+    dev = torch.device(device)
+    inp = run_input(spec, x, input_bias, num_steps, layout, "emulate", spike_exp, check_values=False)
+    n = inp.x.shape[1]
+    _check_memory(spec, inp.x.shape[0], n, record, batch_size)
+    resets = reset_phases(spec, reset_interval, reset_offset)
+    run, size = _runner(spec, inp, _pick_backend(backend, dev), dev, record, resets, batch_size, int(spike_exp))
+    parts: Dict[str, List[List[torch.Tensor]]] = {}
+    for i in range(0, n, size):
+        for key, tensors in run(i, i + size).items():
+            parts.setdefault(key, []).append(tensors)
+    return _assemble(parts, spec, record, layout, inp.x.shape[0], n)
+
+
+def _check_options(record: Sequence[str], spike_exp: int) -> None:
     unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current", "sigma"}
     if unknown:
         raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current', 'sigma'; got "
                          f"{sorted(unknown)}")
     if isinstance(spike_exp, bool) or not isinstance(spike_exp, (int, np.integer)) or not 0 <= spike_exp <= 24:
         raise ValueError(f"emulate: spike_exp must be an integer in [0, 24], got {spike_exp!r}")
-    dev = torch.device(device)
-    inp = run_input(spec, x, input_bias, num_steps, layout, "emulate", spike_exp, check_values=False)
-    x, input_bias, neurons_in = inp.x, inp.bias, inp.neurons_in
-    backend = _pick_backend(backend, dev)
-    n = x.shape[1]
-    _check_memory(spec, x.shape[0], n, record, batch_size)
-    resets = reset_phases(spec, reset_interval, reset_offset)
+
+
+def _runner(spec: NetSpec, inp: RunInput, backend: str, dev: torch.device, record: Sequence[str], resets,
+            batch_size: Optional[int], spike_exp: int) -> Tuple[Callable[[int, int], dict], int]:
+    """``(run(i, j) -> the outputs of samples i..j, chunk size)`` on the chosen backend: the events kernel where
+    it holds the net exactly (``'auto'`` falls back to torch where it does not), else the torch backend."""
     key = fingerprint(spec)
-    layers = prepared(key, ("compiled", int(spike_exp)), lambda: compile_net(spec, int(spike_exp)))
+    layers = prepared(key, ("compiled", spike_exp), lambda: compile_net(spec, spike_exp))
     kernel_layers = None
     if backend != "torch":
-        kernel_layers = prepared(key, ("events", ckernel.DOT, int(spike_exp)),
+        kernel_layers = prepared(key, ("events", ckernel.DOT, spike_exp),
                                  lambda: events_backend.prepare(layers, tuple(spec.input_shape), use_dot=ckernel.DOT))
         if isinstance(kernel_layers, str):  # why the kernel cannot hold this net exactly
             if backend == "events":
@@ -154,21 +169,20 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
                                  "use backend='torch'")
             kernel_layers = None
     if kernel_layers is not None:
-        run = _events_runner(kernel_layers, spec, inp, record, resets)
-        size = 256 if batch_size is None else max(1, int(batch_size))
-    else:
-        if not (neurons_in or spec.graded_input):
-            check_binary(x, "emulate")
-        torch_layers = torch_backend.prepare(layers, dev)
-        run = lambda i, j: torch_backend.run(  # noqa: E731
-            torch_layers, x[:, i:j].to(dev), record, resets, None if input_bias is None else input_bias[i:j])
-        size = max(1, int(batch_size)) if batch_size is not None else (
-            n if dev.type != "cpu" else max(1, min(n, _CPU_CHUNK_STATES // max(1, spec.neurons))))
-    parts: Dict[str, List[List[torch.Tensor]]] = {}
-    for i in range(0, n, size):
-        for key, tensors in run(i, i + size).items():
-            parts.setdefault(key, []).append(tensors)
-    return _assemble(parts, spec, record, layout, x.shape[0], n)
+        return _events_runner(kernel_layers, spec, inp, record, resets), \
+            256 if batch_size is None else max(1, int(batch_size))
+    x, input_bias, n = inp.x, inp.bias, inp.x.shape[1]
+    if not (inp.neurons_in or spec.graded_input):
+        check_binary(x, "emulate")
+    torch_layers = torch_backend.prepare(layers, dev)
+
+    def run(i: int, j: int) -> dict:
+        return torch_backend.run(torch_layers, x[:, i:j].to(dev), record, resets,
+                                 None if input_bias is None else input_bias[i:j])
+
+    size = max(1, int(batch_size)) if batch_size is not None else (
+        n if dev.type != "cpu" else max(1, min(n, _CPU_CHUNK_STATES // max(1, spec.neurons))))
+    return run, size
 
 
 def _assemble(parts: Dict[str, List[List[torch.Tensor]]], spec: NetSpec, record: Sequence[str], layout: str,
@@ -190,7 +204,7 @@ def _assemble(parts: Dict[str, List[List[torch.Tensor]]], spec: NetSpec, record:
     return result
 
 
-def _events_runner(kernel_layers, spec: NetSpec, inp, record: Sequence[str], resets) -> Callable:
+def _events_runner(kernel_layers, spec: NetSpec, inp: RunInput, record: Sequence[str], resets) -> Callable:
     """``(i, j) -> recordings`` of samples ``i .. j`` on the C kernel, the input packed as it takes it."""
     x, n = inp.x, inp.x.shape[1]
     if inp.neurons_in:  # a_in and bias images, already checked; a_in all zero when not given (an expanded view)

@@ -164,6 +164,13 @@ def _library() -> Optional[ctypes.CDLL]:
     return _lib
 
 
+def _require_library() -> ctypes.CDLL:
+    lib = _library()
+    if lib is None:
+        raise RuntimeError(f"the C event kernel is unavailable ({unavailable_reason()})")
+    return lib
+
+
 def available() -> bool:
     """True when the event kernel is built (or can be built now) on this machine."""
     return _library() is not None
@@ -205,13 +212,13 @@ def spike_bytes(x: np.ndarray) -> Tuple[np.ndarray, int]:
     (NaN included), or -1 when there is none (the bytes are then incomplete)."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.empty(x.shape, np.uint8)
-    lib = _library()
+    lib = _require_library()
     bad = lib.sj2lava_spike_bytes(x.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p),
                                   ctypes.c_int64(x.size))
     return out, int(bad)
 
 
-def fan_table(in_hw: Tuple[int, int], out_hw: Tuple[int, int], kernel: Tuple[int, int],
+def fan_table(in_hw: Sequence[int], out_hw: Sequence[int], kernel: Tuple[int, int],
               stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int],
               channels: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fan-out of a 2-D convolution: for input position ``p = iy * W + ix`` the entries
@@ -231,7 +238,7 @@ def fan_table(in_hw: Tuple[int, int], out_hw: Tuple[int, int], kernel: Tuple[int
     return start, out.astype(np.int32), (ky * kw + kx)[ok][order].astype(np.int32)
 
 
-def nibble_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.ndarray,
+def nibble_table(in_chw: Sequence[int], out_hw: Sequence[int], w: np.ndarray,
                  stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int],
                  max_bytes: int = 1 << 19) -> Optional[Tuple[np.ndarray, np.ndarray, int]]:
     """The table path of a convolution without groups (``w`` ``[Co, Ci, kh, kw]``), or None where it
@@ -266,7 +273,7 @@ def nibble_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.nd
     return lut, (at[:, :, 0] if aligned else at), 1 if aligned else 4
 
 
-def dot_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.ndarray,
+def dot_table(in_chw: Sequence[int], out_hw: Sequence[int], w: np.ndarray,
               stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int]) -> Optional[dict]:
     """The dot path of a convolution without groups (``w`` ``[Co, Ci, kh, kw]``; a dense layer is the
     1x1 case with one position), or None when the weights are not int8 times a power of two.
@@ -301,9 +308,9 @@ def dot_table(in_chw: Tuple[int, int, int], out_hw: Tuple[int, int], w: np.ndarr
     n_cb = -(-co // 16)
     w8 = np.zeros((n_cb * 16, len(rel), 4), np.int8)
     for g, members in enumerate(cols):
-        for b, m in enumerate(members):
-            if m is not None:
-                w8[:co, g, b] = w[:, m[0], m[1], m[2]]
+        for b, tap in enumerate(members):
+            if tap is not None:
+                w8[:co, g, b] = w[:, tap[0], tap[1], tap[2]]
     oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
     return dict(w8=np.ascontiguousarray(w8.reshape(n_cb, 16, len(rel), 4).transpose(0, 2, 1, 3)),
                 rel=np.asarray(rel, np.int32), base=((oy * sy * wp + ox * sx) * c).ravel().astype(np.int32),
@@ -366,8 +373,6 @@ class KernelLayer:
                  table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None,
                  input_neurons: bool = False, delay: Optional[np.ndarray] = None, graded_in: bool = False,
                  graded_bound: float = 0.0, w_imag: Optional[np.ndarray] = None, shift_imag: int = 0):
-        c32 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int32)  # noqa: E731
-        c64 = lambda a: None if a is None else np.ascontiguousarray(a, dtype=np.int64)  # noqa: E731
         self.n_in, self.n_out = n_in, n_out
         kind = neuron["kind"]
         self.kind, self.role = kind, neuron.get("role")
@@ -378,43 +383,13 @@ class KernelLayer:
             raise ValueError("event kernel: imaginary weights belong to a resonate-and-fire layer on the fan-out path")
         if w_rec is not None and kind != "lif":
             raise ValueError("event kernel: a recurrent synapse needs CUBA neurons")
-        sums = {}
-        if input_neurons:
-            pass
-        elif dot is not None:
-            sums = dict(w8=np.ascontiguousarray(dot["w8"], dtype=np.int8), rel=c32(dot["rel"]), base=c32(dot["base"]))
-        elif table is not None:
-            sums = dict(lut=c32(table[0]), nib_at=c32(table[1]))
-        else:
-            positions = fan[0].shape[0] - 1
-            channels = n_in // positions
-            sums = dict(pos=c32(np.repeat(np.arange(positions), channels)),
-                        chan=c32(np.tile(np.arange(channels), positions)),
-                        fan_start=c32(fan[0]), fan_out=c32(fan[1]), fan_tap=c32(fan[2]), w=c32(w), w_rec=c32(w_rec),
-                        w_imag=c32(w_imag))
+        sums = _sum_arrays(n_in, fan, w, w_rec, table, dot, input_neurons, w_imag)
         n_ring = 0
         if delay is not None:
-            if w is None or fan is None or w.shape[0] != 1 or delay.shape != w.shape[1:] or delay.min() < 0 \
-                    or delay.max() > 62:
-                raise ValueError(f"event kernel: delays {delay.shape} must be 0..62 per synapse of a dense layer "
-                                 "on the fan-out path")
-            sums["dly"] = np.ascontiguousarray(delay, dtype=np.uint8)
+            sums["dly"] = _delay_array(delay, w, fan)
             n_ring = int(delay.max()) + 1
-        flags = dict(neuron=NEURONS[kind], graded_in=int(graded_in), graded_bound=float(graded_bound))
-        if kind == "lif":
-            per = dict(keep_u=c64(neuron["keep_u"]), keep_v=c64(neuron["keep_v"]), bias=c32(neuron["bias"]),
-                       vth=c32(neuron["vth"]))
-            flags.update(u_mode=int(neuron["u_mode"]), v_decays=int(neuron["v_decays"]),
-                         u_may_wrap=int(neuron["u_may_wrap"]))
-        elif kind == "sdnn":
-            per = dict(bias=c32(neuron["bias"]))
-            flags.update(role=SDNN_ROLES[neuron["role"]], sd_vth=int(neuron["vth"]), sd_shift=int(neuron["shift"]))
-        else:
-            per = dict(rf_sin=c64(neuron["sin"]), rf_cos=c64(neuron["cos"]))
-            flags.update(role=int(bool(neuron["izhikevich"])), rf_vth=int(neuron["vth"]))
-        for name, a in per.items():
-            if a is not None and a.size != n_out:
-                raise ValueError(f"event kernel: {name} has {a.size} values for {n_out} neurons")
+        per, flags = _neuron_arrays(neuron, n_out)
+        flags.update(graded_in=int(graded_in), graded_bound=float(graded_bound))
         # the arrays stay referenced here for as long as the struct points at them
         self.arrays = dict(sums, **per)
         sizes = {k: int(dot[k]) for k in _DOT_SIZES} if dot is not None else {}
@@ -423,6 +398,58 @@ class KernelLayer:
                                     n_nib=0 if table is None else table[1].shape[1],
                                     nib_bytes=0 if table is None else table[2], n_ring=n_ring, **sizes, **flags,
                                     **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
+
+
+def _c32(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if a is None else np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _c64(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    return None if a is None else np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _sum_arrays(n_in: int, fan, w, w_rec, table, dot, input_neurons: bool, w_imag) -> Dict[str, Optional[np.ndarray]]:
+    """The arrays of the layer's sum path (dot, table or fan-out; none for input neurons), as the kernel reads them."""
+    if input_neurons:
+        return {}
+    if dot is not None:
+        return dict(w8=np.ascontiguousarray(dot["w8"], dtype=np.int8), rel=_c32(dot["rel"]), base=_c32(dot["base"]))
+    if table is not None:
+        return dict(lut=_c32(table[0]), nib_at=_c32(table[1]))
+    positions = fan[0].shape[0] - 1
+    channels = n_in // positions
+    return dict(pos=_c32(np.repeat(np.arange(positions), channels)), chan=_c32(np.tile(np.arange(channels), positions)),
+                fan_start=_c32(fan[0]), fan_out=_c32(fan[1]), fan_tap=_c32(fan[2]), w=_c32(w), w_rec=_c32(w_rec),
+                w_imag=_c32(w_imag))
+
+
+def _delay_array(delay: np.ndarray, w: Optional[np.ndarray], fan) -> np.ndarray:
+    if w is None or fan is None or w.shape[0] != 1 or delay.shape != w.shape[1:] or delay.min() < 0 \
+            or delay.max() > 62:
+        raise ValueError(f"event kernel: delays {delay.shape} must be 0..62 per synapse of a dense layer "
+                         "on the fan-out path")
+    return np.ascontiguousarray(delay, dtype=np.uint8)
+
+
+def _neuron_arrays(neuron: dict, n_out: int) -> Tuple[Dict[str, Optional[np.ndarray]], dict]:
+    """``(per-neuron arrays, struct flags)`` of the layer's neuron model (:class:`KernelLayer`'s ``neuron``)."""
+    kind = neuron["kind"]
+    flags: dict = dict(neuron=NEURONS[kind])
+    if kind == "lif":
+        per = dict(keep_u=_c64(neuron["keep_u"]), keep_v=_c64(neuron["keep_v"]), bias=_c32(neuron["bias"]),
+                   vth=_c32(neuron["vth"]))
+        flags.update(u_mode=int(neuron["u_mode"]), v_decays=int(neuron["v_decays"]),
+                     u_may_wrap=int(neuron["u_may_wrap"]))
+    elif kind == "sdnn":
+        per = dict(bias=_c32(neuron["bias"]))
+        flags.update(role=SDNN_ROLES[neuron["role"]], sd_vth=int(neuron["vth"]), sd_shift=int(neuron["shift"]))
+    else:
+        per = dict(rf_sin=_c64(neuron["sin"]), rf_cos=_c64(neuron["cos"]))
+        flags.update(role=int(bool(neuron["izhikevich"])), rf_vth=int(neuron["vth"]))
+    for name, a in per.items():
+        if a is not None and a.size != n_out:
+            raise ValueError(f"event kernel: {name} has {a.size} values for {n_out} neurons")
+    return per, flags
 
 
 GradedOverflow = GradedOverflowError  # the kernel's name for it: one exception for one event (sj2lava.errors)
@@ -446,65 +473,99 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
     ``v``) where ``state[j]``, ``'sigma'`` (SDNN sigma state) where ``sigma[j]``. Raises
     :class:`~sj2lava.errors.GradedOverflowError` when a graded sum could reach 2^31.
     """
-    lib = _library()
-    steps, batch, n_x = x.shape
+    lib = _require_library()
+    steps, batch = x.shape[:2]
     first = layers[0]
-    if first.input_neurons:
-        if n_x == 0:  # no a_in: all zero
-            x, n_x = np.zeros((1, 1, first.n_out), np.int32), first.n_out
-        if n_x != first.n_out or (sample_bias is not None and sample_bias.shape != (batch, first.n_out)):
-            raise ValueError(f"event kernel: input neurons take a_in [T, B, {first.n_out}] and a bias [B, "
-                             f"{first.n_out}]; got {x.shape} and {None if sample_bias is None else sample_bias.shape}")
-        # all zeros (a net driven by its bias alone): one shared row instead of T * B copies
-        a_in = np.zeros((1, 1, n_x), np.int32) if x.size == n_x or not x.any() else np.ascontiguousarray(
-            x, dtype=np.int32)
-        bias = None if sample_bias is None else np.ascontiguousarray(sample_bias, dtype=np.int32)
-        x = None
-    elif n_x != first.n_in:
-        raise ValueError(f"event kernel: x has {n_x} inputs, the first layer takes {first.n_in}")
-    else:
-        x = np.ascontiguousarray(x, dtype=np.int32 if first.graded_in else np.uint8)
+    _check_chain(layers)
+    kx = _KernelInput(first, x, sample_bias)
+    structs = (_KernelLayerC * len(layers))()
+    out = [_records(layer, structs, j, (steps, batch, layer.n_out), spikes[j], state[j],
+                    sigma is not None and sigma[j], None if resets is None else resets[j])
+           for j, layer in enumerate(layers)]
+    if in_order is not None:
+        in_order = np.ascontiguousarray(in_order, dtype=np.int32)  # referenced here until the run ends
+        n_first = first.n_out if first.input_neurons else first.n_in
+        if in_order.shape != (n_first,) or not np.array_equal(np.sort(in_order), np.arange(n_first)):
+            raise ValueError(f"event kernel: in_order must be a permutation of {n_first} positions")
+        structs[0].in_order = in_order.ctypes.data
+    kx.attach(structs[0])
+    fault = (ctypes.c_int64 * 2)(0, 0)
+    _launch(lib, structs, len(layers), kx.x, batch, steps, threads, fault)
+    if fault[0]:
+        layer, top = int(fault[0]) - 1, int(fault[1])
+        raise GradedOverflowError(f"event kernel: layer {layer} receives graded messages up to {top}", layer, top)
+    return out
+
+
+def _check_chain(layers: Sequence[KernelLayer]) -> None:
     if any(layer.input_neurons for layer in layers[1:]):
         raise ValueError("event kernel: input neurons can only be the first layer")
     for j, layer in enumerate(layers[1:], 1):
         if layer.graded_in != (layers[j - 1].kind == "sdnn"):
             raise ValueError(f"event kernel: layer {j} takes {'messages' if layer.graded_in else 'spikes'}, and "
                              f"layer {j - 1} sends {'messages' if layers[j - 1].kind == 'sdnn' else 'spikes'}")
-    out = []
-    structs = (_KernelLayerC * len(layers))()
-    for j, layer in enumerate(layers):
-        shape = (steps, batch, layer.n_out)
-        lif, sdnn = layer.kind == "lif", layer.kind == "sdnn"
-        rec = dict(spikes=np.empty(shape, np.int32 if sdnn else np.uint8) if spikes[j] else None,
-                   current=np.empty(shape, np.int32) if state[j] and lif else None,
-                   voltage=np.empty(shape, np.int32) if state[j] and lif else None,
-                   sigma=np.empty(shape, np.int32) if sigma is not None and sigma[j] and sdnn
-                   and layer.role != "delta" else None)
-        out.append(rec)
-        structs[j] = layer.struct
-        structs[j].reset_interval, structs[j].reset_phase = resets[j] if resets is not None else (0, 0)
-        ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
-        structs[j].rec_s, structs[j].rec_m = (None, ptr(rec["spikes"])) if sdnn else (ptr(rec["spikes"]), None)
-        structs[j].rec_u, structs[j].rec_v = ptr(rec["current"]), ptr(rec["voltage"])
-        structs[j].rec_sigma = ptr(rec["sigma"])
-    if in_order is not None:
-        in_order = np.ascontiguousarray(in_order, dtype=np.int32)
-        n_first = first.n_out if first.input_neurons else first.n_in
-        if in_order.shape != (n_first,) or not np.array_equal(np.sort(in_order), np.arange(n_first)):
-            raise ValueError(f"event kernel: in_order must be a permutation of {n_first} positions")
-        structs[0].in_order = in_order.ctypes.data
-    if first.input_neurons:
-        structs[0].a_in = a_in.ctypes.data
-        structs[0].a_in_rows = int(a_in.shape[0] * a_in.shape[1] > 1)
-        structs[0].sample_bias = None if bias is None else bias.ctypes.data
+
+
+class _KernelInput:
+    """The run's input as the kernel takes it: ``x`` (uint8 spikes or int32 messages) for a first synaptic
+    layer; for input neurons, their ``a_in`` (one shared zero row when all zero) and per-sample ``bias``."""
+
+    def __init__(self, first: KernelLayer, x: np.ndarray, sample_bias: Optional[np.ndarray]) -> None:
+        batch, n_x = x.shape[1], x.shape[2]
+        self.a_in: Optional[np.ndarray] = None
+        self.bias: Optional[np.ndarray] = None
+        self.x: Optional[np.ndarray] = None
+        if not first.input_neurons:
+            if n_x != first.n_in:
+                raise ValueError(f"event kernel: x has {n_x} inputs, the first layer takes {first.n_in}")
+            self.x = np.ascontiguousarray(x, dtype=np.int32 if first.graded_in else np.uint8)
+            return
+        if n_x == 0:  # no a_in: all zero
+            x, n_x = np.zeros((1, 1, first.n_out), np.int32), first.n_out
+        if n_x != first.n_out or (sample_bias is not None and sample_bias.shape != (batch, first.n_out)):
+            raise ValueError(f"event kernel: input neurons take a_in [T, B, {first.n_out}] and a bias [B, "
+                             f"{first.n_out}]; got {x.shape} and {None if sample_bias is None else sample_bias.shape}")
+        # all zeros (a net driven by its bias alone): one shared row instead of T * B copies
+        self.a_in = np.zeros((1, 1, n_x), np.int32) if x.size == n_x or not x.any() else np.ascontiguousarray(
+            x, dtype=np.int32)
+        self.bias = None if sample_bias is None else np.ascontiguousarray(sample_bias, dtype=np.int32)
+
+    def attach(self, struct: _KernelLayerC) -> None:
+        """Point the first layer's struct at the input neurons' arrays (which this object keeps alive)."""
+        if self.a_in is None:
+            return
+        struct.a_in = self.a_in.ctypes.data
+        struct.a_in_rows = int(self.a_in.shape[0] * self.a_in.shape[1] > 1)
+        struct.sample_bias = None if self.bias is None else self.bias.ctypes.data
+
+
+def _records(layer: KernelLayer, structs, j: int, shape: Tuple[int, int, int], spikes: bool, state: bool,
+             sigma: bool, reset: Optional[Tuple[int, int]]) -> Dict[str, Optional[np.ndarray]]:
+    """Layer ``j``'s output arrays (None where not asked for), its struct set to write them."""
+    lif, sdnn = layer.kind == "lif", layer.kind == "sdnn"
+    rec = dict(spikes=np.empty(shape, np.int32 if sdnn else np.uint8) if spikes else None,
+               current=np.empty(shape, np.int32) if state and lif else None,
+               voltage=np.empty(shape, np.int32) if state and lif else None,
+               sigma=np.empty(shape, np.int32) if sigma and sdnn and layer.role != "delta" else None)
+    structs[j] = layer.struct
+    structs[j].reset_interval, structs[j].reset_phase = reset if reset is not None else (0, 0)
+    ptr = lambda a: None if a is None else a.ctypes.data  # noqa: E731
+    structs[j].rec_s, structs[j].rec_m = (None, ptr(rec["spikes"])) if sdnn else (ptr(rec["spikes"]), None)
+    structs[j].rec_u, structs[j].rec_v = ptr(rec["current"]), ptr(rec["voltage"])
+    structs[j].rec_sigma = ptr(rec["sigma"])
+    return rec
+
+
+def _launch(lib: ctypes.CDLL, structs, n_layers: int, x: Optional[np.ndarray], batch: int, steps: int, threads: int,
+            fault) -> None:
+    """Run the kernel on ``threads`` threads (at most one per sample), each claiming the next sample as it frees."""
     workers = max(1, min(threads, batch))
     next_sample = ctypes.c_int64(0)  # the threads claim samples from this counter
-    fault = (ctypes.c_int64 * 2)(0, 0)
     i64 = ctypes.c_int64
 
     def part(_: int) -> int:  # ctypes lets go of the GIL for the call
         data = None if x is None else x.ctypes.data_as(ctypes.c_void_p)
-        return lib.sj2lava_run(structs, i64(len(layers)), data, i64(1), i64(batch),
+        return lib.sj2lava_run(structs, i64(n_layers), data, i64(1), i64(batch),
                                ctypes.byref(next_sample), i64(batch), i64(steps), fault)
 
     if workers == 1:
@@ -514,7 +575,3 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
             status = list(pool.map(part, range(workers)))
     if any(status):
         raise MemoryError("emulate: the event kernel could not allocate its scratch memory")
-    if fault[0]:
-        layer, top = int(fault[0]) - 1, int(fault[1])
-        raise GradedOverflowError(f"event kernel: layer {layer} receives graded messages up to {top}", layer, top)
-    return out

@@ -6,7 +6,7 @@ the ``(C, H, W)`` order of whatever it records.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -47,26 +47,32 @@ def _check(l: CompiledLayer, k: int, stored: int) -> None:
     if stored < 1 or n_out < 1 or stored > _INDEX_MAX or n_out > _INDEX_MAX:
         raise bad(f"sizes {stored} -> {n_out} outside [1, 2^31)")
     if l.kind == "conv":
-        c = l.conv
-        if l.weight.ndim != 4 or min(l.weight.shape) < 1 or len(l.in_shape) != 3 or len(l.out_shape) != 3:
-            raise bad(f"weight {l.weight.shape} or shapes {l.in_shape} -> {l.out_shape} are not a convolution's")
-        if min(c["stride"]) < 1 or min(c["dilation"]) < 1 or min(c["padding"]) < 0 or c["groups"] < 1:
-            raise bad(f"stride {c['stride']}, dilation {c['dilation']}, padding {c['padding']}, groups "
-                      f"{c['groups']}: strides, dilations and groups must be >= 1, paddings >= 0")
-        co, cig, kh, kw = l.weight.shape
-        if l.in_shape[0] != cig * c["groups"] or co % c["groups"] or co != l.out_shape[0]:
-            raise bad(f"channels {l.in_shape[0]} -> {l.out_shape[0]} do not fit weight {l.weight.shape} with groups "
-                      f"{c['groups']}")
-        for d, k_d in enumerate((kh, kw)):
-            span = c["dilation"][d] * (k_d - 1) + 1
-            want = (l.in_shape[1 + d] + 2 * c["padding"][d] - span) // c["stride"][d] + 1
-            if want != l.out_shape[1 + d] or want < 1:
-                raise bad(f"output size {l.out_shape[1 + d]} along axis {d} does not follow from the geometry "
-                          f"({want})")
-        if (l.in_shape[1] + 2 * c["padding"][0]) * (l.in_shape[2] + 2 * c["padding"][1]) * l.in_shape[0] > _INDEX_MAX:
-            raise bad("the padded input exceeds 2^31 values")
-    elif l.weight.shape != (n_out, stored):
-        raise bad(f"weight {l.weight.shape} does not take {stored} inputs to {n_out} outputs")
+        _check_conv(l, bad)
+    elif l.weight is None or l.weight.shape != (n_out, stored):
+        raise bad(f"weight {None if l.weight is None else l.weight.shape} does not take {stored} inputs to {n_out} "
+                  "outputs")
+
+
+def _check_conv(l: CompiledLayer, bad: Callable[[str], ValueError]) -> None:
+    w, c = l.weight, l.conv
+    if w is None or c is None:
+        raise bad("a conv without weights or geometry")
+    if w.ndim != 4 or min(w.shape) < 1 or len(l.in_shape) != 3 or len(l.out_shape) != 3:
+        raise bad(f"weight {w.shape} or shapes {l.in_shape} -> {l.out_shape} are not a convolution's")
+    if min(c["stride"]) < 1 or min(c["dilation"]) < 1 or min(c["padding"]) < 0 or c["groups"] < 1:
+        raise bad(f"stride {c['stride']}, dilation {c['dilation']}, padding {c['padding']}, groups "
+                  f"{c['groups']}: strides, dilations and groups must be >= 1, paddings >= 0")
+    co, cig, kh, kw = w.shape
+    if l.in_shape[0] != cig * c["groups"] or co % c["groups"] or co != l.out_shape[0]:
+        raise bad(f"channels {l.in_shape[0]} -> {l.out_shape[0]} do not fit weight {w.shape} with groups "
+                  f"{c['groups']}")
+    for d, k_d in enumerate((kh, kw)):
+        span = c["dilation"][d] * (k_d - 1) + 1
+        want = (l.in_shape[1 + d] + 2 * c["padding"][d] - span) // c["stride"][d] + 1
+        if want != l.out_shape[1 + d] or want < 1:
+            raise bad(f"output size {l.out_shape[1 + d]} along axis {d} does not follow from the geometry ({want})")
+    if (l.in_shape[1] + 2 * c["padding"][0]) * (l.in_shape[2] + 2 * c["padding"][1]) * l.in_shape[0] > _INDEX_MAX:
+        raise bad("the padded input exceeds 2^31 values")
 
 
 def _neuron(l: CompiledLayer, flat) -> dict:
@@ -78,6 +84,7 @@ def _neuron(l: CompiledLayer, flat) -> dict:
     if l.rf is not None:
         return dict(kind="rf", sin=flat(l.rf.sin), cos=flat(l.rf.cos), vth=l.rf.vth, izhikevich=l.rf.izhikevich)
     lif = l.lif
+    assert lif is not None  # a layer's neurons are CUBA, SDNN or RF
     return dict(kind="lif", keep_u=flat(lif.keep_u), keep_v=flat(lif.keep_v), vth=flat(lif.vth),
                 bias=None if lif.bias is None else flat(lif.bias),
                 u_mode=2 if lif.u_leaks_fully else int(lif.u_decays), v_decays=lif.v_decays,
@@ -131,28 +138,30 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
         _check(l, len(out), len(stored))
         # the dot and table paths take spikes into CUBA neurons; messages and the rest go by fan-out
         fast = use_dot and l.lif is not None and not l.graded_in
-        graded = dict(graded_in=l.graded_in, graded_bound=l.bound)
+        graded: Dict[str, Any] = dict(graded_in=l.graded_in, graded_bound=l.bound)
+        weight, c = l.weight, l.conv
+        assert weight is not None  # _check refuses a layer without
         if l.kind == "conv":
-            co, cig, kh, kw = l.weight.shape
-            c = l.conv
+            assert c is not None
+            co, cig, kh, kw = weight.shape
             geometry = (c["stride"], c["padding"], c["dilation"])
             plain = c["groups"] == 1 and l.lif is not None and not l.graded_in
-            dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
+            dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) \
                 if plain and fast else None
-            table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), l.weight, *geometry) \
+            table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) \
                 if plain and dot is None else None
             fan = w = None
             if dot is None and table is None:
                 fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), *geometry, co)
-                w = l.weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
+                w = weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
             # Lava Conv wraps its 24-bit sum; graded sums are not bounded by the weights alone
             layer = ev.KernelLayer(len(stored), n, co, 0, l.may_wrap or l.graded_in, neuron, fan=fan, w=w,
                                    groups=c["groups"], table=table, dot=dot, **graded)
         else:  # dense: one position; its input columns follow the stored order of what feeds it
-            w = l.weight[:, stored]
+            w = weight[:, stored]
             dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
                 if fast and l.rec_weight is None and l.delay is None else None
-            scatter = {} if dot is not None else dict(  # the fan-out path: one position, every input
+            scatter: Dict[str, Any] = {} if dot is not None else dict(  # the fan-out path: one position, every input
                 fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
                 w_rec=None if l.rec_weight is None else l.rec_weight.T,
                 delay=None if l.delay is None else l.delay[:, stored].T,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -31,9 +31,10 @@ class _TorchLayer:
     layer: CompiledLayer
     weight: Optional[torch.Tensor] = None  # float kernel/matrix holding exact integers
     rec_weight: Optional[torch.Tensor] = None
-    lif: Optional[Dict[str, torch.Tensor]] = None
-    sdnn: Optional[Dict[str, torch.Tensor]] = None
-    rf: Optional[Dict[str, torch.Tensor]] = None
+    # per-neuron tensors of the layer's one neuron model (its others None)
+    lif: Optional[Dict[str, Any]] = None
+    sdnn: Optional[Dict[str, Any]] = None
+    rf: Optional[Dict[str, Any]] = None
     weight_imag: Optional[torch.Tensor] = None
     delays: Optional[List[Tuple[int, torch.Tensor]]] = None  # (delay k, the weights of the synapses with it)
 
@@ -49,6 +50,7 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
         as_t = lambda a, dtype=torch.int64: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         delays = None
         if l.delay is not None:
+            assert l.weight is not None  # delays are per synapse of a dense layer
             delays = [(int(k), as_t(np.where(l.delay == k, l.weight, 0), dt)) for k in np.unique(l.delay)]
         lif = sdnn = rf = None
         if l.lif is not None:
@@ -58,6 +60,7 @@ def prepare(layers: List[CompiledLayer], device) -> List[_TorchLayer]:
         elif l.rf is not None:
             rf = dict(sin=as_t(l.rf.sin), cos=as_t(l.rf.cos))
         else:
+            assert l.sdnn is not None
             sdnn = dict(vth=l.sdnn.vth, bias=None if l.sdnn.bias is None else as_t(l.sdnn.bias, torch.int32))
         out.append(_TorchLayer(
             l, delays=delays, weight=None if l.weight is None else as_t(l.weight, dt),
@@ -101,13 +104,15 @@ def _synapse(tl: _TorchLayer, s: torch.Tensor) -> torch.Tensor:
 
     The sums run as float convolutions / matmuls on integer-valued kernels (float32 below 2^24, else
     float64, so every partial sum is exact when accumulated exactly) inside :func:`_exact_float_sums`."""
-    l = tl.layer
+    l, w = tl.layer, tl.weight
+    assert w is not None
     if l.kind == "conv":
-        a = _int_sums(F.conv2d(s.to(tl.weight.dtype), tl.weight, None, **l.conv), torch.int32)
+        assert l.conv is not None
+        a = _int_sums(F.conv2d(s.to(w.dtype), w, None, **l.conv), torch.int32)
         if l.may_wrap or l.graded_in:  # Lava Conv: signed 24-bit wrap of the sum
             a = quant.conv_wrap(a)
         return a
-    return _dense(s, tl.weight, l.shift)
+    return _dense(s, w, l.shift)
 
 
 def _dense(s: torch.Tensor, weight: torch.Tensor, shift: int) -> torch.Tensor:
@@ -131,6 +136,7 @@ def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Ten
     """One LIF step on int32 state, as PyLifModelBitAcc computes it (int32 registers, int64 products).
     ``extra_bias`` (state units, per sample) is the input neurons' ``bias_mant << 6`` given at run time."""
     lif, p = tl.layer.lif, tl.lif
+    assert lif is not None and p is not None
     x = a << 6
     if lif.u_leaks_fully:
         u = x
@@ -153,9 +159,11 @@ def _neuron_step(tl: _TorchLayer, a: torch.Tensor, u: torch.Tensor, v: torch.Ten
 def _sdnn_step(tl: _TorchLayer, a: torch.Tensor, st: dict) -> torch.Tensor:
     """One step of Lava's fixed-point SDNN models (``PyDeltaModelFixed``, ``PySigmaDeltaModelFixed``,
     ``PySigmaModelFixed``) on int32 state; int32 tensors wrap as Lava's int32 numpy arrays do."""
-    role, p = tl.layer.sdnn.role, tl.sdnn
+    sd, p = tl.layer.sdnn, tl.sdnn
+    assert sd is not None and p is not None
+    role = sd.role
     if role == "delta":
-        act = a << tl.layer.sdnn.in_shift
+        act = a << sd.in_shift
     else:
         st["sigma"] = st["sigma"] + a
         if role == "sigma":
@@ -175,6 +183,7 @@ _RF_LIMIT = (1 << 23) - 1  # Lava's RF: real and imaginary parts clipped to 24 s
 def _rf_step(tl: _TorchLayer, a_re: torch.Tensor, a_im: torch.Tensor, st: dict) -> torch.Tensor:
     """One step of Lava's ``PyRFModelFixed`` / ``PyRF_IZModelFixed`` (int64 products, int32 state)."""
     rf, p = tl.layer.rf, tl.rf
+    assert rf is not None and p is not None
     re, im = st["real"].to(torch.int64), st["imag"].to(torch.int64)
     sv = quant.rs0  # Lava's scale_volt: sign(x) * (|x| >> decay_bits), decay_bits = 12
     new_re = sv(p["cos"] * re) - sv(p["sin"] * im) + (a_re << 6).to(torch.int64)  # a << 6 wraps in int32
@@ -225,7 +234,7 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
     def has(tl: _TorchLayer, key: str) -> bool:
         if key in ("voltage", "current"):
             return tl.lif is not None
-        return key == "spikes" or (tl.sdnn is not None and tl.layer.sdnn.role != "delta")
+        return key == "spikes" or (tl.layer.sdnn is not None and tl.layer.sdnn.role != "delta")
 
     rec = {k: [torch.empty((steps, batch, *tl.layer.out_shape),
                            dtype=torch.bool if k == "spikes" and tl.sdnn is None else torch.int32, device=dev)
@@ -242,6 +251,33 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
     return {key: [None if r is None else r.cpu() for r in value] for key, value in rec.items()}
 
 
+def _arriving(tl: _TorchLayer, st: dict, s_in: torch.Tensor, batch: int, input_bias: Optional[torch.Tensor]):
+    """``(a_in, imaginary a_in, bias)`` reaching the layer's neurons this step: for input neurons the run's input
+    and bias at once; through a synapse, the sums of the step before (Lava's one-step delay), a DelayDense's from
+    its ring of pending sums; ``st`` takes this step's sums."""
+    if tl.layer.kind == "input":  # input neurons: a_in arrives at the same step, plus the run's bias
+        return s_in.reshape(batch, *tl.layer.out_shape).to(torch.int32), None, input_bias
+    if tl.delays is not None:  # DelayDense: send column 0, shift, then add each delay's sums (shifted apart)
+        ring = st["ring"]
+        a_now = ring[:, 0].clone()
+        ring = torch.cat((ring[:, 1:], torch.zeros_like(ring[:, :1])), 1)
+        x_in = s_in.reshape(batch, -1).to(tl.delays[0][1].dtype)
+        for d, w_d in tl.delays:
+            ring[:, d] += _exp_shift(_int_sums(x_in @ w_d.T, torch.int64), tl.layer.shift).to(torch.int32)
+        st["ring"] = ring
+        return a_now, None, None
+    a_now = st["a"]
+    if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
+        r = _int_sums(st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T, torch.int64)
+        a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
+    st["a"] = _synapse(tl, s_in)
+    ai_now = None
+    if tl.rf is not None:  # the imaginary synapse, one step of delay like the real one
+        assert tl.weight_imag is not None  # RF neurons sit behind complex weights
+        ai_now, st["ai"] = st["ai"], _dense(s_in, tl.weight_imag, tl.layer.shift_imag)
+    return a_now, ai_now, None
+
+
 def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: torch.Tensor, t: int,
                 batch: int, input_bias: Optional[torch.Tensor] = None) -> None:
     """Step ``t`` of every layer, each feeding the next at the same step, as Lava does."""
@@ -254,27 +290,7 @@ def _torch_step(layers: List[_TorchLayer], state: List[dict], rec: dict, s_in: t
         if tl.layer.graded_in and tl.layer.kind != "input":
             s_in = s_in.to(torch.int64)
             _check_graded(tl, s_in, k)
-        if tl.layer.kind == "input":  # input neurons: a_in arrives at the same step, plus the run's bias
-            a_now = s_in.reshape(batch, *tl.layer.out_shape).to(torch.int32)
-            bias = input_bias
-        elif tl.delays is not None:  # DelayDense: send column 0, shift, then add each delay's sums (shifted apart)
-            ring = st["ring"]
-            a_now = ring[:, 0].clone()
-            ring = torch.cat((ring[:, 1:], torch.zeros_like(ring[:, :1])), 1)
-            x_in = s_in.reshape(batch, -1).to(tl.weight.dtype)
-            for d, w_d in tl.delays:
-                ring[:, d] += _exp_shift(_int_sums(x_in @ w_d.T, torch.int64), tl.layer.shift).to(torch.int32)
-            st["ring"] = ring
-            bias = None
-        else:
-            a_now = st["a"]
-            if tl.rec_weight is not None:  # its own spikes of step t-1, through W_rec
-                r = _int_sums(st["s"].reshape(batch, -1).to(tl.rec_weight.dtype) @ tl.rec_weight.T, torch.int64)
-                a_now = a_now + _exp_shift(r, tl.layer.shift).to(torch.int32)
-            st["a"] = _synapse(tl, s_in)
-            bias = None
-            if tl.rf is not None:  # the imaginary synapse, one step of delay like the real one
-                ai_now, st["ai"] = st["ai"], _dense(s_in, tl.weight_imag, tl.layer.shift_imag)
+        a_now, ai_now, bias = _arriving(tl, st, s_in, batch, input_bias)
         if tl.rf is not None:
             s = _rf_step(tl, a_now, ai_now, st)
         elif tl.sdnn is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 import torch
@@ -23,15 +23,14 @@ from torch import nn
 
 from .. import quant, synapses
 from .._deps import HINT, quiet_import
-from ..block import BlockContainer, register_lava_block
-from ..convert import register_block_reader
+from ..block import BlockContainer
+from ..convert import Frontend, register_frontend
 from ..errors import ExportError, UnsupportedLayerError
-from ..export import BlockExporter, register_block_exporter
+from ..export import BlockExporter
 from ..export import neuron as netx_neuron
 from ..netx.spec import Conv, Dense, Flatten, Layer, Shape, conv_out_shape
-from ..neuron import CubaLIFNode, NeuronRule, register_neuron, to_cuba, unsupported_neuron
-from ..pool import SumPool2d
-from ..sdnn import register_sdnn_reader
+from ..neuron import CubaLIFNode, NeuronRule, to_cuba, unsupported_neuron
+from ..pool import SumPool2d, pair
 from ..synapses import host, need_image, pool_tap, rule_for, scaled
 
 __all__ = ["lava_block", "to_lava", "to_lava_neuron", "lava_neuron_params", "copy_decays_to_lava",
@@ -90,7 +89,7 @@ def to_lava_neuron(neuron: nn.Module) -> nn.Module:
 
     Accepts anything :func:`to_cuba` accepts. Needs lava-dl.
     """
-    node = to_cuba(neuron, with_input_scale=True)[0]
+    node = cast(Tuple[CubaLIFNode, float], to_cuba(neuron, with_input_scale=True))[0]
     lava = _slayer().neuron.cuba.Neuron(**lava_neuron_params(node))
     copy_decays_to_lava(node, lava)
     return lava
@@ -106,15 +105,14 @@ def _to_cuba(m: nn.Module, where: str, approximate: bool) -> Tuple[CubaLIFNode, 
     return _from_slayer(m, where), 1.0
 
 
-register_neuron(NeuronRule("lava-dl", _recognises, _to_cuba))
 
 
 # --------------------------------------------------------------------------- blocks out
-def _neuron_kwargs_with_bias(neuron_kwargs: dict, bias: Optional[torch.Tensor]) -> dict:
+def _neuron_kwargs_with_bias(neuron_kwargs: Optional[dict], bias: Optional[torch.Tensor]) -> Optional[dict]:
     if bias is None:
         return neuron_kwargs
     mant = quant.bias_mant(bias).double()
-    return dict(neuron_kwargs, norm=lambda: _NeuronBias(mant))
+    return dict(neuron_kwargs or {}, norm=lambda: _NeuronBias(mant))
 
 
 class _NeuronBias(nn.Module):
@@ -202,7 +200,6 @@ def _no_bias(m: nn.Module, fn: str) -> None:
         )
 
 
-register_lava_block(lava_block)
 
 
 def conv2d_to_lava_synapse_conv(conv2d_nn: nn.Conv2d) -> nn.Module:
@@ -231,7 +228,9 @@ def linear_to_lava_synapse_dense(fc: nn.Linear) -> nn.Module:
 def avgpool2d_to_lava_synapse_pool(pool2d_nn: nn.AvgPool2d) -> nn.Module:
     """SpikingJelly-compatible: a lava-dl ``slayer.synapse.Pool`` (a sum-pool; warns)."""
     where = "avgpool2d_to_lava_synapse_pool"
-    pool = rule_for(pool2d_nn, where).normalize(pool2d_nn, where)  # the AvgPool2d rule: a sum-pool, with a warning
+    normalize = rule_for(pool2d_nn, where).normalize
+    assert normalize is not None  # the AvgPool2d rule: a sum-pool, with a warning
+    pool = cast(SumPool2d, normalize(pool2d_nn, where))
     return _slayer().synapse.Pool(pool.kernel_size, pool.stride)
 
 
@@ -243,8 +242,8 @@ def to_lava(model: nn.Module) -> nn.Sequential:
 
     _slayer()
     plain = isinstance(model, nn.Sequential) and all(isinstance(b, BlockContainer) for b in model)
-    blocks = model if plain else convert(model)
-    return nn.Sequential(*[b.to_lava_block() for b in blocks])
+    blocks = cast(nn.Sequential, model) if plain else convert(model)
+    return nn.Sequential(*[cast(BlockContainer, b).to_lava_block() for b in blocks])
 
 
 # --------------------------------------------------------------------------- blocks in (export, convert)
@@ -267,37 +266,22 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
     if type(blk).__module__ == "lava.lib.dl.slayer.block.cuba" and type(blk).__name__ == "Recurrent":
         return _from_slayer_recurrent(blk, where)
     if kind is None:
-        if type(blk).__name__ == "Affine":
-            raise UnsupportedLayerError(f"{where}: lava-dl's Affine block sends its neurons' voltage, not spikes, and "
-                                        "NetX layers spike; end the model with a Dense block and read its voltage "
-                                        "(emulate(..., record=('voltage',)))")
-        if ".sigma_delta" in type(blk).__module__:
-            raise UnsupportedLayerError(f"{where}: a sigma-delta block sends graded messages, not a BlockContainer's "
-                                        "spikes; pass the whole sigma-delta model to sj2lava.to_sdnn")
-        raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool, Flatten and "
-                                    "Recurrent blocks; this one has no converter")
+        _refuse_block(blk, where)
     if kind == "flatten":
         return BlockContainer(nn.Flatten(), None, "m")
+    assert kind is not None  # refused above
     delay = _axon_delays(blk, kind, where, notes, path)
     syn = blk.synapse
     w = _grid_weight(syn, where)
     neuron = copy.deepcopy(blk.neuron)
-    norm, bias = getattr(neuron, "norm", None), None
-    if norm is not None:
-        if not isinstance(norm, _NeuronBias):
-            raise UnsupportedLayerError(f"{where}: its neuron has a {type(norm).__name__} norm, which NetX does not "
-                                        "run; build it with norm=None")
-        bias, neuron.norm = norm.bias.detach().float() / quant.W_SCALE, None
-        notes.append(f"{path}: the neuron's bias (lava-dl norm) becomes the synapse bias; lava-dl applies a block's "
-                     "delay to its output, so with a bias its first step differs from Lava's (the container follows "
-                     "Lava)")
-    k = tuple(int(v) for v in syn.kernel_size[:2])
+    bias = _norm_bias(neuron, where, path, notes)
+    k = pair(tuple(int(v) for v in syn.kernel_size[:2]))
     if kind == "dense":
         new: nn.Module = nn.Linear(int(syn.in_channels), int(syn.out_channels), bias=bias is not None)
         weight = w.reshape(w.shape[:2])
     elif kind == "conv":
-        new = nn.Conv2d(int(syn.in_channels), int(syn.out_channels), k, stride=tuple(syn.stride[:2]),
-                        padding=tuple(syn.padding[:2]), dilation=tuple(syn.dilation[:2]), groups=int(syn.groups),
+        new = nn.Conv2d(int(syn.in_channels), int(syn.out_channels), k, stride=pair(syn.stride[:2]),
+                        padding=pair(syn.padding[:2]), dilation=pair(syn.dilation[:2]), groups=int(syn.groups),
                         bias=bias is not None)
         weight = w.reshape(w.shape[:4])
     else:
@@ -313,6 +297,33 @@ def _from_slayer_block(blk: nn.Module, path: str, notes: List[str]) -> BlockCont
         if bias is not None:
             new.bias.copy_(bias.reshape(-1))
     return BlockContainer(new, neuron, "m", delay_shift=bool(blk.delay_shift), delay=delay)
+
+
+def _refuse_block(blk: nn.Module, where: str) -> None:
+    if type(blk).__name__ == "Affine":
+        raise UnsupportedLayerError(f"{where}: lava-dl's Affine block sends its neurons' voltage, not spikes, and "
+                                    "NetX layers spike; end the model with a Dense block and read its voltage "
+                                    "(emulate(..., record=('voltage',)))")
+    if ".sigma_delta" in type(blk).__module__:
+        raise UnsupportedLayerError(f"{where}: a sigma-delta block sends graded messages, not a BlockContainer's "
+                                    "spikes; pass the whole sigma-delta model to sj2lava.to_sdnn")
+    raise UnsupportedLayerError(f"{where}: sj2lava converts lava-dl's cuba Dense, Conv, Pool, Flatten and "
+                                "Recurrent blocks; this one has no converter")
+
+
+def _norm_bias(neuron: nn.Module, where: str, path: str, notes: List[str]) -> Optional[torch.Tensor]:
+    """The bias :func:`lava_block` wrote as the neuron's ``norm`` (in float units), taken off the neuron."""
+    norm = getattr(neuron, "norm", None)
+    if norm is None:
+        return None
+    if not isinstance(norm, _NeuronBias):
+        raise UnsupportedLayerError(f"{where}: its neuron has a {type(norm).__name__} norm, which NetX does not "
+                                    "run; build it with norm=None")
+    cast(Any, neuron).norm = None
+    notes.append(f"{path}: the neuron's bias (lava-dl norm) becomes the synapse bias; lava-dl applies a block's "
+                 "delay to its output, so with a bias its first step differs from Lava's (the container follows "
+                 "Lava)")
+    return norm.bias.detach().float() / quant.W_SCALE
 
 
 def _axon_delays(blk: nn.Module, kind: str, where: str, notes: List[str], path: str) -> Optional[torch.Tensor]:
@@ -370,7 +381,17 @@ def _from_slayer_recurrent(blk: nn.Module, where: str) -> BlockContainer:
     return BlockContainer(syn, copy.deepcopy(blk.neuron), "m", recurrent=rec)
 
 
-register_block_reader(_is_slayer_block, _from_slayer_block)
+
+
+def _netx_neuron(blk: nn.Module, where: str):
+    """The block's neuron as NetX's CUBA neuron (one shared set of decays and threshold)."""
+    p = blk.neuron.device_params
+    if p.get("type") != "CUBA" or p.get("gradedSpike"):
+        raise ExportError(f"export: {where} has a {p.get('type')} neuron (graded={p.get('gradedSpike')}); "
+                          "sj2lava exports binary CUBA neurons")
+    if np.size(p["iDecay"]) != 1:
+        raise ExportError(f"export: {where} has per-channel decays; use shared_param=True")
+    return netx_neuron(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
 
 
 def _lava_layer(blk: nn.Module, shape: Shape, where: str, refuse: Callable[[str], None]) -> Layer:
@@ -382,13 +403,7 @@ def _lava_layer(blk: nn.Module, shape: Shape, where: str, refuse: Callable[[str]
     if not blk.delay_shift:
         refuse(f"export: {where} has delay_shift=False, but Lava delays every synaptic layer by one "
                 "step. Build it with delay_shift=True.")
-    p = blk.neuron.device_params
-    if p.get("type") != "CUBA" or p.get("gradedSpike"):
-        raise ExportError(f"export: {where} has a {p.get('type')} neuron (graded={p.get('gradedSpike')}); "
-                          "sj2lava exports binary CUBA neurons")
-    if np.size(p["iDecay"]) != 1:
-        raise ExportError(f"export: {where} has per-channel decays; use shared_param=True")
-    neuron = netx_neuron(int(p["iDecay"]), int(p["vDecay"]), int(p["vThMant"]))
+    neuron = _netx_neuron(blk, where)
     syn = blk.synapse
     w = host(torch.round(syn.pre_hook_fx(syn.weight.detach(), descale=True)).to(torch.int64))
     norm = getattr(blk.neuron, "norm", None)
@@ -421,11 +436,11 @@ def _lava_layer(blk: nn.Module, shape: Shape, where: str, refuse: Callable[[str]
     return Conv(shape, conv_out_shape(shape, shape[0], k, s, pad, dil), w, s, pad, dil, shape[0], neuron, None)
 
 
-register_block_exporter(BlockExporter(
+_EXPORTER = BlockExporter(
     recognises=lambda blk: _lava_kind(blk) is not None,
     to_netx=_lava_layer,
     input_shape=lambda blk: (int(blk.synapse.in_channels),) if _lava_kind(blk) == "dense" else None,
-))
+)
 
 
 # --------------------------------------------------------------------------- sigma-delta models in
@@ -476,4 +491,11 @@ def _sdnn_from_slayer(model: nn.Module, example_input: torch.Tensor):
                    reference)
 
 
-register_sdnn_reader(_is_slayer_sdnn, _sdnn_from_slayer)
+register_frontend(Frontend(
+    "lava-dl",
+    neurons=[NeuronRule("lava-dl", _recognises, _to_cuba)],
+    blocks=[(_is_slayer_block, _from_slayer_block)],
+    exporters=[_EXPORTER],
+    sdnn_readers=[(_is_slayer_sdnn, _sdnn_from_slayer)],
+    lava_block=lava_block,
+))

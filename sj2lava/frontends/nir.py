@@ -16,7 +16,7 @@ snnTorch exports with ``dt = 1e-4``; with that ``dt`` a Leaky(beta) comes back a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 import torch
@@ -24,9 +24,9 @@ from torch import nn
 
 from .. import quant
 from ..block import BlockContainer
-from ..convert import effective_weight, rescale_block
+from ..convert import Layers, compose_pool, effective_weight
 from ..errors import UnsupportedLayerError
-from ..netx.spec import Conv, Flatten, InputNeurons, NetSpec
+from ..netx.spec import Conv, Cuba, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
 from ..pool import SumPool2d, pair
 
@@ -172,8 +172,26 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     The returned ``nn.Sequential`` has ``input_shape`` set (from the Input node) for :func:`sj2lava.export` and
     ``conversion_notes``: every change made (pools composed, factors chosen, approximations).
     """
-    from ..convert import compose_pool
+    _check_options(dt, reset, approximate)
+    nir = _nir()
+    # nir 1.0.8's type inference sizes Conv2d outputs with kH for both axes (wrong for non-square kernels),
+    # so its check is skipped here; sj2lava.export checks every shape.
+    graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
+        else graph_or_path
+    walk = _NirWalk(_fold_recurrence(graph), dt, reset, approximate)
+    for name in _chain(walk.graph):
+        walk.take(name, nir)
+    if walk.synapse is not None:
+        raise UnsupportedLayerError(f"from_nir: the graph ends in NIR node {walk.syn_name!r} with no neuron after it")
+    net = walk.layers.finish(rescale, empty="from_nir: the graph has no synapse + neuron layer to put on Loihi")
+    for b, where in walk.layers.made:
+        _check_not_silent(b, where, dt)
+    net.input_shape = walk.input_shape
+    net.float_reference = lambda x: simulate_nir(graph, x, dt, reset)  # what verify compares with
+    return net
 
+
+def _check_options(dt: float, reset: str, approximate: bool) -> None:
     if dt is None or not dt > 0:
         raise ValueError("from_nir: dt must be a positive time step (NIR nodes carry none)")
     if reset not in ("zero", "subtract"):
@@ -182,121 +200,140 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
         raise UnsupportedLayerError(
             "from_nir: reset='subtract' has no exact Loihi form (CUBA neurons reset v to 0). Pass approximate=True "
             "to run it with zero reset; sj2lava.verify then measures the spike difference against the graph.")
-    nir = _nir()
-    # nir 1.0.8's type inference sizes Conv2d outputs with kH for both axes (wrong for non-square kernels),
-    # so its check is skipped here; sj2lava.export checks every shape.
-    graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
-        else graph_or_path
-    graph_in, graph = graph, _fold_recurrence(graph)
-    blocks: List[BlockContainer] = []
-    notes: List[str] = []
-    synapse: Optional[nn.Module] = None
-    syn_name = syn_kind = ""
-    pool: Optional[Tuple[str, object, Tuple[int, ...]]] = None  # a pool waiting for the synapse it feeds
-    delay: Optional[torch.Tensor] = None  # a Delay's steps, waiting for the neuron after it
-    neuron_names: List[str] = []
-    input_shape: Optional[Tuple[int, ...]] = None
-    shape: Optional[Tuple[int, ...]] = None  # of the data between nodes (C, H, W) or (N,)
-    for name in _chain(graph):
-        node = graph.nodes[name]
+
+
+class _NirWalk:
+    """One pass over a chain of NIR nodes, grouping them into Loihi layers (:class:`sj2lava.convert.Layers`):
+    a synapse (with a pool composed in front, a Scale folded in, a Delay on its axons) waits for its neuron."""
+
+    def __init__(self, graph: _Chain, dt: float, reset: str, approximate: bool) -> None:
+        self.graph, self.dt, self.reset, self.approximate = graph, dt, reset, approximate
+        self.layers = Layers()
+        self.synapse: Optional[nn.Module] = None
+        self.syn_name = self.syn_kind = ""
+        self.pool: Optional[Tuple[str, Any, Optional[Tuple[int, ...]]]] = None  # a pool waiting for its synapse
+        self.delay: Optional[torch.Tensor] = None  # a Delay's steps, waiting for the neuron after it
+        self.input_shape: Optional[Tuple[int, ...]] = None
+        self.shape: Optional[Tuple[int, ...]] = None  # of the data between nodes (C, H, W) or (N,)
+
+    @property
+    def notes(self) -> List[str]:
+        return self.layers.notes
+
+    def take(self, name: str, nir) -> None:
+        """Take node ``name`` into the layer being built (or refuse it by name)."""
+        node = self.graph.nodes[name]
         kind = type(node).__name__
         where = f"NIR node {name!r} ({kind})"
         _known_node(node, name, nir)
         if kind in _REFUSED:
             raise UnsupportedLayerError(f"{where}: {_REFUSED[kind]}")
-        if kind in _SYNAPSES and synapse is not None and not (kind in ("Conv2d", "Affine", "Linear") and
-                                                                 isinstance(synapse, SumPool2d)):
-            raise UnsupportedLayerError(
-                f"{where} follows NIR node {syn_name!r} ({syn_kind}) with no neuron between them; a "
-                "Loihi layer is one synapse and its neurons. Add a neuron between them or merge the two yourself "
-                "(sj2lava composes only a pool into the Conv2d/Affine after it).")
-        if kind == "Input":
-            input_shape = shape = _input_shape(node)
-        elif kind == "Output":
-            if pool is not None or synapse is not None:
-                raise UnsupportedLayerError(f"from_nir: NIR node {syn_name!r} feeds the Output with no neuron after "
-                                            "it; every Loihi layer ends in spiking neurons")
-            continue
-        elif kind in ("Affine", "Linear", "Conv2d"):
-            new = _synapse(node, kind, where)
-            if kind != "Conv2d" and shape is not None and len(shape) == 3:  # a map read in C, H, W order
-                blocks.append(BlockContainer(nn.Flatten(), None, "m"))
-                shape = (int(np.prod(shape)),)
-            if isinstance(synapse, SumPool2d):  # a pool with no neuron after it: composed into this synapse
-                pname, pnode, pshape = pool
-                k, st = synapse.kernel_size, synapse.stride
-                hw = tuple(pshape[1:]) if pshape is not None and len(pshape) == 3 else None
-                new = compose_pool(k, st, pair(pnode.padding), synapse.weight, new, f"NIR node {pname!r}", where,
-                                   hw, notes, what=f"{type(pnode).__name__}{k}")
-                shape = pshape  # the composed synapse reads the map before the pool
-                pool = None
-            synapse, syn_name, syn_kind = new, name, kind
-            shape = _after_synapse(synapse, shape, where)
-        elif kind in ("SumPool2d", "AvgPool2d"):
-            if np.any(np.asarray(node.padding) != 0):
-                raise UnsupportedLayerError(f"{where}: pooling with padding is not supported; pad the map before "
-                                            "the pool or use a Conv2d")
-            k = pair(node.kernel_size)
-            synapse = SumPool2d(k, pair(node.stride), weight=1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1]))
-            syn_name, syn_kind, pool = name, kind, (name, node, shape)
-            shape = _after_synapse(synapse, shape, where)
-        elif kind == "Flatten":
-            if int(node.start_dim) not in (0, 1) or int(node.end_dim) != -1:
-                raise UnsupportedLayerError(f"{where}: only a full flatten (start_dim 0 or 1, end_dim -1) is supported")
-            if synapse is not None and pool is None:
-                raise UnsupportedLayerError(f"{where} follows NIR node {syn_name!r} with no neuron between them")
-            blocks.append(BlockContainer(nn.Flatten(), None, "m"))  # a pending pool then meets the dense layer
-            shape = None if shape is None else (int(np.prod(shape)),)
-        elif kind == "Scale":  # y = scale * x per element: between a synapse and its neuron, folded into it
-            if synapse is None or isinstance(synapse, SumPool2d):
-                raise UnsupportedLayerError(f"{where}: sj2lava folds a Scale into the Conv2d/Linear/Affine before it "
-                                            "(a Scale on the input spikes or after a pool has no NetX form)")
-            _fold_scale(node, synapse, where)
-            notes.append(f"{where}: folded into the weights and bias of NIR node {syn_name!r} (exact in float)")
-        elif kind == "Delay":  # y(t) = x(t - tau) per element: between a dense synapse and its neuron, NetX's delay
-            if not isinstance(synapse, nn.Linear) or delay is not None:
-                raise UnsupportedLayerError(f"{where}: sj2lava reads a Delay between a Linear/Affine and its neuron "
-                                            "(NetX's axonal delays, on dense layers); this one follows "
-                                            f"{'another Delay' if delay is not None else syn_kind or 'no synapse'}")
-            delay = _delay_steps(node, synapse.out_features, dt, where)
-            if synapse.bias is not None and int(delay.max()) > 0:  # NIR delays the bias too; Loihi's acts at once
-                if not approximate:
-                    raise UnsupportedLayerError(
-                        f"{where}: the bias of NIR node {syn_name!r} passes through this Delay and so starts "
-                        f"{int(delay.min())}..{int(delay.max())} steps late, while Loihi adds a bias to the voltage "
-                        "from the first step. Exact alternative: the constant as the neuron's v_leak (after the "
-                        "Delay); or from_nir(..., approximate=True): the bias acts from the first step (noted).")
-                notes.append(f"{where}: the bias of NIR node {syn_name!r} acts from the first step, not after its "
-                             f"delay of up to {int(delay.max())} steps (not exact in those steps)")
-        elif kind in _NEURONS:
-            if synapse is None:
-                raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
-            rec = graph.recurrent.get(name)
-            if rec is not None and not isinstance(synapse, nn.Linear):
-                raise UnsupportedLayerError(f"{where}: a recurrent loop (NIR node {rec[0]!r}) after a "
-                                            f"{type(synapse).__name__}; NetX's dense_rec follows a dense synapse")
-            blocks.append(_neuron_block(node, kind, synapse, dt, where, rec, delay, approximate, notes))
-            neuron_names.append(name)
-            delay = None
-            if reset == "subtract":
-                notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
-            synapse, pool = None, None
-        else:
+        self._check_no_second_synapse(kind, where)
+        handler = {"Input": self._input, "Output": self._output, "Affine": self._synapse_node,
+                   "Linear": self._synapse_node, "Conv2d": self._synapse_node, "SumPool2d": self._pool_node,
+                   "AvgPool2d": self._pool_node, "Flatten": self._flatten, "Scale": self._scale, "Delay": self._delay,
+                   **{k: self._neuron for k in _NEURONS}}.get(kind)
+        if handler is None:
             raise UnsupportedLayerError(f"{where}: NIR node type {kind} has no Loihi form sj2lava writes. Supported: "
                                         "Input, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, "
                                         "Delay, IF, LIF, CubaLIF, recurrent loops, Output.")
-    if synapse is not None:
-        raise UnsupportedLayerError(f"from_nir: the graph ends in NIR node {syn_name!r} with no neuron after it")
-    for b, name in zip((b for b in blocks if b.neuron is not None), neuron_names):
-        where = f"NIR node {name!r}"
-        if rescale:
-            rescale_block(b, where, notes)
-        _check_not_silent(b, where, dt)
-    net = nn.Sequential(*blocks)
-    net.input_shape = input_shape
-    net.conversion_notes = notes
-    net.float_reference = lambda x: simulate_nir(graph_in, x, dt, reset)  # what verify compares with
-    return net
+        handler(name, node, kind, where)
+
+    def _check_no_second_synapse(self, kind: str, where: str) -> None:
+        if kind in _SYNAPSES and self.synapse is not None and not (
+                kind in ("Conv2d", "Affine", "Linear") and isinstance(self.synapse, SumPool2d)):
+            raise UnsupportedLayerError(
+                f"{where} follows NIR node {self.syn_name!r} ({self.syn_kind}) with no neuron between them; a "
+                "Loihi layer is one synapse and its neurons. Add a neuron between them or merge the two yourself "
+                "(sj2lava composes only a pool into the Conv2d/Affine after it).")
+
+    def _input(self, name: str, node, kind: str, where: str) -> None:
+        self.input_shape = self.shape = _input_shape(node)
+
+    def _output(self, name: str, node, kind: str, where: str) -> None:
+        if self.pool is not None or self.synapse is not None:
+            raise UnsupportedLayerError(f"from_nir: NIR node {self.syn_name!r} feeds the Output with no neuron after "
+                                        "it; every Loihi layer ends in spiking neurons")
+
+    def _synapse_node(self, name: str, node, kind: str, where: str) -> None:
+        new = _synapse(node, kind, where)
+        if kind != "Conv2d" and self.shape is not None and len(self.shape) == 3:  # a map read in C, H, W order
+            self.layers.flatten()
+            self.shape = (int(np.prod(self.shape)),)
+        if isinstance(self.synapse, SumPool2d):  # a pool with no neuron after it: composed into this synapse
+            new = self._compose_pending_pool(new, where)
+        self.synapse, self.syn_name, self.syn_kind = new, name, kind
+        self.shape = _after_synapse(new, self.shape, where)
+
+    def _compose_pending_pool(self, new: nn.Module, where: str) -> nn.Module:
+        assert isinstance(self.synapse, SumPool2d) and self.pool is not None
+        pname, pnode, pshape = self.pool
+        k, st = self.synapse.kernel_size, self.synapse.stride
+        hw = (pshape[1], pshape[2]) if pshape is not None and len(pshape) == 3 else None
+        new = compose_pool(k, st, pair(pnode.padding), self.synapse.weight, new, f"NIR node {pname!r}", where,
+                           hw, self.notes, what=f"{type(pnode).__name__}{k}")
+        self.shape = pshape  # the composed synapse reads the map before the pool
+        self.pool = None
+        return new
+
+    def _pool_node(self, name: str, node, kind: str, where: str) -> None:
+        if np.any(np.asarray(node.padding) != 0):
+            raise UnsupportedLayerError(f"{where}: pooling with padding is not supported; pad the map before "
+                                        "the pool or use a Conv2d")
+        k = pair(node.kernel_size)
+        self.synapse = SumPool2d(k, pair(node.stride), weight=1.0 if kind == "SumPool2d" else 1.0 / (k[0] * k[1]))
+        self.syn_name, self.syn_kind, self.pool = name, kind, (name, node, self.shape)
+        self.shape = _after_synapse(self.synapse, self.shape, where)
+
+    def _flatten(self, name: str, node, kind: str, where: str) -> None:
+        if int(node.start_dim) not in (0, 1) or int(node.end_dim) != -1:
+            raise UnsupportedLayerError(f"{where}: only a full flatten (start_dim 0 or 1, end_dim -1) is supported")
+        if self.synapse is not None and self.pool is None:
+            raise UnsupportedLayerError(f"{where} follows NIR node {self.syn_name!r} with no neuron between them")
+        self.layers.flatten()  # a pending pool then meets the dense layer
+        self.shape = None if self.shape is None else (int(np.prod(self.shape)),)
+
+    def _scale(self, name: str, node, kind: str, where: str) -> None:
+        """``y = scale * x`` per element, between a synapse and its neuron: folded into the synapse."""
+        if self.synapse is None or isinstance(self.synapse, SumPool2d):
+            raise UnsupportedLayerError(f"{where}: sj2lava folds a Scale into the Conv2d/Linear/Affine before it "
+                                        "(a Scale on the input spikes or after a pool has no NetX form)")
+        _fold_scale(node, self.synapse, where)
+        self.notes.append(f"{where}: folded into the weights and bias of NIR node {self.syn_name!r} (exact in float)")
+
+    def _delay(self, name: str, node, kind: str, where: str) -> None:
+        """``y(t) = x(t - tau)`` per element, between a dense synapse and its neuron: NetX's axonal delay."""
+        if not isinstance(self.synapse, nn.Linear) or self.delay is not None:
+            after = "another Delay" if self.delay is not None else self.syn_kind or "no synapse"
+            raise UnsupportedLayerError(f"{where}: sj2lava reads a Delay between a Linear/Affine and its neuron "
+                                        f"(NetX's axonal delays, on dense layers); this one follows {after}")
+        self.delay = _delay_steps(node, self.synapse.out_features, self.dt, where)
+        if self.synapse.bias is None or int(self.delay.max()) == 0:
+            return
+        # NIR delays the bias too; Loihi's acts at once
+        lo, hi = int(self.delay.min()), int(self.delay.max())
+        if not self.approximate:
+            raise UnsupportedLayerError(
+                f"{where}: the bias of NIR node {self.syn_name!r} passes through this Delay and so starts "
+                f"{lo}..{hi} steps late, while Loihi adds a bias to the voltage from the first step. Exact "
+                "alternative: the constant as the neuron's v_leak (after the Delay); or from_nir(..., "
+                "approximate=True): the bias acts from the first step (noted).")
+        self.notes.append(f"{where}: the bias of NIR node {self.syn_name!r} acts from the first step, not after its "
+                          f"delay of up to {hi} steps (not exact in those steps)")
+
+    def _neuron(self, name: str, node, kind: str, where: str) -> None:
+        if self.synapse is None:
+            raise UnsupportedLayerError(f"{where}: a neuron needs a synapse node before it")
+        rec = self.graph.recurrent.get(name)
+        if rec is not None and not isinstance(self.synapse, nn.Linear):
+            raise UnsupportedLayerError(f"{where}: a recurrent loop (NIR node {rec[0]!r}) after a "
+                                        f"{type(self.synapse).__name__}; NetX's dense_rec follows a dense synapse")
+        b = _neuron_block(node, kind, self.synapse, self.dt, where, rec, self.delay, self.approximate, self.notes)
+        self.layers.add_made(b, f"NIR node {name!r}")
+        self.delay = None
+        if self.reset == "subtract":
+            self.notes.append(f"{where}: subtract reset approximated by reset to zero (not exact; verify measures it)")
+        self.synapse, self.pool = None, None
 
 
 def _known_node(node, name: str, nir) -> None:
@@ -331,14 +368,14 @@ def _synapse(node, kind: str, where: str) -> nn.Module:
         raise UnsupportedLayerError(f"{where}: padding={node.padding!r} is not supported; use integers")
     if w.dim() != 4:
         raise UnsupportedLayerError(f"{where}: weight of shape {tuple(w.shape)} is not a 2-D convolution's")
-    synapse = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]), stride=pair(node.stride),
-                        padding=pair(node.padding), dilation=pair(node.dilation), groups=int(node.groups),
-                        bias=node.bias is not None and bool(np.any(np.asarray(node.bias) != 0)))
+    conv = nn.Conv2d(w.shape[1] * int(node.groups), w.shape[0], pair(tuple(w.shape[2:])), stride=pair(node.stride),
+                     padding=pair(node.padding), dilation=pair(node.dilation), groups=int(node.groups),
+                     bias=node.bias is not None and bool(np.any(np.asarray(node.bias) != 0)))
     with torch.no_grad():
-        synapse.weight.copy_(w)
-        if synapse.bias is not None:
-            synapse.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
-    return synapse
+        conv.weight.copy_(w)
+        if conv.bias is not None:
+            conv.bias.copy_(torch.as_tensor(np.asarray(node.bias), dtype=torch.float32).reshape(-1))
+    return conv
 
 
 def _after_synapse(synapse: nn.Module, shape: Optional[Tuple[int, ...]], where: str) -> Optional[Tuple[int, ...]]:
@@ -399,91 +436,115 @@ def _delay_steps(node, n: int, dt: float, where: str) -> torch.Tensor:
 def _neuron_block(node, kind: str, synapse: nn.Module, dt: float, where: str,
                   rec: Optional[Tuple[str, object]] = None, delay: Optional[torch.Tensor] = None,
                   approximate: bool = False, notes: Optional[List[str]] = None) -> BlockContainer:
+    """The layer ``synapse -> node`` discretised with ``dt`` (module docstring): decays, input scale and
+    ``v_leak`` as bias; a recurrent loop ``rec`` as the block's recurrent synapse; ``delay`` its axonal delays."""
+    notes = [] if notes is None else notes
     v_reset = getattr(node, "v_reset", None)
     if v_reset is not None and _scalar(v_reset, "v_reset", where) != 0.0:
         raise UnsupportedLayerError(f"{where}: v_reset != 0 has no CUBA equivalent (Loihi resets v to 0)")
     th = _scalar(node.v_threshold, "v_threshold", where)
-    r = _scalar(node.r, "r", where)
-    v_leak: object = 0.0
-    if kind == "IF":
-        cd, vd, scale = 1.0, 0.0, r * dt
-    else:
-        tau_mem = _scalar(node.tau if kind == "LIF" else node.tau_mem, "tau", where)
-        vd = dt / tau_mem
-        scale = vd * r
-        v_leak = _leak(node.v_leak, synapse, where)
-        cd = 1.0
-        if kind == "CubaLIF":
-            cd = dt / _scalar(node.tau_syn, "tau_syn", where)
-            w_in = _scalar(node.w_in, "w_in", where)
-            scale *= cd * w_in
-            if w_in == 1.0 and cd < 1.0 - 1e-9 and notes is not None:
-                notes.append(f"{where}: w_in = 1 with tau_syn = {1 / cd:.4g} dt: by NIR's equations each input raises "
-                             f"the current by {cd:.4g} of itself per step (as deployed). norse and rockpool write "
-                             "w_in = 1 for a current that jumps by the whole input; if the graph came from them, set "
-                             "w_in = tau_syn / dt")
-    for name, d in (("current", cd), ("voltage", vd)):
-        if not 0.0 <= d <= 1.0 + 1e-9:
-            raise UnsupportedLayerError(f"{where}: dt / tau gives a {name} decay of {d:g}, outside [0, 1]; "
-                                        "use a smaller dt or larger time constants.")
-    bias_v = vd * np.asarray(v_leak, dtype=np.float64)  # v per step, per output channel/feature or scalar
+    cd, vd, scale, v_leak = _decays(node, kind, synapse, dt, where, notes)
     if getattr(synapse, "bias", None) is not None and cd < 1.0 - 1e-9:
-        if not approximate:
-            raise UnsupportedLayerError(
-                f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying current (it "
-                "reaches its full size only after ~tau_syn), and Loihi adds biases to the voltage, at full size from "
-                "the first step; no NetX layer computes the ramp. Exact alternatives: tau_syn = dt (a current decay "
-                "of 1), or the bias as v_leak = r * w_in * bias, which equals it once the current has settled (a "
-                "change of model: retrain). Or from_nir(..., approximate=True): the bias on the voltage at its "
-                "settled size, noted; sj2lava.verify measures the difference against the graph's equations.")
-        with torch.no_grad():  # the current settles at w_in * bias: on v, that is the bias / current decay
-            synapse.bias.div_(cd)
-        if notes is not None:
-            notes.append(f"{where}: the synaptic bias (into a current with tau_syn = {dt / cd:g}) added to the voltage "
-                         f"at its settled size (x{1 / cd:.4g}); equal once the current has settled, larger in the "
-                         "first steps (not exact; verify measures it)")
+        _bias_at_settled_size(synapse, cd, dt, where, approximate, notes)
+    bias_v = vd * np.asarray(v_leak, dtype=np.float64)  # v per step, per output channel/feature or scalar
     if np.any(bias_v != 0.0):
-        if isinstance(synapse, SumPool2d):
-            raise UnsupportedLayerError(f"{where}: v_leak after a pooling node is not supported (pools carry no bias)")
-        with torch.no_grad():
-            n_out = synapse.out_channels if isinstance(synapse, nn.Conv2d) else synapse.out_features
-            extra = torch.as_tensor(np.broadcast_to(bias_v / scale, (n_out,)).copy(), dtype=torch.float32)
-            if synapse.bias is None:
-                synapse.bias = nn.Parameter(extra)
-            else:
-                synapse.bias.add_(extra)
-    recurrent = None
-    if rec is not None:  # the loop's weights R: the neuron's input is W x + R s, both scaled alike
-        r = _synapse(rec[1], type(rec[1]).__name__, f"NIR node {rec[0]!r} ({type(rec[1]).__name__})")
-        n = synapse.out_features
-        if (r.in_features, r.out_features) != (n, n):
-            raise UnsupportedLayerError(f"NIR node {rec[0]!r}: a recurrent weight of shape {tuple(r.weight.shape)} on "
-                                        f"{n} neurons")
-        recurrent = nn.Linear(n, n, bias=False)
-        with torch.no_grad():
-            recurrent.weight.copy_(r.weight)
-            if r.bias is not None:  # a constant input every step, like the synapse's bias
-                settled = r.bias.detach().clone()
-                if cd < 1.0 - 1e-9:
-                    if not approximate:
-                        raise UnsupportedLayerError(
-                            f"NIR node {rec[0]!r}: a recurrent bias into a CubaLIF with tau_syn != dt enters the "
-                            "decaying current, which NetX's voltage bias cannot express; use tau_syn = dt or v_leak, "
-                            "or from_nir(..., approximate=True) (the bias on the voltage at its settled size, noted)")
-                    settled /= cd
-                    if notes is not None:
-                        notes.append(f"NIR node {rec[0]!r}: the recurrent bias added to the voltage at its settled "
-                                     f"size (x{1 / cd:.4g}; not exact in the first steps)")
-                if synapse.bias is None:
-                    synapse.bias = nn.Parameter(settled)
-                else:
-                    synapse.bias.add_(settled)
+        _add_leak_bias(synapse, bias_v / scale, where)
+    recurrent = None if rec is None else _recurrent(rec, synapse, cd, approximate, notes)
     node_ = CubaLIFNode(min(cd, 1.0), min(vd, 1.0), th)
     node_.input_scale = scale
     if delay is not None and recurrent is not None:
         raise UnsupportedLayerError(f"{where}: axonal delays and a recurrent loop on one layer; NetX's dense_rec "
                                     "has no delays")
     return BlockContainer(synapse, node_, "m", recurrent=recurrent, delay=delay)
+
+
+def _decays(node, kind: str, synapse: nn.Module, dt: float, where: str,
+            notes: List[str]) -> Tuple[float, float, float, object]:
+    """``(current decay, voltage decay, input scale, v_leak)`` of an IF / LIF / CubaLIF node at step ``dt``."""
+    r = _scalar(node.r, "r", where)
+    if kind == "IF":
+        return 1.0, 0.0, r * dt, 0.0
+    vd = dt / _scalar(node.tau if kind == "LIF" else node.tau_mem, "tau", where)
+    scale, cd = vd * r, 1.0
+    if kind == "CubaLIF":
+        cd = dt / _scalar(node.tau_syn, "tau_syn", where)
+        w_in = _scalar(node.w_in, "w_in", where)
+        scale *= cd * w_in
+        if w_in == 1.0 and cd < 1.0 - 1e-9:
+            notes.append(f"{where}: w_in = 1 with tau_syn = {1 / cd:.4g} dt: by NIR's equations each input raises "
+                         f"the current by {cd:.4g} of itself per step (as deployed). norse and rockpool write "
+                         "w_in = 1 for a current that jumps by the whole input; if the graph came from them, set "
+                         "w_in = tau_syn / dt")
+    for name, d in (("current", cd), ("voltage", vd)):
+        if not 0.0 <= d <= 1.0 + 1e-9:
+            raise UnsupportedLayerError(f"{where}: dt / tau gives a {name} decay of {d:g}, outside [0, 1]; "
+                                        "use a smaller dt or larger time constants.")
+    return cd, vd, scale, _leak(node.v_leak, synapse, where)
+
+
+def _bias_at_settled_size(synapse: nn.Module, cd: float, dt: float, where: str, approximate: bool,
+                          notes: List[str]) -> None:
+    """A synaptic bias into a decaying current (CubaLIF, tau_syn != dt): refused, or under ``approximate`` put on
+    the voltage at the size the current settles at (``bias / current decay``), noted."""
+    if not approximate:
+        raise UnsupportedLayerError(
+            f"{where}: a synaptic bias feeding a CubaLIF with tau_syn != dt enters the decaying current (it "
+            "reaches its full size only after ~tau_syn), and Loihi adds biases to the voltage, at full size from "
+            "the first step; no NetX layer computes the ramp. Exact alternatives: tau_syn = dt (a current decay "
+            "of 1), or the bias as v_leak = r * w_in * bias, which equals it once the current has settled (a "
+            "change of model: retrain). Or from_nir(..., approximate=True): the bias on the voltage at its "
+            "settled size, noted; sj2lava.verify measures the difference against the graph's equations.")
+    with torch.no_grad():  # the current settles at w_in * bias: on v, that is the bias / current decay
+        synapse.bias.div_(cd)
+    notes.append(f"{where}: the synaptic bias (into a current with tau_syn = {dt / cd:g}) added to the voltage "
+                 f"at its settled size (x{1 / cd:.4g}); equal once the current has settled, larger in the "
+                 "first steps (not exact; verify measures it)")
+
+
+def _add_leak_bias(synapse: nn.Module, extra_v, where: str) -> None:
+    """Add ``extra_v`` (scalar or per output) to the synapse's bias, in its input units."""
+    if isinstance(synapse, SumPool2d):
+        raise UnsupportedLayerError(f"{where}: v_leak after a pooling node is not supported (pools carry no bias)")
+    with torch.no_grad():
+        n_out = synapse.out_channels if isinstance(synapse, nn.Conv2d) else synapse.out_features
+        extra = torch.as_tensor(np.broadcast_to(extra_v, (n_out,)).copy(), dtype=torch.float32)
+        if synapse.bias is None:
+            synapse.bias = nn.Parameter(extra)
+        else:
+            synapse.bias.add_(extra)
+
+
+def _recurrent(rec: Tuple[str, object], synapse: nn.Module, cd: float, approximate: bool,
+               notes: List[str]) -> nn.Linear:
+    """The loop's weights R as the block's recurrent synapse (the neuron's input is ``W x + R s``, both scaled
+    alike); its bias, a constant input every step, joins the synapse's."""
+    name, rnode = rec
+    r = _synapse(rnode, type(rnode).__name__, f"NIR node {name!r} ({type(rnode).__name__})")
+    n = synapse.out_features
+    if (r.in_features, r.out_features) != (n, n):
+        raise UnsupportedLayerError(f"NIR node {name!r}: a recurrent weight of shape {tuple(r.weight.shape)} on "
+                                    f"{n} neurons")
+    recurrent = nn.Linear(n, n, bias=False)
+    with torch.no_grad():
+        recurrent.weight.copy_(r.weight)
+    if r.bias is None:
+        return recurrent
+    settled = r.bias.detach().clone()
+    if cd < 1.0 - 1e-9:
+        if not approximate:
+            raise UnsupportedLayerError(
+                f"NIR node {name!r}: a recurrent bias into a CubaLIF with tau_syn != dt enters the "
+                "decaying current, which NetX's voltage bias cannot express; use tau_syn = dt or v_leak, "
+                "or from_nir(..., approximate=True) (the bias on the voltage at its settled size, noted)")
+        settled /= cd
+        notes.append(f"NIR node {name!r}: the recurrent bias added to the voltage at its settled "
+                     f"size (x{1 / cd:.4g}; not exact in the first steps)")
+    with torch.no_grad():
+        if synapse.bias is None:
+            synapse.bias = nn.Parameter(settled)
+        else:
+            synapse.bias.add_(settled)
+    return recurrent
 
 
 def _leak(v_leak, synapse: nn.Module, where: str):
@@ -510,66 +571,87 @@ def simulate_nir(graph, x: torch.Tensor, dt: float, reset: str = "zero") -> List
     ``v_reset``, Loihi) or ``'subtract'`` as snnTorch computes it (its default reset): the threshold is taken off
     one step later, after that step's decay and input (``v[t] = a v[t-1] + b I[t] - th s[t-1]``), so it is not
     decayed. The reference ``verify`` compares a ``from_nir`` net with (its ``float`` stage)."""
-    import torch.nn.functional as F
-
     g = _fold_recurrence(graph)
     order = _chain(g)
-    f64 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
     neurons = [n for n in order if type(g.nodes[n]).__name__ in _NEURONS]
-    state: Dict[str, Dict[str, torch.Tensor]] = {}
+    state: Dict[str, Dict[str, Any]] = {}
     out: Dict[str, List[torch.Tensor]] = {n: [] for n in neurons}
     for t in range(x.shape[0]):
         h = x[t].double()
         for name in order:
             node, kind = g.nodes[name], type(g.nodes[name]).__name__
-            if kind in ("Affine", "Linear"):
-                h = h.reshape(h.shape[0], -1) @ f64(node.weight).T + (f64(node.bias) if kind == "Affine" else 0)
-            elif kind == "Conv2d":
-                bias = None if node.bias is None else f64(node.bias).reshape(-1)
-                h = F.conv2d(h, f64(node.weight), bias, stride=pair(node.stride), padding=pair(node.padding),
-                             dilation=pair(node.dilation), groups=int(node.groups))
-            elif kind in ("SumPool2d", "AvgPool2d"):
-                h = F.avg_pool2d(h, pair(node.kernel_size), pair(node.stride),
-                                 divisor_override=1 if kind == "SumPool2d" else None)
-            elif kind == "Flatten":
-                h = h.reshape(h.shape[0], -1)
-            elif kind == "Scale":
-                a = f64(node.scale)
-                h = h * (a.reshape(h.shape[1:]) if a.numel() == h[0].numel() else a.reshape(-1)[0] if a.numel() == 1
-                         else a.reshape(-1, *([1] * (h.dim() - 2))))
-            elif kind == "Delay":  # y(t) = x(t - tau): a history of this node's inputs
-                hist = state.setdefault(name, {}).setdefault("hist", [])
-                hist.append(h)
-                d = np.rint(np.broadcast_to(np.asarray(node.delay, dtype=np.float64).reshape(-1) / dt,
-                                            (h[0].numel(),))).astype(np.int64)
-                h = torch.stack([hist[-1 - k][:, j] if k < len(hist) else torch.zeros_like(h[:, j])
-                                 for j, k in enumerate(d)], 1)
-            elif kind in _NEURONS:
-                shape = h.shape[1:]
-
-                def p(a, shape=shape):  # per neuron, or one value
-                    return f64(a).reshape(shape) if np.size(a) == int(np.prod(shape)) else f64(a).reshape(-1)[0]
-
-                st = state.setdefault(name, {k: torch.zeros_like(h) for k in ("v", "i", "s")})
-                if name in g.recurrent:
-                    r = g.recurrent[name][1]
-                    h = h + st["s"] @ f64(r.weight).T + (f64(r.bias) if type(r).__name__ == "Affine" else 0)
-                if kind == "IF":
-                    v = st["v"] + p(node.r) * dt * h
-                else:
-                    tau, i = p(node.tau if kind == "LIF" else node.tau_mem), h
-                    if kind == "CubaLIF":
-                        st["i"] = (1 - dt / p(node.tau_syn)) * st["i"] + dt / p(node.tau_syn) * p(node.w_in) * h
-                        i = st["i"]
-                    v = (1 - dt / tau) * st["v"] + dt / tau * (p(node.r) * i + p(node.v_leak))
-                th = p(node.v_threshold)
-                if reset == "subtract":  # snnTorch's order: the last step's spike subtracts after this decay
-                    v = v - st["s"] * th
-                s = (v > th).double()
-                st["v"], st["s"] = v if reset == "subtract" else v * (1 - s), s
-                out[name].append(s)
-                h = s
+            if kind in _NEURONS:
+                h = _simulate_neuron(node, kind, h, state.setdefault(name, {}), g.recurrent.get(name), dt, reset)
+                out[name].append(h)
+            elif kind == "Delay":
+                h = _simulate_delay(node, h, state.setdefault(name, {}).setdefault("hist", []), dt)
+            else:
+                h = _simulate_stateless(node, kind, h)
     return [torch.stack(v) for v in out.values()]
+
+
+def _f64(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+
+def _simulate_stateless(node, kind: str, h: torch.Tensor) -> torch.Tensor:
+    """A synapse, pool, flatten or scale node on ``h`` in float64 (Input and Output pass it on)."""
+    import torch.nn.functional as F
+
+    if kind in ("Affine", "Linear"):
+        return h.reshape(h.shape[0], -1) @ _f64(node.weight).T + (_f64(node.bias) if kind == "Affine" else 0)
+    if kind == "Conv2d":
+        bias = None if node.bias is None else _f64(node.bias).reshape(-1)
+        return F.conv2d(h, _f64(node.weight), bias, stride=pair(node.stride), padding=pair(node.padding),
+                        dilation=pair(node.dilation), groups=int(node.groups))
+    if kind in ("SumPool2d", "AvgPool2d"):
+        return F.avg_pool2d(h, pair(node.kernel_size), pair(node.stride),
+                            divisor_override=1 if kind == "SumPool2d" else None)
+    if kind == "Flatten":
+        return h.reshape(h.shape[0], -1)
+    if kind == "Scale":
+        a = _f64(node.scale)
+        return h * (a.reshape(h.shape[1:]) if a.numel() == h[0].numel() else a.reshape(-1)[0] if a.numel() == 1
+                    else a.reshape(-1, *([1] * (h.dim() - 2))))
+    return h
+
+
+def _simulate_delay(node, h: torch.Tensor, hist: List[torch.Tensor], dt: float) -> torch.Tensor:
+    """``y(t) = x(t - tau)`` per element, from ``hist``, this node's inputs so far."""
+    hist.append(h)
+    d = np.rint(np.broadcast_to(np.asarray(node.delay, dtype=np.float64).reshape(-1) / dt,
+                                (h[0].numel(),))).astype(np.int64)
+    return torch.stack([hist[-1 - k][:, j] if k < len(hist) else torch.zeros_like(h[:, j])
+                        for j, k in enumerate(d)], 1)
+
+
+def _simulate_neuron(node, kind: str, h: torch.Tensor, st: Dict[str, torch.Tensor], rec: Optional[Tuple[str, Any]],
+                     dt: float, reset: str) -> torch.Tensor:
+    """One step of an IF / LIF / CubaLIF node on input ``h``; its ``v``, ``i`` and last spikes ``s`` in ``st``."""
+    shape = h.shape[1:]
+
+    def p(a):  # per neuron, or one value
+        return _f64(a).reshape(shape) if np.size(a) == int(np.prod(shape)) else _f64(a).reshape(-1)[0]
+
+    for k in ("v", "i", "s"):
+        st.setdefault(k, torch.zeros_like(h))
+    if rec is not None:
+        r = rec[1]
+        h = h + st["s"] @ _f64(r.weight).T + (_f64(r.bias) if type(r).__name__ == "Affine" else 0)
+    if kind == "IF":
+        v = st["v"] + p(node.r) * dt * h
+    else:
+        tau, i = p(node.tau if kind == "LIF" else node.tau_mem), h
+        if kind == "CubaLIF":
+            st["i"] = (1 - dt / p(node.tau_syn)) * st["i"] + dt / p(node.tau_syn) * p(node.w_in) * h
+            i = st["i"]
+        v = (1 - dt / tau) * st["v"] + dt / tau * (p(node.r) * i + p(node.v_leak))
+    th = p(node.v_threshold)
+    if reset == "subtract":  # snnTorch's order: the last step's spike subtracts after this decay
+        v = v - st["s"] * th
+    s = (v > th).double()
+    st["v"], st["s"] = v if reset == "subtract" else v * (1 - s), s
+    return s
 
 
 # --------------------------------------------------------------------------- to NIR
@@ -604,42 +686,49 @@ def to_nir(model_or_netfile, *, dt: float, input_shape: Optional[Tuple[int, ...]
             nodes[f"{i}"] = nir.Flatten(input_type={"input": np.array(layer.in_shape)}, start_dim=0, end_dim=-1)
             order.append(f"{i}")
             continue
-        n = layer.neuron
-        if n.kind != "cuba":
-            what = "sigma-delta (SDNN)" if n.kind == "sdnn" else "resonate-and-fire"
-            raise UnsupportedLayerError(f"to_nir: layer {i} has {what} neurons, which have no NIR node sj2lava writes")
-        delay = getattr(layer, "delay", None)
-        if delay is not None and not np.all(delay == delay[:, :1]):
-            raise UnsupportedLayerError(f"to_nir: layer {i} has per-synapse axonal delays; a NIR Delay node delays a "
-                                        "neuron's whole input, so sj2lava writes one delay per output neuron only")
-        w = layer.weight.astype(np.float64) / 64.0
+        _check_for_nir(layer, i)
+        n, delay = cast(Cuba, layer.neuron), getattr(layer, "delay", None)
         di, dv, th = int(n.i_decay), int(n.v_decay), int(n.v_th_mant) / 64.0
-        bias = None if layer.bias is None else layer.bias.astype(np.float64) / 64.0
-        # an IF layer's bias goes on its synapse; before a Delay it would be delayed too, so a no-decay LIF's v_leak
-        on_syn = bias is not None and di == 4096 and dv == 0 and delay is None
-        if isinstance(layer, Conv):
-            zeros = np.zeros(layer.out_shape[0])
-            syn_bias = bias if on_syn else zeros
-            nodes[f"{i}"] = nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=w, stride=layer.stride,
-                                       padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                                       bias=syn_bias)
-        else:
-            syn_bias = bias if on_syn else None
-            nodes[f"{i}"] = (nir.Affine(weight=w, bias=syn_bias) if syn_bias is not None else nir.Linear(weight=w))
-        leak = None if (bias is None or on_syn) else bias
+        nodes[f"{i}"], leak = _synapse_node(nir, layer, delay)
         nodes[f"{i}_neuron"] = _neuron_node(nir, di, dv, th, leak, dt, layer.out_shape, i)
         order.append(f"{i}")
         if delay is not None:  # Linear -> Delay (one per output neuron, in time units) -> neuron
             nodes[f"{i}_delay"] = nir.Delay(delay=delay[:, 0].astype(np.float64) * dt)
             order.append(f"{i}_delay")
         order.append(f"{i}_neuron")
-        if getattr(layer, "weight_rec", None) is not None:  # the loop neuron -> Linear -> neuron
-            nodes[f"{i}_rec"] = nir.Linear(weight=layer.weight_rec.astype(np.float64) / 64.0)
+        w_rec = getattr(layer, "weight_rec", None)
+        if w_rec is not None:  # the loop neuron -> Linear -> neuron
+            nodes[f"{i}_rec"] = nir.Linear(weight=w_rec.astype(np.float64) / 64.0)
             loops.append((f"{i}_neuron", f"{i}_rec"))
     nodes["output"] = nir.Output(output_type={"output": np.array(spec.output_shape)})
     order.append("output")
     edges = list(zip(order[:-1], order[1:])) + [e for n, r in loops for e in ((n, r), (r, n))]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _check_for_nir(layer, i: int) -> None:
+    if layer.neuron.kind != "cuba":
+        what = "sigma-delta (SDNN)" if layer.neuron.kind == "sdnn" else "resonate-and-fire"
+        raise UnsupportedLayerError(f"to_nir: layer {i} has {what} neurons, which have no NIR node sj2lava writes")
+    delay = getattr(layer, "delay", None)
+    if delay is not None and not np.all(delay == delay[:, :1]):
+        raise UnsupportedLayerError(f"to_nir: layer {i} has per-synapse axonal delays; a NIR Delay node delays a "
+                                    "neuron's whole input, so sj2lava writes one delay per output neuron only")
+
+
+def _synapse_node(nir, layer, delay: Optional[np.ndarray]) -> Tuple[object, Optional[np.ndarray]]:
+    """The layer's synapse as a NIR node (weights ``mant / 64``) and the bias left for the neuron's ``v_leak``."""
+    n = layer.neuron
+    w = layer.weight.astype(np.float64) / 64.0
+    bias = None if layer.bias is None else layer.bias.astype(np.float64) / 64.0
+    # an IF layer's bias goes on its synapse; before a Delay it would be delayed too, so a no-decay LIF's v_leak
+    on_syn = bias is not None and int(n.i_decay) == 4096 and int(n.v_decay) == 0 and delay is None
+    leak = None if (bias is None or on_syn) else bias
+    if isinstance(layer, Conv):
+        syn_bias = bias if on_syn else np.zeros(layer.out_shape[0])
+        return nir.Conv2d(input_shape=tuple(layer.in_shape[1:]), weight=w, stride=layer.stride,
+                          padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=syn_bias), leak
+    return (nir.Affine(weight=w, bias=bias) if on_syn else nir.Linear(weight=w)), leak
 
 
 def _neuron_node(nir, di: int, dv: int, th: float, leak: Optional[np.ndarray], dt: float, shape, i: int):

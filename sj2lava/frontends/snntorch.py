@@ -15,9 +15,9 @@ from typing import List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..convert import register_recurrence
+from ..convert import Frontend, register_frontend
 from ..errors import UnsupportedLayerError
-from ..neuron import CubaLIFNode, NeuronRule, from_package, register_neuron, unsupported_neuron
+from ..neuron import CubaLIFNode, NeuronRule, from_package, unsupported_neuron
 
 __all__ = ["snntorch_to_nir"]
 
@@ -123,7 +123,6 @@ def _recurrent_synapse(neuron: nn.Module, synapse: nn.Module, where: str) -> nn.
     return out
 
 
-register_recurrence(_is_recurrent, _recurrent_synapse)
 
 
 def _note(names: List[str]) -> Optional[str]:
@@ -131,7 +130,11 @@ def _note(names: List[str]) -> Optional[str]:
             "(decays rounded to 1/4096, threshold floored to 1/64) one step later per layer")
 
 
-register_neuron(NeuronRule("snnTorch", _recognises, _to_cuba, _note, single_step=True, bias_in_current=True))
+register_frontend(Frontend(
+    "snnTorch",
+    neurons=[NeuronRule("snnTorch", _recognises, _to_cuba, _note, single_step=True, bias_in_current=True)],
+    recurrences=[(_is_recurrent, _recurrent_synapse)],
+))
 
 
 def snntorch_to_nir(model: nn.Module, sample: torch.Tensor):

@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from ..block import BlockContainer
-from ..convert import block, register_block_reader, register_dropout
+from ..convert import Frontend, block, register_frontend
 from ..errors import UnsupportedLayerError
-from ..neuron import CubaLIFNode, NeuronRule, from_package, register_neuron, unsupported_neuron
+from ..neuron import CubaLIFNode, NeuronRule, from_package, unsupported_neuron
 from ..pool import SumPool2d, pair
-from ..synapses import POOL, SynapseRule, register
+from ..synapses import POOL, SynapseRule
 
 __all__: List[str] = []
 
@@ -112,7 +112,6 @@ def _note(names: List[str]) -> Optional[str]:
             "in fixed point (threshold floored to 1/64, state on the 1/4096 grid); close, not identical")
 
 
-register_neuron(NeuronRule("SpikingJelly", _recognises, _to_cuba, _note, bias_in_current=True))
 
 
 # --------------------------------------------------------------------------- lava_exchange.SumPool2d
@@ -130,9 +129,7 @@ def _sj_sumpool_as_sumpool(m: nn.Module, where: str) -> SumPool2d:
     return SumPool2d(m.kernel_size, m.stride)
 
 
-register(names=("spikingjelly.activation_based.lava_exchange.SumPool2d",))(SynapseRule(
-    kind="pool", forward=POOL.forward, to_netx=POOL.to_netx, normalize=_sj_sumpool_as_sumpool,
-))
+_SUMPOOL = SynapseRule(kind="pool", forward=POOL.forward, to_netx=POOL.to_netx, normalize=_sj_sumpool_as_sumpool)
 
 
 # --------------------------------------------------------------------------- lava_exchange.BlockContainer
@@ -149,5 +146,14 @@ def _from_sj_block(m: nn.Module, path: str, notes: List[str]) -> BlockContainer:
     return block(syn, m.neuron, path)
 
 
-register_block_reader(_is_sj_block, _from_sj_block)
-register_dropout(lambda m: from_package(m, "spikingjelly") and type(m).__name__ in ("Dropout", "Dropout2d"))
+def _is_dropout(m: nn.Module) -> bool:
+    return from_package(m, "spikingjelly") and type(m).__name__ in ("Dropout", "Dropout2d")
+
+
+register_frontend(Frontend(
+    "SpikingJelly",
+    neurons=[NeuronRule("SpikingJelly", _recognises, _to_cuba, _note, bias_in_current=True)],
+    synapses=[(("spikingjelly.activation_based.lava_exchange.SumPool2d",), _SUMPOOL)],
+    blocks=[(_is_sj_block, _from_sj_block)],
+    dropouts=[_is_dropout],
+))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Tuple, Union
+from typing import Any, List, Optional, Tuple, Union
 
 import h5py
 import numpy as np
@@ -243,53 +243,69 @@ def _neuron_type(g: h5py.Group, ctx: _Ctx) -> Optional[str]:
 
 
 def _check_fields(g: h5py.Group, kind: str, index: int, ctx: _Ctx) -> None:
+    """Every field of the layer group is one NetX reads (or one sj2lava knows NetX ignores, noted); anything else
+    is refused by name, never skipped."""
     names = set(g.keys())
     neuron_type = _neuron_type(g, ctx)
-    if "weight" in g and isinstance(g["weight"], h5py.Group):  # NetX's complex dense layer (ComplexDense)
-        parts = set(g["weight"].keys())
-        if kind != "dense":
-            raise ctx.fail(f"field 'weight' is a group (complex weights) on a {kind} layer; NetX builds complex "
-                           "weights on dense layers only (and ignores weight_rec there)")
-        if parts != {"real", "imag"}:
-            raise ctx.fail(f"field 'weight' of a complex dense layer must hold 'real' and 'imag', found "
-                           f"{sorted(parts)}")
-        if neuron_type != "RF":
-            raise ctx.fail("complex weights feed the real and imaginary inputs of resonate-and-fire neurons; NetX "
-                           f"fails to connect them to {neuron_type or 'its default CUBA'} neurons")
-        kind = "dense_complex"
-        for name in sorted(names - _READ[kind]):
-            if name in _REFUSED_COMPLEX:
-                raise ctx.fail(f"field '{name}' holds {_REFUSED_COMPLEX[name]}")
-    elif neuron_type == "RF":
-        raise ctx.fail(f"neuron type {ascii(_string(g['neuron'], 'type', ctx))[:40]} (resonate-and-fire) on a layer "
-                       "without complex weights: NetX builds RF neurons only on dense layers with weight/real and "
-                       "weight/imag, and fails elsewhere")
-    neuron = g["neuron"] if neuron_type is not None else None
-    fields = [(n, n) for n in sorted(names)] + ([(f"neuron/{n}", n) for n in sorted(neuron.keys())]
-                                                 if neuron is not None else [])
-    for path, name in fields:
-        if path.startswith("neuron/"):
-            if name in _NEURON_READ[neuron_type]:
-                continue
-            if name in _NEURON_NOT_READ_BY_NETX or (neuron_type != "CUBA" and name in _NOT_READ_FOR_SDNN):
-                value = np.asarray(neuron[name][()])
-                if name == "gradedSpike" and bool(value.any()):
-                    raise ctx.fail("field 'neuron/gradedSpike' is true: the layer was trained with graded "
-                                   "spikes, which NetX runs as binary ones (it reads messageBits); refusing "
-                                   "rather than running something else than what was trained")
-                # refDelay 1 and gradedSpike false state what NetX assumes anyway: nothing to note
-                if not ((name == "refDelay" and value.size == 1 and int(value) == 1) or name == "gradedSpike"):
-                    ctx.ignored.setdefault(path, []).append(index)
-                continue
-        elif name in _READ[kind]:
+    kind = _complex_kind(g, kind, neuron_type, names, ctx)
+    for name in sorted(names):
+        if name in _READ[kind] or (name in _INFORMATIONAL and kind != "input"):
             continue
-        elif name in _INFORMATIONAL and kind != "input":
+        _refuse_field(name, name, kind, ctx)
+    if neuron_type is None:
+        return
+    neuron = g["neuron"]
+    for name in sorted(neuron.keys()):
+        path = f"neuron/{name}"
+        if name in _NEURON_READ[neuron_type]:
             continue
-        if name in _REFUSED:
-            raise ctx.fail(f"field '{path}' holds {_REFUSED[name]}")
-        raise ctx.fail(f"field '{_safe(path)[:60]}' is not one sj2lava understands for a "
-                       f"{kind.replace('_', ' ')} layer; refusing rather than ignoring it (NetX reads: "
-                       + ", ".join(sorted(_READ[kind])) + ")")
+        if name in _NEURON_NOT_READ_BY_NETX or (neuron_type != "CUBA" and name in _NOT_READ_FOR_SDNN):
+            _unread_neuron_field(np.asarray(neuron[name][()]), name, index, ctx)
+            continue
+        _refuse_field(path, name, kind, ctx)
+
+
+def _complex_kind(g: h5py.Group, kind: str, neuron_type: Optional[str], names: set, ctx: _Ctx) -> str:
+    """``'dense_complex'`` for NetX's complex dense layer (weight/real and weight/imag into RF neurons), checked;
+    else ``kind``, refusing RF neurons without complex weights."""
+    if not ("weight" in g and isinstance(g["weight"], h5py.Group)):
+        if neuron_type == "RF":
+            raise ctx.fail(f"neuron type {ascii(_string(g['neuron'], 'type', ctx))[:40]} (resonate-and-fire) on a "
+                           "layer without complex weights: NetX builds RF neurons only on dense layers with "
+                           "weight/real and weight/imag, and fails elsewhere")
+        return kind
+    parts = set(g["weight"].keys())
+    if kind != "dense":
+        raise ctx.fail(f"field 'weight' is a group (complex weights) on a {kind} layer; NetX builds complex "
+                       "weights on dense layers only (and ignores weight_rec there)")
+    if parts != {"real", "imag"}:
+        raise ctx.fail(f"field 'weight' of a complex dense layer must hold 'real' and 'imag', found {sorted(parts)}")
+    if neuron_type != "RF":
+        raise ctx.fail("complex weights feed the real and imaginary inputs of resonate-and-fire neurons; NetX "
+                       f"fails to connect them to {neuron_type or 'its default CUBA'} neurons")
+    for name in sorted(names - _READ["dense_complex"]):
+        if name in _REFUSED_COMPLEX:
+            raise ctx.fail(f"field '{name}' holds {_REFUSED_COMPLEX[name]}")
+    return "dense_complex"
+
+
+def _unread_neuron_field(value: np.ndarray, name: str, index: int, ctx: _Ctx) -> None:
+    """A neuron field NetX does not read: refused where it changes what was trained, else noted as ignored."""
+    if name == "gradedSpike" and bool(value.any()):
+        raise ctx.fail("field 'neuron/gradedSpike' is true: the layer was trained with graded "
+                       "spikes, which NetX runs as binary ones (it reads messageBits); refusing "
+                       "rather than running something else than what was trained")
+    # refDelay 1 and gradedSpike false state what NetX assumes anyway: nothing to note
+    if not ((name == "refDelay" and value.size == 1 and int(value) == 1) or name == "gradedSpike"):
+        ctx.ignored.setdefault(f"neuron/{name}", []).append(index)
+
+
+def _refuse_field(path: str, name: str, kind: str, ctx: _Ctx) -> None:
+    if name in _REFUSED:
+        raise ctx.fail(f"field '{path}' holds {_REFUSED[name]}")
+    raise ctx.fail(f"field '{_safe(path)[:60]}' is not one sj2lava understands for a "
+                   f"{kind.replace('_', ' ')} layer; refusing rather than ignoring it (NetX reads: "
+                   + ", ".join(sorted(_READ[kind])) + ")")
 
 
 def _notes(ctx: _Ctx) -> list:
@@ -377,6 +393,30 @@ def _safe(text: str) -> str:
 
 def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Optional[int] = None,
           skip_layers: int = 0) -> NetSpec:
+    idx = _layer_indices(f, ctx)
+    if num_layers is not None:
+        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
+            raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+        idx = idx[:int(num_layers)]
+    walk = _LayerWalk(ctx, tuple(int(s) for s in input_shape) if input_shape is not None else None)
+    for i in idx:
+        walk.read(f["layer"][str(i)], i)
+    layers = walk.layers
+    if not any(not isinstance(l, Flatten) for l in layers):
+        raise ctx.fail("the network has no layer with neurons after its input (NetX builds no network from it)")
+    _check_neurons(layers, walk.where, ctx)
+    assert walk.net_input is not None  # set by the input layer, or by the first dense layer (a conv first fails)
+    if not skip_layers:
+        return NetSpec(walk.net_input, layers, source=ctx.path, notes=_notes(ctx))
+    layers, bits = _skip(layers, walk.index, skip_layers, ctx)
+    net_input = tuple(layers[0].in_shape)
+    ctx.notes.append(f"layers before layer/{skip_layers} skipped (skip_layers={skip_layers}): the net takes "
+                     + (f"{bits}-bit graded messages" if bits else "spikes") + f" of shape {net_input}")
+    return NetSpec(net_input, layers, source=ctx.path, notes=_notes(ctx), input_message_bits=bits)
+
+
+def _layer_indices(f: h5py.File, ctx: _Ctx) -> List[int]:
+    """The file's layer numbers, checked to be 0..n-1."""
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise ctx.fail("no 'layer' group: not a NetX network file")
     keys = list(f["layer"].keys())
@@ -389,15 +429,23 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
     if idx != list(range(len(idx))):
         missing = sorted(set(range(idx[-1] + 1)) - set(idx))
         raise ctx.fail(f"layer indices must be contiguous from 0; missing layer/{missing[0]}")
-    if num_layers is not None:
-        if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
-            raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
-        idx = idx[:int(num_layers)]
-    layers, where, index = [], [], []
-    shape: Optional[Shape] = tuple(int(s) for s in input_shape) if input_shape is not None else None
-    net_input: Optional[Shape] = shape
-    for i in idx:
-        g = f["layer"][str(i)]
+    return idx
+
+
+class _LayerWalk:
+    """The file's layers read in order, each checked against the shape the one before hands it; ``where`` and
+    ``index`` say, per layer read, its group and number (an input layer with neurons is one layer)."""
+
+    def __init__(self, ctx: _Ctx, input_shape: Optional[Shape]) -> None:
+        self.ctx = ctx
+        self.layers: list = []
+        self.where: List[str] = []
+        self.index: List[int] = []
+        self.shape: Optional[Shape] = input_shape
+        self.net_input: Optional[Shape] = input_shape
+
+    def read(self, g: h5py.Group, i: int) -> None:
+        ctx = self.ctx
         ctx.where, ctx.index = f"layer/{i}: ", i
         kind = _string(g, "type", ctx)
         ctx.where = f"layer/{i} ({_safe(kind)[:40]}): "
@@ -407,59 +455,61 @@ def _read(f: h5py.File, ctx: _Ctx, input_shape: Optional[Shape], num_layers: Opt
                            "writes sum-pools as depthwise convolutions.")
         if kind in _READ:
             _check_fields(g, "input_neurons" if kind == "input" and "neuron" in g else kind, i, ctx)
-        if kind == "input":
-            if i != 0:
-                raise ctx.fail("an input layer must be layer/0")
-            shape = _shape(g, "shape", ctx)
-            net_input = shape
-            if "neuron" in g:
-                layers.append(_read_input_neurons(g, ctx, shape, i))
-        elif kind == "flatten":
-            if shape is None:
-                raise ctx.fail("flatten cannot be the first layer of a NetX network (NetX fails on it)")
-            out = (int(np.prod(shape)),)
-            if "shape" in g and int(np.prod(_ints(g, "shape", ctx))) != out[0]:
-                raise ctx.fail(f"field 'shape' {tuple(_ints(g, 'shape', ctx))} does not hold the "
-                               f"{out[0]} values of the input {shape}")
-            layers.append(Flatten(shape, out))
-            shape = out
-        elif kind == "conv":
-            layer = _read_conv(g, ctx, shape)
-            if net_input is None:
-                raise ctx.fail("the file has no input layer and starts with a conv: its input size is "
-                               "unknown. Pass input_shape=(C, H, W).")
-            layers.append(layer)
-            shape = layer.out_shape
-        elif kind in ("dense", "dense_rec"):
-            layer = _read_dense(g, ctx, shape, rec=kind == "dense_rec", first=not layers)
-            if net_input is None:
-                net_input = layer.in_shape
-            layers.append(layer)
-            shape = layer.out_shape
-        else:
+        readers = {"input": self._input, "flatten": self._flatten, "conv": self._conv, "dense": self._dense,
+                   "dense_rec": self._dense}
+        if kind not in readers:
             raise ctx.fail(f"unknown layer type {ascii(kind)[:40]}; NetX loads input, conv, dense, dense_rec, flatten")
-        where += [ctx.where] * (len(layers) - len(where))
-        index += [i] * (len(layers) - len(index))
-    if not any(not isinstance(l, Flatten) for l in layers):
-        raise ctx.fail("the network has no layer with neurons after its input (NetX builds no network from it)")
-    _check_neurons(layers, where, ctx)
-    bits = 0
-    if skip_layers:
-        if isinstance(skip_layers, bool) or not isinstance(skip_layers, (int, np.integer)) or skip_layers < 0:
-            raise ValueError(f"skip_layers must be an integer >= 0, got {skip_layers!r}")
-        kept = [k for k, i in enumerate(index) if i >= skip_layers]
-        while kept and isinstance(layers[kept[0]], Flatten):  # NetX connects a later dense to the flat input
-            kept.pop(0)
-        if not kept:
-            raise ctx.fail(f"skip_layers={skip_layers} leaves no layer to run")
-        sent = [l for l in layers[:kept[0]] if not isinstance(l, Flatten)]
-        if sent and sent[-1].neuron.graded:  # NetX: the next synapse takes the skipped layer's messages
-            bits = SDNN_MESSAGE_BITS
-        layers = layers[kept[0]:]
-        net_input = tuple(layers[0].in_shape)
-        ctx.notes.append(f"layers before layer/{skip_layers} skipped (skip_layers={skip_layers}): the net takes "
-                         + (f"{bits}-bit graded messages" if bits else "spikes") + f" of shape {net_input}")
-    return NetSpec(net_input, layers, source=ctx.path, notes=_notes(ctx), input_message_bits=bits)
+        readers[kind](g, i, kind)
+        self.where += [ctx.where] * (len(self.layers) - len(self.where))
+        self.index += [i] * (len(self.layers) - len(self.index))
+
+    def _input(self, g: h5py.Group, i: int, kind: str) -> None:
+        if i != 0:
+            raise self.ctx.fail("an input layer must be layer/0")
+        self.shape = self.net_input = _shape(g, "shape", self.ctx)
+        if "neuron" in g:
+            self.layers.append(_read_input_neurons(g, self.ctx, self.shape, i))
+
+    def _flatten(self, g: h5py.Group, i: int, kind: str) -> None:
+        ctx, shape = self.ctx, self.shape
+        if shape is None:
+            raise ctx.fail("flatten cannot be the first layer of a NetX network (NetX fails on it)")
+        out = (int(np.prod(shape)),)
+        if "shape" in g and int(np.prod(_ints(g, "shape", ctx))) != out[0]:
+            raise ctx.fail(f"field 'shape' {tuple(_ints(g, 'shape', ctx))} does not hold the "
+                           f"{out[0]} values of the input {shape}")
+        self.layers.append(Flatten(shape, out))
+        self.shape = out
+
+    def _conv(self, g: h5py.Group, i: int, kind: str) -> None:
+        layer = _read_conv(g, self.ctx, self.shape)
+        if self.net_input is None:
+            raise self.ctx.fail("the file has no input layer and starts with a conv: its input size is "
+                                "unknown. Pass input_shape=(C, H, W).")
+        self.layers.append(layer)
+        self.shape = layer.out_shape
+
+    def _dense(self, g: h5py.Group, i: int, kind: str) -> None:
+        layer = _read_dense(g, self.ctx, self.shape, rec=kind == "dense_rec", first=not self.layers)
+        if self.net_input is None:
+            self.net_input = layer.in_shape
+        self.layers.append(layer)
+        self.shape = layer.out_shape
+
+
+def _skip(layers: list, index: List[int], skip_layers: int, ctx: _Ctx) -> Tuple[list, int]:
+    """NetX's ``skip_layers``: the layers from file layer ``skip_layers`` on, and the message bits the first of
+    them takes (0: spikes; a skipped SDNN layer's graded messages otherwise)."""
+    if isinstance(skip_layers, bool) or not isinstance(skip_layers, (int, np.integer)) or skip_layers < 0:
+        raise ValueError(f"skip_layers must be an integer >= 0, got {skip_layers!r}")
+    kept = [k for k, i in enumerate(index) if i >= skip_layers]
+    while kept and isinstance(layers[kept[0]], Flatten):  # NetX connects a later dense to the flat input
+        kept.pop(0)
+    if not kept:
+        raise ctx.fail(f"skip_layers={skip_layers} leaves no layer to run")
+    sent = [l for l in layers[:kept[0]] if not isinstance(l, Flatten)]
+    bits = SDNN_MESSAGE_BITS if sent and sent[-1].neuron.graded else 0  # NetX: the next synapse takes its messages
+    return layers[kept[0]:], bits
 
 
 SDNN_MESSAGE_BITS = 16
@@ -631,18 +681,11 @@ def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, is_input: bool) -> SigmaD
     holds ``sigma_output`` (whatever its value) a Sigma decoder, any other a ReLU SigmaDelta neuron."""
     role = "delta" if is_input else ("sigma" if "sigma_output" in n else "sigma_delta")
     if "sigma_output" in n:
-        flag = _numbers(n, "sigma_output", ctx).reshape(-1)
-        if is_input:
-            ctx.ignored.setdefault("neuron/sigma_output", []).append(index)
-            ctx.reasons["neuron/sigma_output"] = "the Sigma output flag, which NetX does not read on an input layer"
-        elif flag.size != 1 or not bool(flag[0]):
-            raise ctx.fail("field 'neuron/sigma_output' is false, but NetX makes the layer a Sigma output "
-                           "whenever the field exists; refusing rather than guessing which was meant")
+        _sigma_output_flag(n, ctx, index, is_input)
     activation = _string(n, "activation", ctx) if "activation" in n else None
-    if activation is not None and activation != "relu":
-        if role == "sigma_delta":
-            raise ctx.fail(f"field 'neuron/activation' is {ascii(activation)[:40]}, but NetX's SigmaDelta neurons "
-                           "always apply ReLU: Lava would run another network than the one trained")
+    if activation is not None and activation != "relu" and role == "sigma_delta":
+        raise ctx.fail(f"field 'neuron/activation' is {ascii(activation)[:40]}, but NetX's SigmaDelta neurons "
+                       "always apply ReLU: Lava would run another network than the one trained")
     if activation is not None and role != "sigma_delta":
         ctx.ignored.setdefault("neuron/activation", []).append(index)
         ctx.reasons["neuron/activation"] = _ACTIVATION_NOT_APPLIED
@@ -659,6 +702,17 @@ def _sdnn_neuron(n: h5py.Group, ctx: _Ctx, index: int, is_input: bool) -> SigmaD
         raise ctx.fail(f"field 'neuron/vThMant' must lie in [0, {SDNN_V_TH_MANT_MAX}] for SDNN neurons "
                        f"(scaled by 2^12 into int32), found {int(th[0])}")
     return SigmaDelta(int(th[0]), role, activation)
+
+
+def _sigma_output_flag(n: h5py.Group, ctx: _Ctx, index: int, is_input: bool) -> None:
+    """NetX makes any layer whose neuron group holds ``sigma_output`` a Sigma output (ignored on an input)."""
+    flag = _numbers(n, "sigma_output", ctx).reshape(-1)
+    if is_input:
+        ctx.ignored.setdefault("neuron/sigma_output", []).append(index)
+        ctx.reasons["neuron/sigma_output"] = "the Sigma output flag, which NetX does not read on an input layer"
+    elif flag.size != 1 or not bool(flag[0]):
+        raise ctx.fail("field 'neuron/sigma_output' is false, but NetX makes the layer a Sigma output "
+                       "whenever the field exists; refusing rather than guessing which was meant")
 
 
 def _bias(g: h5py.Group, ctx: _Ctx, sizes: Tuple[int, ...]) -> Optional[np.ndarray]:
@@ -704,7 +758,8 @@ CONV_WEIGHT_MAX = 1 << 15
 """Largest |conv weight| read: Loihi's are 8-bit mantissas (|w| <= 256); beyond 2^15 a file is not a Loihi net."""
 
 
-def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
+def _conv_weight(g: h5py.Group, ctx: _Ctx) -> np.ndarray:
+    """``(C_out, C_in / groups, kH, kW)`` 8-bit mantissas (a trailing axis of 1, as lava-dl writes, dropped)."""
     w = _ints(g, "weight", ctx)
     if w.ndim == 5 and w.shape[-1] == 1:
         w = w[..., 0]
@@ -716,6 +771,11 @@ def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
     if np.abs(w).max() > CONV_WEIGHT_MAX:
         raise ctx.fail(f"field 'weight' holds {int(np.abs(w).max())}; conv weights must lie within "
                        f"+-{CONV_WEIGHT_MAX} (Loihi weights are 8-bit mantissas)")
+    return w
+
+
+def _read_conv(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape]) -> Conv:
+    w = _conv_weight(g, ctx)
     stride, padding = _pair(g, "stride", ctx, 1), _pair(g, "padding", ctx, 0, low=0)
     dilation = _pair(g, "dilation", ctx, 1)
     groups = _pair(g, "groups", ctx, 1)[0] if "groups" in g else 1
@@ -749,6 +809,26 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
         if real.weight.shape != imag.weight.shape:
             raise ctx.fail(f"fields 'weight/real' {real.weight.shape} and 'weight/imag' {imag.weight.shape} differ")
         return Dense(real.in_shape, real.out_shape, real.weight, real.neuron, weight_imag=imag.weight)
+    w = _dense_weight(g, ctx)
+    n_out, n_in = w.shape
+    out = _shape(g, "shape", ctx) if "shape" in g else (n_out,)
+    if int(np.prod(out)) != n_out:
+        raise ctx.fail(f"field 'weight' has {n_out} outputs but 'shape' says {out}")
+    if in_shape is not None:
+        if len(in_shape) != 1 and not first:
+            raise ctx.fail(f"a dense layer after a {in_shape} layer needs a flatten layer in between")
+        if int(np.prod(in_shape)) != n_in:
+            raise ctx.fail(f"field 'weight' takes {n_in} inputs but the previous layer gives "
+                           f"{int(np.prod(in_shape))} {in_shape}")
+    _same(g, ctx, ("inFeatures", n_in), ("outFeatures", n_out))
+    w_rec = _recurrent_weight(g, ctx, w) if rec else None
+    neuron = _neuron(g, ctx, n_out) if "neuron" in g else _default_neuron(ctx)
+    return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, neuron,
+                 _bias(g, ctx, (n_out,)), w_rec, _delay(g, ctx, (n_out, n_in)) if "delay" in g else None)
+
+
+def _dense_weight(g: h5py.Group, ctx: _Ctx) -> np.ndarray:
+    """``(out, in)`` mantissas (a flat weight reshaped to ``(out, -1)`` by ``shape``, as NetX does), range-checked."""
     w = _ints(g, "weight", ctx)
     if w.ndim == 1 and "shape" in g:  # NetX's leniency: a flat weight is reshaped to (out, -1)
         n_out = int(np.prod(_shape(g, "shape", ctx)))
@@ -761,26 +841,16 @@ def _read_dense(g: h5py.Group, ctx: _Ctx, in_shape: Optional[Shape], rec: bool, 
     if min(w.shape) < 1:
         raise ctx.fail(f"field 'weight' {w.shape} is empty")
     _dense_range(w, "weight", ctx)
-    n_out, n_in = w.shape
-    out = _shape(g, "shape", ctx) if "shape" in g else (n_out,)
-    if int(np.prod(out)) != n_out:
-        raise ctx.fail(f"field 'weight' has {n_out} outputs but 'shape' says {out}")
-    if in_shape is not None:
-        if len(in_shape) != 1 and not first:
-            raise ctx.fail(f"a dense layer after a {in_shape} layer needs a flatten layer in between")
-        if int(np.prod(in_shape)) != n_in:
-            raise ctx.fail(f"field 'weight' takes {n_in} inputs but the previous layer gives "
-                           f"{int(np.prod(in_shape))} {in_shape}")
-    _same(g, ctx, ("inFeatures", n_in), ("outFeatures", n_out))
-    w_rec = None
-    if rec:
-        w_rec = _ints(g, "weight_rec", ctx)
-        if w_rec.shape != (n_out, n_out):
-            raise ctx.fail(f"field 'weight_rec' should be ({n_out}, {n_out}), found {w_rec.shape}")
-        _dense_range(np.hstack([w, w_rec]), "weight_rec", ctx)
-    neuron = _neuron(g, ctx, n_out) if "neuron" in g else _default_neuron(ctx)
-    return Dense(in_shape if in_shape is not None else (n_in,), (n_out,), w, neuron,
-                 _bias(g, ctx, (n_out,)), w_rec, _delay(g, ctx, w.shape) if "delay" in g else None)
+    return w
+
+
+def _recurrent_weight(g: h5py.Group, ctx: _Ctx, w: np.ndarray) -> np.ndarray:
+    n_out = w.shape[0]
+    w_rec = _ints(g, "weight_rec", ctx)
+    if w_rec.shape != (n_out, n_out):
+        raise ctx.fail(f"field 'weight_rec' should be ({n_out}, {n_out}), found {w_rec.shape}")
+    _dense_range(np.hstack([w, w_rec]), "weight_rec", ctx)
+    return w_rec
 
 
 def _dense_range(w: np.ndarray, name: str, ctx: _Ctx) -> None:

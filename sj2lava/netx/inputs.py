@@ -133,28 +133,14 @@ def input_neuron_data(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Opti
     from the caller's ``x`` (optional a_in values), ``input_bias`` (``[N, *shape]`` or ``[*shape]``) and
     ``num_steps``; every value checked (integers in range, no NaN) before any work."""
     shape = tuple(spec.input_shape)
-    bias = None
-    if input_bias is not None:
-        bias = torch.as_tensor(input_bias)
-        if tuple(bias.shape) == shape:
-            bias = bias.unsqueeze(0)
-        if bias.dim() != len(shape) + 1 or tuple(bias.shape[1:]) != shape:
-            raise ValueError(f"{what}: input_bias must be [N, *{shape}] or {shape}; got {tuple(bias.shape)}")
-        _check_ints(bias, quant.BIAS_MANT_MIN, quant.BIAS_MANT_MAX, "input_bias", what)
+    bias = None if input_bias is None else _bias_values(input_bias, shape, what)
     if x is None:
         if num_steps is None:
             raise ValueError(f"{what}: give num_steps (or x) for a net driven by its input neurons' bias")
         n = 1 if bias is None else bias.shape[0]
         x = torch.zeros(1, 1, *shape, dtype=torch.int32).expand(int(num_steps), n, *shape)  # no copies: all zero
     else:
-        x = torch.as_tensor(x)
-        x = x if layout == "TNX" else NXT_to_TNX(x)
-        if x.dim() < 3 or int(np.prod(x.shape[2:])) != int(np.prod(shape)):
-            raise ValueError(f"{what}: x must be [T, N, *{shape}] (the input neurons' a_in); got {tuple(x.shape)}")
-        x = x.reshape(x.shape[0], x.shape[1], *shape)
-        _check_ints(x, -A_IN_MAX, A_IN_MAX, "x (the input neurons' a_in)", what)
-        if num_steps is not None and int(num_steps) != x.shape[0]:
-            raise ValueError(f"{what}: num_steps={num_steps} but x has {x.shape[0]} steps")
+        x = _a_in_values(x, shape, num_steps, layout, what)
     if bias is None:
         bias = torch.zeros(x.shape[1], *shape, dtype=torch.int32)
     if bias.shape[0] == 1 and x.shape[1] > 1:
@@ -162,6 +148,31 @@ def input_neuron_data(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Opti
     if bias.shape[0] != x.shape[1]:
         raise ValueError(f"{what}: input_bias has {bias.shape[0]} samples but x has {x.shape[1]}")
     return x.to(torch.int32), bias.to(torch.int32).contiguous()
+
+
+def _bias_values(input_bias: torch.Tensor, shape: Tuple[int, ...], what: str) -> torch.Tensor:
+    """``input_bias`` as ``[N, *shape]`` integers in the 13-bit bias range (``[*shape]`` is one sample)."""
+    bias = torch.as_tensor(input_bias)
+    if tuple(bias.shape) == shape:
+        bias = bias.unsqueeze(0)
+    if bias.dim() != len(shape) + 1 or tuple(bias.shape[1:]) != shape:
+        raise ValueError(f"{what}: input_bias must be [N, *{shape}] or {shape}; got {tuple(bias.shape)}")
+    _check_ints(bias, quant.BIAS_MANT_MIN, quant.BIAS_MANT_MAX, "input_bias", what)
+    return bias
+
+
+def _a_in_values(x: torch.Tensor, shape: Tuple[int, ...], num_steps: Optional[int], layout: str,
+                 what: str) -> torch.Tensor:
+    """The input neurons' ``a_in`` as ``[T, N, *shape]`` integers within Lava's range."""
+    x = torch.as_tensor(x)
+    x = x if layout == "TNX" else NXT_to_TNX(x)
+    if x.dim() < 3 or int(np.prod(x.shape[2:])) != int(np.prod(shape)):
+        raise ValueError(f"{what}: x must be [T, N, *{shape}] (the input neurons' a_in); got {tuple(x.shape)}")
+    x = x.reshape(x.shape[0], x.shape[1], *shape)
+    _check_ints(x, -A_IN_MAX, A_IN_MAX, "x (the input neurons' a_in)", what)
+    if num_steps is not None and int(num_steps) != x.shape[0]:
+        raise ValueError(f"{what}: num_steps={num_steps} but x has {x.shape[0]} steps")
+    return x
 
 
 def _check_ints(a: torch.Tensor, lo: int, hi: int, name: str, what: str) -> None:

@@ -6,10 +6,11 @@ container output at ``t = k - 1`` and no re-alignment is needed.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from ..layout import TNX_to_NXT
 from .hdf5 import load
 from .inputs import (
     WINDOWS,
+    RunInput,
     read_window,
     reset_phases,
     run_input,
@@ -121,66 +123,98 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         return read_window(out, spec, steps, layout)
     warn_unread(spec, run_steps(x, num_steps, layout), what)
     inp = run_input(spec, x, input_bias, num_steps, layout, what, spike_exp)
-    x, bias, neurons_in = inp.x, inp.bias, inp.neurons_in
-    # a graded net's Delta input neurons take x as their a_in below, and have no bias to set
-    delta_in = inp.graded and isinstance(spec.layers[0], InputNeurons)
-    steps = int(num_steps) if num_steps is not None else x.shape[0]
+    steps = int(num_steps) if num_steps is not None else inp.x.shape[0]
     if steps < 1:
         raise ValueError("run_lava: num_steps must be >= 1")
-    n = x.shape[1]
     reset_phases(spec, reset_interval, reset_offset)  # the same argument checks as emulate
-    period = steps if reset_interval is None else -(-steps // reset_interval) * reset_interval
+    states = [k for k in ("voltage", "current", "sigma") if k in record]
+    plan = _Plan(n=inp.x.shape[1], steps=steps, states=states, all_layers=all_layers or bool(states),
+                 period=steps if reset_interval is None else -(-steps // reset_interval) * reset_interval)
+    net = _network(path, reset_interval=reset_interval, reset_offset=reset_offset, num_layers=num_layers,
+                   skip_layers=skip_layers, spike_exp=spike_exp)
+    try:
+        outs, probes = _run_samples(net, spec, inp, plan, run_cfg, progress)
+    finally:
+        f = getattr(getattr(net, "net_config", None), "f", None)
+        if f is not None:
+            f.close()
+    return _results(spec, outs, probes, plan.all_layers, plan.n, steps, layout)
+
+
+def _network(path: Union[str, Path], *, reset_interval: Optional[int], reset_offset: int,
+             num_layers: Optional[int], skip_layers: int, spike_exp: int):
+    """lava-dl's ``netx.hdf5.Network`` for the file, given only the options that differ from NetX's defaults."""
     _import_lava_runtime()
     netx = quiet_import("lava.lib.dl.netx")
+    options = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
+    options.update({k: int(v) for k, v in (("num_layers", num_layers), ("skip_layers", skip_layers or None),
+                                           ("spike_exp", None if spike_exp == 6 else spike_exp)) if v is not None})
+    return netx.hdf5.Network(net_config=str(path), **options)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """One run_lava call: ``n`` samples of ``period`` steps each (``steps`` read back, the rest padding to the
+    reset interval), the ``states`` probed, and whether every layer's output is read."""
+
+    n: int
+    steps: int
+    period: int
+    states: List[str]
+    all_layers: bool
+
+
+def _run_samples(net, spec: NetSpec, inp: RunInput, plan: _Plan, run_cfg: Optional[object],
+                 progress: Optional[Callable[[int], None]]) -> Tuple[List[np.ndarray], dict]:
+    """Run the NetX network on every sample, one after another with the states reset between them, and read
+    the sinks (every layer's output spikes, or the net's) and monitors; the runtime is stopped at the end."""
     io = quiet_import("lava.proc.io")
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
-    options = {} if reset_interval is None else dict(reset_interval=int(reset_interval), reset_offset=int(reset_offset))
-    options.update({k: int(v) for k, v in (("num_layers", num_layers), ("skip_layers", skip_layers or None),
-                                           ("spike_exp", None if spike_exp == 6 else spike_exp)) if v is not None})
-    net = netx.hdf5.Network(net_config=str(path), **options)
-    # NetX's Input block leaves its inp unconnected: input neurons are driven at their a_in
-    target = net.in_layer.neuron.a_in if neurons_in or (spec.graded_input and delta_in) else net.inp
+    # NetX's Input block leaves its inp unconnected: input neurons are driven at their a_in; a graded net's Delta
+    # input neurons take x as their a_in too, and have no bias to set
+    delta_in = inp.graded and isinstance(spec.layers[0], InputNeurons)
+    target = net.in_layer.neuron.a_in if inp.neurons_in or (spec.graded_input and delta_in) else net.inp
     lava_in = tuple(target.shape)
-    data = _input_buffer(x, lava_in, steps, period)
+    src = io.source.RingBuffer(data=_input_buffer(inp.x, lava_in, plan.steps, plan.period))
+    src.s_out.connect(target)
+    images = _bias_images(inp, lava_in) if inp.neurons_in else []
+    if images:
+        net.in_layer.neuron.bias_mant.init = images[0]
+    probed = net.layers if plan.all_layers else [net]
+    sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=plan.n * plan.period) for p in probed]
+    for p, sink in zip(probed, sinks):
+        p.out.connect(sink.a_in)
+    monitors = _monitors(net, plan.states, plan.n * plan.period)
+    cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
     started = False
     try:
-        src = io.source.RingBuffer(data=data)
-        src.s_out.connect(target)
-        if neurons_in:  # one image per sample, in Lava's (W, H, C) order
-            assert bias is not None  # run_input gives input neurons their bias
-            images = [bias[i].numpy().transpose(*reversed(range(bias.dim() - 1))).reshape(lava_in) for i in range(n)]
-            net.in_layer.neuron.bias_mant.init = images[0]
-        states = [k for k in ("voltage", "current", "sigma") if k in record]
-        all_layers = all_layers or bool(states)
-        probed = net.layers if all_layers else [net]
-        sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=n * period) for p in probed]
-        for p, sink in zip(probed, sinks):
-            p.out.connect(sink.a_in)
-        monitors = _monitors(net, states, n * period)
-        cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
-        for i in range(n):
+        for i in range(plan.n):
             if i:
                 _reset_states(net)
-                if neurons_in:
+                if images:
                     net.in_layer.neuron.bias_mant.set(images[i])
-            net.run(condition=RunSteps(num_steps=period), run_cfg=cfg)
+            net.run(condition=RunSteps(num_steps=plan.period), run_cfg=cfg)
             started = True
             if progress is not None:
                 progress(i + 1)
-        outs = [_unpad(sink.data.get(), n, period, steps) for sink in sinks]
-        probes = {key: [None] * len(net.layers) for key in states}
+        outs = [_unpad(sink.data.get(), plan.n, plan.period, plan.steps) for sink in sinks]
+        probes: dict = {key: [None] * len(net.layers) for key in plan.states}
         for key, var, mon, j in monitors:
             data = next(iter(mon.get_data().values()))[var]  # (steps, *lava_shape)
-            probes[key][j] = _unpad(np.moveaxis(np.asarray(data), 0, -1), n, period, steps)
+            probes[key][j] = _unpad(np.moveaxis(np.asarray(data), 0, -1), plan.n, plan.period, plan.steps)
     finally:
         if started:
             net.stop()
-        f = getattr(getattr(net, "net_config", None), "f", None)
-        if f is not None:
-            f.close()
-    return _results(spec, outs, probes, all_layers, n, steps, layout)
+    return outs, probes
+
+
+def _bias_images(inp: RunInput, lava_in: tuple) -> List[np.ndarray]:
+    """Each sample's input-neuron bias, one image per sample in Lava's (W, H, C) order."""
+    bias = inp.bias
+    assert bias is not None  # run_input gives input neurons their bias
+    return [bias[i].numpy().transpose(*reversed(range(bias.dim() - 1))).reshape(lava_in) for i in range(bias.shape[0])]
 
 
 def _results(spec: NetSpec, outs: List[np.ndarray], probes: dict, all_layers: bool, n: int, steps: int,

@@ -6,12 +6,12 @@ with -256 (where NetX loses precision), large biases, zero and full decays, recu
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from .. import quant
-from .spec import Conv, Cuba, Dense, Flatten, InputNeurons, NetSpec, Resonator, SigmaDelta, conv_out_shape
+from .spec import Conv, Cuba, Dense, Flatten, InputNeurons, Layer, NetSpec, Resonator, SigmaDelta, conv_out_shape
 
 
 def _weights(rng: np.random.Generator, shape: Tuple[int, ...], dense: bool) -> np.ndarray:
@@ -84,7 +84,8 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
         shape: Tuple[int, ...] = (int(rng.integers(1, 4)), int(rng.integers(4, 11)), int(rng.integers(4, 11)))
     else:
         shape = (int(rng.integers(5, 41)),)
-    input_shape, layers = shape, []
+    input_shape = shape
+    layers: List[Layer] = []
     n_syn = int(rng.integers(1, max_layers + 1))
     while sum(not isinstance(l, Flatten) for l in layers) < n_syn:
         if len(shape) == 3:
@@ -93,39 +94,14 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
                 layers.append(Flatten(shape, (int(np.prod(shape)),)))
                 shape = layers[-1].out_shape
                 continue
-            c, h, w = shape
-            if choice == "pool":
-                k = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-                k = (min(k[0], h), min(k[1], w))
-                stride, pad, dil, groups, c_out = k, (0, 0), (1, 1), c, c
-                weight = np.full((c, 1, *k), int(rng.choice([64, 64, 32, 128, 254])), dtype=np.int64)
-            else:
-                k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-                stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-                pad = (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
-                dil = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-                groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
-                c_out = groups * int(rng.integers(1, 4))
-                if wide and rng.random() < wide:
-                    groups, c_out = 1, int(rng.choice([16, 32]))
-                weight = _weights(rng, (c_out, c // groups, *k), dense=False)
-            out = conv_out_shape(shape, c_out, k, stride, pad, dil)[1:]
-            if min(out) < 1:
-                continue
-            out_shape = (c_out, *out)
-            layers.append(Conv(shape, out_shape, weight, stride, pad, dil, groups, _neuron(rng, weight),
-                               _bias(rng, c_out, weight)))
-            shape = out_shape
+            conv = _random_conv(rng, shape, choice, wide)
+            if conv is not None:
+                layers.append(conv)
+                shape = conv.out_shape
         else:
-            n_out = int(rng.integers(2, 25))
-            weight = _weights(rng, (n_out, shape[0]), dense=True)
-            rec = None
-            if rng.random() < 0.15:
-                rec = rng.integers(-40, 40, (n_out, n_out)).astype(np.int64) * 2
-            delay = _delays(rng, weight.shape) if rec is None and delays and rng.random() < delays else None
-            layers.append(Dense(shape, (n_out,), weight, _neuron(rng, weight), _bias(rng, n_out, weight), rec,
-                                delay))
-            shape = (n_out,)
+            dense = _random_dense(rng, shape, delays)
+            layers.append(dense)
+            shape = dense.out_shape
     if inputs and rng.random() < inputs:  # drawn last, so the layers after it are those of inputs=0
         drive = np.full((1, 1), int(rng.integers(50, 400)))  # a typical bias image value, for the threshold
         layers.insert(0, InputNeurons(input_shape, input_shape, _neuron(rng, drive)))
@@ -133,11 +109,48 @@ def random_spec(seed: int, max_layers: int = 4, wide: float = 0.0, delays: float
         r = np.random.default_rng(seed + 7_000_000)
         if r.random() < sdnn:
             layers = _to_sdnn(r, input_shape, layers)
-    if rf and not any(l.kind != "flatten" and l.neuron.graded for l in layers):
+    if rf and not any(not isinstance(l, Flatten) and l.neuron.graded for l in layers):
         r = np.random.default_rng(seed + 9_000_000)
         layers = [_to_rf(r, l) if isinstance(l, Dense) and l.weight_rec is None and l.delay is None
                   and r.random() < rf else l for l in layers]
     return NetSpec(input_shape, layers)
+
+
+def _random_conv(rng: np.random.Generator, shape: Tuple[int, ...], choice: str, wide: float) -> Optional[Conv]:
+    """A random conv (or, for ``choice == 'pool'``, a depthwise sum-pool) on a ``(C, H, W)`` input; None where its
+    geometry leaves no output (the draws are made all the same, so the next layer's stay as they were)."""
+    c, h, w = shape
+    if choice == "pool":
+        k = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        k = (min(k[0], h), min(k[1], w))
+        stride, pad, dil, groups, c_out = k, (0, 0), (1, 1), c, c
+        weight = np.full((c, 1, *k), int(rng.choice([64, 64, 32, 128, 254])), dtype=np.int64)
+    else:
+        k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        pad = (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
+        dil = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        groups = int(rng.choice([g for g in (1, 2, 3) if c % g == 0]))
+        c_out = groups * int(rng.integers(1, 4))
+        if wide and rng.random() < wide:
+            groups, c_out = 1, int(rng.choice([16, 32]))
+        weight = _weights(rng, (c_out, c // groups, *k), dense=False)
+    out = conv_out_shape(shape, c_out, k, stride, pad, dil)[1:]
+    if min(out) < 1:
+        return None
+    return Conv(shape, (c_out, *out), weight, stride, pad, dil, groups, _neuron(rng, weight),
+                _bias(rng, c_out, weight))
+
+
+def _random_dense(rng: np.random.Generator, shape: Tuple[int, ...], delays: float) -> Dense:
+    """A random dense layer on ``(features,)``: recurrent on 15% of draws, else with axonal delays at ``delays``."""
+    n_out = int(rng.integers(2, 25))
+    weight = _weights(rng, (n_out, shape[0]), dense=True)
+    rec = None
+    if rng.random() < 0.15:
+        rec = rng.integers(-40, 40, (n_out, n_out)).astype(np.int64) * 2
+    delay = _delays(rng, (n_out, shape[0])) if rec is None and delays and rng.random() < delays else None
+    return Dense(shape, (n_out,), weight, _neuron(rng, weight), _bias(rng, n_out, weight), rec, delay)
 
 
 def _to_rf(rng: np.random.Generator, l: Dense) -> Dense:

@@ -1,10 +1,7 @@
 """convert / to_lava / verify on real SpikingJelly 0.0.0.0.14 models, checked in real Lava."""
-import copy
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import mismatches, plain_sj_net, spikes
 from torch import nn
 
@@ -70,101 +67,6 @@ def test_the_readme_five_steps_run_as_written_for_a_conv_first_model(sj, tmp_pat
     assert sj2lava.convert(dense, example_input=torch.zeros(5, 2, 1, 8, 8)).input_shape == (1, 8, 8)
 
 
-def test_a_slow_cuba_layer_keeps_the_weight_grid_as_lavas_registers_allow(tmp_path):
-    """Rescaling bounds only the registers Lava wraps (the synaptic sum and u); v saturates. A slow CubaLIF
-    (tau_syn 5 dt, tau_mem 20 dt) with small float weights fills the grid (>= 100 of the 127 levels), where the old
-    worst case of v kept about 10; the file runs in Lava equal to the emulator and the containers."""
-    import nir
-
-    from sj2lava import from_nir, quant
-    from sj2lava.convert import effective_weight
-
-    rng = torch.Generator().manual_seed(8)
-    w = (torch.rand(6, 16, generator=rng) - 0.3) * 0.02
-    n = 6
-    full = lambda v: np.full(n, v)  # noqa: E731
-    nodes = {"in": nir.Input(input_type={"input": np.array([16])}), "fc": nir.Linear(weight=w.double().numpy()),
-             "lif": nir.CubaLIF(tau_syn=full(5e-3), tau_mem=full(2e-2), r=full(1.0), v_leak=full(0.0),
-                                v_threshold=full(2e-5), w_in=full(1.0)),
-             "out": nir.Output(output_type={"output": np.array([n])})}
-    g = nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "lif"), ("lif", "out")], type_check=False)
-    net = from_nir(g, dt=1e-3)
-    levels = int(quant.weight_mant(effective_weight(net[0])).abs().max()) // 2
-    assert levels >= 100, net.conversion_notes
-    path = export(net, tmp_path / "slow.net")
-    x = spikes((40, 2, 16), 0.5, seed=9)
-    with torch.no_grad():
-        y = net(x)
-    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0 and mismatches(sj2lava.emulate(path, x), y) == 0
-
-
-def test_rescale_refits_a_fine_tuned_layer_so_that_it_exports_strictly(tmp_path):
-    """A layer whose training grew its weights past what Lava's current register holds (u could wrap) is refused
-    by export; sj2lava.rescale scales it back within 24 bits (noted) and it exports and runs in Lava."""
-    torch.manual_seed(3)
-    blocks = nn.Sequential(BlockContainer(nn.Linear(200, 8, bias=False), sj2lava.CubaLIFNode(0.125, 0.05, 1.0), "m"))
-    with torch.no_grad():
-        blocks[0].synapse.weight.uniform_(-3.0, 3.0)  # as fine-tuning left it
-    with pytest.raises(sj2lava.ExportError, match="the current u can reach .* wraps it around.*sj2lava.rescale"):
-        export(blocks, tmp_path / "a.net", (200,))
-    notes = sj2lava.rescale(blocks)
-    assert len(notes) == 1 and "the current u (24 bits)" in notes[0] and blocks.conversion_notes == notes
-    path = export(blocks, tmp_path / "a.net", (200,))
-    x = spikes((16, 2, 200), 0.3, seed=4)
-    with torch.no_grad():
-        y = blocks(x)
-    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
-    assert sj2lava.rescale(blocks) == []  # on the grid now: kept
-
-
-def test_a_max_pool_over_spikes_is_an_or_layer_equal_to_it_in_containers_emulate_and_lava(sj, tmp_path):
-    """MaxPool2d after a neuron (SpikingJelly's CupyNet puts it inside SeqToANNContainer before the next conv):
-    a sum-pool into memoryless neurons with threshold 1/2, equal to MaxPool2d of the model's own spikes one step
-    later, spike for spike, in the containers, the emulator and Lava; verify's float stage lines up with it."""
-    torch.manual_seed(1)
-    L, m = sj.layer, "m"
-    net = nn.Sequential(L.Conv2d(1, 4, 3, padding=1, bias=False, step_mode=m), sj.neuron.IFNode(step_mode=m),
-                        L.SeqToANNContainer(nn.MaxPool2d(2, 2), nn.Conv2d(4, 6, 3, padding=1, bias=False)),
-                        sj.neuron.IFNode(step_mode=m), L.MaxPool2d(3, 2, step_mode=m), L.Flatten(step_mode=m),
-                        L.Linear(6 * 3 * 3, 5, bias=False, step_mode=m), sj.neuron.IFNode(step_mode=m))
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, (nn.Conv2d, nn.Linear)):
-                mod.weight.mul_(5)
-    x = spikes((12, 3, 1, 16, 16), 0.4, seed=2)
-    blocks = convert(net, example_input=x)
-    assert [b.kind for b in blocks] == ["conv", "pool", "conv", "pool", "flatten", "dense"]
-    assert blocks.float_layers == ["1", "2.0", "3", "4", "7"]
-    assert sum("over spikes as an OR layer" in n for n in blocks.conversion_notes) == 2
-    outs = sj2lava.block.run_blocks(blocks, x)
-    for k in (1, 3):  # the OR layer on the spikes of the layer before, one step later
-        want = F.max_pool2d(outs[k - 1].flatten(0, 1), *((2, 2) if k == 1 else (3, 2))).reshape(outs[k].shape)
-        assert outs[k - 1].sum() > 0 and mismatches(outs[k][1:], want[:-1]) == 0 and not outs[k][0].any()
-    path = export(blocks, tmp_path / "or.net")
-    emu = sj2lava.emulate(path, x, record=("spikes", "layer_spikes"))["layer_spikes"]
-    lava = run_lava(path, x[:, :1], all_layers=True)
-    assert all(mismatches(e, o) == 0 and mismatches(v, o[:, :1]) == 0 for e, v, o in zip(emu, lava, outs))
-    report = verify(net, path, x, lava_samples=1, containers=blocks)
-    assert report.exact and report.stage("float").mismatches[1] is not None
-    with pytest.raises(UnsupportedLayerError, match="padding, dilation, ceil_mode"):
-        convert(nn.Sequential(nn.Conv2d(1, 2, 3), sj.neuron.IFNode(), nn.MaxPool2d(2, padding=1)))
-
-
-def test_a_max_pool_over_currents_is_an_average_pool_under_approximate(sj, tmp_path):
-    """snnTorch's DVS CSNN writes Conv2d, MaxPool2d, neuron: a max of currents. Refused (above); under
-    approximate=True the window's average, composed into the conv, noted, and the file runs in Lava."""
-    net = nn.Sequential(nn.Conv2d(2, 4, 5), nn.MaxPool2d(2), sj.neuron.IFNode(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3),
-                        sj.neuron.IFNode())
-    x = spikes((10, 2, 2, 16, 16), 0.4, seed=3)
-    blocks = convert(net, example_input=x, approximate=True)
-    assert [b.kind for b in blocks] == ["conv", "flatten", "dense"]
-    assert any("replaced by AvgPool2d(2, 2)" in n and "not exact" in n for n in blocks.conversion_notes)
-    assert any("composed into one conv" in n for n in blocks.conversion_notes)
-    with torch.no_grad():
-        y = blocks(x)
-    assert mismatches(run_lava(export(blocks, tmp_path / "a.net"), x[:, :1]), y[:, :1]) == 0
-
-
 def test_direct_input_runs_everything_before_the_first_neuron_on_the_host(sj, tmp_path):
     """With direct (analog) input, the conv, BatchNorm and max-pool before the first neuron all run on the host in
     float (a max-pool there is exact): one InputBlock whose encoder holds them, exported as input neurons driven by
@@ -186,56 +88,6 @@ def test_direct_input_runs_everything_before_the_first_neuron_on_the_host(sj, tm
     assert sj2lava.load(path).layers[0].in_shape == (4, 4, 4)
     report = verify(net, path, x, lava_samples=1, containers=blocks)
     assert report.exact and sum(report.stage("containers").spikes) > 0
-
-
-def test_batchnorm_folding_is_exact_in_float():
-    torch.manual_seed(1)
-    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
-    with torch.no_grad():
-        bn.running_mean.normal_()
-        bn.running_var.uniform_(0.3, 2)
-        bn.weight.normal_()
-        bn.bias.normal_()
-    bn.eval()
-    from sj2lava.convert import _fold_bn
-
-    folded = _fold_bn(copy.deepcopy(conv), bn, "bn")
-    x = torch.randn(2, 3, 6, 6)
-    assert torch.allclose(folded(x), bn(conv(x)), atol=1e-5)
-
-
-@pytest.mark.parametrize("padding", [0, 1])
-def test_avgpool_composed_into_next_conv_and_linear(sj, padding, tmp_path):
-    """neuron -> AvgPool2d -> Conv2d (or Flatten -> Linear): the pool folds into the weights."""
-    torch.manual_seed(2)
-    N = sj.neuron
-    head = [nn.Conv2d(1, 4, 3, padding=1, bias=False), N.IFNode(), nn.AvgPool2d(2)]
-    conv_net = nn.Sequential(*head, nn.Conv2d(4, 4, 3, padding=padding, bias=False), N.IFNode())
-    lin_net = nn.Sequential(*copy.deepcopy(head), nn.Flatten(), nn.Linear(4 * 4 * 4, 5), N.IFNode())
-    x = spikes((10, 2, 1, 8, 8), 0.5, seed=2)
-    for net in (conv_net, lin_net):
-        blocks = convert(net, example_input=x)
-        composed = next(b for b in blocks if b.kind in ("conv", "dense") and b is not blocks[0]).synapse
-        original = net[3] if isinstance(net[3], nn.Conv2d) else net[4]
-        h = torch.rand(3, 4, 8, 8)
-        ref = original(F.avg_pool2d(h, 2).flatten(1) if isinstance(original, nn.Linear) else F.avg_pool2d(h, 2))
-        got = composed(h.flatten(1) if isinstance(composed, nn.Linear) else h)
-        assert torch.allclose(got, ref, atol=1e-6)
-        assert any("composed into" in n for n in blocks.conversion_notes)
-    with torch.no_grad():
-        for m in blocks.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.mul_(4)
-        y = blocks(x)
-    path = export(blocks, tmp_path / "composed.net", (1, 8, 8))
-    assert y.sum() > 0 and mismatches(run_lava(path, x), y) == 0
-
-
-def test_avgpool_tap_rounding_is_announced(sj):
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), sj.neuron.IFNode(), nn.AvgPool2d(3), sj.neuron.IFNode())
-    with pytest.warns(UserWarning, match=r"1/9 = 0.11111 rounds to 0.12500 .*\+12.5%"):
-        blocks = convert(net)
-    assert blocks[1].synapse.weight == pytest.approx(1 / 9)
 
 
 def test_blockcontainers_pass_through(tmp_path):
@@ -278,80 +130,6 @@ def test_unsupported_models_are_refused_with_path_and_fix(sj, name):
     for w in words:
         assert w in msg, (w, msg)
     assert msg.startswith("features.")
-
-
-def test_padded_conv_composition_refuses_non_divisible_sizes(sj):
-    N = sj.neuron
-    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), N.IFNode(), nn.AvgPool2d(2), nn.Conv2d(2, 2, 3, padding=1),
-                        N.IFNode())
-    with pytest.raises(UnsupportedLayerError, match="7x7 map pooled by"):
-        convert(net, example_input=torch.zeros(2, 1, 1, 7, 7))
-
-
-class _Residual(nn.Module):
-    def __init__(self, sj):
-        super().__init__()
-        self.fc, self.n = nn.Linear(8, 8), sj.neuron.IFNode(step_mode="m")
-        self.fc2, self.n2 = nn.Linear(8, 3), sj.neuron.IFNode(step_mode="m")
-
-    def forward(self, x):
-        return self.n2(self.fc2(self.n(self.fc(x)) + x))
-
-
-class _Members(nn.Module):
-    """Registered out of order, with a layer the forward never calls."""
-
-    def __init__(self, sj, twice=False):
-        super().__init__()
-        self.fc2, self.n2 = nn.Linear(8, 3), sj.neuron.IFNode(step_mode="m")
-        self.fc, self.n = nn.Linear(4, 8), sj.neuron.IFNode(step_mode="m")
-        self.spare = nn.Linear(3, 3)
-        self.twice = twice
-
-    def forward(self, x):
-        h = self.n(self.fc(x))
-        if self.twice:
-            h = self.n(self.fc(h[..., :4]))
-        return self.n2(self.fc2(h))
-
-
-def test_a_forward_that_is_not_a_chain_is_refused_by_name(sj):
-    """A residual '+ x' was converted as two blocks before: the forward is traced, and its add refused."""
-    with pytest.raises(UnsupportedLayerError, match="not a chain of layers: at 'add' it does call_function add"):
-        convert(_Residual(sj))
-    with pytest.raises(UnsupportedLayerError, match="at 'getitem'"):  # slicing is no layer either
-        convert(_Members(sj, twice=True))
-
-
-def test_layers_follow_the_forward_and_unused_ones_are_noted(sj):
-    net = _Members(sj)
-    blocks = convert(net)
-    assert [b.synapse.in_features for b in blocks] == [4, 8]
-    assert "convert: spare never called by the forward: left out" in blocks.conversion_notes
-    assert any("in the order the forward calls them: fc, n, fc2, n2" in n for n in blocks.conversion_notes)
-    x = (torch.rand(6, 2, 4) > 0.5).float()
-    with torch.no_grad():
-        sj.functional.reset_net(net)
-        assert blocks(x).shape == (6, 2, 3)
-
-
-class _Branchy(nn.Module):
-    def __init__(self, sj):
-        super().__init__()
-        self.fc, self.n = nn.Linear(4, 8), sj.neuron.IFNode(step_mode="m")
-        self.fc2, self.n2 = nn.Linear(8, 3), sj.neuron.IFNode(step_mode="m")
-
-    def forward(self, x):
-        h = self.n(self.fc(x))
-        if x.sum() > 0:  # data-dependent: fx cannot follow it
-            h = h * 2
-        return self.n2(self.fc2(h))
-
-
-def test_an_untraceable_forward_is_read_in_registration_order_with_a_warning(sj):
-    with pytest.warns(UserWarning, match="could not be traced"):
-        blocks = convert(_Branchy(sj))
-    assert any("could not be traced" in n for n in blocks.conversion_notes)
 
 
 def _direct_input_net(sj):
