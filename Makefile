@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_block.py
 	$(PY) benchmarks/bench_lava.py
 	$(PY) benchmarks/bench_emulator.py
+	$(PY) benchmarks/bench_evaluate.py
 
 # The emulator against Lava on NETS seeded random networks (the suite runs a subset).
 NETS ?= 200

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 
 from ._deps import progress as _progress
 from .block import InputBlock
 from .emulator import emulate
-from .metrics import Metrics, metrics
+from .metrics import Counts, Metrics, metrics_of
 from .netx.hdf5 import load
 from .netx.lava import run_lava
 from .netx.spec import NetSpec
@@ -65,6 +65,11 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
         window: ``'aligned'`` (default): each sample runs ``steps + L`` steps (``L`` the output's latency in Lava)
             and the output is read in the ``steps`` that answer the input, as the float model is; the metrics
             count each layer in its own such window. ``'all'``: only ``steps`` steps, read whole.
+
+    The metrics are counted inside the emulator (per-neuron counts times each layer's fan-out), so memory stays
+    bounded by one batch whatever the number of samples. Under ``torchrun`` (an initialised ``torch.distributed``
+    group) rank ``r`` of ``W`` runs every ``W``-th batch and the tallies are all-gathered: every rank returns what
+    one process returns.
     """
     if backend not in ("emulator", "lava"):
         raise ValueError(f"evaluate: backend must be 'emulator' or 'lava', got {backend!r}")
@@ -75,40 +80,83 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
         data, encode = (data[0].transpose(0, 1), data[1]), (lambda b: b.transpose(0, 1))
     total = len(data[1]) if isinstance(data, (tuple, list)) and len(data) == 2 else (
         len(data) if hasattr(data, "__len__") else None)
-    bar = _progress(total=total, desc=f"evaluate ({backend})", unit="sample", disable=not progress)
-    per_class: Dict[int, list] = {}
-    n_ok = n = 0
-    counts: Optional[Metrics] = None
+    rank, world = _rank_and_world()
+    shard = f", rank {rank} of {world}" if world > 1 else ""
+    bar = _progress(total=None if total is None else -(-total // world), desc=f"evaluate ({backend}{shard})",
+                    unit="sample", disable=not progress or rank != 0)
+    tally = _Tally()
     try:
         # Lava runs a sample in seconds: small batches keep its progress bar moving
-        for x, y in batches(data, batch_size if backend == "emulator" else min(batch_size, 4)):
+        for b, (x, y) in enumerate(batches(data, batch_size if backend == "emulator" else min(batch_size, 4))):
             feed: Dict[str, Any]
             if host is not None:  # the host part's current is the input neurons' bias; no spikes come in
                 feed = dict(input_bias=host.input_bias(x), num_steps=steps)
-                spikes = torch.zeros(steps, len(y), *spec.input_shape)
-            else:
-                spikes = encode(x)
-                feed = dict(x=spikes)
-            if spikes.shape[0] != steps:
-                raise ValueError(f"evaluate: the encoder gave {spikes.shape[0]} steps, expected {steps}")
+            else:  # every rank encodes every batch, so that a seeded encoder gives each sample what one process does
+                feed = dict(x=encode(x))
+                if feed["x"].shape[0] != steps:
+                    raise ValueError(f"evaluate: the encoder gave {feed['x'].shape[0]} steps, expected {steps}")
+            if b % world != rank:  # under torchrun each rank runs every world-th batch
+                continue
             if backend == "emulator":
-                rec = cast(dict, emulate(spec, **feed, device=device, record=("spikes", "layer_spikes"),
-                                         window=window))
+                # per-neuron counts, summed inside the emulator: no layer's spikes are kept
+                rec = cast(dict, emulate(spec, **feed, device=device, record=("spikes", "counts"), window=window))
                 out = rec["spikes"]
-                batch = metrics(spec, spikes, rec["layer_spikes"])
-                counts = batch if counts is None else counts + batch
+                tally.counts = rec["counts"] if tally.counts is None else tally.counts + rec["counts"]
             else:
                 out = cast(torch.Tensor, run_lava(path, **feed, spec=spec, window=window))
-            pred = out.sum(0).reshape(out.shape[1], -1).argmax(1)
-            for c, ok in zip(y.tolist(), (pred == y).tolist()):
-                entry = per_class.setdefault(int(c), [0, 0])
-                entry[0] += int(ok)
-                entry[1] += 1
-                n_ok += int(ok)
-                n += 1
+            tally.add(out.sum(0).reshape(out.shape[1], -1).argmax(1), y)
             bar.update(len(y))
     finally:
         bar.close()
-    if n == 0:
+    if world > 1:
+        tally = _Tally.gathered(tally)
+    if tally.n == 0:
         raise ValueError("evaluate: the data set is empty")
-    return Evaluation(n_ok / n, n, {c: (v[0], v[1]) for c, v in per_class.items()}, backend, counts)
+    return Evaluation(tally.n_ok / tally.n, tally.n, {c: (v[0], v[1]) for c, v in sorted(tally.per_class.items())},
+                      backend, None if tally.counts is None else metrics_of(spec, tally.counts))
+
+
+def _rank_and_world() -> Tuple[int, int]:
+    """``(rank, world size)`` of an initialised ``torch.distributed`` group (torchrun), else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@dataclass
+class _Tally:
+    """What the batches add up to: per class ``[correct, total]``, and the emulator's counts."""
+
+    per_class: Dict[int, List[int]] = field(default_factory=dict)
+    n_ok: int = 0
+    n: int = 0
+    counts: Optional[Counts] = None
+
+    def add(self, pred: torch.Tensor, y: torch.Tensor) -> None:
+        for c, ok in zip(y.tolist(), (pred == y).tolist()):
+            entry = self.per_class.setdefault(int(c), [0, 0])
+            entry[0] += int(ok)
+            entry[1] += 1
+            self.n_ok += int(ok)
+            self.n += 1
+
+    @staticmethod
+    def gathered(mine: _Tally) -> _Tally:
+        """Every rank's tally added up (exact integers, in rank order), on every rank."""
+        import torch.distributed as dist
+
+        parts: List[Optional[_Tally]] = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, mine)
+        out = _Tally()
+        for t in parts:
+            assert t is not None
+            for c, (ok, total) in t.per_class.items():
+                entry = out.per_class.setdefault(c, [0, 0])
+                entry[0] += ok
+                entry[1] += total
+            out.n_ok, out.n = out.n_ok + t.n_ok, out.n + t.n
+            if t.counts is not None:
+                out.counts = t.counts if out.counts is None else out.counts + t.counts
+        return out

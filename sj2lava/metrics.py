@@ -16,7 +16,7 @@ Per synaptic layer ``l`` with ``N`` samples of ``T`` steps:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .netx.spec import Conv, Dense, Flatten, InputNeurons, NetSpec, neurons_of
 
-__all__ = ["LayerMetrics", "Metrics", "metrics", "run_metrics"]
+__all__ = ["Counts", "LayerMetrics", "Metrics", "count", "metrics", "metrics_of", "run_metrics"]
 
 _STATE_BITS = {"cuba": 2 * 24, "sdnn": 3 * 24, "rf": 2 * 24}  # u and v; sigma, act, residue; real and imag
 
@@ -102,45 +102,100 @@ def _weight_bits(layer, n_weights: int) -> int:
     return bits
 
 
+@dataclass
+class Counts:
+    """What the metrics need from a run, summed over its samples and steps, per synaptic layer ``k``: how often each
+    input element was non-zero (``inputs[k]``, flat in the layer's input order; None for input neurons), how often
+    each neuron fired or sent a message (``fired[k]``) and how often it did at the last step (``last[k]``, which its
+    own recurrent synapse never reads). float64 holding exact integers, so counts of batches add up exactly.
+
+    Synaptic operations are linear in these counts: ``sum_i inputs[k][i] * fan_out(i)``, with ``fan_out(i)`` the
+    non-zero weights input ``i`` reaches (once per output, through every non-zero tap of a convolution)."""
+
+    samples: int
+    steps: int
+    inputs: List[Optional[torch.Tensor]]
+    fired: List[torch.Tensor]
+    last: List[torch.Tensor]
+
+    def __add__(self, other: Counts) -> Counts:
+        """The counts of two runs of the same net with the same steps (e.g. two batches) as one."""
+        if other.steps != self.steps or len(other.fired) != len(self.fired):
+            raise ValueError("Counts: only runs of the same net over the same steps add up")
+        add = lambda a, b: None if a is None or b is None else a + b  # noqa: E731
+        return Counts(self.samples + other.samples, self.steps, [add(a, b) for a, b in zip(self.inputs, other.inputs)],
+                      [a + b for a, b in zip(self.fired, other.fired)], [a + b for a, b in zip(self.last, other.last)])
+
+
+def count(spec: NetSpec, x: torch.Tensor, layer_spikes: List[torch.Tensor]) -> Counts:
+    """The :class:`Counts` of a run of ``spec`` on ``x`` ``[T, N, *input_shape]`` whose synaptic layers' outputs are
+    ``layer_spikes`` (``emulate(..., record=('layer_spikes',))``, TNX). Holds no copy of the spikes."""
+    steps, n = x.shape[0], x.shape[1]
+    nonzero = lambda a: (a != 0).sum((0, 1)).reshape(-1).double()  # noqa: E731
+    inputs: List[Optional[torch.Tensor]] = []
+    fired: List[torch.Tensor] = []
+    last: List[torch.Tensor] = []
+    previous: Optional[torch.Tensor] = None
+    for layer in (layer for layer in spec.layers if not isinstance(layer, Flatten)):
+        s = layer_spikes[len(fired)]
+        if isinstance(layer, InputNeurons):
+            inputs.append(None)
+        else:  # a flatten between layers keeps the order of the elements
+            inputs.append(nonzero(x.reshape(steps, n, -1)) if previous is None else previous)
+        fired.append(nonzero(s))
+        last.append((s[-1] != 0).sum(0).reshape(-1).double())
+        previous = fired[-1]
+    return Counts(n, steps, inputs, fired, last)
+
+
+def _fan_out(layer, w: np.ndarray) -> torch.Tensor:
+    """Per input element (flat), the non-zero weights of ``w`` it reaches: a dense column's non-zeros; for a
+    convolution, through every non-zero tap to every output that reads it (the adjoint of the conv on ones)."""
+    mask = torch.as_tensor(np.asarray(w) != 0, dtype=torch.float64)
+    if not isinstance(layer, Conv):
+        return mask.sum(0)
+    (h, w_in), (ho, wo) = layer.in_shape[1:], layer.out_shape[1:]
+    reach = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
+             zip((ho, wo), layer.stride, layer.padding, layer.dilation, mask.shape[2:])]
+    ones = torch.ones(1, mask.shape[0], ho, wo, dtype=torch.float64)
+    fan = F.conv_transpose2d(ones, mask, stride=layer.stride, padding=layer.padding,
+                             output_padding=(h - reach[0], w_in - reach[1]), groups=layer.groups,
+                             dilation=layer.dilation)
+    return fan.reshape(-1)
+
+
+def metrics_of(spec: NetSpec, c: Counts) -> Metrics:
+    """The metrics of the module docstring from a run's :class:`Counts`."""
+    out: List[LayerMetrics] = []
+    k = 0  # the synaptic layer's position among the counts; rows are labelled by the file's layer index
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Flatten):
+            continue
+        neurons = neurons_of(layer)
+        spikes = float(c.fired[k].sum())
+        synops, zero, total_w, w_bits = 0.0, 0.0, 0, 0
+        src = c.inputs[k]
+        if not isinstance(layer, InputNeurons) and src is not None:
+            rec = getattr(layer, "weight_rec", None)
+            sources = [(layer.weight, src)] + [(w, s) for w, s in ((getattr(layer, "weight_imag", None), src),
+                                                                   (rec, c.fired[k] - c.last[k])) if w is not None]
+            for w, active in sources:  # a recurrent synapse reads the layer's own spikes of the step before
+                synops += float(active @ _fan_out(layer, w))
+                zero += float((np.asarray(w) == 0).sum())
+                total_w += int(np.asarray(w).size)
+            w_bits = _weight_bits(layer, total_w)
+        state = neurons * _STATE_BITS.get(layer.neuron.kind, 48)
+        n, steps = c.samples, c.steps
+        out.append(LayerMetrics(i, layer.kind, neurons, spikes / n, 1.0 - spikes / (n * steps * neurons),
+                                synops / n, zero / total_w if total_w else 0.0, w_bits, state))
+        k += 1
+    return Metrics(out, c.samples, c.steps)
+
+
 def metrics(spec: NetSpec, x: torch.Tensor, layer_spikes: List[torch.Tensor]) -> Metrics:
     """The counts of the module docstring for a run of ``spec`` on input ``x`` ``[T, N, *input_shape]`` whose
     synaptic layers' outputs are ``layer_spikes`` (``emulate(..., record=('layer_spikes',))``, TNX)."""
-    steps, n = x.shape[0], x.shape[1]
-    out: List[LayerMetrics] = []
-    h = x.reshape(steps, n, *spec.input_shape)
-    k = 0  # the synaptic layer's position among layer_spikes; rows are labelled by the file's layer index
-    for i, layer in enumerate(spec.layers):
-        if isinstance(layer, Flatten):
-            h = h.reshape(steps, n, -1)
-            continue
-        s = layer_spikes[k]
-        fired = s != 0
-        neurons = neurons_of(layer)
-        count = float(fired.sum())
-        synops, zero, total_w, w_bits = 0.0, 0.0, 0, 0
-        if not isinstance(layer, InputNeurons):
-            active = (h != 0).reshape(steps * n, *h.shape[2:]).double()
-            weights = [layer.weight] + [w for w in (getattr(layer, "weight_imag", None),
-                                                    getattr(layer, "weight_rec", None)) if w is not None]
-            for j, w in enumerate(weights):
-                mask = torch.as_tensor(np.asarray(w) != 0, dtype=torch.float64)
-                src = active
-                if j and getattr(layer, "weight_rec", None) is w:  # its own spikes of the step before
-                    src = torch.cat([torch.zeros_like(fired[:1]), fired[:-1]]).reshape(steps * n, -1).double()
-                if isinstance(layer, Conv):
-                    synops += float(F.conv2d(src, mask, stride=layer.stride, padding=layer.padding,
-                                             dilation=layer.dilation, groups=layer.groups).sum())
-                else:
-                    synops += float((src.reshape(src.shape[0], -1) @ mask.T).sum())
-                zero += float((mask == 0).sum())
-                total_w += mask.numel()
-            w_bits = _weight_bits(layer, total_w)
-        state = neurons * _STATE_BITS.get(layer.neuron.kind, 48)
-        out.append(LayerMetrics(i, layer.kind, neurons, count / n, 1.0 - count / (n * steps * neurons),
-                                synops / n, zero / total_w if total_w else 0.0, w_bits, state))
-        h = s
-        k += 1
-    return Metrics(out, n, steps)
+    return metrics_of(spec, count(spec, x, layer_spikes))
 
 
 def run_metrics(spec: NetSpec, x: torch.Tensor, **emulate_options) -> Metrics:

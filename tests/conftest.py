@@ -173,6 +173,9 @@ def netx_files():
     (site-packages ``tests/lava/lib/dl/netx``: tiny.net, mnist.net, gts/...)."""
     from pathlib import Path
 
+    from sj2lava.netx.lava import _import_lava_runtime
+
+    _import_lava_runtime()  # Lava's import sets the multiprocessing start method, which an earlier test may have set
     import lava.lib.dl.netx as ldl_netx
 
     folder = Path(ldl_netx.__file__).resolve().parents[4] / "tests" / "lava" / "lib" / "dl" / "netx"

@@ -120,3 +120,112 @@ def test_activation_sparsity_and_synaptic_operations_equal_neurobenchs(neurobenc
     assert ours.synops_per_sample == pytest.approx(theirs["SynapticOperations"]["Effective_ACs"], rel=1e-12)
     assert ours.activation_sparsity == pytest.approx(theirs["ActivationSparsity"], rel=1e-12)
     assert 0 < ours.synops_per_sample < theirs["SynapticOperations"]["Dense"]
+
+
+def _metrics_by_recount(spec, x, layer_spikes):
+    """The metrics as first written: every recorded spike through a float64 conv / matmul of the weights' masks
+    (slow, memory-hungry, obviously right): the reference the count-based metrics must equal."""
+    import torch.nn.functional as F
+
+    from sj2lava.metrics import _STATE_BITS, LayerMetrics, Metrics, _weight_bits
+    from sj2lava.netx.spec import Flatten, InputNeurons, neurons_of
+
+    steps, n = x.shape[0], x.shape[1]
+    out, h, k = [], x.reshape(steps, n, *spec.input_shape), 0
+    for i, layer in enumerate(spec.layers):
+        if isinstance(layer, Flatten):
+            h = h.reshape(steps, n, -1)
+            continue
+        s = layer_spikes[k]
+        fired, neurons = s != 0, neurons_of(layer)
+        count = float(fired.sum())
+        synops, zero, total_w, w_bits = 0.0, 0.0, 0, 0
+        if not isinstance(layer, InputNeurons):
+            active = (h != 0).reshape(steps * n, *h.shape[2:]).double()
+            weights = [layer.weight] + [w for w in (getattr(layer, "weight_imag", None),
+                                                    getattr(layer, "weight_rec", None)) if w is not None]
+            for j, w in enumerate(weights):
+                mask = torch.as_tensor(np.asarray(w) != 0, dtype=torch.float64)
+                src = active
+                if j and getattr(layer, "weight_rec", None) is w:
+                    src = torch.cat([torch.zeros_like(fired[:1]), fired[:-1]]).reshape(steps * n, -1).double()
+                if isinstance(layer, Conv):
+                    synops += float(F.conv2d(src, mask, stride=layer.stride, padding=layer.padding,
+                                             dilation=layer.dilation, groups=layer.groups).sum())
+                else:
+                    synops += float((src.reshape(src.shape[0], -1) @ mask.T).sum())
+                zero += float((mask == 0).sum())
+                total_w += mask.numel()
+            w_bits = _weight_bits(layer, total_w)
+        state = neurons * _STATE_BITS.get(layer.neuron.kind, 48)
+        out.append(LayerMetrics(i, layer.kind, neurons, count / n, 1.0 - count / (n * steps * neurons),
+                                synops / n, zero / total_w if total_w else 0.0, w_bits, state))
+        h, k = s, k + 1
+    return Metrics(out, n, steps)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_count_based_metrics_equal_a_recount_of_every_spike_on_random_nets(seed):
+    """Strided, padded, dilated and grouped convs, recurrent, delayed and complex (RF) dense layers, SDNN messages
+    and input neurons: the metrics from per-layer counts equal the recount exactly, and counts of two batches add up
+    to those of one run."""
+    from sj2lava.emulator import emulate
+    from sj2lava.metrics import count, metrics_of
+    from sj2lava.netx.random_nets import random_spec
+    from sj2lava.netx.spec import InputNeurons
+
+    spec = random_spec(seed, wide=0.3, delays=0.3, inputs=0.2, sdnn=0.2, rf=0.3)
+    rng, shape = np.random.default_rng(seed), (7, 5, *spec.input_shape)
+    if spec.graded_input:  # integer messages, half of them zero
+        a_in = torch.from_numpy(rng.integers(-20, 41, shape) * (rng.random(shape) < 0.5))
+    elif isinstance(spec.layers[0], InputNeurons):  # a_in of the input neurons, and a bias image per sample
+        a_in = torch.from_numpy(rng.integers(-3, 4, shape) * (rng.random(shape) < 0.3))
+    else:
+        a_in = torch.from_numpy(rng.random(shape) < 0.4).float()
+    cuba_in = isinstance(spec.layers[0], InputNeurons) and not spec.graded_input
+    bias = torch.from_numpy(rng.integers(0, 300, shape[1:])) if cuba_in else None
+    rec = emulate(spec, a_in, input_bias=bias, record=("layer_spikes",))
+    assert metrics(spec, a_in, rec["layer_spikes"]) == _metrics_by_recount(spec, a_in, rec["layer_spikes"])
+    halves = [count(spec, a_in[:, sl], [s[:, sl] for s in rec["layer_spikes"]]) for sl in (slice(0, 2), slice(2, 5))]
+    assert metrics_of(spec, halves[0] + halves[1]) == metrics(spec, a_in, rec["layer_spikes"])
+
+
+@pytest.mark.parametrize("backend", ["events", "torch"])
+@pytest.mark.parametrize("window", ["all", "aligned"])
+def test_emulate_counts_inside_the_run_equal_the_counts_of_its_recorded_spikes(backend, window):
+    """record=('counts',) keeps no layer's spikes, yet gives the counts of the layers' spikes in their windows."""
+    from sj2lava.emulator import emulate
+    from sj2lava.metrics import count
+    from sj2lava.netx.random_nets import random_spec
+
+    for seed in range(12):
+        spec = random_spec(seed, wide=0.3, delays=0.3, rf=0.3)
+        if backend == "events" and any(getattr(l, "weight_imag", None) is not None for l in spec.layers):
+            continue  # RF runs on the kernel too, but keep this test to nets both backends take
+        x = (torch.rand(6, 5, *spec.input_shape, generator=torch.Generator().manual_seed(seed)) < 0.4).float()
+        got = emulate(spec, x, record=("spikes", "counts"), backend=backend, window=window, batch_size=2)
+        want = emulate(spec, x, record=("layer_spikes",), backend=backend, window=window)
+        assert "layer_spikes" not in got  # counts alone hold no layer's spikes
+        assert torch.equal(got["spikes"], want["spikes"])
+        ref = count(spec, x, want["layer_spikes"])
+        c = got["counts"]
+        assert (c.samples, c.steps) == (ref.samples, ref.steps) and len(c.fired) == len(ref.fired)
+        for a, b in zip(c.inputs + c.fired + c.last, ref.inputs + ref.fired + ref.last):
+            assert (a is None and b is None) or torch.equal(a, b), seed
+
+
+def test_evaluate_metrics_over_batches_equal_those_of_one_recorded_run(tmp_path):
+    """evaluate counts inside the emulator batch by batch; the result equals the metrics of every layer's recorded
+    spikes of one run over the same encoded input (the aligned window, as evaluate reads it)."""
+    from sj2lava.netx import hdf5
+    from sj2lava.netx.random_nets import random_spec
+    from sj2lava.train import rate_encoder
+
+    spec = random_spec(5, wide=0.3)
+    path = hdf5.write(spec, tmp_path / "r.net")
+    images = torch.rand(7, *spec.input_shape, generator=torch.Generator().manual_seed(4))
+    ev = sj2lava.evaluate(path, (images, torch.zeros(7, dtype=torch.long)), steps=9, batch_size=3, progress=False)
+    encode = rate_encoder(9)  # evaluate's default encoder, seeded: the same spikes, batch after batch
+    x = torch.cat([encode(images[i:i + 3]) for i in range(0, 7, 3)], 1)
+    rec = sj2lava.emulate(spec, x, record=("layer_spikes",), window="aligned")
+    assert ev.metrics == metrics(spec, x, rec["layer_spikes"])

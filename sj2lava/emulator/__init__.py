@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from ..layout import TNX_to_NXT
+from ..metrics import Counts
 from ..netx.hdf5 import load
 from ..netx.inputs import (
     WINDOWS,
@@ -88,7 +89,10 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
             ``'layer_spikes'``, ``'voltage'``, ``'current'`` (``v`` after reset and ``u``, int32 state
             units: 4096 = 1.0; None for SDNN layers); ``'sigma'`` adds the SDNN layers' sigma state (None for
             the others). Every returned array is in ``layout``. Spikes are float 0/1; the messages of an SDNN
-            layer are int32 (units of ``2^-spike_exp``).
+            layer are int32 (units of ``2^-spike_exp``). ``'counts'`` adds ``'counts'``, a
+            :class:`~sj2lava.metrics.Counts` (per neuron, its non-zero outputs summed over samples and its steps:
+            what :func:`sj2lava.metrics.metrics_of` needs), counted chunk by chunk inside the run, so that no
+            layer's spikes are held beyond a chunk (memory independent of the number of samples).
         backend: ``'events'`` (CPU, a C kernel built on first use: the fast one),
             ``'torch'`` (dense torch ops, CPU or GPU) or ``'auto'``: events on the CPU when a C compiler
             is at hand and the net's sums fit its int32 registers, else torch. Both compute the same
@@ -121,42 +125,87 @@ def emulate(path_or_spec: Union[str, Path, NetSpec], x: Optional[torch.Tensor] =
         spec = load(path_or_spec, num_layers=num_layers, skip_layers=skip_layers)
     if window not in WINDOWS:
         raise ValueError(f"emulate: window must be one of {WINDOWS}, got {window!r}")
-    if window == "aligned":
-        steps, extra = run_steps(x, num_steps, layout), spec.latency
-        padded = x if x is None or num_steps is not None else pad_steps(x, extra, layout)
-        return read_window(emulate(spec, padded, layout=layout, batch_size=batch_size, device=device, record=record,
+    options: Dict[str, Any] = dict(layout=layout, batch_size=batch_size, device=device, record=record,
                                    backend=backend, reset_interval=reset_interval, reset_offset=reset_offset,
-                                   input_bias=input_bias, num_steps=None if num_steps is None else num_steps + extra,
-                                   spike_exp=spike_exp), spec, steps, layout)
-    if x is not None or num_steps is not None:
-        warn_unread(spec, run_steps(x, num_steps, layout), "emulate")
+                                   input_bias=input_bias, spike_exp=spike_exp)
+    if window == "all":
+        if x is not None or num_steps is not None:
+            warn_unread(spec, run_steps(x, num_steps, layout), "emulate")
+        return _emulate(spec, x, num_steps, None, **options)
+    steps, extra = run_steps(x, num_steps, layout), spec.latency
+    padded = x if x is None or num_steps is not None else pad_steps(x, extra, layout)
+    windows = [(d, d + steps) for d in spec.latencies]  # each layer's answer to the input's steps
+    out = _emulate(spec, padded, None if num_steps is None else num_steps + extra, windows, **options)
+    if not isinstance(out, dict):
+        return read_window(out, spec, steps, layout)
+    counts = out.pop("counts", None)
+    out = read_window(out, spec, steps, layout)
+    if counts is not None:
+        out["counts"] = counts
+    return out
+
+
+def _emulate(spec: NetSpec, x: Optional[torch.Tensor], num_steps: Optional[int],
+             windows: Optional[List[Tuple[int, int]]], *, layout: str, batch_size: Optional[int],
+             device: Union[str, torch.device], record: Sequence[str], backend: str, reset_interval: Optional[int],
+             reset_offset: int, input_bias: Optional[torch.Tensor],
+             spike_exp: int) -> Union[torch.Tensor, Dict[str, object]]:
+    """:func:`emulate` on ``x`` as given (``windows``: each synaptic layer's counted steps, default all)."""
     _check_options(record, spike_exp)
     dev = torch.device(device)
     inp = run_input(spec, x, input_bias, num_steps, layout, "emulate", spike_exp, check_values=False)
-    n = inp.x.shape[1]
-    _check_memory(spec, inp.x.shape[0], n, record, batch_size)
+    steps, n = inp.x.shape[0], inp.x.shape[1]
+    counting = "counts" in record
+    if counting and windows is None:
+        windows = [(0, steps)] * len(spec.latencies)
+    _check_memory(spec, steps, min(n, 256) if counting and "layer_spikes" not in record else n, record, batch_size)
     resets = reset_phases(spec, reset_interval, reset_offset)
-    run, size = _runner(spec, inp, _pick_backend(backend, dev), dev, record, resets, batch_size, int(spike_exp))
+    run, size = _runner(spec, inp, _pick_backend(backend, dev), dev, record, resets, batch_size, int(spike_exp),
+                        windows if counting else None)
     parts: Dict[str, List[List[torch.Tensor]]] = {}
+    totals: Dict[str, List[torch.Tensor]] = {}
     for i in range(0, n, size):
         for key, tensors in run(i, i + size).items():
-            parts.setdefault(key, []).append(tensors)
-    return _assemble(parts, spec, record, layout, inp.x.shape[0], n)
+            if key in ("fired", "last"):  # counts: summed over the chunks, never held per sample
+                totals[key] = tensors if key not in totals else [a + b for a, b in zip(totals[key], tensors)]
+            else:
+                parts.setdefault(key, []).append(tensors)
+    out = _assemble(parts, spec, record, layout, steps, n)
+    if counting:
+        assert isinstance(out, dict) and windows is not None
+        out["counts"] = _counts(spec, inp, windows, totals, n)
+    return out
+
+
+def _counts(spec: NetSpec, inp: RunInput, windows: List[Tuple[int, int]], totals: Dict[str, List[torch.Tensor]],
+            n: int) -> Counts:
+    """The run's :class:`~sj2lava.metrics.Counts`: the chunks' per-neuron counts, and the input's non-zero values
+    (over its steps; the aligned window's padding is zeros) for a first synaptic layer."""
+    first = None if spec.layers and isinstance(spec.layers[0], InputNeurons) else \
+        (inp.x != 0).reshape(inp.x.shape[0], n, -1).sum((0, 1)).double()
+    inputs = [first] + totals["fired"][:-1]
+    if first is None:  # input neurons have no synapse; the layer after them reads their spikes
+        inputs = [None] + totals["fired"][:-1]
+    steps = windows[0][1] - windows[0][0]
+    return Counts(n, steps, inputs, totals["fired"], totals["last"])
 
 
 def _check_options(record: Sequence[str], spike_exp: int) -> None:
-    unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current", "sigma"}
+    unknown = set(record) - {"spikes", "layer_spikes", "voltage", "current", "sigma", "counts"}
     if unknown:
-        raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current', 'sigma'; got "
-                         f"{sorted(unknown)}")
+        raise ValueError("emulate: record may hold 'spikes', 'layer_spikes', 'voltage', 'current', 'sigma', 'counts'; "
+                         f"got {sorted(unknown)}")
     if isinstance(spike_exp, bool) or not isinstance(spike_exp, (int, np.integer)) or not 0 <= spike_exp <= 24:
         raise ValueError(f"emulate: spike_exp must be an integer in [0, 24], got {spike_exp!r}")
 
 
 def _runner(spec: NetSpec, inp: RunInput, backend: str, dev: torch.device, record: Sequence[str], resets,
-            batch_size: Optional[int], spike_exp: int) -> Tuple[Callable[[int, int], dict], int]:
+            batch_size: Optional[int], spike_exp: int,
+            windows: Optional[List[Tuple[int, int]]]) -> Tuple[Callable[[int, int], dict], int]:
     """``(run(i, j) -> the outputs of samples i..j, chunk size)`` on the chosen backend: the events kernel where
-    it holds the net exactly (``'auto'`` falls back to torch where it does not), else the torch backend."""
+    it holds the net exactly (``'auto'`` falls back to torch where it does not), else the torch backend. With
+    ``windows`` (record 'counts') each chunk also gives per-layer counts ``fired`` and ``last`` over them, and keeps
+    the layers' spikes only where asked."""
     key = fingerprint(spec)
     layers = prepared(key, ("compiled", spike_exp), lambda: compile_net(spec, spike_exp))
     kernel_layers = None
@@ -169,7 +218,7 @@ def _runner(spec: NetSpec, inp: RunInput, backend: str, dev: torch.device, recor
                                  "use backend='torch'")
             kernel_layers = None
     if kernel_layers is not None:
-        return _events_runner(kernel_layers, spec, inp, record, resets), \
+        return _events_runner(kernel_layers, spec, inp, record, resets, windows), \
             256 if batch_size is None else max(1, int(batch_size))
     x, input_bias, n = inp.x, inp.bias, inp.x.shape[1]
     if not (inp.neurons_in or spec.graded_input):
@@ -177,12 +226,30 @@ def _runner(spec: NetSpec, inp: RunInput, backend: str, dev: torch.device, recor
     torch_layers = torch_backend.prepare(layers, dev)
 
     def run(i: int, j: int) -> dict:
-        return torch_backend.run(torch_layers, x[:, i:j].to(dev), record, resets,
-                                 None if input_bias is None else input_bias[i:j])
+        out = torch_backend.run(torch_layers, x[:, i:j].to(dev), record, resets,
+                                None if input_bias is None else input_bias[i:j], counting=windows is not None)
+        return out if windows is None else _count_chunk(out, windows, _every_layer(record))
 
     size = max(1, int(batch_size)) if batch_size is not None else (
         n if dev.type != "cpu" else max(1, min(n, _CPU_CHUNK_STATES // max(1, spec.neurons))))
     return run, size
+
+
+def _every_layer(record: Sequence[str]) -> bool:
+    """Whether ``record`` returns every layer's spikes (anything beyond the output's spikes and the counts)."""
+    return any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
+
+
+def _count_chunk(out: dict, windows: List[Tuple[int, int]], keep: bool) -> dict:
+    """A chunk's per-layer counts over ``windows`` (``fired``: non-zero outputs per neuron; ``last``: those of the
+    window's last step), its layers' spikes dropped unless ``keep`` (the output's stay)."""
+    spikes = out["spikes"]
+    fired = [(a[lo:hi] != 0).reshape(hi - lo, a.shape[1], -1).sum((0, 1)).double() for a, (lo, hi) in
+             zip(spikes, windows)]
+    last = [(a[hi - 1] != 0).reshape(a.shape[1], -1).sum(0).double() for a, (_, hi) in zip(spikes, windows)]
+    if not keep:
+        out["spikes"] = [None] * (len(spikes) - 1) + [spikes[-1]]
+    return dict(out, fired=fired, last=last)
 
 
 def _assemble(parts: Dict[str, List[List[torch.Tensor]]], spec: NetSpec, record: Sequence[str], layout: str,
@@ -196,15 +263,17 @@ def _assemble(parts: Dict[str, List[List[torch.Tensor]]], spec: NetSpec, record:
     out_spikes = to_layout(as_out(merged["spikes"][-1]).reshape(steps, n, *spec.output_shape))
     if tuple(record) == ("spikes",):
         return out_spikes
-    result: Dict[str, object] = {"spikes": out_spikes,
-                                 "layer_spikes": [to_layout(as_out(s)) for s in merged["spikes"]]}
+    result: Dict[str, object] = {"spikes": out_spikes}
+    if _every_layer(record):  # not for counts alone
+        result["layer_spikes"] = [None if s is None else to_layout(as_out(s)) for s in merged["spikes"]]
     for name in ("voltage", "current", "sigma"):
         if name in merged:
             result[name] = [None if a is None else to_layout(a) for a in merged[name]]
     return result
 
 
-def _events_runner(kernel_layers, spec: NetSpec, inp: RunInput, record: Sequence[str], resets) -> Callable:
+def _events_runner(kernel_layers, spec: NetSpec, inp: RunInput, record: Sequence[str], resets,
+                   windows: Optional[List[Tuple[int, int]]] = None) -> Callable:
     """``(i, j) -> recordings`` of samples ``i .. j`` on the C kernel, the input packed as it takes it."""
     x, n = inp.x, inp.x.shape[1]
     if inp.neurons_in:  # a_in and bias images, already checked; a_in all zero when not given (an expanded view)
@@ -213,12 +282,12 @@ def _events_runner(kernel_layers, spec: NetSpec, inp: RunInput, record: Sequence
         bias_np = inp.bias.numpy()
         return lambda i, j: events_backend.run(
             kernel_layers, np.zeros((x.shape[0], min(j, n) - i, 0), np.int32) if a_in is None else a_in[:, i:j],
-            record, resets, bias_np[i:j])
+            record, resets, bias_np[i:j], windows=windows)
     # int32 graded values (a Delta layer's a_in, or messages; already checked), or spikes as bytes
     s = x.reshape(x.shape[0], n, -1).numpy() if spec.graded_input else _spike_bytes(x)
     delta_in = bool(spec.layers) and isinstance(spec.layers[0], InputNeurons)  # a Delta layer's a_in: flat
     order = None if delta_in else events_backend.channels_last(tuple(spec.input_shape))
-    return lambda i, j: events_backend.run(kernel_layers, s[:, i:j], record, resets, in_order=order)
+    return lambda i, j: events_backend.run(kernel_layers, s[:, i:j], record, resets, in_order=order, windows=windows)
 
 
 def _memory_limit() -> int:

@@ -175,13 +175,15 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
 
 def run(prepared: list, s: np.ndarray, record: Sequence[str],
         resets: Optional[Sequence[Tuple[int, int]]] = None, input_bias: Optional[np.ndarray] = None,
-        in_order: Optional[np.ndarray] = None) -> Dict[str, List]:
+        in_order: Optional[np.ndarray] = None, windows: Optional[Sequence[Tuple[int, int]]] = None) -> Dict[str, List]:
     """``s``: uint8 spikes ``[T, B, n_in]`` (int32 messages for a net whose first synapse takes graded input),
     in the first layer's stored (channels-last) order or read through ``in_order`` (stored value ``i`` is
     ``s[..., in_order[i]]``), or for a net that starts with input neurons their int32
     ``a_in`` ``[T, B, *shape]`` and ``input_bias`` (``bias_mant``, ``[B, *shape]``); ``resets`` per layer
     ``(interval, phase)`` (see :func:`sj2lava.netx.inputs.reset_phases`). Returns what the torch backend's
-    ``run`` returns, the same integers."""
+    ``run`` returns, the same integers. ``windows`` (record 'counts'): per layer the steps ``(lo, hi)`` over which
+    its non-zero outputs are counted per neuron (``fired``) and at the last of them (``last``), float64 in the
+    layer's logical order; its spikes are then returned only where asked (the output's always)."""
     sample_bias = None
     if prepared[0][0].input_neurons:  # s of width 0: no a_in (all zero); the kernel reads a_in in stored order
         in_order = prepared[0][1]
@@ -189,7 +191,8 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
         if input_bias is not None:
             sample_bias = to_stored(input_bias.astype(np.int64)[None] << 6, prepared[0][2], np.int32)[0]
     steps, batch = s.shape[0], s.shape[1]
-    every = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
+    every_asked = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
+    every = windows is not None or every_asked
     state = "voltage" in record or "current" in record
     layers = [p[0] for p in prepared]
     last = len(layers) - 1
@@ -206,6 +209,8 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
             f"{layer.struct.graded_bound:g}) a sum may reach 2^31, where Lava's int32 arithmetic wraps in an order "
             "sj2lava does not reproduce. Scale the messages or weights down") from None
 
+    counts = {} if windows is None else _count(out, prepared, windows, keep=every_asked)
+
     def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
         if a is None:  # [T, B, stored] -> [T, B, *out_shape]
             return None
@@ -218,4 +223,25 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
 
     rec = {key: [logical(o[key], j) for j, o in enumerate(out)] for key in ("spikes", "current", "voltage", "sigma")}
     rec["spikes"] = [a if a is None or a.dtype == torch.int32 else a.bool() for a in rec["spikes"]]  # SDNN: messages
-    return {k: v for k, v in rec.items() if k == "spikes" or k in record}
+    return dict({k: v for k, v in rec.items() if k == "spikes" or k in record}, **counts)
+
+
+def _count(out: List[Dict[str, Optional[np.ndarray]]], prepared: list, windows: Sequence[Tuple[int, int]],
+           keep: bool) -> Dict[str, List[torch.Tensor]]:
+    """Per layer, its non-zero outputs per neuron over its window and at the window's last step, summed over the
+    samples in the kernel's stored order and put back in logical order; the layers' spike arrays are released
+    unless ``keep`` (the output's stay)."""
+    fired: List[torch.Tensor] = []
+    last: List[torch.Tensor] = []
+    for j, (o, (lo, hi)) in enumerate(zip(out, windows)):
+        a = o["spikes"]
+        assert a is not None  # counting records every layer
+        _, stored, _ = prepared[j]
+        nonzero = a[lo:hi] if a.dtype == np.uint8 else (a[lo:hi] != 0)
+        for into, c in ((fired, nonzero.sum((0, 1), dtype=np.int64)), (last, (a[hi - 1] != 0).sum(0))):
+            logical = np.empty(c.shape, np.float64)
+            logical[stored] = c
+            into.append(torch.from_numpy(logical))
+        if not keep and j != len(out) - 1:
+            o["spikes"] = None
+    return {"fired": fired, "last": last}

@@ -202,7 +202,7 @@ def _rf_step(tl: _TorchLayer, a_re: torch.Tensor, a_im: torch.Tensor, st: dict) 
 
 def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
         resets: Optional[Sequence[Tuple[int, int]]] = None,
-        input_bias: Optional[torch.Tensor] = None) -> Dict[str, List]:
+        input_bias: Optional[torch.Tensor] = None, counting: bool = False) -> Dict[str, List]:
     """Time-major, as Lava steps: every layer advances one step before the next step starts. ``resets``
     per synaptic layer ``(interval, phase)``: its ``u`` and ``v`` are zeroed before step ``t`` when
     ``(t + 1) % interval == phase`` (NetX's LIFReset; Lava's steps count from 1). A net that starts with
@@ -211,7 +211,7 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
 
     Returns per record key a list over synaptic layers: ``spikes`` (bool, or int32 messages of SDNN
     layers), ``voltage`` / ``current`` (CUBA layers; None for SDNN ones), ``sigma`` (SDNN sigma state;
-    None elsewhere); a layer not recorded is None."""
+    None elsewhere); a layer not recorded is None. ``counting``: every layer's spikes are recorded (to be counted)."""
     extra = None if input_bias is None else (input_bias.to(device=x.device, dtype=torch.int32) << quant.BIAS_EXP)
     steps, batch = x.shape[0], x.shape[1]
     dev = x.device
@@ -228,7 +228,7 @@ def run(layers: List[_TorchLayer], x: torch.Tensor, record: Sequence[str],
             st["ring"] = torch.zeros((batch, max(k for k, _ in tl.delays) + 1, *tl.layer.out_shape),
                                      dtype=torch.int32, device=dev)
         state.append(st)
-    every_layer = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
+    every_layer = counting or any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
     keys = ["spikes"] + [k for k in ("voltage", "current", "sigma") if k in record]
 
     def has(tl: _TorchLayer, key: str) -> bool:

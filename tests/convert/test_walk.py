@@ -7,12 +7,14 @@ from torch import nn
 from sj2lava import UnsupportedLayerError, convert
 
 
-class _Residual(nn.Module):
-    def __init__(self, sj):
+class _TwoLayers(nn.Module):
+    def __init__(self, sj, n_in: int = 8):
         super().__init__()
-        self.fc, self.n = nn.Linear(8, 8), sj.neuron.IFNode(step_mode="m")
+        self.fc, self.n = nn.Linear(n_in, 8), sj.neuron.IFNode(step_mode="m")
         self.fc2, self.n2 = nn.Linear(8, 3), sj.neuron.IFNode(step_mode="m")
 
+
+class _Residual(_TwoLayers):
     def forward(self, x):
         return self.n2(self.fc2(self.n(self.fc(x)) + x))
 
@@ -54,12 +56,7 @@ def test_layers_follow_the_forward_and_unused_ones_are_noted(sj):
         assert blocks(x).shape == (6, 2, 3)
 
 
-class _Branchy(nn.Module):
-    def __init__(self, sj):
-        super().__init__()
-        self.fc, self.n = nn.Linear(4, 8), sj.neuron.IFNode(step_mode="m")
-        self.fc2, self.n2 = nn.Linear(8, 3), sj.neuron.IFNode(step_mode="m")
-
+class _Branchy(_TwoLayers):
     def forward(self, x):
         h = self.n(self.fc(x))
         if x.sum() > 0:  # data-dependent: fx cannot follow it
@@ -69,5 +66,5 @@ class _Branchy(nn.Module):
 
 def test_an_untraceable_forward_is_read_in_registration_order_with_a_warning(sj):
     with pytest.warns(UserWarning, match="could not be traced"):
-        blocks = convert(_Branchy(sj))
+        blocks = convert(_Branchy(sj, n_in=4))
     assert any("could not be traced" in n for n in blocks.conversion_notes)
