@@ -1,6 +1,8 @@
 """evaluate: accuracy and metrics of a .net on a data set, in one process or sharded over torchrun's ranks."""
 import dataclasses
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +23,16 @@ def test_torchrun_with_two_processes_returns_on_every_rank_what_one_process_retu
     g = torch.Generator().manual_seed(3)
     data = (torch.rand(11, *spec.input_shape, generator=g), torch.randint(0, 3, (11,), generator=g))
     torch.save(data, tmp_path / "data.pt")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(Path(__file__).with_name("evaluate_dist_check.py")), str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(Path(__file__).with_name("evaluate_dist_check.py")), str(tmp_path)]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as p:
+        try:
+            out, err = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # take torchrun's workers down with it
+            os.killpg(p.pid, signal.SIGKILL)
+            raise
+    assert p.returncode == 0, out[-3000:] + err[-3000:]
     one = sj2lava.evaluate(tmp_path / "net.net", data, steps=9, batch_size=3, progress=False)
     per_class = {str(k): list(v) for k, v in one.per_class.items()}
     want = dict(accuracy=one.accuracy, samples=one.samples, per_class=per_class,

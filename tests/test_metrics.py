@@ -164,6 +164,22 @@ def _metrics_by_recount(spec, x, layer_spikes):
     return Metrics(out, n, steps)
 
 
+def _random_run_input(spec, seed: int, steps: int = 7, batch: int = 5):
+    """``(x, input_bias)`` for a run of a random net: spikes, graded messages (half zero) for a graded input, or
+    for CUBA input neurons their a_in and a bias image per sample."""
+    from sj2lava.netx.spec import InputNeurons
+
+    rng, shape = np.random.default_rng(seed), (steps, batch, *spec.input_shape)
+    if spec.graded_input:
+        x = torch.from_numpy(rng.integers(-20, 41, shape) * (rng.random(shape) < 0.5))
+    elif isinstance(spec.layers[0], InputNeurons):
+        x = torch.from_numpy(rng.integers(-3, 4, shape) * (rng.random(shape) < 0.3))
+    else:
+        x = torch.from_numpy(rng.random(shape) < 0.4).float()
+    cuba_in = isinstance(spec.layers[0], InputNeurons) and not spec.graded_input
+    return x, torch.from_numpy(rng.integers(0, 300, shape[1:])) if cuba_in else None
+
+
 @pytest.mark.parametrize("seed", range(24))
 def test_count_based_metrics_equal_a_recount_of_every_spike_on_random_nets(seed):
     """Strided, padded, dilated and grouped convs, recurrent, delayed and complex (RF) dense layers, SDNN messages
@@ -172,18 +188,9 @@ def test_count_based_metrics_equal_a_recount_of_every_spike_on_random_nets(seed)
     from sj2lava.emulator import emulate
     from sj2lava.metrics import count, metrics_of
     from sj2lava.netx.random_nets import random_spec
-    from sj2lava.netx.spec import InputNeurons
 
     spec = random_spec(seed, wide=0.3, delays=0.3, inputs=0.2, sdnn=0.2, rf=0.3)
-    rng, shape = np.random.default_rng(seed), (7, 5, *spec.input_shape)
-    if spec.graded_input:  # integer messages, half of them zero
-        a_in = torch.from_numpy(rng.integers(-20, 41, shape) * (rng.random(shape) < 0.5))
-    elif isinstance(spec.layers[0], InputNeurons):  # a_in of the input neurons, and a bias image per sample
-        a_in = torch.from_numpy(rng.integers(-3, 4, shape) * (rng.random(shape) < 0.3))
-    else:
-        a_in = torch.from_numpy(rng.random(shape) < 0.4).float()
-    cuba_in = isinstance(spec.layers[0], InputNeurons) and not spec.graded_input
-    bias = torch.from_numpy(rng.integers(0, 300, shape[1:])) if cuba_in else None
+    a_in, bias = _random_run_input(spec, seed)
     rec = emulate(spec, a_in, input_bias=bias, record=("layer_spikes",))
     assert metrics(spec, a_in, rec["layer_spikes"]) == _metrics_by_recount(spec, a_in, rec["layer_spikes"])
     halves = [count(spec, a_in[:, sl], [s[:, sl] for s in rec["layer_spikes"]]) for sl in (slice(0, 2), slice(2, 5))]
@@ -198,13 +205,12 @@ def test_emulate_counts_inside_the_run_equal_the_counts_of_its_recorded_spikes(b
     from sj2lava.metrics import count
     from sj2lava.netx.random_nets import random_spec
 
-    for seed in range(12):
-        spec = random_spec(seed, wide=0.3, delays=0.3, rf=0.3)
-        if backend == "events" and any(getattr(l, "weight_imag", None) is not None for l in spec.layers):
-            continue  # RF runs on the kernel too, but keep this test to nets both backends take
-        x = (torch.rand(6, 5, *spec.input_shape, generator=torch.Generator().manual_seed(seed)) < 0.4).float()
-        got = emulate(spec, x, record=("spikes", "counts"), backend=backend, window=window, batch_size=2)
-        want = emulate(spec, x, record=("layer_spikes",), backend=backend, window=window)
+    for seed in range(16):  # convs (grouped, strided), recurrent, delayed and RF dense layers, SDNN, input neurons
+        spec = random_spec(seed, wide=0.3, delays=0.3, inputs=0.2, sdnn=0.2, rf=0.3)
+        x, bias = _random_run_input(spec, seed, steps=6)
+        got = emulate(spec, x, input_bias=bias, record=("spikes", "counts"), backend=backend, window=window,
+                      batch_size=2)
+        want = emulate(spec, x, input_bias=bias, record=("layer_spikes",), backend=backend, window=window)
         assert "layer_spikes" not in got  # counts alone hold no layer's spikes
         assert torch.equal(got["spikes"], want["spikes"])
         ref = count(spec, x, want["layer_spikes"])

@@ -181,8 +181,9 @@ def _counts(spec: NetSpec, inp: RunInput, windows: List[Tuple[int, int]], totals
             n: int) -> Counts:
     """The run's :class:`~sj2lava.metrics.Counts`: the chunks' per-neuron counts, and the input's non-zero values
     (over its steps; the aligned window's padding is zeros) for a first synaptic layer."""
-    first = None if spec.layers and isinstance(spec.layers[0], InputNeurons) else \
-        (inp.x != 0).reshape(inp.x.shape[0], n, -1).sum((0, 1)).double()
+    flat = inp.x.reshape(-1, int(np.prod(spec.input_shape)))
+    first = None if spec.layers and isinstance(spec.layers[0], InputNeurons) else (
+        (flat != 0).sum(0).double() if spec.graded_input else flat.sum(0, dtype=torch.float64))  # spikes: 0 or 1
     inputs = [first] + totals["fired"][:-1]
     if first is None:  # input neurons have no synapse; the layer after them reads their spikes
         inputs = [None] + totals["fired"][:-1]

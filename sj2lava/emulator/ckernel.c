@@ -206,6 +206,11 @@ typedef struct {
     /* the first layer only: its input rows (x, or a_in) are read through this, value i of the stored
      * (channels-last) row being value in_order[i] of the row as given; NULL: as given */
     const int32_t *in_order;
+    /* per neuron, its non-zero outputs (spikes, or an SDNN layer's messages) at steps [cnt_lo, cnt_hi), summed over
+     * the samples, and those at step cnt_hi - 1 alone (cnt_last); cnt == NULL: not counted. Each thread counts in
+     * its own scratch and adds its counts in once, at the end. */
+    int64_t *cnt, *cnt_last;
+    int64_t cnt_lo, cnt_hi;
 } layer_t;
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
@@ -217,7 +222,23 @@ typedef struct {
     int32_t *acc, *use, *u, *v, *rec, *events, *ring, *r, *m, *acc_i, *use_i;
     int64_t head;
     uint8_t *s, *padded;
+    int64_t *cnt, *cnt_last; /* this thread's counts, or NULL */
 } state_t;
+
+/* Count step t's non-zero outputs of layer L into this thread's counters (within L's counted steps). */
+static void count_outputs(const layer_t *L, const state_t *S, int64_t t) {
+    if (!S->cnt || t < L->cnt_lo || t >= L->cnt_hi) return;
+    const int64_t n = L->n_out;
+    if (L->neuron == 1) {
+        for (int64_t i = 0; i < n; i++) S->cnt[i] += S->m[i] != 0;
+        if (t == L->cnt_hi - 1)
+            for (int64_t i = 0; i < n; i++) S->cnt_last[i] += S->m[i] != 0;
+    } else {
+        for (int64_t i = 0; i < n; i++) S->cnt[i] += S->s[i];
+        if (t == L->cnt_hi - 1)
+            for (int64_t i = 0; i < n; i++) S->cnt_last[i] += S->s[i];
+    }
+}
 
 /* A DelayDense step: use = the ring's row for this step (what Lava's a_buff[:, 0] sends), the row cleared and
  * the ring advanced; then the n events' sums per delay d (acc holds n_ring rows), each shifted by the weight
@@ -529,13 +550,19 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                  (size_t)(layers[j].padded_bytes + 64) / 4 +
                  (layers[j].dly ? 2 * (size_t)layers[j].n_ring * (size_t)layers[j].n_out : 0);
     words += (size_t)layers[0].n_in + 8; /* the input row: bytes, or int32 messages */
+    size_t counted = 0;
+    for (int64_t j = 0; j < n_layers; j++)
+        counted += layers[j].cnt ? 2 * (size_t)layers[j].n_out : 0;
     int32_t *buf = calloc(words, sizeof(int32_t)); /* zeroed: the bytes after each spike vector stay 0 */
     state_t *st = malloc((size_t)n_layers * sizeof(state_t));
-    if (!buf || !st) {
+    int64_t *cnt = calloc(counted + 1, sizeof(int64_t));
+    if (!buf || !st || !cnt) {
         free(buf);
         free(st);
+        free(cnt);
         return -1;
     }
+    int64_t *cnt_at = cnt;
     int32_t *at = buf;
     for (int64_t j = 0; j < n_layers; j++) {
         const int64_t n = layers[j].n_out;
@@ -550,6 +577,12 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
         at += (layers[j].padded_bytes + 64) / 4;
         S->ring = NULL;
         S->head = 0;
+        S->cnt = S->cnt_last = NULL;
+        if (layers[j].cnt) {
+            S->cnt = cnt_at;
+            S->cnt_last = cnt_at + n;
+            cnt_at += 2 * n;
+        }
         if (layers[j].dly) { /* the ring, and per-delay sums in place of acc */
             S->ring = at;
             S->acc = at + layers[j].n_ring * n;
@@ -664,12 +697,22 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                 if (L->rec_v) memcpy(L->rec_v + row * n_out, S->v, (size_t)n_out * sizeof(int32_t));
                 if (L->rec_m) memcpy(L->rec_m + row * n_out, S->m, (size_t)n_out * sizeof(int32_t));
                 if (L->rec_sigma) memcpy(L->rec_sigma + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
+                count_outputs(L, S, t);
                 s_in = S->s;
                 m_in = S->m;
             }
         }
     }
 done:
+    for (int64_t j = 0; j < n_layers; j++) { /* this thread's counts into the shared ones */
+        const state_t *S = &st[j];
+        if (!S->cnt) continue;
+        for (int64_t i = 0; i < layers[j].n_out; i++) {
+            __atomic_fetch_add(&layers[j].cnt[i], S->cnt[i], __ATOMIC_RELAXED);
+            __atomic_fetch_add(&layers[j].cnt_last[i], S->cnt_last[i], __ATOMIC_RELAXED);
+        }
+    }
+    free(cnt);
     free(st);
     free(buf);
     return 0;

@@ -338,7 +338,8 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_int64) for n in ("sd_vth", "sd_shift")] + \
                [(n, ctypes.c_void_p) for n in ("rf_sin", "rf_cos")] + [("rf_vth", ctypes.c_int64)] + \
                [("w_imag", ctypes.c_void_p), ("shift_imag", ctypes.c_int64)] + \
-               [(n, ctypes.c_void_p) for n in ("rec_m", "rec_sigma")] + [("in_order", ctypes.c_void_p)]
+               [(n, ctypes.c_void_p) for n in ("rec_m", "rec_sigma")] + [("in_order", ctypes.c_void_p)] + \
+               [(n, ctypes.c_void_p) for n in ("cnt", "cnt_last")] + [(n, ctypes.c_int64) for n in ("cnt_lo", "cnt_hi")]
 
 
 NEURONS = {"lif": 0, "sdnn": 1, "rf": 2}
@@ -458,7 +459,8 @@ GradedOverflow = GradedOverflowError  # the kernel's name for it: one exception 
 def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], state: Sequence[bool],
         threads: int, resets: Optional[Sequence[Tuple[int, int]]] = None,
         sample_bias: Optional[np.ndarray] = None, sigma: Optional[Sequence[bool]] = None,
-        in_order: Optional[np.ndarray] = None) -> List[Dict[str, Optional[np.ndarray]]]:
+        in_order: Optional[np.ndarray] = None,
+        counts: Optional[Sequence[Tuple[int, int]]] = None) -> List[Dict[str, Optional[np.ndarray]]]:
     """All layers on ``x`` ``[T, B, n_in]`` (uint8 spikes, or int32 messages where the first layer is
     ``graded_in``; in the stored order, or read through ``in_order``: stored value ``i`` is value
     ``in_order[i]`` of a row), the samples shared out to ``threads`` threads one at a time as each thread
@@ -470,7 +472,9 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
 
     Returns per layer a dict of ``[T, B, n_out]`` arrays (None where not asked for): ``'spikes'`` where
     ``spikes[j]`` (uint8, or the int32 messages of SDNN neurons), ``'current'`` and ``'voltage'`` (CUBA ``u`` and
-    ``v``) where ``state[j]``, ``'sigma'`` (SDNN sigma state) where ``sigma[j]``. Raises
+    ``v``) where ``state[j]``, ``'sigma'`` (SDNN sigma state) where ``sigma[j]``. With ``counts[j] = (lo, hi)``,
+    also ``'fired'`` (int64 ``[n_out]``: per neuron its non-zero outputs at steps ``lo .. hi - 1``, summed over the
+    samples) and ``'last'`` (those at step ``hi - 1``), counted by the kernel without recording anything. Raises
     :class:`~sj2lava.errors.GradedOverflowError` when a graded sum could reach 2^31.
     """
     lib = _require_library()
@@ -482,6 +486,11 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
     out = [_records(layer, structs, j, (steps, batch, layer.n_out), spikes[j], state[j],
                     sigma is not None and sigma[j], None if resets is None else resets[j])
            for j, layer in enumerate(layers)]
+    for j, window in enumerate(counts or ()):  # the arrays stay referenced in out until the run ends
+        fired, last = np.zeros(layers[j].n_out, np.int64), np.zeros(layers[j].n_out, np.int64)
+        out[j]["fired"], out[j]["last"] = fired, last
+        structs[j].cnt, structs[j].cnt_last = fired.ctypes.data, last.ctypes.data
+        structs[j].cnt_lo, structs[j].cnt_hi = window
     if in_order is not None:
         in_order = np.ascontiguousarray(in_order, dtype=np.int32)  # referenced here until the run ends
         n_first = first.n_out if first.input_neurons else first.n_in

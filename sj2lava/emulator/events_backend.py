@@ -191,8 +191,7 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
         if input_bias is not None:
             sample_bias = to_stored(input_bias.astype(np.int64)[None] << 6, prepared[0][2], np.int32)[0]
     steps, batch = s.shape[0], s.shape[1]
-    every_asked = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
-    every = windows is not None or every_asked
+    every = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
     state = "voltage" in record or "current" in record
     layers = [p[0] for p in prepared]
     last = len(layers) - 1
@@ -201,7 +200,7 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
         if in_order is not None and np.array_equal(in_order, np.arange(in_order.size)):
             in_order = None
         out = ev.run(layers, s, chosen, [state and c for c in chosen], torch.get_num_threads(), resets, sample_bias,
-                     ["sigma" in record and c for c in chosen], in_order)
+                     ["sigma" in record and c for c in chosen], in_order, counts=windows)
     except GradedOverflowError as e:
         layer = layers[e.layer]
         raise GradedOverflowError(
@@ -209,7 +208,7 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
             f"{layer.struct.graded_bound:g}) a sum may reach 2^31, where Lava's int32 arithmetic wraps in an order "
             "sj2lava does not reproduce. Scale the messages or weights down") from None
 
-    counts = {} if windows is None else _count(out, prepared, windows, keep=every_asked)
+    counts = {} if windows is None else _logical_counts(out, prepared)
 
     def logical(a: Optional[np.ndarray], j: int) -> Optional[torch.Tensor]:
         if a is None:  # [T, B, stored] -> [T, B, *out_shape]
@@ -226,22 +225,15 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
     return dict({k: v for k, v in rec.items() if k == "spikes" or k in record}, **counts)
 
 
-def _count(out: List[Dict[str, Optional[np.ndarray]]], prepared: list, windows: Sequence[Tuple[int, int]],
-           keep: bool) -> Dict[str, List[torch.Tensor]]:
-    """Per layer, its non-zero outputs per neuron over its window and at the window's last step, summed over the
-    samples in the kernel's stored order and put back in logical order; the layers' spike arrays are released
-    unless ``keep`` (the output's stay)."""
-    fired: List[torch.Tensor] = []
-    last: List[torch.Tensor] = []
-    for j, (o, (lo, hi)) in enumerate(zip(out, windows)):
-        a = o["spikes"]
-        assert a is not None  # counting records every layer
+def _logical_counts(out: List[Dict[str, Optional[np.ndarray]]], prepared: list) -> Dict[str, List[torch.Tensor]]:
+    """The kernel's per-neuron counts (``fired``, ``last``; stored order) in each layer's logical order, float64."""
+    result: Dict[str, List[torch.Tensor]] = {"fired": [], "last": []}
+    for j, o in enumerate(out):
         _, stored, _ = prepared[j]
-        nonzero = a[lo:hi] if a.dtype == np.uint8 else (a[lo:hi] != 0)
-        for into, c in ((fired, nonzero.sum((0, 1), dtype=np.int64)), (last, (a[hi - 1] != 0).sum(0))):
+        for key in ("fired", "last"):
+            c = o[key]
+            assert c is not None  # counted by the kernel when windows are given
             logical = np.empty(c.shape, np.float64)
             logical[stored] = c
-            into.append(torch.from_numpy(logical))
-        if not keep and j != len(out) - 1:
-            o["spikes"] = None
-    return {"fired": fired, "last": last}
+            result[key].append(torch.from_numpy(logical))
+    return result
