@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from . import quant
+from ._alloc import keep_freed_memory
 from .errors import UnsupportedLayerError
 
 __all__ = [
@@ -296,6 +297,8 @@ def cuba_lif(
     di = quant.quantize_decay(current_decay)
     dv = quant.quantize_decay(voltage_decay)
     b = None if bias is None else quant.quantize_bias(bias)
+    if not z.is_cuda and z.requires_grad and torch.is_grad_enabled():  # training on the CPU: see sj2lava._alloc
+        keep_freed_memory()
     spikes, u, v, u_seq, v_seq = _CubaLIF.apply(
         z, b, di, dv, state[0], state[1], int(threshold_mant), sg, bool(detach_reset), bool(record),
         _resolve_backend(backend, z),
