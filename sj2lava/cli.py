@@ -189,11 +189,14 @@ def _eval_data(path: Path):
         raise _UserError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as d:
-            return torch.from_numpy(d["x"]), torch.from_numpy(d["y"]).long()
+            x, y = torch.from_numpy(d["x"]), d["y"]
     except KeyError as e:
         raise _UserError(f"{path}: needs arrays 'x' and 'y' (missing {e})") from None
     except Exception as e:
         raise _UserError(f"{path}: not a readable .npz ({e})") from None
+    if not np.issubdtype(y.dtype, np.integer):
+        raise _UserError(f"{path}: labels y must be integer class indices, got {y.dtype}")
+    return x, torch.from_numpy(y).long()
 
 
 def _eval(args) -> int:
@@ -238,12 +241,18 @@ def _convert(args) -> int:
     from .export import export
     from .frontends.nir import from_nir
 
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
+    except ValueError:
+        raise _UserError(f"--input-shape must be integers such as 1,28,28 (C,H,W) or 784 (F), got "
+                         f"{args.input_shape!r}") from None
+    if shape is not None and (not 1 <= len(shape) <= 3 or min(shape) < 1):
+        raise _UserError(f"--input-shape must be C,H,W or F with every size >= 1, got {args.input_shape!r}")
     if not args.model.is_file():
         raise _UserError(f"{args.model}: no such file")
     if args.model.suffix != ".nir":
         raise _UserError(f"{args.model}: expected a NIR graph (.nir); convert PyTorch models in Python with "
                          "sj2lava.convert")
-    shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
     try:
         net = from_nir(args.model, dt=args.dt, reset=args.reset, approximate=args.approximate,
                        rescale=not args.no_rescale)

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
+import numpy as np
 import torch
 
 from ._deps import progress as _progress
 from .block import InputBlock
-from .emulator import emulate
+from .emulator import emulate, memory_limit
 from .metrics import Counts, Metrics, metrics_of
 from .netx.hdf5 import load
 from .netx.lava import run_lava
@@ -74,10 +75,8 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
     if backend not in ("emulator", "lava"):
         raise ValueError(f"evaluate: backend must be 'emulator' or 'lava', got {backend!r}")
     spec = load(path) if spec is None else spec
-    encode = encoder or rate_encoder(steps)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]) and host is None and \
-            encoder is None and data[0].dim() == len(spec.input_shape) + 2:  # spike sequences [T, N, *shape]
-        data, encode = (data[0].transpose(0, 1), data[1]), (lambda b: b.transpose(0, 1))
+    batch_size = _fitting_batch(spec, steps, batch_size)
+    data, encode = _data_and_encoder(data, spec, steps, encoder, sequences=host is None and encoder is None)
     total = len(data[1]) if isinstance(data, (tuple, list)) and len(data) == 2 else (
         len(data) if hasattr(data, "__len__") else None)
     rank, world = _rank_and_world()
@@ -95,6 +94,7 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
                 feed = dict(x=encode(x))
                 if feed["x"].shape[0] != steps:
                     raise ValueError(f"evaluate: the encoder gave {feed['x'].shape[0]} steps, expected {steps}")
+            _check_labels(y, int(np.prod(spec.output_shape)))
             if b % world != rank:  # under torchrun each rank runs every world-th batch
                 continue
             if backend == "emulator":
@@ -114,6 +114,45 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
         raise ValueError("evaluate: the data set is empty")
     return Evaluation(tally.n_ok / tally.n, tally.n, {c: (v[0], v[1]) for c, v in sorted(tally.per_class.items())},
                       backend, None if tally.counts is None else metrics_of(spec, tally.counts))
+
+
+def _fitting_batch(spec: NetSpec, steps: int, batch_size: int) -> int:
+    """``batch_size``, lowered so that a batch's encoded input and run fit in :func:`~sj2lava.emulator.memory_limit`
+    (``$SJ2LAVA_MAX_BYTES``); refused before any work when one sample does not fit. (A seeded rate code draws per
+    batch, so a lowered batch size gives other spikes than the one asked for would.)"""
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"evaluate: steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    # per sample over the run's steps: the encoding of the input (the rate code's random draws, its comparison and
+    # float spikes, and their bytes for the kernel: 12 bytes a value) and the output spikes; and the neurons' state
+    per_sample = (steps + spec.latency) * (int(np.prod(spec.input_shape)) * 12 + int(np.prod(spec.output_shape)) * 4) \
+        + spec.neurons * 24
+    fits = memory_limit() // per_sample
+    if fits < 1:
+        raise ValueError(f"evaluate: one sample of {steps} steps needs about {per_sample / 2**30:,.1f} GiB, more than "
+                         f"{memory_limit() / 2**30:,.1f} GiB ($SJ2LAVA_MAX_BYTES); use fewer steps")
+    return min(batch_size, int(fits))
+
+
+def _data_and_encoder(data, spec: NetSpec, steps: int, encoder: Optional[Callable], sequences: bool):
+    """``(data, encoder)``: ``(X, Y)`` tensors checked to hold one label per sample; spike sequences
+    ``[T, N, *shape]`` (when ``sequences``) batched along ``N`` and taken as they are."""
+    encode = encoder or rate_encoder(steps)
+    tensors = isinstance(data, (tuple, list)) and len(data) == 2 and all(torch.is_tensor(d) for d in data)
+    if tensors and sequences and data[0].dim() == len(spec.input_shape) + 2:  # spike sequences [T, N, *shape]
+        data, encode = (data[0].transpose(0, 1), data[1]), (lambda b: b.transpose(0, 1))
+    if tensors and len(data[0]) != len(data[1]):
+        raise ValueError(f"evaluate: {len(data[0])} inputs but {len(data[1])} labels; give one label per sample")
+    return data, encode
+
+
+def _check_labels(y: torch.Tensor, classes: int) -> None:
+    """Labels are class indices of the file's output neurons: integers in ``[0, classes)``."""
+    y = torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"evaluate: labels must be integer class indices, got {y.dtype}; convert them with .long()")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= classes):
+        raise ValueError(f"evaluate: labels {int(y.min())}..{int(y.max())} fall outside the file's {classes} output "
+                         f"neurons (classes 0..{classes - 1})")
 
 
 def _rank_and_world() -> Tuple[int, int]:

@@ -112,3 +112,36 @@ def test_run_lava_without_lava_says_how_to_install_it(tmp_path):
     assert importlib.util.find_spec("lava") is not None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "HINT run_lava needs Lava" in out.stdout and "pip install 'sj2lava[lava]'" in out.stdout, out.stderr
+
+
+def test_cli_refuses_unusable_inputs_with_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    """Complex, infinite or empty spikes; float, negative or out-of-range labels and x/y of different lengths;
+    a run too large for the machine; an unreadable --input-shape: each a one-line refusal, exit 2."""
+    from sj2lava.cli import main
+
+    path = small_net_file(tmp_path)
+    cases = {
+        "complex": (np.zeros((4, 2, 1, 5, 5), np.complex64), "complex values"),
+        "inf": (np.full((4, 2, 1, 5, 5), np.inf, np.float32), "NaN or infinite"),
+        "empty": (np.zeros((0, 2, 1, 5, 5), np.float32), "holds no values"),
+    }
+    for name, (x, words) in cases.items():
+        np.save(tmp_path / f"{name}.npy", x)
+        assert main(["run", str(path), "--input", str(tmp_path / f"{name}.npy")]) == 2, name
+        assert words in capsys.readouterr().err, name
+    x = np.random.default_rng(0).random((6, 1, 5, 5)).astype(np.float32)
+    labels = {"float": (np.zeros(6, np.float32), "integer class indices"),
+              "negative": (np.array([0, 1, -1, 0, 0, 0]), "outside"),
+              "range": (np.array([0, 1, 99, 0, 0, 0]), "outside"),
+              "length": (np.zeros(5, np.int64), "6 inputs but 5 labels")}
+    for name, (y, words) in labels.items():
+        np.savez(tmp_path / f"{name}.npz", x=x, y=y)
+        assert main(["eval", str(path), "--data", str(tmp_path / f"{name}.npz"), "--steps", "4"]) == 2, name
+        assert words in capsys.readouterr().err, name
+    np.savez(tmp_path / "ok.npz", x=x, y=np.zeros(6, np.int64))
+    monkeypatch.setenv("SJ2LAVA_MAX_BYTES", str(4 << 30))  # this machine's memory is not the test's business
+    assert main(["eval", str(path), "--data", str(tmp_path / "ok.npz"), "--steps", "100000000"]) == 2
+    assert "use fewer steps" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "any.nir"), "-o", str(tmp_path / "o.net"), "--dt", "1",
+                 "--input-shape", "a,b"]) == 2
+    assert "--input-shape must be integers" in capsys.readouterr().err

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 
 import sj2lava
@@ -40,3 +42,29 @@ def test_torchrun_with_two_processes_returns_on_every_rank_what_one_process_retu
     assert one.samples == 11 and one.metrics.synops_per_sample > 0  # batches of 3, 3, 3, 2: each rank runs two
     for rank in (0, 1):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == want, rank
+
+
+def test_labels_and_their_count_are_checked_before_any_run(tmp_path):
+    spec = random_spec(5)
+    path = hdf5.write(spec, tmp_path / "net.net")
+    classes = int(np.prod(spec.output_shape))
+    x = torch.rand(4, *spec.input_shape)
+    for y, words in ((torch.zeros(4), "integer class indices"), (torch.tensor([0, 1, -1, 0]), "outside"),
+                     (torch.tensor([0, 1, classes, 0]), f"{classes} output neurons"),
+                     (torch.zeros(3, dtype=torch.long), "4 inputs but 3 labels")):
+        with pytest.raises(ValueError, match=words):
+            sj2lava.evaluate(path, (x, y), steps=4, progress=False)
+
+
+def test_a_run_that_cannot_fit_is_refused_before_allocating_and_batches_shrink_to_fit(tmp_path, monkeypatch):
+    spec = random_spec(5)
+    path = hdf5.write(spec, tmp_path / "net.net")
+    x = torch.rand(7, *spec.input_shape, generator=torch.Generator().manual_seed(0))
+    data = (x, torch.zeros(7, dtype=torch.long))
+    in_twos = sj2lava.evaluate(path, data, steps=6, batch_size=2, progress=False)
+    per_sample = (6 + spec.latency) * (int(np.prod(spec.input_shape)) * 12 + int(np.prod(spec.output_shape)) * 4) \
+        + spec.neurons * 24
+    monkeypatch.setenv("SJ2LAVA_MAX_BYTES", str(2 * per_sample))  # two samples a batch
+    assert sj2lava.evaluate(path, data, steps=6, progress=False) == in_twos  # batch_size 256 lowered to 2
+    with pytest.raises(ValueError, match="use fewer steps"):
+        sj2lava.evaluate(path, data, steps=100_000_000, progress=False)

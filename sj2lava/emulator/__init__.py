@@ -291,10 +291,19 @@ def _events_runner(kernel_layers, spec: NetSpec, inp: RunInput, record: Sequence
     return lambda i, j: events_backend.run(kernel_layers, s[:, i:j], record, resets, in_order=order, windows=windows)
 
 
-def _memory_limit() -> int:
+def memory_limit() -> int:
+    """The bytes a run may use: ``$SJ2LAVA_MAX_BYTES``, default the memory the kernel reports available now
+    (``MemAvailable``), else the machine's physical memory."""
     value = os.environ.get("SJ2LAVA_MAX_BYTES")
     if value is not None:
         return int(value)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:  # physical memory
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -310,7 +319,7 @@ def _check_memory(spec: NetSpec, steps: int, n: int, record: Sequence[str], batc
     recorded = steps * n * (neurons * per_value if every else int(np.prod(spec.output_shape)) * 4)
     chunk = n if batch_size is None else min(n, max(1, int(batch_size)))
     state = chunk * neurons * 4 * 6
-    need, limit = recorded + state, _memory_limit()
+    need, limit = recorded + state, memory_limit()
     if need > limit:
         raise ValueError(f"emulate: this run needs about {need / 2**30:,.1f} GiB ({steps} steps x {n} samples x "
                          f"{neurons:,} neurons{', every layer recorded' if every else ''}), more than "
