@@ -51,9 +51,11 @@ def run_input(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Optional[tor
     """The input of a run of ``spec`` by kind (spikes, graded values, or input neurons' bias and ``a_in``), every
     check done (shapes, values, units); errors name ``what`` and the fix. ``check_values=False`` leaves the 0/1
     check of spikes to the caller (the emulator does it while packing them)."""
+    # NaN and infinity in graded values or input neurons' a_in and bias are refused by their own integer checks
+    spikes_in = not spec.graded_input and not (spec.layers and isinstance(spec.layers[0], InputNeurons))
     for name, a in (("x", x), ("input_bias", input_bias)):
         if a is not None:
-            _check_real_finite_nonempty(torch.as_tensor(a), name, what)
+            _check_real_finite_nonempty(torch.as_tensor(a), name, what, finite=spikes_in)
     if spec.graded_input:
         if input_bias is not None:
             raise ValueError(f"{what}: input_bias is the bias of CUBA input neurons; this net takes graded input x")
@@ -69,14 +71,14 @@ def run_input(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Optional[tor
     return RunInput(prepare_input(spec, x, layout, what, check_values=check_values), None, False, False)
 
 
-def _check_real_finite_nonempty(a: torch.Tensor, name: str, what: str) -> None:
+def _check_real_finite_nonempty(a: torch.Tensor, name: str, what: str, finite: bool = True) -> None:
     """Refuse, before any work, an input no run can take: complex values (their imaginary part would be
     dropped), NaN or infinity, or no values at all (0 steps or 0 samples)."""
     if a.is_complex():
         raise ValueError(f"{what}: {name} holds complex values ({a.dtype}); give real spikes or integers")
     if a.numel() == 0:
         raise ValueError(f"{what}: {name} of shape {tuple(a.shape)} holds no values (0 steps or 0 samples)")
-    if a.is_floating_point() and not bool(torch.isfinite(a).all()):
+    if finite and a.is_floating_point() and not bool(torch.isfinite(a).all()):
         raise ValueError(f"{what}: {name} holds NaN or infinite values; give finite spikes (0/1) or integers")
 
 
