@@ -57,6 +57,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._atomic import remove_stale, sigterm_raises
 from ..errors import GradedOverflowError
 
 __all__ = ["available", "unavailable_reason", "has_dot", "twin", "TWINS", "spike_bytes", "fan_table", "nibble_table",
@@ -127,21 +128,26 @@ def _build() -> ctypes.CDLL:
         cc = _compiler()
         if cc is None:
             raise RuntimeError("no C compiler found (set $CC)")
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-        os.close(fd)
-        try:  # compile beside the target, then rename: a half-written library is never loaded
-            out = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
-            if out.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {out.stderr.strip()[-500:]}")
-            digest = _digest(Path(tmp))
-            fd, tmp_stamp = tempfile.mkstemp(suffix=".sha256", dir=cache)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(digest)
-            os.replace(tmp, lib)
-            os.replace(tmp_stamp, stamp)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        for suffix in (".so", ".sha256"):  # what a build killed mid-way (kill -9) left behind
+            remove_stale(cache, ".build.", suffix)
+        with sigterm_raises():  # a SIGTERM mid-build still removes the temporary files
+            fd, tmp = tempfile.mkstemp(prefix=f".build.{os.getpid()}.", suffix=".so", dir=cache)
+            os.close(fd)
+            tmp_stamp = ""
+            try:  # compile beside the target, then rename: a half-written library is never loaded
+                out = subprocess.run([cc, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{cc} failed: {out.stderr.strip()[-500:]}")
+                digest = _digest(Path(tmp))
+                fd, tmp_stamp = tempfile.mkstemp(prefix=f".build.{os.getpid()}.", suffix=".sha256", dir=cache)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(digest)
+                os.replace(tmp, lib)
+                os.replace(tmp_stamp, stamp)
+            finally:
+                for leftover in (tmp, tmp_stamp):
+                    if leftover and os.path.exists(leftover):
+                        os.unlink(leftover)
         if _digest(lib) != digest:
             raise RuntimeError(f"kernel library {lib} changed while it was being installed")
     dll = ctypes.CDLL(str(lib))
