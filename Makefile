@@ -53,6 +53,7 @@ verify-frontends: $(STAMP)
 MUTANTS ?= 1000
 fuzz: $(STAMP)
 	$(PY) tools/fuzz_netx.py --mutants $(MUTANTS)
+	$(PY) tools/fuzz_nir.py --mutants $(MUTANTS)
 
 # Every check that needs a GPU, with one summary table; without CUDA it is the CPU dry run the suite runs.
 gpu-check: $(STAMP)

@@ -10,7 +10,7 @@ import logging as _logging
 from .block import BlockContainer, InputBlock
 from .convert import convert, rescale
 from .emulator import emulate
-from .errors import ExportError, GradedOverflowError, NetFileError, UnsupportedLayerError
+from .errors import ExportError, GradedOverflowError, NetFileError, NirFileError, UnsupportedLayerError
 from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
 
@@ -48,6 +48,7 @@ __all__ = [
     "Evaluation",
     "ExportError",
     "NetFileError",
+    "NirFileError",
     "GradedOverflowError",
     "NXT_to_TNX",
     "NetSpec",

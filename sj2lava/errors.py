@@ -17,6 +17,11 @@ class NetFileError(ValueError):
     """A ``.net`` (NetX HDF5) file that is missing data, malformed or inconsistent."""
 
 
+class NirFileError(NetFileError):
+    """A NIR graph (``.nir`` file or ``nir.NIRGraph``) that is malformed, inconsistent or beyond what Loihi holds,
+    named by node and field."""
+
+
 class GradedOverflowError(OverflowError):
     """A graded (SDNN) synaptic sum that may leave int32, where Lava's numpy arithmetic wraps in an order the
     emulator does not reproduce. Both emulator backends raise it before any wrong number is returned; ``layer``

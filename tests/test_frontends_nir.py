@@ -1,4 +1,6 @@
 """NIR graphs (snnTorch's exporter, hand-written with `nir`) to .net files, and .net files back to NIR."""
+import re
+
 import nir
 import numpy as np
 import pytest
@@ -43,23 +45,16 @@ def test_snntorch_export_to_nir_converts_and_runs_in_lava(tmp_path):
 
 
 def handwritten_graph():
-    rng = np.random.default_rng(0)
-    nodes = {
-        "in": nir.Input(input_type={"input": np.array([2, 8, 8])}),
-        "conv": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0, 1.5, (4, 2, 3, 3)), stride=1, padding=1,
-                           dilation=1, groups=1, bias=np.zeros(4)),
-        "if": nir.IF(r=np.full((4, 8, 8), 1000.0), v_threshold=np.full((4, 8, 8), 1.0)),
-        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
-        "lif": nir.LIF(tau=np.full((4, 4, 4), 4e-3), r=np.full((4, 4, 4), 4.0), v_leak=np.zeros((4, 4, 4)),
-                       v_threshold=np.full((4, 4, 4), 0.8)),
-        "flat": nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0, end_dim=-1),
-        "fc": nir.Affine(weight=rng.normal(0, 1.5, (6, 64)), bias=np.zeros(6)),
-        "cuba": nir.CubaLIF(tau_syn=np.full(6, 2e-3), tau_mem=np.full(6, 5e-3), r=np.full(6, 5.0),
-                            v_leak=np.full(6, 0.1), v_threshold=np.full(6, 0.5), w_in=np.full(6, 2.0)),
-        "out": nir.Output(output_type={"output": np.array([6])}),
-    }
-    order = list(nodes)
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])), type_check=False)
+    """Input, Conv2d + IF, SumPool2d + LIF, Flatten, Affine + CubaLIF, Output: the NIR fuzzer's first base graph."""
+    import sys
+    from pathlib import Path
+
+    tools = str(Path(__file__).resolve().parents[1] / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import fuzz_nir
+
+    return fuzz_nir.base_graphs()[0]
 
 
 def test_handwritten_nir_graph_via_cli_runs_in_lava(tmp_path, capsys):
@@ -685,3 +680,76 @@ def test_a_scale_node_is_folded_into_the_synapse_before_it(tmp_path):
 def test_a_from_nir_net_exports_without_repeating_its_input_shape(tmp_path):
     net = from_nir(_sinabs_graph(), dt=1.0)
     assert sj2lava.load(export(net, tmp_path / "s.net")).input_shape == (2, 8, 8)
+
+
+def _mutated(change):
+    g = handwritten_graph()
+    change(g)
+    return g
+
+
+def _deep(depth: int):
+    g = handwritten_graph()
+    inner = nir.NIRGraph(nodes={"i": nir.Input(input_type={"input": np.array([6])}),
+                                "o": nir.Output(output_type={"output": np.array([6])})},
+                         edges=[("i", "o")], type_check=False)
+    for _ in range(depth):
+        inner = nir.NIRGraph(nodes={"sub": inner}, edges=[], type_check=False)
+    g.nodes["deep"] = inner
+    return g
+
+
+HOSTILE = [
+    ("stride 0", lambda g: setattr(g.nodes["conv"], "stride", 0), "'conv' (Conv2d): field 'stride'"),
+    ("padding 12,000", lambda g: setattr(g.nodes["conv"], "padding", 12_000), "'conv' (Conv2d): field 'padding'"),
+    ("dilation 10^6", lambda g: setattr(g.nodes["conv"], "dilation", 10**6), "'conv' (Conv2d): field 'dilation'"),
+    ("kernel 1000", lambda g: setattr(g.nodes["conv"], "weight", np.ones((4, 2, 1000, 1))),
+     "'conv' (Conv2d): field 'weight'"),
+    ("complex weights", lambda g: setattr(g.nodes["fc"], "weight", g.nodes["fc"].weight * (1 + 1j)),
+     "'fc' (Affine): field 'weight' holds complex"),
+    ("tau_syn 0", lambda g: setattr(g.nodes["cuba"], "tau_syn", np.zeros(6)), "'cuba' (CubaLIF): field 'tau_syn'"),
+    ("tau inf", lambda g: setattr(g.nodes["lif"], "tau", np.full((4, 4, 4), np.inf)),
+     "'lif' (LIF): field 'tau' holds NaN or infinity"),
+    ("NaN threshold", lambda g: setattr(g.nodes["if"], "v_threshold", np.full((4, 8, 8), np.nan)),
+     "'if' (IF): field 'v_threshold' holds NaN"),
+    ("pool kernel 0", lambda g: setattr(g.nodes["pool"], "kernel_size", np.array([0, 2])),
+     "'pool' (SumPool2d): field 'kernel_size'"),
+    ("huge input", lambda g: g.nodes["in"].input_type.update(input=np.array([10**6, 10**4, 10**4])),
+     "'in' (Input): field 'input_type'"),
+    ("edge from nowhere", lambda g: g.edges.append(("ghost", "out")), "node 'ghost' does not exist"),
+]
+
+
+@pytest.mark.parametrize("change,words", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_hostile_graph_fields_are_refused_naming_node_and_field(change, words):
+    with pytest.raises(sj2lava.NirFileError, match=re.escape(words)):
+        from_nir(_mutated(change), dt=1e-3)
+
+
+def test_subgraphs_nested_too_deep_are_refused():
+    with pytest.raises(sj2lava.NirFileError, match="nested deeper than"):
+        from_nir(_deep(12), dt=1e-3)
+
+
+def test_hostile_nir_files_are_refused_by_name_and_the_cli_exits_2(tmp_path, capsys):
+    """Soft links in the HDF5 file are refused unresolved; empty, truncated and non-HDF5 files by name."""
+    import h5py
+
+    from sj2lava.cli import main
+
+    good = tmp_path / "good.nir"
+    nir.write(good, handwritten_graph())
+    linked = tmp_path / "linked.nir"
+    linked.write_bytes(good.read_bytes())
+    with h5py.File(linked, "a") as f:
+        f["elsewhere"] = h5py.SoftLink("/etc/passwd")
+    (tmp_path / "empty.nir").write_bytes(b"")
+    (tmp_path / "text.nir").write_text("not a graph")
+    (tmp_path / "cut.nir").write_bytes(good.read_bytes()[:300])
+    for name, words in (("linked", "soft HDF5 link"), ("empty", "not a readable HDF5 file"),
+                        ("text", "not a readable HDF5 file"), ("cut", "not a readable HDF5 file")):
+        with pytest.raises(sj2lava.NirFileError, match=words):
+            from_nir(tmp_path / f"{name}.nir", dt=1e-3)
+        assert main(["convert", str(tmp_path / f"{name}.nir"), "-o", str(tmp_path / "o.net"), "--dt", "1e-3"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err

@@ -240,3 +240,17 @@ def test_emulate_refuses_a_run_that_would_not_fit_in_memory(tmp_path, monkeypatc
     monkeypatch.setenv("SJ2LAVA_MAX_BYTES", "1000")
     with pytest.raises(ValueError, match="needs about .* raise \\$SJ2LAVA_MAX_BYTES"):
         sj2lava.emulate(path, x, record=("spikes", "voltage"))
+
+
+def test_fuzzed_nir_files_are_refused_or_run_never_anything_else():
+    """200 seeded .nir mutants (field values, shapes, deletions, ghost and dropped edges, nesting; links, truncation,
+    byte flips and empty files), each through from_nir, export and emulate in a child process limited to 20 s and
+    4 GiB: every one a one-line refusal (NirFileError, UnsupportedLayerError) or a clean run."""
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz_nir.py"), "--mutants", "200", "--seed", "7"],
+                       capture_output=True, text=True, timeout=600)
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0 and summary["failures"] == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    classes = summary["classes"]
+    for cls in ("file link", "file external", "file truncate", "file empty", "graph nest", "graph edge"):
+        assert set(classes[cls]) == {"refused"}, cls
+    assert summary["counts"]["ran"] > 20 and summary["counts"]["refused"] > 100

@@ -12,20 +12,17 @@ declared shapes, impossible conv geometry.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
+import functools
 import io
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import List, Tuple
 
+import _fuzz  # tools/, beside this script
 import h5py
 import numpy as np
 
@@ -240,12 +237,7 @@ def check(path: Path) -> str:
 
 def child(args) -> int:
     """Run mutants ``first..`` and print one JSON line per mutant; a crash ends the process mid-mutant."""
-    import resource
-
-    if args.memory_gib:
-        limit = int(args.memory_gib * (1 << 30))
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    import sj2lava  # noqa: F401  (import before the per-mutant alarm starts)
+    _fuzz.limit_child(args)
 
     scratch = Path(args.scratch)
     bases = sorted(scratch.glob("base*.net")) + sorted(scratch.glob("tiny.net")) + sorted(scratch.glob("mnist.net"))
@@ -259,75 +251,16 @@ def child(args) -> int:
         except Exception as e:  # a mutation h5py itself refuses: count the unmutated file
             what = f"{base.name}: mutation failed ({type(e).__name__})"
         print(json.dumps({"i": i, "start": what}), flush=True)
-        signal.alarm(args.timeout)  # the default action ends the process: the parent reports a hang
-        try:
-            outcome = check(path)
-        except MemoryError:
-            outcome = "memory"
-        except Exception as e:
-            outcome = f"error {type(e).__name__}: {str(e)[:300]}"
-        signal.alarm(0)
-        print(json.dumps({"i": i, "outcome": outcome}), flush=True)
+        _fuzz.report(i, args.timeout, functools.partial(check, path))
         path.unlink(missing_ok=True)
     return 0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mutants", type=int, default=800)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=int, default=20, help="seconds per mutant")
-    ap.add_argument("--memory-gib", type=float, default=4.0, help="address-space limit of the child")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--scratch", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    args = _fuzz.arguments(__doc__, 800, argv)
     if args.child:
         return child(args)
-    counts: dict = {}
-    classes: dict = {}  # mutation class -> {outcome: n}
-    failures = []
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as d:
-        base_files(Path(d))
-        first = 0
-        while first < args.mutants:
-            cmd = [sys.executable, __file__, "--child", "--scratch", d, "--first", str(first), "--mutants",
-                   str(args.mutants), "--seed", str(args.seed), "--timeout", str(args.timeout), "--memory-gib",
-                   str(args.memory_gib)]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-            current = None
-            for line in proc.stdout:
-                msg = json.loads(line)
-                if "start" in msg:
-                    current = msg
-                    continue
-                outcome = msg["outcome"]
-                key = outcome.split(" ")[0]
-                counts[key] = counts.get(key, 0) + 1
-                cls = current["start"].split(": ", 1)[1].split(" ")[0]
-                classes.setdefault(cls, {}).setdefault(key, 0)
-                classes[cls][key] += 1
-                if key not in ("refused", "ran"):
-                    failures.append(f"mutant {msg['i']} ({current['start']}): {outcome}")
-                first = msg["i"] + 1
-            proc.wait()
-            if proc.returncode != 0 and current is not None and first <= current["i"]:
-                key = "hang" if proc.returncode == -signal.SIGALRM else "signal"
-                counts[key] = counts.get(key, 0) + 1
-                failures.append(f"mutant {current['i']} ({current['start']}): {key} (exit {proc.returncode})")
-                first = current["i"] + 1
-            elif proc.returncode != 0:
-                failures.append(f"the fuzz child failed before any mutant (exit {proc.returncode})")
-                break
-    for f in failures:
-        print(f)
-    print(f"{args.mutants} mutants (seed {args.seed}): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-          + f"; {len(failures)} failures, {time.time() - t0:.0f} s")
-    for cls, c in sorted(classes.items()):
-        print(f"  {cls:<12s} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
-    print(json.dumps({"counts": counts, "classes": classes, "failures": len(failures)}))
-    return 1 if failures else 0
+    return _fuzz.drive(__file__, args, lambda start: start.split(": ", 1)[1].split(" ")[0], prepare=base_files)
 
 
 if __name__ == "__main__":

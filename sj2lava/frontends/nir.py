@@ -15,6 +15,7 @@ snnTorch exports with ``dt = 1e-4``; with that ``dt`` a Leaky(beta) comes back a
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, cast
 
@@ -25,7 +26,8 @@ from torch import nn
 from .. import quant
 from ..block import BlockContainer
 from ..convert import Layers, compose_pool, effective_weight
-from ..errors import UnsupportedLayerError
+from ..errors import NirFileError, UnsupportedLayerError
+from ..netx.hdf5 import limits, scan_file
 from ..netx.spec import Conv, Cuba, Flatten, InputNeurons, NetSpec
 from ..neuron import CubaLIFNode
 from ..pool import SumPool2d, pair
@@ -174,10 +176,8 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     """
     _check_options(dt, reset, approximate)
     nir = _nir()
-    # nir 1.0.8's type inference sizes Conv2d outputs with kH for both axes (wrong for non-square kernels),
-    # so its check is skipped here; sj2lava.export checks every shape.
-    graph = nir.read(str(graph_or_path), type_check=False) if isinstance(graph_or_path, (str, Path)) \
-        else graph_or_path
+    graph = _read_graph(graph_or_path, nir)
+    _check_graph(graph)
     walk = _NirWalk(_fold_recurrence(graph), dt, reset, approximate)
     for name in _chain(walk.graph):
         walk.take(name, nir)
@@ -189,6 +189,115 @@ def from_nir(graph_or_path, *, dt: float, reset: str = "zero", approximate: bool
     net.input_shape = walk.input_shape
     net.float_reference = lambda x: simulate_nir(graph, x, dt, reset)  # what verify compares with
     return net
+
+
+_MAX_DEPTH = 8  # subgraphs within subgraphs: a recurrent layer is one level; exporters write at most two
+_CONV_FIELD_MAX = 127  # Lava's Conv holds kernel size, stride, padding, dilation and groups as int8
+_TIME_CONSTANTS = {"LIF": ("tau",), "CubaLIF": ("tau_mem", "tau_syn")}
+
+
+def _read_graph(graph_or_path, nir):
+    """A graph as given, or read from a ``.nir`` file after the ``.net`` reader's checks of the HDF5 file itself
+    (links, external storage and virtual datasets refused unresolved, sizes bounded before any value is read)."""
+    if not isinstance(graph_or_path, (str, Path)):
+        return graph_or_path
+    path = Path(graph_or_path)
+    scan_file(path, NirFileError)
+    try:  # nir 1.0.8's type inference sizes Conv2d outputs with kH for both axes (wrong for non-square
+        # kernels), so its check is skipped here; sj2lava.export checks every shape
+        return nir.read(str(path), type_check=False)
+    except RecursionError:
+        raise NirFileError(f"{path}: subgraphs nested too deep to read; sj2lava reads flat chains") from None
+    except Exception as e:  # noqa: BLE001  (the nir package raises many kinds for a malformed graph)
+        raise NirFileError(f"{path}: not a readable NIR graph ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _check_graph(graph, depth: int = 0) -> None:
+    """Every edge between existing nodes, subgraphs nested at most :data:`_MAX_DEPTH` deep, and every node's
+    fields within what Loihi and NIR's equations hold (:func:`_check_node`); refusals name node and field."""
+    if depth > _MAX_DEPTH:
+        raise NirFileError(f"from_nir: subgraphs nested deeper than {_MAX_DEPTH} levels; sj2lava reads flat chains "
+                           "and recurrent layers")
+    nodes = getattr(graph, "nodes", None)
+    if not isinstance(nodes, dict):
+        raise NirFileError(f"from_nir: {type(graph).__name__} is not a NIR graph (no nodes)")
+    for edge in graph.edges:
+        for end in edge:
+            head, _, inner = str(end).partition(".")
+            sub = nodes.get(head)
+            inside = inner and type(sub).__name__ == "NIRGraph" and inner in getattr(sub, "nodes", {})
+            if end not in nodes and not inside:
+                raise NirFileError(f"NIR edge {edge[0]!r} -> {edge[1]!r}: node {end!r} does not exist")
+    for name, node in nodes.items():
+        if type(node).__name__ == "NIRGraph":
+            _check_graph(node, depth + 1)
+        elif node is not None:  # an empty node is refused by name when the walk reaches it
+            _check_node(node, name)
+
+
+def _check_node(node, name: str) -> None:
+    """Real, finite, bounded fields: NaN, infinity and complex values refused (an imaginary part would be dropped),
+    time constants > 0, convolution and pool geometry within Lava's int8 fields, an input within the neuron limit."""
+    kind = type(node).__name__
+    where = f"NIR node {name!r} ({kind})"
+    for field in dataclasses.fields(node) if dataclasses.is_dataclass(node) else ():
+        _check_values(getattr(node, field.name), field.name, where, (kind, field.name))
+    for field_name in _TIME_CONSTANTS.get(kind, ()):
+        if np.any(np.asarray(getattr(node, field_name)) <= 0):
+            raise NirFileError(f"{where}: field {field_name!r} must be > 0 (a time constant)")
+    if kind == "Delay" and np.any(np.asarray(node.delay) < 0):
+        raise NirFileError(f"{where}: field 'delay' holds negative delays")
+    if kind in ("Conv2d", "SumPool2d", "AvgPool2d"):
+        _check_geometry(node, kind, where)
+    if kind == "Input":
+        shape = np.asarray(node.input_type.get("input", []), dtype=np.float64).reshape(-1)
+        if shape.size == 0 or np.any(shape < 1) or float(np.prod(shape)) > limits()["SJ2LAVA_MAX_NEURONS"]:
+            raise NirFileError(f"{where}: field 'input_type' shape {shape.astype(np.int64).tolist()} is empty or "
+                               f"beyond {limits()['SJ2LAVA_MAX_NEURONS']:,} values ($SJ2LAVA_MAX_NEURONS)")
+
+
+_MAY_BE_NONE = {("Conv2d", "bias"), ("Conv2d", "input_shape")}
+_MAY_BE_TEXT = {("Conv2d", "padding")}  # 'same' / 'valid': refused by name when the synapse is built
+
+
+def _check_values(value, field: str, where: str, key: Tuple[str, str] = ("", "")) -> None:
+    """A numeric field: real and finite; only a few fields may be None or, Conv2d's padding, a string."""
+    if isinstance(value, dict) or (value is None and key in _MAY_BE_NONE) or \
+            (isinstance(value, str) and key in _MAY_BE_TEXT):
+        return
+    if value is None or isinstance(value, str):
+        raise NirFileError(f"{where}: field {field!r} is {value!r}, not a number or an array")
+    try:
+        a = np.asarray(value)
+    except Exception:  # noqa: BLE001  (ragged or odd objects)
+        raise NirFileError(f"{where}: field {field!r} is not a numeric array ({type(value).__name__})") from None
+    if np.iscomplexobj(a):
+        raise NirFileError(f"{where}: field {field!r} holds complex values; NIR's fields are real")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise NirFileError(f"{where}: field {field!r} holds NaN or infinity")
+    if a.dtype.kind not in "fiub":
+        raise NirFileError(f"{where}: field {field!r} is not numeric ({a.dtype})")
+
+
+def _check_geometry(node, kind: str, where: str) -> None:
+    """Strides and dilations in 1..127, paddings in 0..127 (Lava's int8 fields), kernels 1..127, groups >= 1."""
+    fields = {"stride": (1, _CONV_FIELD_MAX), "padding": (0, _CONV_FIELD_MAX)}
+    if kind == "Conv2d":
+        fields.update(dilation=(1, _CONV_FIELD_MAX), groups=(1, _CONV_FIELD_MAX))
+    else:
+        fields["kernel_size"] = (1, _CONV_FIELD_MAX)
+    for field_name, (lo, hi) in fields.items():
+        value = getattr(node, field_name, None)
+        if value is None or isinstance(value, str):
+            continue
+        a = np.asarray(value, dtype=np.float64)
+        if a.size == 0 or np.any(a < lo) or np.any(a > hi) or np.any(a != np.round(a)):
+            raise NirFileError(f"{where}: field {field_name!r} = {a.tolist()} must be whole numbers in {lo}..{hi}")
+    if kind == "Conv2d":
+        w = np.asarray(node.weight)
+        if w.ndim != 4 or min(w.shape) < 1 or max(w.shape[2:]) > _CONV_FIELD_MAX:
+            raise NirFileError(f"{where}: field 'weight' of shape {tuple(w.shape)} is not a 2-D kernel of 1..127 per "
+                               "side")
 
 
 def _check_options(dt: float, reset: str, approximate: bool) -> None:
@@ -386,8 +495,12 @@ def _after_synapse(synapse: nn.Module, shape: Optional[Tuple[int, ...]], where: 
         return (synapse.out_features,)
     if len(shape) != 3:
         raise UnsupportedLayerError(f"{where}: needs a (C, H, W) input, gets {shape}")
-    with torch.no_grad():
-        return tuple(synapse(torch.zeros(1, *shape)).shape[1:])
+    try:
+        with torch.no_grad():
+            return tuple(synapse(torch.zeros(1, *shape)).shape[1:])
+    except RuntimeError as e:  # a kernel, stride or channel count that does not fit the map
+        raise UnsupportedLayerError(f"{where}: does not fit its {shape} input ({str(e).splitlines()[0][:160]})") \
+            from None
 
 
 def _check_not_silent(b: BlockContainer, where: str, dt: float) -> None:

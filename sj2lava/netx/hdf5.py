@@ -353,6 +353,29 @@ def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Option
         raise ctx.fail(f"unreadable data ({type(e).__name__}: {e})") from None
 
 
+def scan_file(path: Union[str, Path], error: type = NetFileError) -> None:
+    """The checks :func:`load` makes before reading any value, on any HDF5 file (a ``.nir`` graph): soft and
+    external links, external storage and virtual datasets refused unresolved, object and value counts within
+    :func:`limits`; a missing, empty, truncated or non-HDF5 file refused by name (as ``error``)."""
+    ctx = _Ctx(Path(path))
+    try:
+        if not ctx.path.is_file():
+            raise ctx.fail("no such file")
+        try:
+            f = h5py.File(ctx.path, "r")
+        except OSError as e:
+            raise ctx.fail(f"not a readable HDF5 file ({e}); it may be empty, truncated or of another format") from None
+        with f:
+            try:
+                _scan(f, ctx)
+            except NetFileError:
+                raise
+            except Exception as e:  # h5py raises many kinds for a damaged structure
+                raise ctx.fail(f"unreadable HDF5 structure ({type(e).__name__}: {str(e)[:200]})") from None
+    except NetFileError as e:
+        raise error(str(e)) from None
+
+
 def _scan(f: h5py.File, ctx: _Ctx) -> None:
     """Walk every object before reading any value: refuse soft and external links, external raw storage and
     virtual datasets (NetX files need none of them; following them would read other files, or block on a
