@@ -98,3 +98,13 @@ def limit_child(args: argparse.Namespace) -> None:
         limit = int(args.memory_gib * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import sj2lava  # noqa: F401
+
+
+def main(script: str, doc: str, mutants: int, child: Callable[[argparse.Namespace], int],
+         classify: Callable[[str], str], prepare: Callable[[Path], object] = lambda d: None, class_width: int = 12,
+         argv=None) -> int:
+    """A fuzzer's entry point: the child's run of mutants under ``--child``, else the driver over children."""
+    args = arguments(doc, mutants, argv)
+    if args.child:
+        return child(args)
+    return drive(script, args, classify, prepare, class_width)

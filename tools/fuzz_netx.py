@@ -257,11 +257,8 @@ def child(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = _fuzz.arguments(__doc__, 800, argv)
-    if args.child:
-        return child(args)
-    return _fuzz.drive(__file__, args, lambda start: start.split(": ", 1)[1].split(" ")[0], prepare=base_files)
-
+    return _fuzz.main(__file__, __doc__, 800, child, lambda start: start.split(": ", 1)[1].split(" ")[0],
+                      prepare=base_files, argv=argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -185,11 +185,8 @@ def child(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = _fuzz.arguments(__doc__, 500, argv)
-    if args.child:
-        return child(args)
-    return _fuzz.drive(__file__, args, lambda start: " ".join(start.split(" ")[:2]), class_width=22)
-
+    return _fuzz.main(__file__, __doc__, 500, child, lambda start: " ".join(start.split(" ")[:2]), class_width=22,
+                      argv=argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -158,7 +158,7 @@ def _emulate(spec: NetSpec, x: Optional[torch.Tensor], num_steps: Optional[int],
     counting = "counts" in record
     if counting and windows is None:
         windows = [(0, steps)] * len(spec.latencies)
-    _check_memory(spec, steps, min(n, 256) if counting and "layer_spikes" not in record else n, record, batch_size)
+    _check_memory(spec, steps, n, record, batch_size)  # counts hold no spikes: only the output's are recorded
     resets = reset_phases(spec, reset_interval, reset_offset)
     run, size = _runner(spec, inp, _pick_backend(backend, dev), dev, record, resets, batch_size, int(spike_exp),
                         windows if counting else None)

@@ -335,14 +335,8 @@ def load(path: PathLike, input_shape: Optional[Shape] = None, num_layers: Option
             or that does not fit together (missing or non-numeric datasets, non-integer weights,
             shapes that do not chain, unknown or non-loadable layer types, truncated files).
     """
-    path = Path(path)
-    ctx = _Ctx(path)
-    if not path.is_file():
-        raise ctx.fail("no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise ctx.fail(f"not a readable HDF5 file ({e}); it may be truncated or not a .net file") from None
+    ctx = _Ctx(Path(path))
+    f = _open(ctx, "a .net file")
     try:
         with f:
             _scan(f, ctx)
@@ -359,13 +353,7 @@ def scan_file(path: Union[str, Path], error: type = NetFileError) -> None:
     :func:`limits`; a missing, empty, truncated or non-HDF5 file refused by name (as ``error``)."""
     ctx = _Ctx(Path(path))
     try:
-        if not ctx.path.is_file():
-            raise ctx.fail("no such file")
-        try:
-            f = h5py.File(ctx.path, "r")
-        except OSError as e:
-            raise ctx.fail(f"not a readable HDF5 file ({e}); it may be empty, truncated or of another format") from None
-        with f:
+        with _open(ctx, "an HDF5 file") as f:
             try:
                 _scan(f, ctx)
             except NetFileError:
@@ -374,6 +362,16 @@ def scan_file(path: Union[str, Path], error: type = NetFileError) -> None:
                 raise ctx.fail(f"unreadable HDF5 structure ({type(e).__name__}: {str(e)[:200]})") from None
     except NetFileError as e:
         raise error(str(e)) from None
+
+
+def _open(ctx: _Ctx, kind: str) -> h5py.File:
+    """The file at ``ctx.path`` opened for reading, or a refusal naming it (missing, empty, truncated, foreign)."""
+    if not ctx.path.is_file():
+        raise ctx.fail("no such file")
+    try:
+        return h5py.File(ctx.path, "r")
+    except OSError as e:
+        raise ctx.fail(f"not a readable HDF5 file ({e}); it may be empty, truncated or not {kind}") from None
 
 
 def _scan(f: h5py.File, ctx: _Ctx) -> None:
