@@ -10,7 +10,7 @@ import logging as _logging
 from .block import BlockContainer, InputBlock
 from .convert import convert, rescale
 from .emulator import emulate
-from .errors import ExportError, GradedOverflowError, NetFileError, NirFileError, UnsupportedLayerError
+from .errors import ExportError, GradedOverflowError, LavaRunError, NetFileError, NirFileError, UnsupportedLayerError
 from .evaluate import Evaluation, evaluate
 from .export import export, to_spec
 
@@ -49,6 +49,7 @@ __all__ = [
     "ExportError",
     "NetFileError",
     "NirFileError",
+    "LavaRunError",
     "GradedOverflowError",
     "NXT_to_TNX",
     "NetSpec",

@@ -2,8 +2,8 @@
 
     sj2lava inspect FILE.net
     sj2lava run FILE.net --input X.npy [--input-bias B.npy] [--backend emulator|lava] [--layout TNX|NXT]
-                         [--reset-interval R] [--num-layers N] [--skip-layers K] [--out OUT.npy]
-    sj2lava eval FILE.net --data DATA.npz --steps N [--backend emulator|lava] [--spikes]
+                         [--reset-interval R] [--num-layers N] [--skip-layers K] [--out OUT.npy] [--timeout S]
+    sj2lava eval FILE.net --data DATA.npz --steps N [--backend emulator|lava] [--spikes] [--timeout S]
     sj2lava convert MODEL.nir -o FILE.net --dt DT [--input-shape C,H,W] [--reset zero|subtract]
                     [--approximate] [--no-rescale]
     sj2lava demo
@@ -63,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--window", choices=("all", "aligned"), default="all",
                    help="all: every step run (default); aligned: T + L steps run (L: one step of Lava latency per "
                         "synaptic layer) and the output's T steps that answer the input saved")
+    r.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="Lava backend: stop with an error when a sample takes longer than SECONDS (the first "
+                        "includes compiling); a dead Lava worker always stops the run")
     e = sub.add_parser("eval", help="accuracy on a labelled .npz (x: [N, *shape] in [0, 1], y: [N])")
     e.add_argument("file", type=Path, help="the NetX .net (HDF5) file")
     e.add_argument("--data", required=True, type=Path, help=".npz with x [N, *shape] and labels y [N]")
@@ -74,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--window", choices=("aligned", "all"), default="aligned",
                    help="aligned (default): each sample runs steps + L (Lava's latency) and its output is read in "
                         "the steps that answer the input; all: the given steps only")
+    e.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="Lava backend: stop with an error when a sample takes longer than SECONDS (the first "
+                        "includes compiling); a dead Lava worker always stops the run")
     c = sub.add_parser("convert", help="convert a NIR graph (.nir) to a NetX .net file")
     c.add_argument("model", type=Path, help="the NIR graph (.nir)")
     c.add_argument("-o", "--out", required=True, type=Path, help="the .net file to write")
@@ -121,6 +127,7 @@ def _run(args) -> int:
     _check_out(args.out)
     if args.backend == "lava":  # before any bar is drawn: without Lava, say how to get it
         require_lava("sj2lava run --backend lava")
+    _check_timeout(args)
     spec = _load(args.file, num_layers=args.num_layers, skip_layers=args.skip_layers)
     x = None if args.input is None else _npy(args.input)
     bias = None if args.input_bias is None else _npy(args.input_bias)
@@ -142,7 +149,8 @@ def _run(args) -> int:
             bar = _Bar(n, f"Lava {args.file.name}")
             try:
                 y = cast(torch.Tensor, run_lava(args.file, x, num_steps=args.steps, progress=bar.update_to, spec=spec,
-                                                num_layers=args.num_layers, skip_layers=args.skip_layers, **options))
+                                                num_layers=args.num_layers, skip_layers=args.skip_layers,
+                                                timeout=args.timeout, **options))
             finally:
                 bar.close()
     except ValueError as e:
@@ -199,6 +207,15 @@ def _eval_data(path: Path):
     return x, torch.from_numpy(y).long()
 
 
+def _check_timeout(args) -> None:
+    if args.timeout is None:
+        return
+    if args.backend != "lava":
+        raise _UserError("--timeout is for the Lava backend (--backend lava); the emulator needs none")
+    if not args.timeout > 0:
+        raise _UserError(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
+
+
 def _eval(args) -> int:
     import torch
 
@@ -208,6 +225,7 @@ def _eval(args) -> int:
         from ._deps import require_lava
 
         require_lava("sj2lava eval --backend lava")
+    _check_timeout(args)
     spec = _load(args.file)
     if args.limit is not None and args.limit < 1:
         raise _UserError(f"--limit must be >= 1, got {args.limit}")
@@ -229,7 +247,7 @@ def _eval(args) -> int:
         x, y = x[:args.limit], y[:args.limit]
     try:
         result = evaluate(args.file, (x, y), steps=args.steps, encoder=encoder, backend=args.backend, spec=spec,
-                          window=args.window)
+                          window=args.window, timeout=args.timeout)
     except ValueError as e:
         raise _UserError(str(e)) from None
     print(result)

@@ -30,3 +30,14 @@ class GradedOverflowError(OverflowError):
     def __init__(self, message: str, layer: int = -1, top: int = 0):
         super().__init__(message)
         self.layer, self.top = layer, top
+
+
+class LavaRunError(RuntimeError):
+    """Lava's runtime failed under a run: a worker process died or the run stalled past its ``timeout``.
+
+    The runtime has been stopped and its shared memory released when this is raised. ``samples_done`` is how many
+    samples had finished."""
+
+    def __init__(self, message: str, samples_done: int = 0):
+        super().__init__(message)
+        self.samples_done = samples_done

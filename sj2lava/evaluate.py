@@ -49,7 +49,7 @@ class Evaluation:
 def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Callable] = None,
              backend: str = "emulator", batch_size: int = 256, progress: bool = True,
              device: str = "cpu", spec: Optional[NetSpec] = None, window: str = "aligned",
-             host: Optional[InputBlock] = None) -> Evaluation:
+             host: Optional[InputBlock] = None, timeout: Optional[float] = None) -> Evaluation:
     """Classify a labelled data set with the ``.net`` at ``path``.
 
     Args:
@@ -66,6 +66,8 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
         window: ``'aligned'`` (default): each sample runs ``steps + L`` steps (``L`` the output's latency in Lava)
             and the output is read in the ``steps`` that answer the input, as the float model is; the metrics
             count each layer in its own such window. ``'all'``: only ``steps`` steps, read whole.
+        timeout: Lava backend: seconds a sample may take (see :func:`~sj2lava.run_lava`); a dead Lava worker
+            always stops the evaluation with :class:`~sj2lava.LavaRunError`.
 
     The metrics are counted inside the emulator (per-neuron counts times each layer's fan-out), so memory stays
     bounded by one batch whatever the number of samples. Under ``torchrun`` (an initialised ``torch.distributed``
@@ -103,7 +105,7 @@ def evaluate(path: Union[str, Path], data, *, steps: int, encoder: Optional[Call
                 out = rec["spikes"]
                 tally.counts = rec["counts"] if tally.counts is None else tally.counts + rec["counts"]
             else:
-                out = cast(torch.Tensor, run_lava(path, **feed, spec=spec, window=window))
+                out = cast(torch.Tensor, run_lava(path, **feed, spec=spec, window=window, timeout=timeout))
             tally.add(out.sum(0).reshape(out.shape[1], -1).argmax(1), y)
             bar.update(len(y))
     finally:

@@ -145,3 +145,16 @@ def test_cli_refuses_unusable_inputs_with_one_line_and_exit_2(tmp_path, capsys, 
     assert main(["convert", str(tmp_path / "any.nir"), "-o", str(tmp_path / "o.net"), "--dt", "1",
                  "--input-shape", "a,b"]) == 2
     assert "--input-shape must be integers" in capsys.readouterr().err
+
+
+def test_cli_timeout_is_for_the_lava_backend_and_positive(tmp_path, capsys):
+    from sj2lava.cli import main
+
+    path = small_net_file(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((4, 2, 1, 5, 5), np.float32))
+    run = ["run", str(path), "--input", str(tmp_path / "x.npy")]
+    assert main([*run, "--timeout", "5"]) == 2
+    assert "--timeout is for the Lava backend" in capsys.readouterr().err
+    for bad in ("0", "-1", "nan"):
+        assert main([*run, "--backend", "lava", "--timeout", bad]) == 2, bad
+        assert "--timeout must be a positive number of seconds" in capsys.readouterr().err

@@ -263,9 +263,10 @@ def read_window(result, spec: NetSpec, steps: int, layout: str):
 
 
 def warn_unread(spec: NetSpec, steps: int, what: str) -> None:
-    """Warn when a run of ``steps`` cannot show any output of its input: the output answers from step ``L``."""
+    """Warn when a run of ``steps`` cannot show any output of its input: the output answers from step ``L``.
+    (No steps at all is refused by the input checks that follow, without a warning first.)"""
     lat = spec.latency
-    if steps <= lat:
+    if 0 < steps <= lat:
         warnings.warn(f"{what}: {steps} steps, but the output layer answers {lat} steps after the input (one step "
                       "per synaptic layer in Lava), so this run reads no output of it; use window='aligned' (T + "
                       f"{lat} steps, the last T read) or more steps", stacklevel=3)

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from .._deps import quiet_import, require_lava
+from ..errors import LavaRunError
 from ..layout import TNX_to_NXT
+from ._watch import check_timeout, supervise
 from .hdf5 import load
 from .inputs import (
     WINDOWS,
@@ -28,6 +30,8 @@ from .inputs import (
     warn_unread,
 )
 from .spec import Flatten, InputNeurons, NetSpec
+
+__all__ = ["LavaRunError", "run_lava"]
 
 
 def _import_lava_runtime() -> None:
@@ -74,7 +78,8 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
              num_layers: Optional[int] = None,
              skip_layers: int = 0,
              spike_exp: int = 6,
-             window: str = "all") -> Union[torch.Tensor, List[torch.Tensor], dict]:
+             window: str = "all",
+             timeout: Optional[float] = None) -> Union[torch.Tensor, List[torch.Tensor], dict]:
     """Run the ``.net`` at ``path`` in Lava on spikes ``x`` and return the output spikes.
 
     Args:
@@ -103,23 +108,30 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
         run_cfg: a Lava run configuration; default ``Loihi2SimCfg(select_tag='fixed_pt')``, the CPU simulation
             the emulator equals. With ``lava-loihi`` and access to a Loihi 2 system, ``Loihi2HwCfg()`` runs the
             same call on the chip (untested here: no chip is reachable from this project's machines).
+        timeout: seconds the run may go without finishing a sample (the first includes compiling the network);
+            default ``None``, no limit. Whatever the timeout, a Lava worker that dies (the kernel's out-of-memory
+            killer ends the largest process) stops the run within a second: :class:`LavaRunError`, with the
+            runtime stopped and its shared memory released, never a hang.
 
     Returns:
         Output spikes in the caller's layout, aligned so that they equal the exported
         BlockContainers' output (no lag). Samples run one after another in one compiled network,
         with every neuron and synapse state reset to zero between samples.
 
-    The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C.
+    The Lava runtime is always stopped and NetX's HDF5 handle closed, also on error or Ctrl-C (see
+    :mod:`sj2lava.netx._watch`).
     """
     spec = load(path, num_layers=num_layers, skip_layers=skip_layers) if spec is None else spec
     what = f"run_lava({Path(path).name})"
     if window not in WINDOWS:
         raise ValueError(f"{what}: window must be one of {WINDOWS}, got {window!r}")
+    check_timeout(timeout, what)
     if window == "aligned":
         steps = run_steps(x, num_steps, layout)
         out = run_lava(path, x, layout=layout, num_steps=steps + spec.latency, progress=progress,
                        all_layers=all_layers, record=record, spec=spec, reset_interval=reset_interval,
-                       reset_offset=reset_offset, input_bias=input_bias, run_cfg=run_cfg, spike_exp=spike_exp)
+                       reset_offset=reset_offset, input_bias=input_bias, run_cfg=run_cfg, spike_exp=spike_exp,
+                       timeout=timeout)
         return read_window(out, spec, steps, layout)
     warn_unread(spec, run_steps(x, num_steps, layout), what)
     inp = run_input(spec, x, input_bias, num_steps, layout, what, spike_exp)
@@ -133,7 +145,7 @@ def run_lava(path: Union[str, Path], x: Optional[torch.Tensor] = None, *, layout
     net = _network(path, reset_interval=reset_interval, reset_offset=reset_offset, num_layers=num_layers,
                    skip_layers=skip_layers, spike_exp=spike_exp)
     try:
-        outs, probes = _run_samples(net, spec, inp, plan, run_cfg, progress)
+        outs, probes = _run_samples(net, spec, inp, plan, run_cfg, progress, what, timeout)
     finally:
         f = getattr(getattr(net, "net_config", None), "f", None)
         if f is not None:
@@ -165,9 +177,12 @@ class _Plan:
 
 
 def _run_samples(net, spec: NetSpec, inp: RunInput, plan: _Plan, run_cfg: Optional[object],
-                 progress: Optional[Callable[[int], None]]) -> Tuple[List[np.ndarray], dict]:
+                 progress: Optional[Callable[[int], None]], what: str,
+                 timeout: Optional[float]) -> Tuple[List[np.ndarray], dict]:
     """Run the NetX network on every sample, one after another with the states reset between them, and read
-    the sinks (every layer's output spikes, or the net's) and monitors; the runtime is stopped at the end."""
+    the sinks (every layer's output spikes, or the net's) and monitors; the runtime is stopped at the end. The Lava
+    calls run under :func:`supervise`: a dead worker or ``timeout`` seconds without a finished sample stop the
+    run with :class:`LavaRunError`."""
     io = quiet_import("lava.proc.io")
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -188,26 +203,23 @@ def _run_samples(net, spec: NetSpec, inp: RunInput, plan: _Plan, run_cfg: Option
         p.out.connect(sink.a_in)
     monitors = _monitors(net, plan.states, plan.n * plan.period)
     cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
-    started = False
-    try:
+
+    def work(beat: Callable[[int], None]) -> Tuple[List[np.ndarray], dict]:
         for i in range(plan.n):
             if i:
                 _reset_states(net)
                 if images:
                     net.in_layer.neuron.bias_mant.set(images[i])
             net.run(condition=RunSteps(num_steps=plan.period), run_cfg=cfg)
-            started = True
-            if progress is not None:
-                progress(i + 1)
+            beat(i + 1)
         outs = [_unpad(sink.data.get(), plan.n, plan.period, plan.steps) for sink in sinks]
         probes: dict = {key: [None] * len(net.layers) for key in plan.states}
         for key, var, mon, j in monitors:
             data = next(iter(mon.get_data().values()))[var]  # (steps, *lava_shape)
             probes[key][j] = _unpad(np.moveaxis(np.asarray(data), 0, -1), plan.n, plan.period, plan.steps)
-    finally:
-        if started:
-            net.stop()
-    return outs, probes
+        return outs, probes
+
+    return supervise(net, work, what=what, total=plan.n, timeout=timeout, progress=progress)
 
 
 def _bias_images(inp: RunInput, lava_in: tuple) -> List[np.ndarray]:
