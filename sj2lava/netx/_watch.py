@@ -12,9 +12,9 @@ thread (the *Lava thread*) while the caller's thread watches, every :data:`POLL`
 Stopping a failed run cannot go through Lava's own ``stop`` (it waits for the dead worker's answer), so
 :func:`_force_stop` ends it from outside: the remaining workers are killed and reaped, the channels' threads
 released, the shared memory unlinked (by the manager, or by name when the manager is gone itself) and the runtime
-marked stopped so that its finaliser does not wait either. The Lava thread, stuck in a channel wait, gets an
-exception raised into it and is woken; if it has not left Lava after :data:`CANCEL_WAIT` seconds it stays behind as
-an idle daemon thread (with a warning). A normal run costs one queue wait per sample and one look at the workers per
+marked stopped so that its finaliser does not wait either. The Lava thread, stuck in a channel wait, is woken
+and fails on its closed channel; if it has not left Lava after :data:`CANCEL_WAIT` seconds it stays behind as an
+idle daemon thread (with a warning). A normal run costs one queue wait per sample and one look at the workers per
 :data:`POLL` seconds.
 
 Workers forked by the Lava thread also die with it (Linux ``PR_SET_PDEATHSIG``): when the whole process is killed
@@ -44,10 +44,6 @@ CANCEL_WAIT = 5.0  # seconds a forced stop waits for the Lava thread to leave La
 THREAD_PREFIX = "sj2lava-lava"
 
 T = TypeVar("T")
-
-
-class _Stopped(BaseException):
-    """Raised into the Lava thread after a forced stop, to end its wait on a dead channel."""
 
 
 _DONE = object()
@@ -109,24 +105,22 @@ class _Watch:
 
     def lava_thread(self, work: Callable[[Callable[[int], None]], T], events: queue.Queue[object],
                     result: dict) -> None:
-        """The Lava thread: ``work``, then Lava's stop; what it returns or raises goes to ``result``."""
+        """The Lava thread: ``work``, then Lava's stop; what it returns or raises goes to ``result``. After a forced
+        stop it ends at its next channel operation (the channels are closed under it) and stops any workers it
+        forked in the meantime."""
         try:
             try:
                 result["value"] = work(events.put)
             finally:
                 if not self.cancelled:
                     _stop(self.net, events)
-        except _Stopped:
-            runtime = _runtime(self.net)
-            if runtime is not None:  # workers forked after the watcher's stop are stopped here
-                _force_stop(runtime)
         except BaseException as e:  # noqa: B036 - handed to the caller's thread, which re-raises it
             result["error"] = e
         finally:
-            try:
-                events.put(_DONE)
-            except _Stopped:  # the watcher's exception arrived after the work had ended
-                pass
+            runtime = _runtime(self.net)
+            if self.cancelled and runtime is not None:
+                _force_stop(runtime)
+            events.put(_DONE)
 
     def step(self, events: queue.Queue[object], progress: Optional[Callable[[int], None]]) -> bool:
         """Wait one poll for a beat; True once the Lava thread has finished."""
@@ -165,17 +159,18 @@ class _Watch:
                             f"or use sj2lava.emulate, which gives the same spikes without Lava.", self.done)
 
     def cancel(self, thread: threading.Thread) -> None:
-        """Stop the runtime by force and get the Lava thread out of its wait. While the thread lives (it may still
-        be forking workers, when the run stopped during Lava's start), every worker it made so far is killed."""
+        """Stop the runtime by force and get the Lava thread out of its wait: every channel it may wait on is
+        poked, and its next use of a closed channel raises there, at a defined point (no exception is injected into
+        the thread: one landing inside a fork or a lock's release would leave that lock held for good). While the
+        thread lives (it may still be forking workers, when the run stopped during Lava's start), every worker it
+        made so far is killed."""
         self.cancelled = True
-        if thread.is_alive() and thread.ident is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_Stopped))
         deadline = time.monotonic() + CANCEL_WAIT
         while True:
             runtime = _runtime(self.net)
             if runtime is not None:
                 _force_stop(runtime)
-                _wake(runtime)
+                _poke(runtime)
             if not thread.is_alive() or time.monotonic() > deadline:
                 break
             thread.join(0.05)
@@ -197,16 +192,28 @@ def _ended_workers(net) -> List[tuple]:
     runtime = _runtime(net)
     ended = []
     for i, actor in enumerate(_actors(runtime) if runtime is not None else []):
-        try:
-            code = actor.exitcode
-        except ValueError:  # closed by Lava's own join: it ended normally
-            continue
+        code = _exit_status(actor)
         if code is not None:
             ended.append((i, actor.pid, code))
     if not ended:
         return []
     names = list(itertools.islice(_worker_names(runtime), len(_actors(runtime))))
     return [(names[i], pid, code) for i, pid, code in ended]
+
+
+def _exit_status(actor) -> Optional[int]:
+    """A worker's exit code (minus the signal that killed it), or None while it runs, without reaping it: Lava's own
+    join waits for it in the other thread, and two threads reaping one child break multiprocessing's bookkeeping."""
+    popen = getattr(actor, "_popen", None)
+    if popen is None or getattr(popen, "returncode", None) is not None:  # closed or reaped: Lava's join saw it
+        return None if popen is None else popen.returncode
+    try:
+        info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, AttributeError):  # reaped meanwhile, or a system without waitid
+        return None
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
 
 def _worker_names(runtime) -> Iterator[str]:
@@ -249,11 +256,12 @@ def _force_stop(runtime) -> None:
 def _force_stop_locked(runtime) -> None:
     actors = _actors(runtime)
     for actor in actors:
-        try:
-            if actor.exitcode is None:
-                actor.kill()
-        except (ValueError, OSError):
-            pass
+        popen = getattr(actor, "_popen", None)
+        if popen is not None and _exit_status(actor) is None:
+            try:
+                os.kill(popen.pid, signal.SIGKILL)
+            except OSError:
+                pass
     for actor in actors:
         try:
             actor.join()  # Lava's join: reaps the process and closes its pipes
@@ -276,33 +284,41 @@ def _force_stop_locked(runtime) -> None:
 
 
 def _release_shared_memory(runtime) -> None:
+    """Unlink every segment of the runtime and end its shared-memory manager process."""
     smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
     if smm is None:
         return
+    # unlinked, not unmapped: the Lava thread may still read a channel's array on its way out
     handles = list(getattr(smm, "_shared_memory_handles", []))
-    try:
-        smm.shutdown()  # the manager process unlinks every segment it made
-    except Exception:  # noqa: BLE001 - the manager died too (or a buffer is still viewed): unlink by name below
-        smm._manager = None
+    smm._shared_memory_handles = []
+    manager, smm._manager = getattr(smm, "_manager", None), None
+    if manager is not None:
+        try:
+            manager.shutdown()  # unlinks every segment it made
+        except Exception:  # noqa: BLE001 - the manager died too: unlink by name below
+            pass
     for handle in handles:
         try:
             handle.unlink()
-        except (FileNotFoundError, OSError):
+        except OSError:  # FileNotFoundError: the manager unlinked it
             pass
 
 
-def _wake(runtime) -> None:
-    """Notify every condition the Lava thread can wait on: its channels' selectors, receive queues and send slots,
-    and the start-up queues Lava reads one answer from per worker (a killed worker never answers)."""
+def _poke(runtime) -> None:
+    """Wake whatever the Lava thread waits on once its runtime is stopped by force: a receive gets a token (and
+    fails on its closed channel), a send a free slot (likewise), a selector a look at its channels, and Lava's
+    start-up an answer from each worker (a killed worker never sends its own)."""
     for port in [*getattr(runtime, "service_to_runtime", []), *getattr(runtime, "runtime_to_service", [])]:
+        recv_queue, slots = getattr(port, "_queue", None), getattr(port, "_semaphore", None)
+        if recv_queue is not None and not recv_queue.qsize():
+            recv_queue.put_nowait(0)
+        if slots is not None:
+            slots._value = max(slots._value, 1)  # the slot a blocked send waits for; notify below
+            with slots._cond:
+                slots._cond.notify_all()
         observer = getattr(port, "observer", None)
         if observer is not None:
             observer()
-        for cond in (getattr(getattr(port, "_queue", None), "not_empty", None),
-                     getattr(getattr(port, "_semaphore", None), "_cond", None)):
-            if cond is not None:
-                with cond:
-                    cond.notify_all()
     for q in getattr(runtime, "exception_q", None) or []:
         try:
             q.put_nowait(None)
