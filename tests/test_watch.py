@@ -17,7 +17,9 @@ import sj2lava
 from sj2lava import LavaRunError, run_lava
 
 SHM = Path("/dev/shm")
-pytestmark = pytest.mark.skipif(not SHM.is_dir(), reason="needs Linux shared memory (/dev/shm)")
+pytestmark = [pytest.mark.skipif(not SHM.is_dir(), reason="needs Linux shared memory (/dev/shm)"),
+              # a Lava channel thread that dies on a half-stopped runtime is a defect, not noise
+              pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")]
 
 
 def _shm() -> set:

@@ -270,7 +270,7 @@ def _force_stop_locked(runtime) -> None:
     for port in [*getattr(runtime, "_open_ports", []), *getattr(runtime, "runtime_to_service", []),
                  *getattr(runtime, "service_to_runtime", [])]:
         try:
-            port.join()
+            _close_port(port)
         except Exception:  # noqa: BLE001 - a half-built port: nothing of it to release
             pass
     _release_shared_memory(runtime)
@@ -281,6 +281,20 @@ def _force_stop_locked(runtime) -> None:
         except Exception:  # noqa: BLE001 - its own manager process may be gone as well
             pass
     runtime._is_running = runtime._is_started = False  # its finaliser would otherwise wait for the dead worker
+
+
+def _close_port(port) -> None:
+    """Lava's join of a channel port, which ends its thread. A port not started yet (the run stopped during Lava's
+    start) is marked done with its semaphore released instead, so that the thread Lava may still start for it ends
+    at once rather than fail on the handles a join clears."""
+    if getattr(port, "thread", None) is not None or getattr(port, "_done", True):
+        port.join()
+        return
+    port._done = True
+    for name in ("_req", "_ack"):  # the one its thread would wait on: _req for a receiver, _ack for a sender
+        sem = getattr(port, name, None)
+        if sem is not None:
+            sem.release()
 
 
 def _release_shared_memory(runtime) -> None:
