@@ -8,8 +8,13 @@ is the emulator process's maximum resident set.
 
 Then lava-dl's own PilotNet files, as lava-dl drives them: PilotNet-LIF (the image as the input neurons'
 bias, a reset every 16 steps, 16 steps a sample) and PilotNet-SDNN (the image as graded input, 9 steps),
-Lava's steady rate from runs of one and two sample lengths (one measurement each: Lava needs seconds per
-step on these) against the emulator at batch 256 on both backends (torch, and the 'events' C kernel).
+Lava's steady rate from runs of one and four sample lengths (the median of three pairs) against the emulator at
+batch 256 on both backends (torch, and the 'events' C kernel).
+
+For each net, the C kernel's time per layer (thread time per sample-step, from the kernel's own clock reads) and
+the int8 multiply-adds per second it achieves there, counted dense-equivalent (every synapse of every input, spike
+or not: what a dense int8 GEMM would do), against this machine's measured peak of the dot path's instruction
+(VPDPBUSD on registers, one thread): a sparse layer on the event path can pass 100%.
 
     python benchmarks/bench_emulator.py [--samples 10000] [--steps 32] [--skip-pilotnet]
 """
@@ -25,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,6 +49,56 @@ def seed_file(folder: Path) -> Path:
                 m.weight.mul_(5)
         net(torch.zeros(2, 1, 1, 28, 28))
     return sj2lava.export(net, folder / "seed.net")
+
+
+def layer_rows(spec, seconds: np.ndarray, sample_steps: int) -> list:
+    """Per kernel layer: (what it is, its thread time per sample-step in microseconds, its dense-equivalent int8
+    multiply-adds per sample-step), from a ``LayerTimer``'s seconds over ``sample_steps``."""
+    from sj2lava.emulator import compiled
+
+    layers = [l for l in compiled.compile_net(spec) if l.kind != "flatten"]  # the kernel's layers, in order
+    rows = []
+    for l, sec in zip(layers, seconds):
+        w = l.weight
+        macs = 0 if w is None else int(np.prod(l.out_shape)) * int(np.prod(w.shape[1:]))  # conv: Ci/groups*kh*kw
+        name = l.kind + ("(graded in)" if l.graded_in else "") + " -> " + "x".join(map(str, l.out_shape))
+        rows.append((name, float(sec) / sample_steps * 1e6, macs))
+    return rows
+
+
+def timed_layers(spec, sample_steps: int, **kw) -> list:
+    """One more emulate call (``kw``) with the kernel's per-layer clock on: :func:`layer_rows` of it."""
+    import sj2lava
+    from sj2lava.emulator import ckernel
+
+    with ckernel.LayerTimer() as timer:
+        sj2lava.emulate(spec, backend="events", **kw)
+    return layer_rows(spec, timer.seconds, sample_steps)
+
+
+def dot_peaks() -> dict:
+    """The dot path's measured peak (int8 MAC/s): one thread alone, and per thread with all the kernel's threads
+    running at once (what each gets while the emulator runs: on SMT siblings, less)."""
+    from sj2lava.emulator import ckernel
+
+    n = torch.get_num_threads()
+    return dict(one=ckernel.dot_peak(1), per_thread=ckernel.dot_peak(n) / n, threads=n)
+
+
+def print_layers(rows: list, peaks: dict) -> None:
+    """The per-layer table: time, and dense-equivalent int8 MAC/s per thread against the per-thread peak."""
+    total = sum(r[1] for r in rows)
+    macs = sum(r[2] for r in rows)
+    peak = peaks["per_thread"]
+    print(f"  C kernel per layer: thread time per sample-step, and int8 MAC/s per thread (dense-equivalent) against "
+          f"the measured VPDPBUSD peak, {peak / 1e9:,.0f} G/s per thread with {peaks['threads']} running "
+          f"({peaks['one'] / 1e9:,.0f} G/s for one alone):")
+    for name, us, m in rows:
+        rate = m / (us * 1e-6) if m and us else 0.0
+        share = f"{rate / 1e9:8.1f} GMAC/s {100 * rate / peak:5.0f}% of peak" if m and peak else ""
+        print(f"    {name:34s} {us:9.1f} us {100 * us / total:5.1f}%  {share}")
+    print(f"    {'all layers':34s} {total:9.1f} us        {macs / (total * 1e-6) / 1e9:8.1f} GMAC/s "
+          f"{100 * macs / (total * 1e-6) / peak if peak else 0:5.0f}% of peak")
 
 
 def emulator_part(path: str, samples: int, steps: int) -> dict:
@@ -65,6 +121,8 @@ def emulator_part(path: str, samples: int, steps: int) -> dict:
         sj2lava.emulate(spec, x256)
         rates.append(256 * steps / (time.perf_counter() - t))
     b256 = statistics.median(rates)
+    layers = timed_layers(spec, 256 * steps, x=x256)
+    peaks = dot_peaks()
     t = time.perf_counter()
     sj2lava.emulate(spec, x256, backend="torch")
     torch256 = 256 * steps / (time.perf_counter() - t)
@@ -75,9 +133,9 @@ def emulator_part(path: str, samples: int, steps: int) -> dict:
         n = min(256, samples - done)
         sj2lava.emulate(spec, (torch.rand(steps, n, 1, 28, 28, generator=g) < 0.2).float())
         done += n
-    full = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    return dict(b1=b1, b256=b256, torch256=torch256, full=full, peak_mib=peak)
+    full = time.perf_counter() - t  # (peak memory: ru_maxrss is KiB on Linux)
+    return dict(b1=b1, b256=b256, torch256=torch256, full=full, peak_mib=resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024, layers=layers, dot_peak=peaks)
 
 
 def lava_rate(path: Path, steps: int) -> float:
@@ -125,24 +183,31 @@ def pilotnet_part(which: str) -> dict:
         t = time.perf_counter()
         sj2lava.emulate(spec, backend=backend, **kw)
         rates[backend] = 256 * steps / (time.perf_counter() - t)
-    return dict(rates=rates, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return dict(rates=rates, peak_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                layers=timed_layers(spec, 256 * steps, **kw), dot_peak=dot_peaks())
 
 
-def pilotnet_lava_rate(which: str) -> float:
+def pilotnet_lava_rate(which: str, longer: int = 4) -> float:
+    """Lava's steady stepping rate (time steps/s) on a PilotNet file: runs of one sample's steps and of ``longer``
+    times as many, the difference of their times (which cancels compiling and starting), the median of
+    ``REPEATS`` such pairs."""
     import sj2lava
 
     path, kw, steps = _pilotnet_inputs(which, 1)
-    times = {}
-    for k in (1, 2):
-        run = dict(kw)
-        if "x" in run:
-            run["x"] = run["x"].repeat(k, 1, 1, 1, 1)
-        else:
-            run["num_steps"] = k * steps
-        t = time.perf_counter()
-        sj2lava.run_lava(path, **run)
-        times[k] = time.perf_counter() - t
-    return steps / (times[2] - times[1])
+    rates = []
+    for _ in range(REPEATS):
+        times = {}
+        for k in (1, longer):
+            run = dict(kw)
+            if "x" in run:
+                run["x"] = run["x"].repeat(k, 1, 1, 1, 1)
+            else:
+                run["num_steps"] = k * steps
+            t = time.perf_counter()
+            sj2lava.run_lava(path, **run)
+            times[k] = time.perf_counter() - t
+        rates.append((longer - 1) * steps / (times[longer] - times[1]))
+    return statistics.median(rates)
 
 
 def main(argv=None):
@@ -176,6 +241,7 @@ def main(argv=None):
     print(f"  emulated evaluation of {args.samples:,} samples x {args.steps} steps: {emu['full']:.1f} s "
           f"(Lava would need ~{args.samples * args.steps / lava / 3600:.1f} h)")
     print(f"  emulator peak memory (process RSS): {emu['peak_mib']:,.0f} MiB")
+    print_layers(emu["layers"], emu["dot_peak"])
     if args.skip_pilotnet:
         return emu, lava
     for which, what in (("lif", "bias image, reset every 16 steps, 16 steps"), ("sdnn", "graded input, 9 steps")):
@@ -188,6 +254,7 @@ def main(argv=None):
         for backend, r in part["rates"].items():
             print(f"  emulator {backend + ' backend, batch 256:':<29s}{r:10,.0f} sample-steps/s   "
                   f"{r / rate:7,.0f}x Lava   (peak RSS {part['peak_mib']:,.0f} MiB)")
+        print_layers(part["layers"], part["dot_peak"])
     return emu, lava
 
 

@@ -40,10 +40,11 @@ the function named here, and ``tests/test_quant.py`` runs every twin on the same
 - :func:`conv_wrap`: ``conv_wrap`` in ``emulator/ckernel.c``.
 - :func:`clip_state`: ``clip16`` in ``emulator/ckernel.c``, the clamp in ``neuron_triton._fwd`` and in the
   training neuron's ``neuron._forward_torch``.
-- :func:`sd_fire`: ``sd_fire`` in ``emulator/ckernel.c`` (with ``wadd`` / ``wsub``, int32 arithmetic that wraps
-  as Lava's numpy int32 arrays do).
+- :func:`sd_fire`: ``sd_fire`` and ``sd_fire16`` (16 lanes) in ``emulator/ckernel.c`` (with ``wadd`` / ``wsub``,
+  int32 arithmetic that wraps as Lava's numpy int32 arrays do).
 - :func:`to_state`: the ``floor(4096 z + 0.5)`` in ``neuron_triton._fwd``.
-- :func:`decay_int32`: the same number as ``rs0(x * keep)``, in int32 only (the emulator's torch backend).
+- :func:`decay_int32`: the same number as ``rs0(x * keep)``, in int32 only (the emulator's torch backend);
+  ``decay16`` in ``emulator/ckernel.c`` (16 lanes, int64 products of the even and odd lanes).
 - The LIF step: ``neurons16`` / ``neuron_block`` in ``emulator/ckernel.c`` and ``neuron_triton._fwd``
   (checked against this module's rules by the emulator and kernel tests against Lava and the torch
   reference). The SDNN and RF steps: ``sdnn_neurons`` / ``rf_neurons`` in ``emulator/ckernel.c`` and the

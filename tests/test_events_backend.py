@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,79 @@ def test_sdnn_and_rf_nets_run_on_the_kernel_equal_to_torch():
             if l.kind != "flatten":
                 kinds[l.neuron.kind] = kinds.get(l.neuron.kind, 0) + 1
     assert kinds["sdnn"] > 30 and kinds["rf"] > 10 and kinds["cuba"] > 50, kinds
+
+
+@pytest.mark.parametrize("dot_min", [0, 10**9])
+def test_dot_and_fanout_paths_switch_per_step_and_agree(dot_min, monkeypatch):
+    """Layers that hold both the dot path and the fan-out table pick one per step (by the step's events, and for
+    graded messages only below 2^15 in magnitude). Forced to the dot path wherever it may go (dot_min 0) or never
+    (a huge dot_min), random nets with sigma-delta and CUBA layers equal the torch backend in every layer, with
+    messages past 2^15 at some steps and below it at others, so that a graded dot layer also falls back."""
+    if not emulate_events.has_dot():
+        pytest.skip("this CPU has no AVX512-VNNI: no dot path")
+    monkeypatch.setattr(events_backend, "DOT_MIN", dot_min)
+    want = ALL + ("sigma",)
+    seen = dict(graded_dot=0, spike_dot=0, both=0, big=0, small=0)
+    for seed in range(40):
+        spec = random_spec(300 + seed, inputs=0.3, sdnn=0.6, wide=0.5)
+        kw = _graded_or_spikes(spec, seed)
+        if spec.graded_input:  # alternate steps of messages far past 2^15 and small ones
+            kw["x"] = kw["x"] * torch.where(torch.arange(kw["x"].shape[0]) % 2 == 0, 1500, 1).reshape(
+                -1, *[1] * (kw["x"].dim() - 1))
+        try:
+            a = emulate(spec, record=want, backend="torch", **kw)
+        except GradedOverflowError:
+            with pytest.raises(GradedOverflowError):
+                emulate(spec, record=want, backend="events", **kw)
+            continue
+        b = emulate(spec, record=want, backend="events", **kw)
+        for key in want:
+            pairs = [(a[key], b[key])] if key == "spikes" else list(zip(a[key], b[key]))
+            assert all(x is None and y is None or torch.equal(x, y) for x, y in pairs), (seed, key)
+        kernel = events_backend.prepare(compiled.compile_net(spec), tuple(spec.input_shape))
+        for j, (layer, _, _) in enumerate(kernel):
+            st = layer.struct
+            seen["both"] += bool(st.w8 and st.fan_start)
+            if st.w8 and st.graded_in:
+                seen["graded_dot"] += 1
+                if j > 0 and a["layer_spikes"][j - 1] is not None:  # the messages this layer took
+                    top = a["layer_spikes"][j - 1].abs().flatten(2).amax((1, 2))
+                    seen["big"] += int((top >= 2**15).any())
+                    seen["small"] += int(((top > 0) & (top < 2**15)).any())
+            seen["spike_dot"] += bool(st.w8 and not st.graded_in)
+    assert seen["graded_dot"] > 5 and seen["spike_dot"] > 10 and seen["both"] > 15, seen
+    assert seen["big"] > 0 and seen["small"] > 0, seen
+
+
+def test_input_neurons_take_a_single_step_of_a_in():
+    """One step of one sample with a_in given (once read as the shared all-zero row): equal to the torch backend."""
+    for seed in range(40):
+        spec = random_spec(seed, inputs=1.0)
+        if spec.layers[0].kind != "input" or spec.graded_input:
+            continue
+        rng = np.random.default_rng(seed)
+        x = torch.from_numpy(rng.integers(1, 9, (1, 1, *spec.input_shape)))
+        bias = torch.from_numpy(rng.integers(-300, 400, (1, *spec.input_shape)))
+        with warnings.catch_warnings():  # one step shows no output: emulate says so, and that is not the point here
+            warnings.simplefilter("ignore")
+            a = emulate(spec, x, input_bias=bias, backend="torch", record=("voltage",))
+            b = emulate(spec, x, input_bias=bias, backend="events", record=("voltage",))
+        assert a["voltage"][0].shape[0] == 1
+        assert all(p is None and q is None or torch.equal(p, q) for p, q in zip(a["voltage"], b["voltage"])), seed
+
+
+def test_layer_timer_and_dot_peak():
+    spec = random_spec(7, wide=0.9)
+    x = _input(spec, 3, batch=4)
+    with emulate_events.LayerTimer() as timer:
+        emulate(spec, x, backend="events")
+        emulate(spec, x, backend="events")
+    n = len(events_backend.prepare(compiled.compile_net(spec), tuple(spec.input_shape)))
+    assert timer.runs == 2 and timer.seconds.shape == (n,) and (timer.seconds > 0).all()
+    emulate(spec, x, backend="events")  # after the block: not timed
+    assert timer.runs == 2
+    peak = emulate_events.dot_peak(1, seconds=0.05)
+    assert (peak > 1e9) == emulate_events.has_dot() and (peak == 0.0) != emulate_events.has_dot()
 
 
 def test_spike_bytes_takes_only_zero_and_one():

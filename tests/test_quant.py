@@ -113,13 +113,18 @@ def test_rs0_twins_agree_on_boundary_values():
 
 
 def test_int32_decay_equals_rs0_of_the_int64_product():
-    """quant.decay_int32 (the torch backend's) against rs0(x * keep) on every 24-bit state edge and keep."""
+    """quant.decay_int32 (the torch backend's) and the C kernel's decay16 against rs0(x * keep) on every 24-bit state
+    edge and keep."""
     xs = torch.tensor([-2**23 - 4095, -2**23, -2**23 + 1, -4097, -4096, -4095, -1, 0, 1, 4095, 4096, 4097,
                        2**23 - 1, 2**23, 2**23 + 4095] + list(range(-70000, 70001, 997)), dtype=torch.int32)
     keeps = torch.tensor([0, 1, 2, 1365, 2047, 2048, 2049, 4094, 4095, 4096], dtype=torch.int32)
     got = quant.decay_int32(xs[:, None], keeps[None, :])
     want = quant.rs0(xs[:, None].long() * keeps[None, :].long())
     assert got.dtype == torch.int32 and torch.equal(got.long(), want)
+    ends = [-2**31, -2**31 + 1, -2**31 + 4095, -2**30 - 1, 2**30, 2**31 - 4096, 2**31 - 1]  # int32 ends
+    for keep in keeps.tolist():  # the C kernel's 16-lane twin, which holds for every int32 state
+        c = _c_twin("decay16", xs.tolist() + ends, keep)
+        assert c is None or c == [quant.rs0(v * keep) for v in xs.tolist() + ends], keep
 
 
 def test_wrap_twins_agree_on_boundary_values():
@@ -154,7 +159,7 @@ def test_to_state_twins_agree_on_boundary_values():
 
 def test_sd_fire_twins_agree_on_boundary_values():
     """The SDNN threshold with numpy's int32 |d| (|-2^31| stays negative: no message), torch and numpy int32 and
-    the C kernel's sd_fire, at and around each threshold and at the int32 ends."""
+    the C kernel's sd_fire and sd_fire16, at and around each threshold and at the int32 ends."""
     for vth in (1, 64, 4096, (1 << 23) << 6, (1 << 31) - 1):
         d = [-2**31, -2**31 + 1, -vth - 1, -vth, -vth + 1, -1, 0, 1, vth - 1, vth, vth + 1, 2**31 - 1]
         d = [v for v in d if -2**31 <= v < 2**31]
@@ -162,8 +167,9 @@ def test_sd_fire_twins_agree_on_boundary_values():
         assert quant.sd_fire(torch.tensor(d, dtype=torch.int32), vth).tolist() == want, vth
         with np.errstate(over="ignore"):
             assert quant.sd_fire(np.array(d, dtype=np.int32), vth).tolist() == want, vth
-        got = _c_twin("sd_fire", d, vth)
-        assert got is None or got == want, vth
+        for rule in ("sd_fire", "sd_fire16"):
+            got = _c_twin(rule, d, vth)
+            assert got is None or got == want, (rule, vth)
 
 
 

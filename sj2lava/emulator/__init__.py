@@ -211,7 +211,7 @@ def _runner(spec: NetSpec, inp: RunInput, backend: str, dev: torch.device, recor
     layers = prepared(key, ("compiled", spike_exp), lambda: compile_net(spec, spike_exp))
     kernel_layers = None
     if backend != "torch":
-        kernel_layers = prepared(key, ("events", ckernel.DOT, spike_exp),
+        kernel_layers = prepared(key, ("events", ckernel.DOT, events_backend.DOT_MIN, spike_exp),
                                  lambda: events_backend.prepare(layers, tuple(spec.input_shape), use_dot=ckernel.DOT))
         if isinstance(kernel_layers, str):  # why the kernel cannot hold this net exactly
             if backend == "events":

@@ -29,9 +29,11 @@
  * and with Lava itself.
  * The Python side checks statically that no int32 register here can overflow.
  */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c99 */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -62,24 +64,19 @@ typedef int32_t v16 __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
 typedef int32_t v8 __attribute__((vector_size(32)));
 typedef int64_t v8l __attribute__((vector_size(64)));
+typedef uint64_t v8lu __attribute__((vector_size(64)));
 typedef uint8_t v16b __attribute__((vector_size(16)));
 
 static inline v8l rs0_8(v8l x) { return (x + ((x >> 63) & 4095)) >> 12; }
 
-/* rs0(x * keep) for 16 int32 lanes, the products in int64 */
-static inline v16 decay16(v16 x, const int64_t *keep) {
-    v8 lo, hi;
-    v8l k0, k1;
-    memcpy(&lo, &x, 32);
-    memcpy(&hi, (const char *)&x + 32, 32);
-    memcpy(&k0, keep, 64);
-    memcpy(&k1, keep + 8, 64);
-    const v8 r0 = __builtin_convertvector(rs0_8(__builtin_convertvector(lo, v8l) * k0), v8);
-    const v8 r1 = __builtin_convertvector(rs0_8(__builtin_convertvector(hi, v8l) * k1), v8);
-    v16 r;
-    memcpy(&r, &r0, 32);
-    memcpy((char *)&r + 32, &r1, 32);
-    return r;
+/* rs0(x * keep) for 16 int32 lanes (keep in [0, 4096]) in int32 alone: with x = 4096 hi + lo (0 <= lo < 4096),
+ * floor(x keep / 4096) = hi keep + (lo keep >> 12), where neither product can pass int32 (|hi keep| <= 2^31 -
+ * 4096 at keep 4096, lo keep < 2^24); rs0 rounds toward zero, so a negative x whose product leaves a remainder
+ * gets 1 back. */
+static inline v16 decay16(v16 x, v16 keep) {
+    const v16 lo = (x & 4095) * keep, floor = (v16)((v16u)((x >> 12) * keep) + (v16u)(lo >> 12));
+    const v16 zero = {0};
+    return floor - ((x < zero) & ((lo & 4095) != zero)); /* masks are -1: subtracting one adds 1 */
 }
 
 /* v clipped to +-VMAX: min/max instructions where the compiler has them, else masks */
@@ -97,6 +94,13 @@ static inline v16 lava_wrap16(v16 u) { return u - ((u > HALF) & FULL) + ((u <= -
 /* wadd and wshl on 16 lanes (graded input can carry a current past int32, which wraps as in Lava's numpy) */
 static inline v16 wadd16(v16 a, v16 b) { return (v16)((v16u)a + (v16u)b); }
 static inline v16 wshl16(v16 a, int k) { return (v16)((v16u)a << k); }
+
+/* sd_fire on 16 lanes: d where numpy's int32 |d| >= vth (|-2^31| stays negative), else 0 */
+static inline v16 sd_fire16(v16 d, int32_t vth) {
+    const v16 zero = {0}, neg = d < zero;
+    const v16 a = (neg & (v16)((v16u)zero - (v16u)d)) | (~neg & d);
+    return d & (a >= vth);
+}
 
 /* Lava Dense's weight exponent: an arithmetic (flooring) right shift, or a left shift (as a multiply:
  * shifting a negative int left is undefined in C) */
@@ -143,6 +147,18 @@ static int64_t spiking(const uint8_t *restrict s, int64_t n, int32_t *restrict e
     return m;
 }
 
+/* The number of spikes among n bytes 0/1 (a byte sum, eight bytes to a popcount) */
+static int64_t spike_count(const uint8_t *restrict s, int64_t n) {
+    int64_t m = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, s + i, 8);
+        m += __builtin_popcountll(word);
+    }
+    for (; i < n; i++) m += s[i];
+    return m;
+}
+
 /* The indices of the non-zero graded messages */
 static int64_t messages(const int32_t *restrict m, int64_t n, int32_t *restrict events) {
     int64_t k = 0;
@@ -153,13 +169,16 @@ static int64_t messages(const int32_t *restrict m, int64_t n, int32_t *restrict 
     return k;
 }
 
-/* the largest |message|, in int64 (|-2^31| included) */
-static int64_t top_message(const int32_t *restrict m, int64_t n) {
-    int64_t top = 0;
+/* the largest |message|, in int64 (|-2^31| included), and in *count the number of non-zero ones */
+static int64_t top_message(const int32_t *restrict m, int64_t n, int64_t *count) {
+    uint32_t top = 0; /* |m| as uint32: 2^31 for -2^31 */
+    int32_t nz = 0;
     for (int64_t i = 0; i < n; i++) {
-        const int64_t a = m[i] < 0 ? -(int64_t)m[i] : m[i];
+        const uint32_t a = m[i] < 0 ? 0u - (uint32_t)m[i] : (uint32_t)m[i];
         top = a > top ? a : top;
+        nz += m[i] != 0;
     }
+    *count = nz;
     return top;
 }
 
@@ -169,7 +188,7 @@ typedef struct {
     const int32_t *fan_start, *fan_out, *fan_tap;  /* the fan-out table */
     const int32_t *w;                              /* [taps][cig][co] */
     const int32_t *w_rec;                          /* [n_out][n_out] (row = source) or NULL */
-    const int64_t *keep_u, *keep_v;                /* [n_out]: 4096 - decay */
+    const int32_t *keep_u, *keep_v;                /* [n_out]: 4096 - decay */
     const int32_t *bias, *vth;                     /* [n_out]: bias << 6 (or NULL), vThMant << 6 */
     /* the table path (a convolution without groups), else lut == NULL and the fan-out table is used: */
     const int32_t *lut;                            /* [n_nib][16][co]: sum of w over a nibble's spikes */
@@ -181,6 +200,17 @@ typedef struct {
     const int32_t *base;                           /* [out positions]: byte offset in the padded input */
     int64_t n_grp, w8_shift;
     int64_t in_h, in_w, in_c, pad_top, pad_left, padded_w, padded_bytes; /* the zero-padded input copy */
+    /* graded input on the dot path: each message m (|m| < 2^15) as two bytes, lo = m & 255 and hi = (m >> 8) + 128
+     * (unsigned, as VPDPBUSD takes them), so that sum(m w) = sum(lo w) + 256 (sum(hi w) - w8_corr), w8_corr being
+     * 128 sum(w) per output channel ([co / 16 rounded up][16]); in int32 that wraps, exact where the sum fits */
+    const int32_t *w8_corr;
+    /* a layer with both the dot path and the fan-out table takes the dot path at a step with at least this many
+     * input events (spikes, or non-zero messages), else the fan-out path; 0: always the dot path */
+    int64_t dot_min;
+    /* a depthwise convolution (one input channel per output channel, as NetX's sum pooling is) on the dot path's
+     * padded input and positions (base, rel: a tap's byte offset, n_grp: the taps), else NULL: [taps][co / 16
+     * rounded up][16] int32 weights */
+    const int32_t *dw_w;
     uint8_t *rec_s;                                /* [samples][steps][n_out] or NULL */
     int32_t *rec_u, *rec_v;                        /* likewise, or NULL */
     int64_t reset_interval, reset_phase;           /* u = v = 0 before step t when (t + 1) % interval == phase
@@ -211,7 +241,29 @@ typedef struct {
      * its own scratch and adds its counts in once, at the end. */
     int64_t *cnt, *cnt_last;
     int64_t cnt_lo, cnt_hi;
+    /* nanoseconds this layer's steps took, summed over threads, or NULL: not timed (the benchmark's per-layer
+     * figures; two clock reads per layer and step) */
+    int64_t *nanos;
+    /* CUBA neurons whose keep_u, keep_v, bias and vth repeat every `period` neurons (per channel, channels-last):
+     * those arrays hold period + 16 values, neuron i's at i % period (the 16 past the period repeat its start, so
+     * that 16 neurons load at once from anywhere). A layer's parameters then stay in L1 instead of streaming
+     * 24 bytes a neuron through the caches at every step. */
+    int64_t period;
 } layer_t;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* bytes of the dot path's input copy: the padded input, or for graded input two planes (lo, hi) of it */
+static int64_t plane_bytes(const layer_t *L) {
+    if (!L->w8 && !L->dw_w)
+        return 0;
+    const int64_t one = (L->padded_bytes ? L->padded_bytes : L->n_in) + 64;
+    return L->graded_in ? 2 * one : (L->padded_bytes ? one : 0);
+}
 
 /* room for the events of the input, or of the layer's own spikes (dense_rec) */
 static int64_t ev_len(const layer_t *L) { return (L->n_in > L->n_out ? L->n_in : L->n_out) + 8; }
@@ -223,6 +275,7 @@ typedef struct {
     int64_t head;
     uint8_t *s, *padded;
     int64_t *cnt, *cnt_last; /* this thread's counts, or NULL */
+    int64_t nanos;           /* this thread's time in the layer, where timed */
 } state_t;
 
 /* Count step t's non-zero outputs of layer L into this thread's counters (within L's counted steps). */
@@ -321,7 +374,7 @@ static void table_sums(const layer_t *L, const uint8_t *restrict s, int64_t o0, 
 /* One LIF step of neurons [0, n) of the layer (pointers offset to them) on the delayed sums `use`,
  * a pass per term: the scalar form of neurons16, for the last n % 16 neurons of a range. */
 static void neuron_block(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u,
-                         int32_t *restrict v, const int64_t *restrict keep_u, const int64_t *restrict keep_v,
+                         int32_t *restrict v, const int32_t *restrict keep_u, const int32_t *restrict keep_v,
                          const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
     if (L->u_mode == 2) { /* iDecay == 4096: u is this step's input */
         for (int64_t i = 0; i < n; i++) u[i] = wshl(use[i], 6);
@@ -357,62 +410,202 @@ static inline void store_lanes(int32_t *p, __m512i x, int64_t lanes) {
         _mm512_mask_storeu_epi32(p, (__mmask16)((1u << lanes) - 1), x);
 }
 
-/* acc = the sums of output positions [o0, o1) (from acc[0], co per position) by dot products: the
- * input bytes (0/1) of a position are taken four adjacent ones at a time (a group), and
- * VPDPBUSD multiplies them with the group's int8 weights for 16 output channels at once (exact:
- * int32 sums of products), then the sums are shifted back by w8_shift. */
-static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
-    const int64_t co = L->co, n_grp = L->n_grp, n_cb = (co + 15) / 16;
-    /* four positions in flight: each weight vector loaded once for four instructions */
-    for (; o0 + 4 <= o1; o0 += 4, acc += 4 * co) {
-        const uint8_t *restrict b = in + L->base[o0];
-        const int64_t d1 = L->base[o0 + 1] - L->base[o0], d2 = L->base[o0 + 2] - L->base[o0],
-                      d3 = L->base[o0 + 3] - L->base[o0];
-        for (int64_t cb = 0; cb < n_cb; cb++) {
-            const int8_t *restrict w8 = L->w8 + cb * n_grp * 64;
-            __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-            for (int64_t g = 0; g < n_grp; g++) {
-                const __m512i w = _mm512_loadu_si512(w8 + g * 64);
-                const uint8_t *restrict bg = b + L->rel[g];
-                int32_t x0, x1, x2, x3;
-                memcpy(&x0, bg, 4);
-                memcpy(&x1, bg + d1, 4);
-                memcpy(&x2, bg + d2, 4);
-                memcpy(&x3, bg + d3, 4);
-                s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(x0), w);
-                s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(x1), w);
-                s2 = _mm512_dpbusd_epi32(s2, _mm512_set1_epi32(x2), w);
-                s3 = _mm512_dpbusd_epi32(s3, _mm512_set1_epi32(x3), w);
+/* The sums of one block of 16 output channels from the accumulators of the two planes: a + 256 (b - corr), then
+ * the weights' shift (int32 that wraps: exact where the true sum fits, which the graded bound checks) */
+static inline __m512i plane_sum(__m512i a, __m512i b, __m512i corr, __m512i shift, int graded) {
+    if (graded)
+        a = _mm512_add_epi32(a, _mm512_slli_epi32(_mm512_sub_epi32(b, corr), 8));
+    return _mm512_sllv_epi32(a, shift);
+}
+
+/* The sums of np output positions (d: their input offsets from the first's, whose input starts at b) for nb blocks
+ * of 16 output channels from block cb on, into acc (co per position): np nb sums in flight (twice that for graded
+ * input, whose hi plane lies dh bytes after the lo one), each group's four input bytes broadcast once for all
+ * blocks. Constant np (4 or 8), nb (1 or 2) and graded make its loops unroll into registers. */
+static inline __attribute__((always_inline)) void dot_tile(const layer_t *L, const uint8_t *restrict b,
+                                                           const int64_t *d, int64_t dh, int64_t cb, int np, int nb,
+                                                           int graded, int32_t *restrict acc) {
+    const int64_t co = L->co, n_grp = L->n_grp;
+    const int8_t *restrict w8 = L->w8 + cb * n_grp * 64;
+    __m512i s[2][8], h[2][8];
+    for (int k = 0; k < nb; k++)
+        for (int j = 0; j < np; j++) s[k][j] = h[k][j] = _mm512_setzero_si512();
+    for (int64_t g = 0; g < n_grp; g++) {
+        const uint8_t *restrict bg = b + L->rel[g];
+        __m512i x[8], xh[8];
+        for (int j = 0; j < np; j++) {
+            int32_t v;
+            memcpy(&v, bg + d[j], 4);
+            x[j] = _mm512_set1_epi32(v);
+            if (graded) {
+                memcpy(&v, bg + dh + d[j], 4);
+                xh[j] = _mm512_set1_epi32(v);
             }
-            const __m512i shift = _mm512_set1_epi32((int)L->w8_shift);
-            const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
-            store_lanes(acc + cb * 16, _mm512_sllv_epi32(s0, shift), lanes);
-            store_lanes(acc + co + cb * 16, _mm512_sllv_epi32(s1, shift), lanes);
-            store_lanes(acc + 2 * co + cb * 16, _mm512_sllv_epi32(s2, shift), lanes);
-            store_lanes(acc + 3 * co + cb * 16, _mm512_sllv_epi32(s3, shift), lanes);
+        }
+        for (int k = 0; k < nb; k++) {
+            const __m512i w = _mm512_loadu_si512(w8 + (k * n_grp + g) * 64);
+            for (int j = 0; j < np; j++) {
+                s[k][j] = _mm512_dpbusd_epi32(s[k][j], x[j], w);
+                if (graded)
+                    h[k][j] = _mm512_dpbusd_epi32(h[k][j], xh[j], w);
+            }
         }
     }
-    for (int64_t o = o0; o < o1; o++) /* the last positions (up to three), one at a time */
-        for (int64_t cb = 0; cb < n_cb; cb++) {
-            __m512i sum = _mm512_setzero_si512();
-            for (int64_t g = 0; g < n_grp; g++) {
-                int32_t x;
-                memcpy(&x, in + L->base[o] + L->rel[g], 4);
-                const __m512i w = _mm512_loadu_si512(L->w8 + (cb * n_grp + g) * 64);
-                sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi32(x), w);
-            }
-            const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
-            sum = _mm512_sllv_epi32(sum, _mm512_set1_epi32((int)L->w8_shift));
-            store_lanes(acc + (o - o0) * co + cb * 16, sum, lanes);
+    const __m512i shift = _mm512_set1_epi32((int)L->w8_shift);
+    for (int k = 0; k < nb; k++) {
+        const __m512i corr = graded ? _mm512_loadu_si512(L->w8_corr + (cb + k) * 16) : shift;
+        const int64_t lanes = co - (cb + k) * 16 < 16 ? co - (cb + k) * 16 : 16;
+        for (int j = 0; j < np; j++)
+            store_lanes(acc + j * co + (cb + k) * 16, plane_sum(s[k][j], h[k][j], corr, shift, graded), lanes);
+    }
+}
+
+/* acc = the sums of output positions [o0, o1) (from acc[0], co per position) by dot products: the
+ * input bytes of a position are taken four adjacent ones at a time (a group), and VPDPBUSD
+ * multiplies them with the group's int8 weights for 16 output channels at once (exact: int32 sums of
+ * products), then the sums are shifted back by w8_shift. Spikes are one plane of bytes 0/1; graded
+ * messages two (hi != NULL: see w8_corr), each group then taking two instructions. Inlined into its two
+ * callers, so that each is compiled for one kind of input. */
+static inline __attribute__((always_inline)) void dot_sums_of(const layer_t *L, const uint8_t *restrict in,
+                                                              const uint8_t *restrict hi, int64_t o0, int64_t o1,
+                                                              int32_t *restrict acc) {
+    const int64_t co = L->co, n_grp = L->n_grp, n_cb = (co + 15) / 16;
+    const int graded = hi != NULL;
+    const int64_t dh = graded ? hi - in : 0; /* the hi plane, as an offset from the lo one */
+    /* eight sums in flight: one block of channels for eight positions, else two blocks for four */
+    for (int64_t step = n_cb == 1 ? 8 : 4; o0 + 4 <= o1; o0 += step, acc += step * co) {
+        step = n_cb == 1 && o0 + 8 <= o1 ? 8 : 4;
+        const uint8_t *restrict b = in + L->base[o0];
+        int64_t d[8];
+        for (int j = 0; j < step; j++) d[j] = L->base[o0 + j] - L->base[o0];
+        if (step == 8) {
+            dot_tile(L, b, d, dh, 0, 8, 1, graded, acc);
+            continue;
         }
+        int64_t cb = 0;
+        for (; cb + 2 <= n_cb; cb += 2)
+            dot_tile(L, b, d, dh, cb, 4, 2, graded, acc);
+        if (cb < n_cb)
+            dot_tile(L, b, d, dh, cb, 4, 1, graded, acc);
+    }
+    const __m512i shift = _mm512_set1_epi32((int)L->w8_shift);
+    for (int64_t o = o0; o < o1; o++) /* the last positions (up to three; a dense layer's one), one at a time */
+        for (int64_t cb = 0; cb < n_cb; cb++) {
+            /* four partial sums over the groups, so that four instructions are in flight, not one */
+            __m512i s[4], h[4];
+            for (int k = 0; k < 4; k++) s[k] = h[k] = _mm512_setzero_si512();
+            const int8_t *restrict w8 = L->w8 + cb * n_grp * 64;
+            const uint8_t *restrict b = in + L->base[o];
+            int64_t g = 0;
+            for (; g + 4 <= n_grp; g += 4)
+                for (int k = 0; k < 4; k++) {
+                    int32_t x;
+                    const __m512i w = _mm512_loadu_si512(w8 + (g + k) * 64);
+                    memcpy(&x, b + L->rel[g + k], 4);
+                    s[k] = _mm512_dpbusd_epi32(s[k], _mm512_set1_epi32(x), w);
+                    if (graded) {
+                        memcpy(&x, b + dh + L->rel[g + k], 4);
+                        h[k] = _mm512_dpbusd_epi32(h[k], _mm512_set1_epi32(x), w);
+                    }
+                }
+            for (; g < n_grp; g++) {
+                int32_t x;
+                const __m512i w = _mm512_loadu_si512(w8 + g * 64);
+                memcpy(&x, b + L->rel[g], 4);
+                s[0] = _mm512_dpbusd_epi32(s[0], _mm512_set1_epi32(x), w);
+                if (graded) {
+                    memcpy(&x, b + dh + L->rel[g], 4);
+                    h[0] = _mm512_dpbusd_epi32(h[0], _mm512_set1_epi32(x), w);
+                }
+            }
+            const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+            const __m512i high = _mm512_add_epi32(_mm512_add_epi32(h[0], h[1]), _mm512_add_epi32(h[2], h[3]));
+            const __m512i corr = graded ? _mm512_loadu_si512(L->w8_corr + cb * 16) : sum;
+            const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
+            store_lanes(acc + (o - o0) * co + cb * 16, plane_sum(sum, high, corr, shift, graded), lanes);
+        }
+}
+
+static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
+    dot_sums_of(L, in, NULL, o0, o1, acc);
+}
+
+static void dot_sums_graded(const layer_t *L, const uint8_t *restrict lo, const uint8_t *restrict hi, int64_t o0,
+                            int64_t o1, int32_t *restrict acc) {
+    dot_sums_of(L, lo, hi, o0, o1, acc);
+}
+
+/* VPDPBUSD's peak on this core: rounds of 12 independent dot products on registers (4 * 16 int8 products each
+ * into 16 int32 lanes: 64 MACs); returns a lane of the sums so that nothing is optimised away. */
+int64_t sj2lava_dot_peak(int64_t rounds) {
+    __m512i a[12];
+    const __m512i x = _mm512_set1_epi32(0x01010101), w = _mm512_set1_epi32(0x01ff01ff);
+    for (int k = 0; k < 12; k++) a[k] = _mm512_set1_epi32(k);
+    for (int64_t r = 0; r < rounds; r++) {
+        for (int k = 0; k < 12; k++) a[k] = _mm512_dpbusd_epi32(a[k], x, w);
+        __asm__ volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]));
+    }
+    __m512i sum = a[0];
+    for (int k = 1; k < 12; k++) sum = _mm512_add_epi32(sum, a[k]);
+    return _mm512_cvtsi512_si32(sum);
 }
 #else
 int sj2lava_has_dot(void) { return 0; }
 
+int64_t sj2lava_dot_peak(int64_t rounds) { return rounds; }
+
 static void dot_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
     (void)L, (void)in, (void)o0, (void)o1, (void)acc; /* never called: Python builds no dot layers */
 }
+
+static void dot_sums_graded(const layer_t *L, const uint8_t *restrict lo, const uint8_t *restrict hi, int64_t o0,
+                            int64_t o1, int32_t *restrict acc) {
+    (void)L, (void)lo, (void)hi, (void)o0, (void)o1, (void)acc;
+}
 #endif
+
+/* Graded messages m (|m| < 2^15) as the dot path's two planes of bytes (channels-last rows, inside the padding):
+ * lo = m & 255 and hi = (m >> 8) + 128, at planes and planes + plane_bytes / 2. Returns the lo plane. */
+static const uint8_t *graded_planes(const layer_t *L, const int32_t *restrict m, uint8_t *restrict planes) {
+    uint8_t *restrict hi = planes + plane_bytes(L) / 2;
+    if (L->padded_bytes == 0) {
+        for (int64_t i = 0; i < L->n_in; i++) {
+            planes[i] = (uint8_t)(m[i] & 255);
+            hi[i] = (uint8_t)((m[i] >> 8) + 128);
+        }
+        return planes;
+    }
+    const int64_t row = L->in_w * L->in_c;
+    for (int64_t y = 0; y < L->in_h; y++) {
+        const int64_t at = ((y + L->pad_top) * L->padded_w + L->pad_left) * L->in_c;
+        const int32_t *restrict r = m + y * row;
+        for (int64_t i = 0; i < row; i++) {
+            planes[at + i] = (uint8_t)(r[i] & 255);
+            hi[at + i] = (uint8_t)((r[i] >> 8) + 128);
+        }
+    }
+    return planes;
+}
+
+/* acc = the sums of output positions [o0, o1) (from acc[0], co per position) of a depthwise convolution: per tap,
+ * the 16 channels' input bytes (0/1) at that tap select its 16 weights. Reads up to 15 bytes past a position's
+ * channels (the input buffers have room), whose lanes have weight 0. */
+static void dw_sums(const layer_t *L, const uint8_t *restrict in, int64_t o0, int64_t o1, int32_t *restrict acc) {
+    const int64_t co = L->co, n_cb = (co + 15) / 16, taps = L->n_grp;
+    for (int64_t o = o0; o < o1; o++) {
+        const uint8_t *restrict b = in + L->base[o];
+        for (int64_t cb = 0; cb < n_cb; cb++) {
+            v16 sum = {0};
+            for (int64_t t = 0; t < taps; t++) {
+                v16b x;
+                memcpy(&x, b + L->rel[t] + cb * 16, sizeof x);
+                sum += load16(L->dw_w + (t * n_cb + cb) * 16) & -__builtin_convertvector(x, v16);
+            }
+            const int64_t lanes = co - cb * 16 < 16 ? co - cb * 16 : 16;
+            memcpy(acc + (o - o0) * co + cb * 16, &sum, (size_t)lanes * sizeof(int32_t));
+        }
+    }
+}
 
 /* The layer's input with its zero padding around it (channels-last rows), for the dot path */
 static const uint8_t *padded_input(const layer_t *L, const uint8_t *s, uint8_t *padded) {
@@ -430,50 +623,89 @@ enum { BLOCK = 512 }; /* neurons per block of the dot/table paths: the block's s
  * registers. Everything is read into locals first: the vector stores are memcpy's, which may alias
  * anything, so fields read in the loop would be reloaded at every step. */
 static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u_,
-                      int32_t *restrict v_, const int64_t *restrict keep_u, const int64_t *restrict keep_v,
-                      const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out) {
+                      int32_t *restrict v_, const int32_t *restrict keep_u, const int32_t *restrict keep_v,
+                      const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out, int64_t p,
+                      int64_t period) {
     const int u_mode = (int)L->u_mode, u_may_wrap = (int)L->u_may_wrap, v_decays = (int)L->v_decays;
-    for (int64_t i = 0; i < n; i += 16) {
+    /* u_mode 2: u is this step's input alone, so it is kept only where it is recorded */
+    const int keep_current = u_mode != 2 || L->rec_u;
+    for (int64_t i = 0; i < n; i += 16) { /* neuron i's parameters at p (i, or i % period) */
         const v16 x = wshl16(load16(use + i), 6);
-        v16 u = u_mode == 2 ? x : wadd16(u_mode == 1 ? decay16(load16(u_ + i), keep_u + i) : load16(u_ + i), x);
+        v16 u = u_mode == 2 ? x : wadd16(u_mode == 1 ? decay16(load16(u_ + i), load16(keep_u + p)) : load16(u_ + i), x);
         if (u_may_wrap)
             u = lava_wrap16(u);
-        v16 v = wadd16(v_decays ? decay16(load16(v_ + i), keep_v + i) : load16(v_ + i), u);
+        v16 v = wadd16(v_decays ? decay16(load16(v_ + i), load16(keep_v + p)) : load16(v_ + i), u);
         if (bias)
-            v = wadd16(v, load16(bias + i));
+            v = wadd16(v, load16(bias + p));
         v = clip16(v);
-        const v16 spike = v > load16(vth + i);
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+        /* the comparison's mask straight to bytes 0/1 and to the reset: one instruction each */
+        const __mmask16 spike = _mm512_cmpgt_epi32_mask((__m512i)v, (__m512i)load16(vth + p));
+        const __m128i bytes = _mm_maskz_mov_epi8(spike, _mm_set1_epi8(1));
+        v = (v16)_mm512_maskz_mov_epi32((__mmask16)~spike, (__m512i)v);
+#else
+        const v16 spike = v > load16(vth + p);
         const v16b bytes = __builtin_convertvector(spike, v16b) & 1;
         v &= ~spike;
-        memcpy(u_ + i, &u, sizeof u);
+#endif
+        if (keep_current)
+            memcpy(u_ + i, &u, sizeof u);
         memcpy(v_ + i, &v, sizeof v);
         memcpy(out + i, &bytes, sizeof bytes);
+        p += 16;
+        if (period)
+            while (p >= period) p -= period;
     }
 }
 
 /* One LIF step of neurons [i0, i1) of the layer on their delayed sums S->use, with the given bias (the
  * layer's, or an input layer's bias for this sample); spikes to S->s. */
 static void neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1, const int32_t *bias) {
-    const int64_t n16 = (i1 - i0) & ~(int64_t)15;
-    neurons16(L, n16, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
-              bias ? bias + i0 : NULL, L->vth + i0, S->s + i0);
+    const int64_t n16 = (i1 - i0) & ~(int64_t)15, period = L->period; /* 0 where input neurons take a sample's bias */
+    neurons16(L, n16, S->use + i0, S->u + i0, S->v + i0, L->keep_u, L->keep_v, bias, L->vth, S->s + i0,
+              period ? i0 % period : i0, period);
     i0 += n16;
-    neuron_block(L, i1 - i0, S->use + i0, S->u + i0, S->v + i0, L->keep_u + i0, L->keep_v + i0,
-                 bias ? bias + i0 : NULL, L->vth + i0, S->s + i0);
+    const int64_t p = period ? i0 % period : i0; /* the last i1 - i0 < 16 neurons' parameters, from p on */
+    neuron_block(L, i1 - i0, S->use + i0, S->u + i0, S->v + i0, L->keep_u + p, L->keep_v + p,
+                 bias ? bias + p : NULL, L->vth + p, S->s + i0);
 }
 
 /* One SDNN step of neurons [i0, i1) on their delayed sums S->use; messages to S->m. */
 static void sdnn_neurons(const layer_t *L, state_t *S, int64_t i0, int64_t i1) {
-    const int32_t *restrict use = S->use, *restrict bias = L->bias;
-    int32_t *restrict sigma = S->u, *restrict act_prev = S->v, *restrict res = S->r, *restrict m = S->m;
+    const int32_t *restrict use = S->use + i0, *restrict bias = L->bias ? L->bias + i0 : NULL;
+    int32_t *restrict sigma = S->u + i0, *restrict act_prev = S->v + i0, *restrict res = S->r + i0,
+                      *restrict m = S->m + i0;
     const int32_t vth = (int32_t)L->sd_vth;
-    for (int64_t i = i0; i < i1; i++) {
+    const int64_t n = i1 - i0, n16 = n & ~(int64_t)15, shift = L->sd_shift, role = L->role;
+    const v16 zero = {0};
+    for (int64_t i = 0; i < n16; i += 16) { /* 16 at a time: sd_fire16 and the rest in registers */
+        v16 act, sg = load16(sigma + i);
+        if (role == 0) { /* Delta: act is the input */
+            act = wshl16(load16(use + i), (int)shift);
+        } else {
+            sg = wadd16(sg, load16(use + i));
+            memcpy(sigma + i, &sg, sizeof sg);
+            if (role == 2) { /* Sigma: sends its sigma */
+                memcpy(m + i, &sg, sizeof sg);
+                continue;
+            }
+            act = bias ? wadd16(sg, load16(bias + i)) : sg;
+            act &= act > zero; /* ReLU */
+        }
+        const v16 d = wadd16((v16)((v16u)act - (v16u)load16(act_prev + i)), load16(res + i));
+        const v16 fire = sd_fire16(d, vth);
+        const v16 r = (v16)((v16u)d - (v16u)fire), msg = fire >> 6;
+        memcpy(res + i, &r, sizeof r);
+        memcpy(act_prev + i, &act, sizeof act);
+        memcpy(m + i, &msg, sizeof msg);
+    }
+    for (int64_t i = n16; i < n; i++) { /* the last n % 16, one at a time: the same rules */
         int32_t act;
-        if (L->role == 0) {
-            act = wshl(use[i], L->sd_shift);
+        if (role == 0) {
+            act = wshl(use[i], shift);
         } else {
             sigma[i] = wadd(sigma[i], use[i]);
-            if (L->role == 2) { /* Sigma: sends its sigma */
+            if (role == 2) {
                 m[i] = sigma[i];
                 continue;
             }
@@ -546,8 +778,8 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                 int64_t *next, int64_t b1, int64_t steps, int64_t *fault) {
     size_t words = 0;
     for (int64_t j = 0; j < n_layers; j++)
-        words += 9 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + 8 + (size_t)(layers[j].n_out + 8) / 4 + 1 +
-                 (size_t)(layers[j].padded_bytes + 64) / 4 +
+        words += 9 * (size_t)layers[j].n_out + (size_t)ev_len(&layers[j]) + 8 + (size_t)(layers[j].n_out + 64) / 4 + 1 +
+                 (size_t)(plane_bytes(&layers[j]) + 64) / 4 +
                  (layers[j].dly ? 2 * (size_t)layers[j].n_ring * (size_t)layers[j].n_out : 0);
     words += (size_t)layers[0].n_in + 8; /* the input row: bytes, or int32 messages */
     size_t counted = 0;
@@ -571,13 +803,16 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
         S->r = at + 5 * n; S->m = at + 6 * n; S->acc_i = at + 7 * n; S->use_i = at + 8 * n;
         S->events = at + 9 * n;
         at += 9 * n + ev_len(&layers[j]) + 8;
-        S->s = (uint8_t *)at;
-        at += (n + 8) / 4 + 1;
+        S->s = (uint8_t *)at; /* 64 zero bytes after it: vector reads past the end stay inside */
+        at += (n + 64) / 4 + 1;
         S->padded = (uint8_t *)at; /* zeroed once: only the inside is written */
-        at += (layers[j].padded_bytes + 64) / 4;
+        if (layers[j].graded_in && layers[j].w8) /* the hi plane's padding: a message of 0 is the byte 128 */
+            memset(S->padded + plane_bytes(&layers[j]) / 2, 128, (size_t)plane_bytes(&layers[j]) / 2);
+        at += (plane_bytes(&layers[j]) + 64) / 4;
         S->ring = NULL;
         S->head = 0;
         S->cnt = S->cnt_last = NULL;
+        S->nanos = 0;
         if (layers[j].cnt) {
             S->cnt = cnt_at;
             S->cnt_last = cnt_at + n;
@@ -621,14 +856,15 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                 const layer_t *L = &layers[j];
                 state_t *S = &st[j];
                 const int64_t n_out = L->n_out;
+                const int64_t t0 = L->nanos ? now_ns() : 0;
                 if (L->reset_interval > 0 && (t + 1) % L->reset_interval == L->reset_phase) {
                     memset(S->u, 0, (size_t)n_out * sizeof(int32_t));
                     memset(S->v, 0, (size_t)n_out * sizeof(int32_t));
                 }
-                int64_t n_ev = 0; /* graded input: the non-zero messages, checked first */
+                int64_t n_ev = 0, top = 0; /* graded input: the non-zero messages, checked first */
                 const int32_t *vals = NULL;
                 if (L->graded_in && !L->a_in) {
-                    const int64_t top = top_message(m_in, L->n_in);
+                    top = top_message(m_in, L->n_in, &n_ev);
                     if ((double)top * L->graded_bound >= 2147483648.0) {
                         int64_t none = 0;
                         if (__atomic_compare_exchange_n(&fault[0], &none, j + 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
@@ -636,38 +872,46 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                         __atomic_store_n(next, b1, __ATOMIC_RELAXED); /* every thread stops at its next sample */
                         goto done;
                     }
-                    n_ev = messages(m_in, L->n_in, S->events);
                     vals = m_in;
                 }
                 if (L->a_in) { /* input neurons: a_in reaches them at the same step, plus this sample's bias */
                     const int32_t *a = L->a_in + (L->a_in_rows ? row : 0) * n_out;
-                    if (L->in_order)
+                    if (!L->a_in_rows) /* the one shared row is zeros */
+                        memset(S->use, 0, (size_t)n_out * sizeof(int32_t));
+                    else if (L->in_order)
                         for (int64_t i = 0; i < n_out; i++) S->use[i] = a[L->in_order[i]];
                     else
                         memcpy(S->use, a, (size_t)n_out * sizeof(int32_t));
                     step_neurons(L, S, 0, n_out, L->sample_bias ? L->sample_bias + b * n_out : L->bias);
                 } else if (L->dly) { /* axonal delays: this step's input from the ring, then the new sums into it */
-                    if (!vals)
-                        n_ev = spiking(s_in, L->n_in, S->events);
+                    n_ev = vals ? messages(m_in, L->n_in, S->events) : spiking(s_in, L->n_in, S->events);
                     delayed_sums(L, S, S->events, vals, n_ev);
                     step_neurons(L, S, 0, n_out, L->bias);
                     /* acc and use stay where they are: the ring holds what is in flight */
-                } else if (L->lut || L->w8) { /* block by block, so that the block stays in L1: sums, then the neurons
-                                        * on the previous step's sums */
-                    const int64_t co = L->co, per = co < BLOCK ? BLOCK / co : 1;
-                    const uint8_t *in = L->w8 ? padded_input(L, s_in, S->padded) : s_in;
+                } else if (L->lut || L->dw_w ||
+                           (L->w8 && (vals ? n_ev >= L->dot_min && top < 32768 : !L->fan_start ||
+                                                                   spike_count(s_in, L->n_in) >= L->dot_min))) {
+                    /* block by block, so that the block stays in L1: sums, then the neurons on the previous
+                     * step's sums */
+                    /* positions per block: a multiple of four where it can be (the dot path's unit) */
+                    const int64_t co = L->co, per = 4 * co <= BLOCK ? (BLOCK / co) & ~(int64_t)3 : co < BLOCK ? BLOCK / co : 1;
+                    const uint8_t *in = !L->w8 && !L->dw_w ? s_in : vals ? graded_planes(L, m_in, S->padded)
+                                                                        : padded_input(L, s_in, S->padded);
                     for (int64_t o = 0; o < n_out / co; o += per) {
                         const int64_t o1 = o + per < n_out / co ? o + per : n_out / co;
-                        if (L->w8)
+                        if (vals)
+                            dot_sums_graded(L, in, in + plane_bytes(L) / 2, o, o1, S->acc + o * co);
+                        else if (L->w8)
                             dot_sums(L, in, o, o1, S->acc + o * co);
+                        else if (L->dw_w)
+                            dw_sums(L, in, o, o1, S->acc + o * co);
                         else
                             table_sums(L, in, o, o1, S->acc + o * co);
-                        neurons(L, S, o * co, o1 * co, L->bias);
+                        step_neurons(L, S, o * co, o1 * co, L->bias);
                         next_input(L, S->acc + o * co, (o1 - o) * co);
                     }
                 } else {
-                    if (!vals)
-                        n_ev = spiking(s_in, L->n_in, S->events);
+                    n_ev = vals ? messages(m_in, L->n_in, S->events) : spiking(s_in, L->n_in, S->events);
                     synaptic_sums(L, L->w, S->events, vals, n_ev, S->acc);
                     if (L->w_imag) /* RF: the imaginary synapse, on the same events */
                         synaptic_sums(L, L->w_imag, S->events, vals, n_ev, S->acc_i);
@@ -698,6 +942,8 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
                 if (L->rec_m) memcpy(L->rec_m + row * n_out, S->m, (size_t)n_out * sizeof(int32_t));
                 if (L->rec_sigma) memcpy(L->rec_sigma + row * n_out, S->u, (size_t)n_out * sizeof(int32_t));
                 count_outputs(L, S, t);
+                if (L->nanos)
+                    S->nanos += now_ns() - t0;
                 s_in = S->s;
                 m_in = S->m;
             }
@@ -706,6 +952,8 @@ int sj2lava_run(const layer_t *layers, int64_t n_layers, const void *x, int64_t 
 done:
     for (int64_t j = 0; j < n_layers; j++) { /* this thread's counts into the shared ones */
         const state_t *S = &st[j];
+        if (layers[j].nanos)
+            __atomic_fetch_add(layers[j].nanos, S->nanos, __ATOMIC_RELAXED);
         if (!S->cnt) continue;
         for (int64_t i = 0; i < layers[j].n_out; i++) {
             __atomic_fetch_add(&layers[j].cnt[i], S->cnt[i], __ATOMIC_RELAXED);
@@ -741,7 +989,8 @@ int64_t sj2lava_spike_bytes(const float *restrict x, uint8_t *restrict out, int6
 
 /* The twins of sj2lava.quant's rules on an array, for the test that runs every twin on the same
  * boundary values: rule 0 rs0, 1 rs0 on 8 lanes, 2 lava_wrap, 3 lava_wrap on 16 lanes, 4 conv_wrap,
- * 5 sd_fire with threshold arg. Rules 2-5 take int32 values. n must be a multiple of 16. */
+ * 5 sd_fire with threshold arg, 6 decay16 (rs0(x * arg) on 16 lanes, arg in [0, 4096]), 7 sd_fire16 (sd_fire on
+ * 16 lanes). Rules 2-7 take int32 values. n must be a multiple of 16. */
 void sj2lava_twin(int64_t rule, const int64_t *restrict x, int64_t *restrict out, int64_t n, int64_t arg) {
     for (int64_t i = 0; i < n; i += 16) {
         if (rule == 1) {
@@ -751,10 +1000,13 @@ void sj2lava_twin(int64_t rule, const int64_t *restrict x, int64_t *restrict out
                 const v8l r = rs0_8(a);
                 for (int k = 0; k < 8; k++) out[i + h + k] = r[k];
             }
-        } else if (rule == 3) {
-            v16 a;
-            for (int k = 0; k < 16; k++) a[k] = (int32_t)x[i + k];
-            const v16 r = lava_wrap16(a);
+        } else if (rule == 3 || rule == 6 || rule == 7) {
+            v16 a, keep;
+            for (int k = 0; k < 16; k++) {
+                a[k] = (int32_t)x[i + k];
+                keep[k] = (int32_t)arg;
+            }
+            const v16 r = rule == 3 ? lava_wrap16(a) : rule == 6 ? decay16(a, keep) : sd_fire16(a, (int32_t)arg);
             for (int k = 0; k < 16; k++) out[i + k] = r[k];
         } else {
             for (int k = 0; k < 16; k++) {

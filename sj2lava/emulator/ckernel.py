@@ -1,14 +1,20 @@
 """The C kernel of the emulator's CPU backend: the integer step of :mod:`sj2lava.emulator` in a small C
 program (``ckernel.c``) compiled on first use, and its ctypes binding.
 
-A layer's synaptic sum takes one of three paths, picked per layer when the net is prepared:
+A layer's synaptic sum takes one of four paths, picked per layer when the net is prepared (and between dot and
+fan-out per step, by the step's count of input events):
+
+* **depthwise** (any CPU; a convolution whose output channel ``c`` reads input channel ``c`` alone, as NetX's sum
+  pooling does): per tap, 16 channels' spikes select 16 weights (:func:`depthwise_table`).
 
 * **dot** (CPUs with AVX512-VNNI; convolutions without groups and dense layers whose weights are int8
   times a power of two, which 8-bit Loihi weights are): the input spikes are bytes 0/1, so a sum is an
   integer dot product, and VPDPBUSD multiplies four input bytes with the int8 weights of 16 output
   channels in one instruction, exactly. A convolution reads its input from a zero-padded
   channels-last copy, so each kernel row is a run of adjacent bytes and the hot loop has no
-  geometry in it (:func:`dot_table`).
+  geometry in it (:func:`dot_table`). Graded messages below 2^15 in magnitude take it as two bytes each
+  (two instructions a group). A layer whose input is often sparse keeps the fan-out path beside it and
+  takes that at the steps with few events (a cost model per layer sets the crossing, ``dot_min``).
 * **table** (other CPUs; convolutions without groups with 16k output channels): the weight rows of
   four (tap, channel) pairs pre-summed for each of the 16 spike patterns (:func:`nibble_table`).
 * **fan-out** (grouped convolutions, ``dense_rec`` layers, the rest), driven by events: input position
@@ -18,7 +24,10 @@ A layer's synaptic sum takes one of three paths, picked per layer when the net i
 
 All paths give the same integers (the suite checks each against the torch backend, and the kernel
 against Lava). State is channels-last (``[H, W, C]`` flattened) so a position's channels are
-contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1.
+contiguous; a layer's sums and its neuron update run block by block so that a block stays in L1. CUBA parameters
+that repeat per channel are kept once per channel; the neuron steps run 16 neurons at a time in registers.
+:class:`LayerTimer` times each layer inside the kernel and :func:`dot_peak` measures the dot instruction's peak,
+for ``benchmarks/bench_emulator.py``.
 
 A net may start with input neurons (NetX's Input block): no synapse, their ``a_in`` (int32, same step) and
 a bias image per sample go straight to the neurons. A dense layer with axonal delays (Lava's DelayDense)
@@ -50,6 +59,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,7 +71,7 @@ from .._atomic import remove_stale, sigterm_raises
 from ..errors import GradedOverflowError
 
 __all__ = ["available", "unavailable_reason", "has_dot", "twin", "TWINS", "spike_bytes", "fan_table", "nibble_table",
-           "dot_table", "KernelLayer", "GradedOverflow", "run"]
+           "dot_table", "depthwise_table", "KernelLayer", "GradedOverflow", "run", "LayerTimer", "dot_peak"]
 
 _SOURCE = Path(__file__).with_name("ckernel.c")
 # $SJ2LAVA_CFLAGS comes last, so it can override, e.g. "-march=x86-64-v3" for a cache shared by
@@ -154,6 +164,7 @@ def _build() -> ctypes.CDLL:
     dll.sj2lava_run.restype = ctypes.c_int
     dll.sj2lava_spike_bytes.restype = ctypes.c_int64
     dll.sj2lava_twin.restype = None
+    dll.sj2lava_dot_peak.restype = ctypes.c_int64
     return dll
 
 
@@ -193,13 +204,13 @@ def has_dot() -> bool:
     return lib is not None and bool(lib.sj2lava_has_dot())
 
 
-TWINS = ("rs0", "rs0_8", "lava_wrap", "lava_wrap16", "conv_wrap", "sd_fire")
+TWINS = ("rs0", "rs0_8", "lava_wrap", "lava_wrap16", "conv_wrap", "sd_fire", "decay16", "sd_fire16")
 """The C twins of :mod:`sj2lava.quant`'s rules that :func:`twin` runs (scalar and vector forms)."""
 
 
 def twin(rule: str, x: np.ndarray, arg: int = 0) -> np.ndarray:
-    """The kernel's own code for one of :data:`TWINS` on ``x`` (int64; the wraps and ``sd_fire`` take int32
-    values; ``arg`` is ``sd_fire``'s threshold)."""
+    """The kernel's own code for one of :data:`TWINS` on ``x`` (int64; the wraps, ``sd_fire(16)`` and ``decay16``
+    take int32 values; ``arg`` is ``sd_fire``'s threshold, ``decay16``'s keep)."""
     lib = _library()
     if lib is None:
         raise RuntimeError(f"the C kernel is unavailable: {unavailable_reason()}")
@@ -289,20 +300,20 @@ def dot_table(in_chw: Sequence[int], out_hw: Sequence[int], w: np.ndarray,
     ``dilation[1] > 1``), cut into groups of four; output position ``o`` reads group ``g`` at byte
     ``base[o] + rel[g]``, and ``w8[cb, g, j, b]`` is the weight of that group's byte ``b`` for output
     channel ``16 cb + j``, divided by ``2**w8_shift`` (0 for bytes past the run and lanes past ``Co``).
+    ``w8_corr[16 cb + j]`` is ``128`` times the sum of that channel's ``w8``: graded input goes in as two bytes per
+    message, ``lo = m & 255`` and ``hi = (m >> 8) + 128``, and ``sum(m w) = sum(lo w) + 256 (sum(hi w) - w8_corr)``.
     """
     w = np.asarray(w, dtype=np.int64)
     co, ci, kh, kw = w.shape
-    (c, h, wd), (ho, wo) = in_chw, out_hw
+    c = in_chw[0]
     nz = w[w != 0]
     shift = min(int((nz & -nz).min()).bit_length() - 1, 16) if nz.size else 0  # shared trailing zeros
     w = w >> shift
     if w.min(initial=0) < -128 or w.max(initial=0) > 127:
         return None
-    (sy, sx), (py, px), (dy, dx) = stride, padding, dilation
-    bottom = max(0, (ho - 1) * sy - py + (kh - 1) * dy - (h - 1))
-    right = max(0, (wo - 1) * sx - px + (kw - 1) * dx - (wd - 1))
-    padded = py or px or bottom or right
-    hp, wp = h + py + bottom, wd + px + right
+    (dy, dx) = dilation
+    geometry = _padded(in_chw, out_hw, (kh, kw), stride, padding, dilation)
+    wp = geometry["padded_w"]
     runs = [(ky * dy * wp * c, [(ky, kx) for kx in range(kw)]) for ky in range(kh)] if dx == 1 else \
         [((ky * dy * wp + kx * dx) * c, [(ky, kx)]) for ky in range(kh) for kx in range(kw)]
     rel, cols = [], []  # cols: per group, per byte, the (c, ky, kx) it multiplies, or None
@@ -317,11 +328,55 @@ def dot_table(in_chw: Sequence[int], out_hw: Sequence[int], w: np.ndarray,
         for b, tap in enumerate(members):
             if tap is not None:
                 w8[:co, g, b] = w[:, tap[0], tap[1], tap[2]]
+    return dict(geometry, w8=np.ascontiguousarray(w8.reshape(n_cb, 16, len(rel), 4).transpose(0, 2, 1, 3)),
+                w8_corr=128 * w8.astype(np.int64).sum((1, 2)), rel=np.asarray(rel, np.int32), n_grp=len(rel),
+                w8_shift=shift)
+
+
+def _padded(in_chw: Sequence[int], out_hw: Sequence[int], kernel: Tuple[int, int], stride: Tuple[int, int],
+            padding: Tuple[int, int], dilation: Tuple[int, int]) -> dict:
+    """The zero-padded channels-last input copy ``[Hp, Wp, C]`` of a convolution (``padded_bytes`` 0: no copy, when
+    nothing is padded) and ``base[o]``, the byte offset of output position ``o``'s window in it."""
+    (c, h, wd), (ho, wo), (kh, kw) = in_chw, out_hw, kernel
+    (sy, sx), (py, px), (dy, dx) = stride, padding, dilation
+    bottom = max(0, (ho - 1) * sy - py + (kh - 1) * dy - (h - 1))
+    right = max(0, (wo - 1) * sx - px + (kw - 1) * dx - (wd - 1))
+    hp, wp = h + py + bottom, wd + px + right
     oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
-    return dict(w8=np.ascontiguousarray(w8.reshape(n_cb, 16, len(rel), 4).transpose(0, 2, 1, 3)),
-                rel=np.asarray(rel, np.int32), base=((oy * sy * wp + ox * sx) * c).ravel().astype(np.int32),
-                n_grp=len(rel), w8_shift=shift, in_h=h, in_w=wd, in_c=c, pad_top=py, pad_left=px,
-                padded_w=wp, padded_bytes=hp * wp * c if padded else 0)
+    return dict(base=((oy * sy * wp + ox * sx) * c).ravel().astype(np.int32), in_h=h, in_w=wd, in_c=c, pad_top=py,
+                pad_left=px, padded_w=wp, padded_bytes=hp * wp * c if py or px or bottom or right else 0)
+
+
+def depthwise_table(in_chw: Sequence[int], out_hw: Sequence[int], w: np.ndarray, stride: Tuple[int, int],
+                    padding: Tuple[int, int], dilation: Tuple[int, int]) -> Optional[dict]:
+    """The depthwise path of a convolution whose output channel ``c`` reads input channel ``c`` alone (``w``
+    ``[C, C, kh, kw]`` zero off the diagonal, as NetX's sum pooling is, or ``[C, 1, kh, kw]`` with ``C`` groups), or
+    None for any other. Output position ``o`` reads tap ``t``'s ``C`` channel bytes at ``base[o] + rel[t]`` of the
+    padded input (:func:`dot_table`'s), and ``dw_w[t, c]`` is that tap's weight for channel ``c`` (int32, 0 for
+    lanes past ``C``): a sum is ``kh * kw`` selections of 16 weights by 16 spikes, not ``C`` times as many
+    multiply-adds of a dense convolution."""
+    w = np.asarray(w, dtype=np.int64)
+    co, ci, kh, kw = w.shape
+    c = in_chw[0]
+    if co != c:
+        return None
+    if ci == c:
+        diagonal = w[np.arange(c), np.arange(c)]
+        if np.count_nonzero(w) != np.count_nonzero(diagonal):
+            return None
+        w = diagonal
+    elif ci == 1:
+        w = w[:, 0]
+    else:
+        return None
+    (dy, dx), n_cb = dilation, -(-c // 16)
+    geometry = _padded(in_chw, out_hw, (kh, kw), stride, padding, dilation)
+    rel = [(ky * dy * geometry["padded_w"] + kx * dx) * c for ky in range(kh) for kx in range(kw)]
+    dw = np.zeros((kh * kw, n_cb * 16), np.int64)
+    dw[:, :c] = w.reshape(c, kh * kw).T
+    if np.abs(dw).max(initial=0) * kh * kw >= 2**31:
+        return None
+    return dict(geometry, dw_w=dw.astype(np.int32), rel=np.asarray(rel, np.int32), n_grp=kh * kw, w8_shift=0)
 
 
 _DOT_SIZES = ("n_grp", "w8_shift", "in_h", "in_w", "in_c", "pad_top", "pad_left", "padded_w", "padded_bytes")
@@ -336,6 +391,7 @@ class _KernelLayerC(ctypes.Structure):
                [("n_nib", ctypes.c_int64), ("nib_bytes", ctypes.c_int64)] + \
                [(n, ctypes.c_void_p) for n in ("w8", "rel", "base")] + \
                [(n, ctypes.c_int64) for n in _DOT_SIZES] + \
+               [("w8_corr", ctypes.c_void_p), ("dot_min", ctypes.c_int64), ("dw_w", ctypes.c_void_p)] + \
                [(n, ctypes.c_void_p) for n in ("rec_s", "rec_u", "rec_v")] + \
                [(n, ctypes.c_int64) for n in ("reset_interval", "reset_phase")] + \
                [(n, ctypes.c_void_p) for n in ("a_in", "sample_bias")] + [("a_in_rows", ctypes.c_int64)] + \
@@ -345,7 +401,9 @@ class _KernelLayerC(ctypes.Structure):
                [(n, ctypes.c_void_p) for n in ("rf_sin", "rf_cos")] + [("rf_vth", ctypes.c_int64)] + \
                [("w_imag", ctypes.c_void_p), ("shift_imag", ctypes.c_int64)] + \
                [(n, ctypes.c_void_p) for n in ("rec_m", "rec_sigma")] + [("in_order", ctypes.c_void_p)] + \
-               [(n, ctypes.c_void_p) for n in ("cnt", "cnt_last")] + [(n, ctypes.c_int64) for n in ("cnt_lo", "cnt_hi")]
+               [(n, ctypes.c_void_p) for n in ("cnt", "cnt_last")] + \
+               [(n, ctypes.c_int64) for n in ("cnt_lo", "cnt_hi")] + \
+               [("nanos", ctypes.c_void_p), ("period", ctypes.c_int64)]
 
 
 NEURONS = {"lif": 0, "sdnn": 1, "rf": 2}
@@ -355,12 +413,15 @@ SDNN_ROLES = {"delta": 0, "sigma_delta": 1, "sigma": 2}
 class KernelLayer:
     """One synaptic layer in the kernel's terms (arrays C-contiguous, int32 unless noted).
 
-    Its sums come from the dot path (``dot``, see :func:`dot_table`), else the table path (``table``,
+    Its sums come from the dot path (``dot``, see :func:`dot_table`; or :func:`depthwise_table`'s path where ``dot``
+    holds ``dw_w``), else the table path (``table``,
     see :func:`nibble_table`), else the fan-out table ``fan`` (see :func:`fan_table`) with weights
-    ``w`` ``[taps, C_in / groups, C_out]``. ``w_rec`` is ``[n_out (source), n_out]`` (fan-out path
-    only). ``neuron`` holds the neurons' model (``kind``) and per-neuron integers:
+    ``w`` ``[taps, C_in / groups, C_out]``. A layer given both ``dot`` and ``fan`` chooses at every step: the dot
+    path where the step has at least ``dot_min`` input events (spikes, or non-zero messages, whose magnitudes must
+    then stay below 2^15), else the fan-out path, which costs per event. ``w_rec`` is ``[n_out (source), n_out]``
+    (fan-out path only). ``neuron`` holds the neurons' model (``kind``) and per-neuron integers:
 
-    * ``'lif'``: ``keep_u``, ``keep_v`` (int64, 4096 - decay), ``bias`` (``bias_mant << 6``, or None), ``vth``
+    * ``'lif'``: ``keep_u``, ``keep_v`` (4096 - decay), ``bias`` (``bias_mant << 6``, or None), ``vth``
       (``vThMant << 6``) and the flags ``u_mode`` (0 no decay, 1 decay, 2 ``iDecay == 4096``), ``v_decays``,
       ``u_may_wrap``;
     * ``'sdnn'``: ``role`` (``'delta'``, ``'sigma_delta'``, ``'sigma'``), ``vth`` (one int, state units), ``bias``
@@ -370,7 +431,8 @@ class KernelLayer:
 
     ``input_neurons``: NetX's Input block, no synapse (its ``a_in`` and per-sample bias are given to
     :func:`run`); it must be the first layer. ``delay`` (a dense layer on the fan-out path): per-synapse axonal
-    delays ``[n_in, n_out]`` in 0..62. ``graded_in``: the input is int32 messages (fan-out path), and a step whose
+    delays ``[n_in, n_out]`` in 0..62. ``graded_in``: the input is int32 messages (fan-out path, and the dot path
+    where given), and a step whose
     largest ``|message| * graded_bound`` reaches 2^31 stops the run (:class:`~sj2lava.errors.GradedOverflowError`).
     """
 
@@ -379,13 +441,19 @@ class KernelLayer:
                  groups: int = 1, w_rec: Optional[np.ndarray] = None,
                  table: Optional[Tuple[np.ndarray, np.ndarray, int]] = None, dot: Optional[dict] = None,
                  input_neurons: bool = False, delay: Optional[np.ndarray] = None, graded_in: bool = False,
-                 graded_bound: float = 0.0, w_imag: Optional[np.ndarray] = None, shift_imag: int = 0):
+                 graded_bound: float = 0.0, w_imag: Optional[np.ndarray] = None, shift_imag: int = 0,
+                 dot_min: int = 0):
         self.n_in, self.n_out = n_in, n_out
         kind = neuron["kind"]
         self.kind, self.role = kind, neuron.get("role")
         self.input_neurons, self.graded_in = input_neurons, graded_in
-        if (dot is not None or table is not None) and (kind != "lif" or graded_in):
-            raise ValueError("event kernel: the dot and table paths take spikes into CUBA neurons only")
+        if (table is not None or (dot is not None and "dw_w" in dot)) and (kind != "lif" or graded_in):
+            raise ValueError("event kernel: the table and depthwise paths take spikes into CUBA neurons only")
+        if dot is not None and ((kind != "lif" and not graded_in) or (graded_in and fan is None) or
+                                w_imag is not None or w_rec is not None or delay is not None):
+            raise ValueError("event kernel: the dot path takes spikes into CUBA neurons, or graded messages into a "
+                             "layer that has the fan-out path too (for messages past 16 bits); no recurrent, "
+                             "delayed or imaginary synapse")
         if w_imag is not None and (kind != "rf" or fan is None or w_rec is not None or delay is not None):
             raise ValueError("event kernel: imaginary weights belong to a resonate-and-fire layer on the fan-out path")
         if w_rec is not None and kind != "lif":
@@ -395,7 +463,7 @@ class KernelLayer:
         if delay is not None:
             sums["dly"] = _delay_array(delay, w, fan)
             n_ring = int(delay.max()) + 1
-        per, flags = _neuron_arrays(neuron, n_out)
+        per, flags = _neuron_arrays(neuron, n_out, 0 if input_neurons else co)
         flags.update(graded_in=int(graded_in), graded_bound=float(graded_bound))
         # the arrays stay referenced here for as long as the struct points at them
         self.arrays = dict(sums, **per)
@@ -404,6 +472,7 @@ class KernelLayer:
                                     groups=int(groups), shift=int(shift), wrap=int(wrap), shift_imag=int(shift_imag),
                                     n_nib=0 if table is None else table[1].shape[1],
                                     nib_bytes=0 if table is None else table[2], n_ring=n_ring, **sizes, **flags,
+                                    dot_min=int(dot_min) if dot is not None and fan is not None else 0,
                                     **{k: None if a is None else a.ctypes.data for k, a in self.arrays.items()})
 
 
@@ -419,15 +488,21 @@ def _sum_arrays(n_in: int, fan, w, w_rec, table, dot, input_neurons: bool, w_ima
     """The arrays of the layer's sum path (dot, table or fan-out; none for input neurons), as the kernel reads them."""
     if input_neurons:
         return {}
+    arrays: Dict[str, Optional[np.ndarray]] = {}
+    if dot is not None and "dw_w" in dot:
+        return dict(dw_w=_c32(dot["dw_w"]), rel=_c32(dot["rel"]), base=_c32(dot["base"]))
     if dot is not None:
-        return dict(w8=np.ascontiguousarray(dot["w8"], dtype=np.int8), rel=_c32(dot["rel"]), base=_c32(dot["base"]))
+        arrays = dict(w8=np.ascontiguousarray(dot["w8"], dtype=np.int8), rel=_c32(dot["rel"]), base=_c32(dot["base"]),
+                      w8_corr=_c32(dot["w8_corr"]))
+        if fan is None:
+            return arrays
     if table is not None:
         return dict(lut=_c32(table[0]), nib_at=_c32(table[1]))
     positions = fan[0].shape[0] - 1
     channels = n_in // positions
-    return dict(pos=_c32(np.repeat(np.arange(positions), channels)), chan=_c32(np.tile(np.arange(channels), positions)),
-                fan_start=_c32(fan[0]), fan_out=_c32(fan[1]), fan_tap=_c32(fan[2]), w=_c32(w), w_rec=_c32(w_rec),
-                w_imag=_c32(w_imag))
+    return dict(arrays, pos=_c32(np.repeat(np.arange(positions), channels)),
+                chan=_c32(np.tile(np.arange(channels), positions)), fan_start=_c32(fan[0]), fan_out=_c32(fan[1]),
+                fan_tap=_c32(fan[2]), w=_c32(w), w_rec=_c32(w_rec), w_imag=_c32(w_imag))
 
 
 def _delay_array(delay: np.ndarray, w: Optional[np.ndarray], fan) -> np.ndarray:
@@ -438,15 +513,26 @@ def _delay_array(delay: np.ndarray, w: Optional[np.ndarray], fan) -> np.ndarray:
     return np.ascontiguousarray(delay, dtype=np.uint8)
 
 
-def _neuron_arrays(neuron: dict, n_out: int) -> Tuple[Dict[str, Optional[np.ndarray]], dict]:
-    """``(per-neuron arrays, struct flags)`` of the layer's neuron model (:class:`KernelLayer`'s ``neuron``)."""
+def _neuron_arrays(neuron: dict, n_out: int, co: int) -> Tuple[Dict[str, Optional[np.ndarray]], dict]:
+    """``(per-neuron arrays, struct flags)`` of the layer's neuron model (:class:`KernelLayer`'s ``neuron``). CUBA
+    parameters that repeat every ``co`` neurons (per channel) are kept once, as ``co + 16`` values (the kernel's
+    ``period``; ``co`` 0: never)."""
     kind = neuron["kind"]
     flags: dict = dict(neuron=NEURONS[kind])
     if kind == "lif":
-        per = dict(keep_u=_c64(neuron["keep_u"]), keep_v=_c64(neuron["keep_v"]), bias=_c32(neuron["bias"]),
+        per = dict(keep_u=_c32(neuron["keep_u"]), keep_v=_c32(neuron["keep_v"]), bias=_c32(neuron["bias"]),
                    vth=_c32(neuron["vth"]))
         flags.update(u_mode=int(neuron["u_mode"]), v_decays=int(neuron["v_decays"]),
                      u_may_wrap=int(neuron["u_may_wrap"]))
+        for name, a in per.items():
+            if a is not None and a.size != n_out:
+                raise ValueError(f"event kernel: {name} has {a.size} values for {n_out} neurons")
+        if 0 < co < n_out and n_out % co == 0 and all(
+                a is None or (a.reshape(-1, co) == a[:co]).all() for a in per.values()):
+            flags.update(period=co)
+            per = {name: None if a is None else np.ascontiguousarray(a[np.arange(co + 16) % co])
+                   for name, a in per.items()}
+        return per, flags
     elif kind == "sdnn":
         per = dict(bias=_c32(neuron["bias"]))
         flags.update(role=SDNN_ROLES[neuron["role"]], sd_vth=int(neuron["vth"]), sd_shift=int(neuron["shift"]))
@@ -504,12 +590,74 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
             raise ValueError(f"event kernel: in_order must be a permutation of {n_first} positions")
         structs[0].in_order = in_order.ctypes.data
     kx.attach(structs[0])
+    timer = _timer
+    nanos = np.zeros(len(layers), np.int64)  # referenced here until the run ends
+    for j in range(len(layers) if timer is not None else 0):
+        structs[j].nanos = nanos[j:].ctypes.data
     fault = (ctypes.c_int64 * 2)(0, 0)
     _launch(lib, structs, len(layers), kx.x, batch, steps, threads, fault)
+    if timer is not None:
+        timer.add(nanos)
     if fault[0]:
         layer, top = int(fault[0]) - 1, int(fault[1])
         raise GradedOverflowError(f"event kernel: layer {layer} receives graded messages up to {top}", layer, top)
     return out
+
+
+class LayerTimer:
+    """Each layer's time in the kernel runs made while it is entered (``with LayerTimer() as t: ...``), for the
+    benchmarks: ``t.seconds[j]`` is kernel layer ``j``'s time in seconds summed over the kernel's threads (its sums,
+    neuron step and counting; two clock reads per layer and step), ``t.runs`` the runs timed. One timer at a time,
+    and the runs timed must have the same layers."""
+
+    def __init__(self) -> None:
+        self.seconds: np.ndarray = np.zeros(0)
+        self.runs = 0
+
+    def add(self, nanos: np.ndarray) -> None:
+        if self.runs and nanos.size != self.seconds.size:
+            raise ValueError(f"LayerTimer: a run of {nanos.size} layers after runs of {self.seconds.size}")
+        self.seconds = (self.seconds if self.runs else np.zeros(nanos.size)) + nanos / 1e9
+        self.runs += 1
+
+    def __enter__(self) -> LayerTimer:
+        global _timer
+        if _timer is not None:
+            raise RuntimeError("LayerTimer: another timer is running")
+        _timer = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        global _timer
+        _timer = None
+
+
+_timer: Optional[LayerTimer] = None
+
+
+def dot_peak(threads: int = 1, seconds: float = 0.3) -> float:
+    """This machine's measured peak of the dot path's instruction (VPDPBUSD, 64 int8 multiply-adds), in int8
+    multiply-adds per second over ``threads`` threads running at once (0.0 without the dot path)."""
+    lib = _require_library()
+    if not lib.sj2lava_has_dot():
+        return 0.0
+    rounds = 1 << 16  # 12 instructions a round
+    lib.sj2lava_dot_peak(ctypes.c_int64(rounds))  # warm up (clock ramp)
+    while True:
+        t = time.perf_counter()
+        lib.sj2lava_dot_peak(ctypes.c_int64(rounds))
+        if time.perf_counter() - t > seconds / 4:
+            break
+        rounds *= 2
+
+    def part(_: int) -> float:
+        t0 = time.perf_counter()
+        lib.sj2lava_dot_peak(ctypes.c_int64(rounds))
+        return time.perf_counter() - t0
+
+    with ThreadPoolExecutor(threads) as pool:
+        took = max(pool.map(part, range(threads)))
+    return threads * rounds * 12 * 64 / took
 
 
 def _check_chain(layers: Sequence[KernelLayer]) -> None:
@@ -530,28 +678,33 @@ class _KernelInput:
         self.a_in: Optional[np.ndarray] = None
         self.bias: Optional[np.ndarray] = None
         self.x: Optional[np.ndarray] = None
+        self.shared = False
         if not first.input_neurons:
             if n_x != first.n_in:
                 raise ValueError(f"event kernel: x has {n_x} inputs, the first layer takes {first.n_in}")
             self.x = np.ascontiguousarray(x, dtype=np.int32 if first.graded_in else np.uint8)
             return
-        if n_x == 0:  # no a_in: all zero
-            x, n_x = np.zeros((1, 1, first.n_out), np.int32), first.n_out
-        if n_x != first.n_out or (sample_bias is not None and sample_bias.shape != (batch, first.n_out)):
+        if n_x not in (0, first.n_out) or (sample_bias is not None and sample_bias.shape != (batch, first.n_out)):
             raise ValueError(f"event kernel: input neurons take a_in [T, B, {first.n_out}] and a bias [B, "
                              f"{first.n_out}]; got {x.shape} and {None if sample_bias is None else sample_bias.shape}")
-        # all zeros (a net driven by its bias alone): one shared row instead of T * B copies
-        self.a_in = np.zeros((1, 1, n_x), np.int32) if x.size == n_x or not x.any() else np.ascontiguousarray(
-            x, dtype=np.int32)
-        self.bias = None if sample_bias is None else np.ascontiguousarray(sample_bias, dtype=np.int32)
+        # none given (width 0), or all zeros (a net driven by its bias alone): one shared zero row instead of T * B
+        self.zero = n_x == 0 or not x.any()
+        self.a_in = np.zeros((1, 1, first.n_out), np.int32) if self.zero else np.ascontiguousarray(x, dtype=np.int32)
+        # one bias image for every sample (a broadcast row): the neurons' own bias for this run, not B copies
+        self.shared = sample_bias is not None and batch > 1 and sample_bias.strides[0] == 0
+        if sample_bias is not None:
+            self.bias = np.ascontiguousarray(sample_bias[:1] if self.shared else sample_bias, dtype=np.int32)
 
     def attach(self, struct: _KernelLayerC) -> None:
         """Point the first layer's struct at the input neurons' arrays (which this object keeps alive)."""
         if self.a_in is None:
             return
         struct.a_in = self.a_in.ctypes.data
-        struct.a_in_rows = int(self.a_in.shape[0] * self.a_in.shape[1] > 1)
-        struct.sample_bias = None if self.bias is None else self.bias.ctypes.data
+        struct.a_in_rows = int(not self.zero)
+        struct.sample_bias = None if self.bias is None or self.shared else self.bias.ctypes.data
+        if self.shared:
+            assert self.bias is not None
+            struct.bias = self.bias.ctypes.data
 
 
 def _records(layer: KernelLayer, structs, j: int, shape: Tuple[int, int, int], spikes: bool, state: bool,

@@ -136,41 +136,76 @@ def prepare(layers: List[CompiledLayer], input_shape: Tuple[int, ...], use_dot: 
             stored = order
             continue
         _check(l, len(out), len(stored))
-        # the dot and table paths take spikes into CUBA neurons; messages and the rest go by fan-out
-        fast = use_dot and l.lif is not None and not l.graded_in
-        graded: Dict[str, Any] = dict(graded_in=l.graded_in, graded_bound=l.bound)
-        weight, c = l.weight, l.conv
-        assert weight is not None  # _check refuses a layer without
-        if l.kind == "conv":
-            assert c is not None
-            co, cig, kh, kw = weight.shape
-            geometry = (c["stride"], c["padding"], c["dilation"])
-            plain = c["groups"] == 1 and l.lif is not None and not l.graded_in
-            dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) \
-                if plain and fast else None
-            table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) \
-                if plain and dot is None else None
-            fan = w = None
-            if dot is None and table is None:
-                fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), *geometry, co)
-                w = weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
-            # Lava Conv wraps its 24-bit sum; graded sums are not bounded by the weights alone
-            layer = ev.KernelLayer(len(stored), n, co, 0, l.may_wrap or l.graded_in, neuron, fan=fan, w=w,
-                                   groups=c["groups"], table=table, dot=dot, **graded)
-        else:  # dense: one position; its input columns follow the stored order of what feeds it
-            w = weight[:, stored]
-            dot = ev.dot_table((len(stored), 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
-                if fast and l.rec_weight is None and l.delay is None else None
-            scatter: Dict[str, Any] = {} if dot is not None else dict(  # the fan-out path: one position, every input
-                fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
-                w_rec=None if l.rec_weight is None else l.rec_weight.T,
-                delay=None if l.delay is None else l.delay[:, stored].T,
-                w_imag=None if l.weight_imag is None else l.weight_imag[:, stored].T[None],
-                shift_imag=l.shift_imag)
-            layer = ev.KernelLayer(len(stored), n, w.shape[0], l.shift, False, neuron, dot=dot, **scatter, **graded)
-        out.append((layer, order, l.out_shape))
+        out.append((_kernel_layer(l, neuron, len(stored), n, stored, use_dot), order, l.out_shape))
         stored = order
     return out
+
+
+# Costs of the two paths per step, in nanoseconds, measured on an AVX-512 server core (PilotNet's layers): a VPDPBUSD
+# with its loads (x2 for graded input, two planes), and per input event one 16-lane row added at one fan-out target
+# (graded: a multiply-add), plus the event's own overhead. Only the crossing between the paths depends on them.
+DOT_NS, ROW_NS, GRADED_ROW_NS, EVENT_NS = 0.55, 3.0, 4.5, 4.0
+FAN_BESIDE_DOT_BYTES = 1 << 26  # a spiking layer keeps fan-out weights (int32) beside its dot path up to this size
+DOT_MIN: Optional[int] = None  # tests: force every layer that has both paths to one (0: dot, a huge count: fan-out)
+
+
+def _dot_min(dot: dict, positions: int, fan_entries: int, n_in_pos: int, cog: int, graded: bool) -> int:
+    """The input events per step from which the dot path is cheaper than the fan-out path (see the costs above):
+    the dot path costs the same at every step, the fan-out path per event."""
+    if DOT_MIN is not None:
+        return DOT_MIN
+    per_step = positions * int(dot["w8"].shape[0]) * int(dot["n_grp"]) * DOT_NS * (2 if graded else 1)  # [n_cb, ...]
+    per_event = fan_entries / max(1, n_in_pos) * -(-cog // 16) * (GRADED_ROW_NS if graded else ROW_NS) + EVENT_NS
+    return int(np.ceil(per_step / per_event))
+
+
+def _kernel_layer(l: CompiledLayer, neuron: dict, n_in: int, n: int, stored: np.ndarray,
+                  use_dot: bool) -> ev.KernelLayer:
+    """A conv or dense layer as a kernel layer: its paths (depthwise, dot, table, fan-out; see :mod:`.ckernel`) and
+    arrays."""
+    # the dot path takes spikes into CUBA neurons and graded messages into any but resonate-and-fire neurons; the
+    # depthwise and table paths spikes into CUBA neurons; the rest goes by fan-out
+    spikes_lif = l.lif is not None and not l.graded_in
+    fast = use_dot and (spikes_lif or (l.graded_in and l.weight_imag is None))
+    graded: Dict[str, Any] = dict(graded_in=l.graded_in, graded_bound=l.bound)
+    weight, c = l.weight, l.conv
+    assert weight is not None  # _check refuses a layer without
+    if l.kind == "conv":
+        assert c is not None
+        co, cig, kh, kw = weight.shape
+        geometry = (c["stride"], c["padding"], c["dilation"])
+        plain = c["groups"] == 1
+        # a depthwise convolution (sum pooling) selects a weight per tap and channel: no dense products at all
+        depthwise = ev.depthwise_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) \
+            if spikes_lif and c["groups"] in (1, co) else None
+        if depthwise is not None:
+            return ev.KernelLayer(n_in, n, co, 0, l.may_wrap, neuron, w=weight, groups=c["groups"], dot=depthwise,
+                                  **graded)
+        dot = ev.dot_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) if plain and fast else None
+        table = ev.nibble_table(tuple(l.in_shape), tuple(l.out_shape[1:]), weight, *geometry) \
+            if plain and spikes_lif and dot is None else None
+        fan = w = None
+        if table is None and (dot is None or l.graded_in or weight.size * 4 <= FAN_BESIDE_DOT_BYTES):
+            fan = ev.fan_table(tuple(l.in_shape[1:]), tuple(l.out_shape[1:]), (kh, kw), *geometry, co)
+            w = weight.transpose(2, 3, 1, 0).reshape(kh * kw, cig, co)
+        dot_min = 0 if dot is None or fan is None else _dot_min(
+            dot, n // co, fan[1].size, fan[0].size - 1, co // c["groups"], l.graded_in)
+        # Lava Conv wraps its 24-bit sum; graded sums are not bounded by the weights alone
+        return ev.KernelLayer(n_in, n, co, 0, l.may_wrap or l.graded_in, neuron, fan=fan, w=w, groups=c["groups"],
+                              table=table, dot=dot, dot_min=dot_min, **graded)
+    # dense: one position; its input columns follow the stored order of what feeds it
+    w = weight[:, stored]
+    dot = ev.dot_table((n_in, 1, 1), (1, 1), w[:, :, None, None], (1, 1), (0, 0), (1, 1)) \
+        if fast and l.rec_weight is None and l.delay is None else None
+    scatter: Dict[str, Any] = {}
+    if dot is None or l.graded_in or w.size * 4 <= FAN_BESIDE_DOT_BYTES:  # the fan-out path: one position
+        scatter = dict(fan=(np.array([0, 1]), np.zeros(1), np.zeros(1)), w=w.T[None],
+                       w_rec=None if l.rec_weight is None else l.rec_weight.T,
+                       delay=None if l.delay is None else l.delay[:, stored].T,
+                       w_imag=None if l.weight_imag is None else l.weight_imag[:, stored].T[None],
+                       shift_imag=l.shift_imag)
+    dot_min = 0 if dot is None or not scatter else _dot_min(dot, 1, 1, 1, w.shape[0], l.graded_in)
+    return ev.KernelLayer(n_in, n, w.shape[0], l.shift, False, neuron, dot=dot, dot_min=dot_min, **scatter, **graded)
 
 
 def run(prepared: list, s: np.ndarray, record: Sequence[str],
@@ -188,8 +223,12 @@ def run(prepared: list, s: np.ndarray, record: Sequence[str],
     if prepared[0][0].input_neurons:  # s of width 0: no a_in (all zero); the kernel reads a_in in stored order
         in_order = prepared[0][1]
         s = s.reshape(s.shape[0], s.shape[1], -1)
-        if input_bias is not None:
-            sample_bias = to_stored(input_bias.astype(np.int64)[None] << 6, prepared[0][2], np.int32)[0]
+        if input_bias is not None:  # bias_mant is 13-bit: << 6 fits int32; one image for all samples stays one
+            shared = input_bias.shape[0] > 1 and input_bias.strides[0] == 0
+            one = input_bias[:1] if shared else input_bias
+            sample_bias = to_stored(one.astype(np.int32)[None] << 6, prepared[0][2], np.int32)[0]
+            if shared:
+                sample_bias = np.broadcast_to(sample_bias, (input_bias.shape[0], sample_bias.shape[1]))
     steps, batch = s.shape[0], s.shape[1]
     every = any(k in record for k in ("layer_spikes", "voltage", "current", "sigma"))
     state = "voltage" in record or "current" in record

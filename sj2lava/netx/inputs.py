@@ -51,11 +51,12 @@ def run_input(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Optional[tor
     """The input of a run of ``spec`` by kind (spikes, graded values, or input neurons' bias and ``a_in``), every
     check done (shapes, values, units); errors name ``what`` and the fix. ``check_values=False`` leaves the 0/1
     check of spikes to the caller (the emulator does it while packing them)."""
-    # NaN and infinity in graded values or input neurons' a_in and bias are refused by their own integer checks
+    # NaN and infinity in graded values or input neurons' a_in and bias are refused by their own integer checks,
+    # and in spikes by the 0/1 check (here, or the caller's: one pass over x, not two)
     spikes_in = not spec.graded_input and not (spec.layers and isinstance(spec.layers[0], InputNeurons))
     for name, a in (("x", x), ("input_bias", input_bias)):
         if a is not None:
-            _check_real_finite_nonempty(torch.as_tensor(a), name, what, finite=spikes_in)
+            _check_real_finite_nonempty(torch.as_tensor(a), name, what, finite=spikes_in and check_values)
     if spec.graded_input:
         if input_bias is not None:
             raise ValueError(f"{what}: input_bias is the bias of CUBA input neurons; this net takes graded input x")
@@ -104,8 +105,8 @@ def prepare_input(spec: NetSpec, x: torch.Tensor, layout: str, what: str, check_
 
 def check_binary(x: torch.Tensor, what: str) -> None:
     """Raise ``ValueError`` unless every value of ``x`` is 0 or 1 (the network has no message bits)."""
-    if x.is_floating_point() and torch.isnan(x).any():
-        raise ValueError(f"{what}: input contains NaN")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what}: input holds NaN or infinite values; give finite spikes (0/1)")
     if not bool(((x == 0) | (x == 1)).all()):
         counts = bool(((x >= 0) & (x == torch.round(x))).all()) if x.is_floating_point() else bool((x >= 0).all())
         if counts:  # binned events: several in one bin
@@ -163,7 +164,20 @@ def input_neuron_data(spec: NetSpec, x: Optional[torch.Tensor], input_bias: Opti
         bias = bias.expand(x.shape[1], *shape)
     if bias.shape[0] != x.shape[1]:
         raise ValueError(f"{what}: input_bias has {bias.shape[0]} samples but x has {x.shape[1]}")
-    return x.to(torch.int32), bias.to(torch.int32).contiguous()
+    return x.to(torch.int32), _int32(bias)
+
+
+def _distinct(a: torch.Tensor) -> torch.Tensor:
+    """``a`` without its broadcast dimensions (stride 0, as ``expand`` makes): the same values, each once."""
+    return a[tuple(slice(0, 1) if st == 0 else slice(None) for st in a.stride())]
+
+
+def _int32(a: torch.Tensor) -> torch.Tensor:
+    """``a`` as int32, contiguous, except that an expanded tensor (one image for every sample) stays an expansion
+    of its distinct values instead of being copied out (PilotNet's 10 M bias values at batch 256)."""
+    if 0 not in a.stride():
+        return a.to(torch.int32).contiguous()
+    return _distinct(a).to(torch.int32).contiguous().expand(a.shape)
 
 
 def _bias_values(input_bias: torch.Tensor, shape: Tuple[int, ...], what: str) -> torch.Tensor:
@@ -192,6 +206,7 @@ def _a_in_values(x: torch.Tensor, shape: Tuple[int, ...], num_steps: Optional[in
 
 
 def _check_ints(a: torch.Tensor, lo: int, hi: int, name: str, what: str) -> None:
+    a = _distinct(a)  # an expanded tensor's values once, not once per sample
     if not (a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool):  # integers: the range only
         if a.numel() and (int(a.min()) < lo or int(a.max()) > hi):
             raise ValueError(f"{what}: {name} must lie in [{lo}, {hi}]; found {int(a.min())}..{int(a.max())}")
