@@ -621,21 +621,19 @@ enum { BLOCK = 512 }; /* neurons per block of the dot/table paths: the block's s
 
 /* neuron_block's step for neurons [0, n), n a multiple of 16, 16 at a time with all terms in
  * registers. Everything is read into locals first: the vector stores are memcpy's, which may alias
- * anything, so fields read in the loop would be reloaded at every step. */
-static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u_,
-                      int32_t *restrict v_, const int32_t *restrict keep_u, const int32_t *restrict keep_v,
-                      const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out, int64_t p,
-                      int64_t period) {
-    const int u_mode = (int)L->u_mode, u_may_wrap = (int)L->u_may_wrap, v_decays = (int)L->v_decays;
-    /* u_mode 2: u is this step's input alone, so it is kept only where it is recorded */
-    const int keep_current = u_mode != 2 || L->rec_u;
+ * anything, so fields read in the loop would be reloaded at every step. Inlined into neurons16 once per
+ * combination of the constant flags u_mode, v_decays and has_bias, so that the loop tests none of them. */
+static inline __attribute__((always_inline)) void lif16(
+    int64_t n, const int32_t *restrict use, int32_t *restrict u_, int32_t *restrict v_, const int32_t *restrict keep_u,
+    const int32_t *restrict keep_v, const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out,
+    int64_t p, int64_t period, int u_mode, int v_decays, int has_bias, int u_may_wrap, int keep_current) {
     for (int64_t i = 0; i < n; i += 16) { /* neuron i's parameters at p (i, or i % period) */
         const v16 x = wshl16(load16(use + i), 6);
         v16 u = u_mode == 2 ? x : wadd16(u_mode == 1 ? decay16(load16(u_ + i), load16(keep_u + p)) : load16(u_ + i), x);
         if (u_may_wrap)
             u = lava_wrap16(u);
         v16 v = wadd16(v_decays ? decay16(load16(v_ + i), load16(keep_v + p)) : load16(v_ + i), u);
-        if (bias)
+        if (has_bias)
             v = wadd16(v, load16(bias + p));
         v = clip16(v);
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
@@ -656,6 +654,33 @@ static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, 
         if (period)
             while (p >= period) p -= period;
     }
+}
+
+static void neurons16(const layer_t *L, int64_t n, const int32_t *restrict use, int32_t *restrict u_,
+                      int32_t *restrict v_, const int32_t *restrict keep_u, const int32_t *restrict keep_v,
+                      const int32_t *restrict bias, const int32_t *restrict vth, uint8_t *restrict out, int64_t p,
+                      int64_t period) {
+    const int u_may_wrap = (int)L->u_may_wrap, v_decays = (int)L->v_decays, has_bias = bias != NULL;
+    /* u_mode 2: u is this step's input alone, so it is kept only where it is recorded */
+    const int keep_current = L->u_mode != 2 || L->rec_u;
+#define LIF16(U_MODE, V_DECAYS, HAS_BIAS)                                                                             \
+    lif16(n, use, u_, v_, keep_u, keep_v, bias, vth, out, p, period, U_MODE, V_DECAYS, HAS_BIAS, u_may_wrap,        \
+          keep_current)
+    switch (L->u_mode * 4 + v_decays * 2 + has_bias) {
+    case 0: LIF16(0, 0, 0); break;
+    case 1: LIF16(0, 0, 1); break;
+    case 2: LIF16(0, 1, 0); break;
+    case 3: LIF16(0, 1, 1); break;
+    case 4: LIF16(1, 0, 0); break;
+    case 5: LIF16(1, 0, 1); break;
+    case 6: LIF16(1, 1, 0); break;
+    case 7: LIF16(1, 1, 1); break;
+    case 8: LIF16(2, 0, 0); break;
+    case 9: LIF16(2, 0, 1); break;
+    case 10: LIF16(2, 1, 0); break;
+    default: LIF16(2, 1, 1); break;
+    }
+#undef LIF16
 }
 
 /* One LIF step of neurons [i0, i1) of the layer on their delayed sums S->use, with the given bias (the

@@ -738,8 +738,9 @@ def _launch(lib: ctypes.CDLL, structs, n_layers: int, x: Optional[np.ndarray], b
 
     if workers == 1:
         status = [part(0)]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            status = list(pool.map(part, range(workers)))
+    else:  # the calling thread is one of the workers: one thread fewer to start and to wait for
+        with ThreadPoolExecutor(workers - 1) as pool:
+            others = [pool.submit(part, i) for i in range(1, workers)]
+            status = [part(0)] + [f.result() for f in others]
     if any(status):
         raise MemoryError("emulate: the event kernel could not allocate its scratch memory")
