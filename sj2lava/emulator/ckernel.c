@@ -114,19 +114,42 @@ static inline v16 load16(const int32_t *p) {
     return r;
 }
 
-/* row += m * w: a graded message's weights (the sums stay below 2^31: checked per step) */
-static void add_row_times(int32_t *restrict row, const int32_t *restrict w, int64_t n, int32_t m) {
-    for (int64_t j = 0; j < n; j++) row[j] += m * w[j];
+typedef int32_t v4 __attribute__((vector_size(16)));
+
+/* row += m * w over n channels: a graded message's weights (the sums stay below 2^31: checked per step), or a
+ * spike's (m = 1). Vectors of 16, then 8 and 4 lanes, then single lanes: no masked stores (slow on some CPUs), and
+ * nothing written past the row, which the next output position's row follows. */
+static inline __attribute__((always_inline)) void add_row_of(int32_t *restrict row, const int32_t *restrict w,
+                                                             int64_t n, int32_t m, int graded) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const v16 r = load16(row + j) + (graded ? m * load16(w + j) : load16(w + j));
+        memcpy(row + j, &r, sizeof r);
+    }
+    if (j + 8 <= n) {
+        v8 a, b;
+        memcpy(&a, row + j, sizeof a);
+        memcpy(&b, w + j, sizeof b);
+        a += graded ? m * b : b;
+        memcpy(row + j, &a, sizeof a);
+        j += 8;
+    }
+    if (j + 4 <= n) {
+        v4 a, b;
+        memcpy(&a, row + j, sizeof a);
+        memcpy(&b, w + j, sizeof b);
+        a += graded ? m * b : b;
+        memcpy(row + j, &a, sizeof a);
+        j += 4;
+    }
+    for (; j < n; j++) row[j] += graded ? m * w[j] : w[j];
 }
 
-static void add_row(int32_t *restrict row, const int32_t *restrict w, int64_t n) {
-    if (n == 16) { /* the common channel count: one vector add */
-        const v16 r = load16(row) + load16(w);
-        memcpy(row, &r, sizeof r);
-        return;
-    }
-    for (int64_t j = 0; j < n; j++) row[j] += w[j];
+static void add_row_times(int32_t *restrict row, const int32_t *restrict w, int64_t n, int32_t m) {
+    add_row_of(row, w, n, m, 1);
 }
+
+static void add_row(int32_t *restrict row, const int32_t *restrict w, int64_t n) { add_row_of(row, w, n, 1, 0); }
 
 /* The indices of the inputs that spiked (bytes 0/1), eight at a time: a zero word is skipped, and in
  * the others each set byte holds one set bit, found with count-trailing-zeros. */
