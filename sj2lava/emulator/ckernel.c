@@ -126,22 +126,20 @@ static inline __attribute__((always_inline)) void add_row_of(int32_t *restrict r
         const v16 r = load16(row + j) + (graded ? m * load16(w + j) : load16(w + j));
         memcpy(row + j, &r, sizeof r);
     }
-    if (j + 8 <= n) {
-        v8 a, b;
-        memcpy(&a, row + j, sizeof a);
-        memcpy(&b, w + j, sizeof b);
-        a += graded ? m * b : b;
-        memcpy(row + j, &a, sizeof a);
-        j += 8;
-    }
-    if (j + 4 <= n) {
-        v4 a, b;
-        memcpy(&a, row + j, sizeof a);
-        memcpy(&b, w + j, sizeof b);
-        a += graded ? m * b : b;
-        memcpy(row + j, &a, sizeof a);
-        j += 4;
-    }
+#define ADD_LANES(T) /* one vector of type T (8 or 4 lanes) at j */                                                  \
+    do {                                                                                                              \
+        T a, b;                                                                                                       \
+        memcpy(&a, row + j, sizeof a);                                                                                \
+        memcpy(&b, w + j, sizeof b);                                                                                  \
+        a += graded ? m * b : b;                                                                                      \
+        memcpy(row + j, &a, sizeof a);                                                                                \
+        j += (int64_t)(sizeof a / sizeof(int32_t));                                                                   \
+    } while (0)
+    if (j + 8 <= n)
+        ADD_LANES(v8);
+    if (j + 4 <= n)
+        ADD_LANES(v4);
+#undef ADD_LANES
     for (; j < n; j++) row[j] += graded ? m * w[j] : w[j];
 }
 
