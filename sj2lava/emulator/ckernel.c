@@ -481,6 +481,20 @@ static inline __attribute__((always_inline)) void dot_tile(const layer_t *L, con
     }
 }
 
+/* Group g of one position (input at b, the hi plane dh bytes on) into the sums *s (and *h for graded input) */
+static inline __attribute__((always_inline)) void dot_group(const layer_t *L, const uint8_t *restrict b, int64_t dh,
+                                                            const int8_t *restrict w8, int64_t g, int graded,
+                                                            __m512i *s, __m512i *h) {
+    int32_t x;
+    const __m512i w = _mm512_loadu_si512(w8 + g * 64);
+    memcpy(&x, b + L->rel[g], 4);
+    *s = _mm512_dpbusd_epi32(*s, _mm512_set1_epi32(x), w);
+    if (graded) {
+        memcpy(&x, b + dh + L->rel[g], 4);
+        *h = _mm512_dpbusd_epi32(*h, _mm512_set1_epi32(x), w);
+    }
+}
+
 /* acc = the sums of output positions [o0, o1) (from acc[0], co per position) by dot products: the
  * input bytes of a position are taken four adjacent ones at a time (a group), and VPDPBUSD
  * multiplies them with the group's int8 weights for 16 output channels at once (exact: int32 sums of
@@ -519,26 +533,8 @@ static inline __attribute__((always_inline)) void dot_sums_of(const layer_t *L, 
             const uint8_t *restrict b = in + L->base[o];
             int64_t g = 0;
             for (; g + 4 <= n_grp; g += 4)
-                for (int k = 0; k < 4; k++) {
-                    int32_t x;
-                    const __m512i w = _mm512_loadu_si512(w8 + (g + k) * 64);
-                    memcpy(&x, b + L->rel[g + k], 4);
-                    s[k] = _mm512_dpbusd_epi32(s[k], _mm512_set1_epi32(x), w);
-                    if (graded) {
-                        memcpy(&x, b + dh + L->rel[g + k], 4);
-                        h[k] = _mm512_dpbusd_epi32(h[k], _mm512_set1_epi32(x), w);
-                    }
-                }
-            for (; g < n_grp; g++) {
-                int32_t x;
-                const __m512i w = _mm512_loadu_si512(w8 + g * 64);
-                memcpy(&x, b + L->rel[g], 4);
-                s[0] = _mm512_dpbusd_epi32(s[0], _mm512_set1_epi32(x), w);
-                if (graded) {
-                    memcpy(&x, b + dh + L->rel[g], 4);
-                    h[0] = _mm512_dpbusd_epi32(h[0], _mm512_set1_epi32(x), w);
-                }
-            }
+                for (int k = 0; k < 4; k++) dot_group(L, b, dh, w8, g + k, graded, &s[k], &h[k]);
+            for (; g < n_grp; g++) dot_group(L, b, dh, w8, g, graded, &s[0], &h[0]);
             const __m512i sum = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
             const __m512i high = _mm512_add_epi32(_mm512_add_epi32(h[0], h[1]), _mm512_add_epi32(h[2], h[3]));
             const __m512i corr = graded ? _mm512_loadu_si512(L->w8_corr + cb * 16) : sum;

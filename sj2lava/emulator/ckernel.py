@@ -524,15 +524,6 @@ def _neuron_arrays(neuron: dict, n_out: int, co: int) -> Tuple[Dict[str, Optiona
                    vth=_c32(neuron["vth"]))
         flags.update(u_mode=int(neuron["u_mode"]), v_decays=int(neuron["v_decays"]),
                      u_may_wrap=int(neuron["u_may_wrap"]))
-        for name, a in per.items():
-            if a is not None and a.size != n_out:
-                raise ValueError(f"event kernel: {name} has {a.size} values for {n_out} neurons")
-        if 0 < co < n_out and n_out % co == 0 and all(
-                a is None or (a.reshape(-1, co) == a[:co]).all() for a in per.values()):
-            flags.update(period=co)
-            per = {name: None if a is None else np.ascontiguousarray(a[np.arange(co + 16) % co])
-                   for name, a in per.items()}
-        return per, flags
     elif kind == "sdnn":
         per = dict(bias=_c32(neuron["bias"]))
         flags.update(role=SDNN_ROLES[neuron["role"]], sd_vth=int(neuron["vth"]), sd_shift=int(neuron["shift"]))
@@ -542,6 +533,10 @@ def _neuron_arrays(neuron: dict, n_out: int, co: int) -> Tuple[Dict[str, Optiona
     for name, a in per.items():
         if a is not None and a.size != n_out:
             raise ValueError(f"event kernel: {name} has {a.size} values for {n_out} neurons")
+    if kind == "lif" and 0 < co < n_out and n_out % co == 0 and all(
+            a is None or (a.reshape(-1, co) == a[:co]).all() for a in per.values()):
+        flags.update(period=co)
+        per = {name: None if a is None else np.ascontiguousarray(a[np.arange(co + 16) % co]) for name, a in per.items()}
     return per, flags
 
 
@@ -591,12 +586,14 @@ def run(layers: Sequence[KernelLayer], x: np.ndarray, spikes: Sequence[bool], st
         structs[0].in_order = in_order.ctypes.data
     kx.attach(structs[0])
     timer = _timer
-    nanos = np.zeros(len(layers), np.int64)  # referenced here until the run ends
-    for j in range(len(layers) if timer is not None else 0):
-        structs[j].nanos = nanos[j:].ctypes.data
+    nanos: Optional[np.ndarray] = None  # per layer, where timed; referenced here until the run ends
+    if timer is not None:
+        nanos = np.zeros(len(layers), np.int64)
+        for j in range(len(layers)):
+            structs[j].nanos = nanos[j:].ctypes.data
     fault = (ctypes.c_int64 * 2)(0, 0)
     _launch(lib, structs, len(layers), kx.x, batch, steps, threads, fault)
-    if timer is not None:
+    if timer is not None and nanos is not None:
         timer.add(nanos)
     if fault[0]:
         layer, top = int(fault[0]) - 1, int(fault[1])
