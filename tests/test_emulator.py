@@ -302,15 +302,19 @@ def test_input_neurons_run_on_both_backends_alike(netx_files):
 
 
 def test_pilotnet_lif_equals_lava_in_every_layer(netx_files):
-    """lava-dl's PilotNet-LIF (158,509 neurons, 14.5 M synapses) driven by its image, 16-step resets: every
-    spike of all 10 layers at every step equals Lava's (about 80 s of Lava on 2 cores)."""
+    """lava-dl's PilotNet-LIF (158,509 neurons, 14.5 M synapses) driven by its image and by half of it, 16-step
+    resets: every spike, u and v of all 10 layers at every step of both samples equals Lava's."""
     folder = netx_files / "gts" / "pilotnet_lif"
-    kw = dict(input_bias=_image(folder / "image.npy"), num_steps=15, reset_interval=16)
-    lava = run_lava(folder / "network.net", all_layers=True, **kw)
-    emu = emulate(folder / "network.net", record=("layer_spikes",), **kw)["layer_spikes"]
-    assert len(lava) == len(emu) == 10
-    assert [mismatches(a, b) for a, b in zip(emu, lava)] == [0] * 10
-    assert sum(int(s.sum()) for s in emu) > 40_000
+    image = _image(folder / "image.npy")
+    kw = dict(input_bias=torch.stack([image, image // 2]), num_steps=15, reset_interval=16,
+              record=("spikes", "voltage", "current"))
+    lava = run_lava(folder / "network.net", **kw)
+    emu = emulate(folder / "network.net", **kw)
+    for key in ("layer_spikes", "voltage", "current"):
+        assert len(lava[key]) == len(emu[key]) == 10
+        assert [mismatches(a.long(), b.long()) for a, b in zip(emu[key], lava[key])] == [0] * 10, key
+    assert sum(int(s[:, 0].sum()) for s in emu["layer_spikes"]) > 40_000
+    assert sum(int(s[:, 1].sum()) for s in emu["layer_spikes"]) > 10_000
 
 
 def _with_delays(seed):

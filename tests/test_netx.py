@@ -8,6 +8,7 @@ from conftest import small_net_file, spikes, zoo
 
 import sj2lava
 from sj2lava import NetFileError, export, load, netx, run_lava
+from sj2lava.netx import hdf5
 
 
 def test_write_then_load_round_trips_every_zoo_net(sj, tmp_path):
@@ -246,6 +247,40 @@ def test_run_lava_takes_a_run_configuration(tmp_path):
     assert torch.equal(run_lava(path, x, run_cfg=cfg), run_lava(path, x))
     with pytest.raises(AttributeError, match="select"):  # the configuration is really handed to Lava
         run_lava(path, x, run_cfg=object())
+
+
+def test_run_lava_records_and_resets_as_lavas_own_ring_buffers_monitors_and_var_set(netx_files, tmp_path, monkeypatch):
+    """run_lava records and resets a run with Lava processes of its own that write into files (Lava's RingBuffer,
+    Monitor and Var.set move one value per channel message). Lava's own way, ours, and ours with every Var set by
+    a probe record the same, to the bit, on every layer's output, u, v and sigma: tiny.net (input neurons with a
+    bias image per sample and a_in, two samples, periodic resets) and a random SDNN net (graded messages, Delta
+    input, Sigma output, CUBA between)."""
+    from sj2lava.netx import lava as lava_module
+    from sj2lava.netx.random_nets import random_spec
+
+    bias = torch.from_numpy(np.load(netx_files / "gts" / "tinynet" / "input_bias.npy").astype(np.int64)
+                            .transpose(2, 1, 0).copy())
+    a_in = (torch.rand(6, 2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) < 0.3).int() * 3
+    sdnn = hdf5.write(random_spec(25, delays=0.5, inputs=0.25, sdnn=0.3), tmp_path / "s.net")
+    rng = np.random.default_rng(25)
+    graded = torch.from_numpy(rng.integers(-20, 41, (8, 2, *load(sdnn).input_shape)))
+    runs = [(netx_files / "tiny.net", a_in, dict(input_bias=torch.stack([bias, bias.flip(2)]), reset_interval=4)),
+            (sdnn, graded, {})]
+    want = ("spikes", "voltage", "current", "sigma")
+    for path, x, kw in runs:
+        ours = run_lava(path, x, record=want, **kw)  # the small Vars set from the host between the samples
+        for how, value in (("HOST_SET_MAX", 0), ("HOST_IO", True)):  # every Var set by a probe; all Lava's own way
+            with monkeypatch.context() as m:
+                m.setattr(lava_module, how, value)
+                theirs = run_lava(path, x, record=want, **kw)
+            assert ours.keys() == theirs.keys()
+            for key in ours:
+                for k, (a, b) in enumerate(zip(ours[key], theirs[key]) if isinstance(ours[key], list) else
+                                           [(ours[key], theirs[key])]):
+                    same = (a is None) == (b is None) and (a is None or (a.dtype == b.dtype and torch.equal(a, b)))
+                    assert same, (path.name, how, key, k)
+        assert sum(int((s != 0).sum()) for s in ours["layer_spikes"]) > 50, path.name
+        assert any(v is not None and bool((v != 0).any()) for v in ours.get("sigma", [])) or path == runs[0][0]
 
 
 def test_a_dense_layer_without_neuron_gets_netx_default_integrator(tmp_path):

@@ -62,11 +62,21 @@ def test_a_killed_lava_worker_stops_the_run_with_an_error_and_leaves_nothing_beh
     assert torch.equal(run_lava(path, x[:, :2]), sj2lava.emulate(path, x[:, :2]))
 
 
-def test_a_run_without_progress_for_timeout_seconds_is_stopped(netx_files):
+def test_a_run_without_progress_for_timeout_seconds_is_stopped(netx_files, monkeypatch):
+    from lava.magma.core.process.process import AbstractProcess
+
     path = netx_files / "tiny.net"
     x = torch.zeros(5, 3, *sj2lava.load(path).input_shape)
+    compile_network = AbstractProcess.compile
+
+    def slow_compile(self, *args, **kwargs):  # a compile that takes a second: no luck in how fast Lava is today
+        time.sleep(1.0)
+        return compile_network(self, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractProcess, "compile", slow_compile)
     shm_before, start = _shm(), time.monotonic()
-    # the first sample includes compiling the network (seconds): a 0.3 s timeout stops it while Lava compiles
+    # the first sample includes compiling the network: a 0.3 s timeout stops it while Lava compiles, and the Lava
+    # thread, which goes on to start the runtime, has its workers killed as it forks them
     with pytest.raises(LavaRunError, match=r"no progress for 0.3 s \(timeout\) at sample 1 of 3"):
         run_lava(path, x, timeout=0.3)
     assert time.monotonic() - start < 10
@@ -119,3 +129,32 @@ def test_lava_workers_die_with_a_killed_process(netx_files, tmp_path):
         for pid in pids:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_worker_closed_by_lavas_stop_while_the_watcher_reads_it_is_no_error():
+    """Lava's stop joins and closes every worker in the Lava thread while the watcher looks at them: a process object
+    closed between two reads of the watcher (after its Popen, before its pid) is a worker that ended, not an error.
+    (It once raised ``process object is closed`` in the watcher, which left the Lava thread behind.)"""
+    from types import SimpleNamespace
+
+    from sj2lava.netx._watch import _ended_workers
+
+    proc = multiprocessing.get_context("fork").Process(target=int)
+    proc.start()
+    proc.join()
+    pid, popen = proc.pid, proc._popen
+
+    class ClosedWhileRead:  # the worker as the watcher sees it when Lava's stop closes it at the worst moment
+        @property
+        def _popen(self):
+            proc.close()
+            return popen
+
+        @property
+        def pid(self):
+            return proc.pid  # raises: the process object is closed
+
+    executable = SimpleNamespace(proc_builders={}, runtime_service_builders={})
+    runtime = SimpleNamespace(_messaging_infrastructure=SimpleNamespace(actors=[ClosedWhileRead()]),
+                              _executable=executable)
+    assert _ended_workers(SimpleNamespace(_runtime=runtime)) == [("(unknown)", pid, 0)]

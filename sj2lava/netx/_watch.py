@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Iterator, List, Optional, TypeVar
+from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from ..errors import LavaRunError
 
@@ -192,28 +192,33 @@ def _ended_workers(net) -> List[tuple]:
     runtime = _runtime(net)
     ended = []
     for i, actor in enumerate(_actors(runtime) if runtime is not None else []):
-        code = _exit_status(actor)
-        if code is not None:
-            ended.append((i, actor.pid, code))
+        status = _exit_status(actor)
+        if status is not None:
+            ended.append((i, *status))
     if not ended:
         return []
     names = list(itertools.islice(_worker_names(runtime), len(_actors(runtime))))
     return [(names[i], pid, code) for i, pid, code in ended]
 
 
-def _exit_status(actor) -> Optional[int]:
-    """A worker's exit code (minus the signal that killed it), or None while it runs, without reaping it: Lava's own
-    join waits for it in the other thread, and two threads reaping one child break multiprocessing's bookkeeping."""
+def _exit_status(actor) -> Optional[Tuple[int, int]]:
+    """``(pid, exit code)`` of a worker that ended (the code is minus the signal that killed it), or None while it
+    runs, without reaping it: Lava's own join waits for it in the other thread, and two threads reaping one child
+    break multiprocessing's bookkeeping. Everything is read from one reference to the worker's ``Popen``: Lava's
+    stop closes the process object in the Lava thread at any moment, after which ``actor.pid`` raises."""
     popen = getattr(actor, "_popen", None)
-    if popen is None or getattr(popen, "returncode", None) is not None:  # closed or reaped: Lava's join saw it
-        return None if popen is None else popen.returncode
+    if popen is None:  # closed: Lava's join saw it end
+        return None
+    pid, code = popen.pid, getattr(popen, "returncode", None)
+    if code is not None:  # reaped by Lava's join
+        return pid, code
     try:
-        info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except (ChildProcessError, AttributeError):  # reaped meanwhile, or a system without waitid
         return None
     if info is None:
         return None
-    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+    return pid, -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
 
 def _worker_names(runtime) -> Iterator[str]:

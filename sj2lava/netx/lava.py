@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import sys
+import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -179,8 +180,8 @@ class _Plan:
 def _run_samples(net, spec: NetSpec, inp: RunInput, plan: _Plan, run_cfg: Optional[object],
                  progress: Optional[Callable[[int], None]], what: str,
                  timeout: Optional[float]) -> Tuple[List[np.ndarray], dict]:
-    """Run the NetX network on every sample, one after another with the states reset between them, and read
-    the sinks (every layer's output spikes, or the net's) and monitors; the runtime is stopped at the end. The Lava
+    """Run the NetX network on every sample, one after another with the states reset between them, and record
+    every layer's output spikes (or the net's) and the asked states; the runtime is stopped at the end. The Lava
     calls run under :func:`supervise`: a dead worker or ``timeout`` seconds without a finished sample stop the
     run with :class:`LavaRunError`."""
     io = quiet_import("lava.proc.io")
@@ -197,29 +198,119 @@ def _run_samples(net, spec: NetSpec, inp: RunInput, plan: _Plan, run_cfg: Option
     images = _bias_images(inp, lava_in) if inp.neurons_in else []
     if images:
         net.in_layer.neuron.bias_mant.init = images[0]
-    probed = net.layers if plan.all_layers else [net]
-    sinks = [io.sink.RingBuffer(shape=p.out.shape, buffer=plan.n * plan.period) for p in probed]
-    for p, sink in zip(probed, sinks):
-        p.out.connect(sink.a_in)
-    monitors = _monitors(net, plan.states, plan.n * plan.period)
     cfg = run_cfg if run_cfg is not None else Loihi2SimCfg(select_tag="fixed_pt")
+    with tempfile.TemporaryDirectory(prefix="sj2lava-run-") as folder:
+        run_io = _RunIO(Path(folder), plan.n, plan.period)
+        outs_read = [run_io.spikes(p.out) for p in (net.layers if plan.all_layers else [net])]
+        states_read = [(key, j, run_io.state(getattr(layer.neuron, var)))
+                       for j, layer in enumerate(net.layers) for key, var in _probed_states(layer, plan.states)]
+        run_io.between_samples(net, images)
 
-    def work(beat: Callable[[int], None]) -> Tuple[List[np.ndarray], dict]:
-        for i in range(plan.n):
-            if i:
-                _reset_states(net)
-                if images:
-                    net.in_layer.neuron.bias_mant.set(images[i])
-            net.run(condition=RunSteps(num_steps=plan.period), run_cfg=cfg)
-            beat(i + 1)
-        outs = [_unpad(sink.data.get(), plan.n, plan.period, plan.steps) for sink in sinks]
-        probes: dict = {key: [None] * len(net.layers) for key in plan.states}
-        for key, var, mon, j in monitors:
-            data = next(iter(mon.get_data().values()))[var]  # (steps, *lava_shape)
-            probes[key][j] = _unpad(np.moveaxis(np.asarray(data), 0, -1), plan.n, plan.period, plan.steps)
-        return outs, probes
+        def work(beat: Callable[[int], None]) -> Tuple[List[np.ndarray], dict]:
+            for i in range(plan.n):
+                if i:
+                    for var in run_io.host_zeroed:
+                        var.set(np.zeros(var.shape, dtype=np.int32))
+                    if run_io.host_bias:
+                        net.in_layer.neuron.bias_mant.set(images[i])
+                net.run(condition=RunSteps(num_steps=plan.period), run_cfg=cfg)
+                beat(i + 1)
+            outs = [_unpad(read(), plan.n, plan.period, plan.steps) for read in outs_read]
+            probes: dict = {key: [None] * len(net.layers) for key in plan.states}
+            for key, j, read in states_read:
+                probes[key][j] = _unpad(read(), plan.n, plan.period, plan.steps)
+            return outs, probes
 
-    return supervise(net, work, what=what, total=plan.n, timeout=timeout, progress=progress)
+        return supervise(net, work, what=what, total=plan.n, timeout=timeout, progress=progress)
+
+
+HOST_IO = False  # True: Lava's own RingBuffer, Monitor and Var.set from the host (one message per value: slow)
+HOST_SET_MAX = 2_000  # values: a Var set from the host (~50 us a value) below this costs less than a VarProbe (~0.1 s)
+
+
+class _RunIO:
+    """What moves between the caller and a run of ``n`` samples of ``period`` steps, other than the input: the
+    recorded spikes and states (each read back by a function, as a ``(*lava_shape, n * period)`` array: the layout of
+    Lava's ring buffers), the states zeroed between two samples and the input neurons' bias image of each sample.
+
+    Lava's own ``sink.RingBuffer``, ``Monitor`` and ``Var.set`` move one value per channel message (PilotNet-LIF: two
+    minutes to read its layers' 16 steps, 16 s to reset it between two samples), so most of this is done in the run
+    by sj2lava's own Lava processes (:mod:`sj2lava.netx._lava_procs.probes`), through files of ``folder``: one
+    ``VarProbe`` per recorded Var records it and sets it, in that order. A Var that is only set between samples and
+    holds fewer than :data:`HOST_SET_MAX` values over the run is set from the host (``host_zeroed``,
+    ``host_bias``): a process of its own would cost more. :data:`HOST_IO` does it all Lava's own way (a test shows
+    both give the same)."""
+
+    def __init__(self, folder: Path, n: int, period: int):
+        self.folder, self.n, self.period, self.total = folder, n, period, n * period
+        self.probes: dict = {}  # id(var) -> [var, record path, values path]
+        self.host_zeroed: list = []
+        self.host_bias = False
+        self.files = 0
+
+    def _file(self) -> Path:
+        self.files += 1
+        return self.folder / f"{self.files}.npy"
+
+    def spikes(self, port) -> Callable[[], np.ndarray]:
+        """Record what OutPort ``port`` sends, at every step."""
+        shape = tuple(port.shape)
+        if HOST_IO:
+            sink = quiet_import("lava.proc.io").sink.RingBuffer(shape=shape, buffer=self.total)
+            port.connect(sink.a_in)
+            return lambda: np.asarray(sink.data.get())
+        from ._lava_procs.probes import SpikeRecorder, new_record
+
+        path = self._file()
+        new_record(path, self.total, shape)
+        port.connect(SpikeRecorder(shape=shape, total=self.total, path=path).a_in)
+        return lambda: np.moveaxis(np.load(path), 0, -1)
+
+    def state(self, var) -> Callable[[], np.ndarray]:
+        """Record Var ``var`` after every step."""
+        if HOST_IO:
+            from lava.proc.monitor.process import Monitor
+
+            mon = Monitor()
+            mon.probe(target=var, num_steps=self.total)
+            return lambda: np.moveaxis(np.asarray(next(iter(mon.get_data().values()))[var.name]), 0, -1)
+        from ._lava_procs.probes import new_record
+
+        path = self._file()
+        new_record(path, self.total, tuple(var.shape))
+        self.probes.setdefault(id(var), [var, None, None])[1] = path
+        return lambda: np.moveaxis(np.load(path), 0, -1)
+
+    def between_samples(self, net, images: List[np.ndarray]) -> None:
+        """Zero every state after each sample and set the next sample's bias image (from the host, or by a probe);
+        then connect every Var's probe."""
+        if self.n > 1:
+            bias = net.in_layer.neuron.bias_mant if images else None
+            for var in [*_sample_states(net), *([bias] if images else [])]:
+                if not HOST_IO and (id(var) in self.probes or var.size * (self.n - 1) > HOST_SET_MAX):
+                    self.probes.setdefault(id(var), [var, None, None])
+                elif var is bias:
+                    self.host_bias = True
+                else:
+                    self.host_zeroed.append(var)
+            if id(bias) in self.probes:
+                path = self._file()
+                np.save(path, np.stack(images))
+                self.probes[id(bias)][2] = path
+        if self.probes:
+            from ._lava_procs.probes import probe_var
+
+            for var, record, values in self.probes.values():
+                probe_var(var, total=self.total, record=record, period=self.period if self.n > 1 else 0,
+                          values=values)
+
+
+def _probed_states(layer, states: List[str]) -> List[Tuple[str, str]]:
+    """``(key, Var name)`` of the asked states (``'voltage'``: v, ``'current'``: u, ``'sigma'``) the layer has."""
+    # Lava's Delta holds a sigma it never uses: only Sigma / SigmaDelta neurons report theirs
+    return [(key, var) for key, var in (("voltage", "v"), ("current", "u"), ("sigma", "sigma"))
+            if key in states and hasattr(layer.neuron, var)
+            and not (var == "sigma" and type(layer.neuron).__name__ == "Delta")]
 
 
 def _bias_images(inp: RunInput, lava_in: tuple) -> List[np.ndarray]:
@@ -259,25 +350,6 @@ def _input_buffer(x: torch.Tensor, lava_in: tuple, steps: int, period: int) -> n
     return data
 
 
-def _monitors(net, states: List[str], total: int) -> list:
-    """Lava monitors of the asked states (``'voltage'``: v, ``'current'``: u, ``'sigma'``) of every layer that
-    has them, as ``(key, var, monitor, layer index)``."""
-    if not states:
-        return []
-    from lava.proc.monitor.process import Monitor
-
-    monitors = []
-    for j, layer in enumerate(net.layers):
-        for key, var in (("voltage", "v"), ("current", "u"), ("sigma", "sigma")):
-            # Lava's Delta holds a sigma it never uses: only Sigma / SigmaDelta neurons report theirs
-            if key in states and hasattr(layer.neuron, var) and not (
-                    var == "sigma" and type(layer.neuron).__name__ == "Delta"):
-                mon = Monitor()
-                mon.probe(target=getattr(layer.neuron, var), num_steps=total)
-                monitors.append((key, var, mon, j))
-    return monitors
-
-
 def _unpad(out: np.ndarray, n: int, period: int, steps: int) -> np.ndarray:
     """(..., n * period) -> (..., n * steps): each sample's first ``steps`` steps."""
     if period == steps:
@@ -294,19 +366,17 @@ def _to_torch(out: np.ndarray, n: int, steps: int, shape, layout: str, graded: b
     return y if layout == "TNX" else TNX_to_NXT(y)
 
 
-def _reset_states(net) -> None:
-    """Zero every neuron's u, v and every synapse's in-flight activation (between samples)."""
+def _sample_states(net) -> Iterator:
+    """Every Var that holds state from one sample to the next: each neuron's u, v (and sigma-delta, resonator
+    states), each synapse's in-flight activation. They are zeroed between two samples."""
     for block in net.layers:
         neuron = getattr(block, "neuron", None)
         if neuron is not None:
             for var in ("u", "v", "sigma", "act", "residue", "error", "real", "imag"):
                 if hasattr(neuron, var):
-                    getattr(neuron, var).set(np.zeros(getattr(neuron, var).shape, dtype=np.int32))
+                    yield getattr(neuron, var)
         for syn_name in ("synapse", "synapse_rec", "real_synapse", "imag_synapse"):
             syn = getattr(block, syn_name, None)
-            if syn is None:
-                continue
             for var in ("a_buff", "a_buf"):
-                if hasattr(syn, var):
-                    v = getattr(syn, var)
-                    v.set(np.zeros(v.shape, dtype=np.int32))
+                if syn is not None and hasattr(syn, var):
+                    yield getattr(syn, var)
