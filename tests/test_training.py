@@ -1,6 +1,5 @@
 """Quantization-aware training of BlockContainers on CPU: a 3-layer conv net learns a synthetic task."""
 import sys
-import time
 
 import pytest
 import torch
@@ -45,7 +44,6 @@ def test_conv_net_of_blocks_learns(sj):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 m.weight.mul_(4)
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
-    start = time.perf_counter()
     losses = []
     for _ in range(12):
         perm = torch.randperm(len(y))
@@ -58,15 +56,13 @@ def test_conv_net_of_blocks_learns(sj):
             loss.backward()
             opt.step()
             losses.append(loss.item())
-    elapsed = time.perf_counter() - start
     with torch.no_grad():
         sj2lava.reset_net(net)
         acc = (net(x_test).sum(0).argmax(1) == y_test).float().mean().item()
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
-    print(f"loss {first:.3f} -> {last:.3f}, test accuracy {acc:.2%}, {elapsed:.1f} s")
+    print(f"loss {first:.3f} -> {last:.3f}, test accuracy {acc:.2%}")
     assert last < 0.6 * first
     assert acc >= 0.8  # chance is 25%
-    assert elapsed < 60
     assert net[3].neuron.voltage_decay.grad.abs().item() > 0  # the learnable decay gets a gradient
 
 
