@@ -205,6 +205,7 @@ def _run_samples(net, spec: NetSpec, inp: RunInput, plan: _Plan, run_cfg: Option
         states_read = [(key, j, run_io.state(getattr(layer.neuron, var)))
                        for j, layer in enumerate(net.layers) for key, var in _probed_states(layer, plan.states)]
         run_io.between_samples(net, images)
+        run_io.connect()
 
         def work(beat: Callable[[int], None]) -> Tuple[List[np.ndarray], dict]:
             for i in range(plan.n):
@@ -252,6 +253,14 @@ class _RunIO:
         self.files += 1
         return self.folder / f"{self.files}.npy"
 
+    def _record(self, shape: tuple) -> Tuple[Path, Callable[[], np.ndarray]]:
+        """A new recording file of ``shape`` at every step, and the function that reads it back."""
+        from ._lava_procs.probes import new_record
+
+        path = self._file()
+        new_record(path, self.total, shape)
+        return path, lambda: np.moveaxis(np.load(path), 0, -1)
+
     def spikes(self, port) -> Callable[[], np.ndarray]:
         """Record what OutPort ``port`` sends, at every step."""
         shape = tuple(port.shape)
@@ -259,12 +268,11 @@ class _RunIO:
             sink = quiet_import("lava.proc.io").sink.RingBuffer(shape=shape, buffer=self.total)
             port.connect(sink.a_in)
             return lambda: np.asarray(sink.data.get())
-        from ._lava_procs.probes import SpikeRecorder, new_record
+        from ._lava_procs.probes import SpikeRecorder
 
-        path = self._file()
-        new_record(path, self.total, shape)
+        path, read = self._record(shape)
         port.connect(SpikeRecorder(shape=shape, total=self.total, path=path).a_in)
-        return lambda: np.moveaxis(np.load(path), 0, -1)
+        return read
 
     def state(self, var) -> Callable[[], np.ndarray]:
         """Record Var ``var`` after every step."""
@@ -274,35 +282,34 @@ class _RunIO:
             mon = Monitor()
             mon.probe(target=var, num_steps=self.total)
             return lambda: np.moveaxis(np.asarray(next(iter(mon.get_data().values()))[var.name]), 0, -1)
-        from ._lava_procs.probes import new_record
-
-        path = self._file()
-        new_record(path, self.total, tuple(var.shape))
+        path, read = self._record(tuple(var.shape))
         self.probes.setdefault(id(var), [var, None, None])[1] = path
-        return lambda: np.moveaxis(np.load(path), 0, -1)
+        return read
 
     def between_samples(self, net, images: List[np.ndarray]) -> None:
-        """Zero every state after each sample and set the next sample's bias image (from the host, or by a probe);
-        then connect every Var's probe."""
-        if self.n > 1:
-            bias = net.in_layer.neuron.bias_mant if images else None
-            for var in [*_sample_states(net), *([bias] if images else [])]:
-                if not HOST_IO and (id(var) in self.probes or var.size * (self.n - 1) > HOST_SET_MAX):
-                    self.probes.setdefault(id(var), [var, None, None])
-                elif var is bias:
-                    self.host_bias = True
-                else:
-                    self.host_zeroed.append(var)
-            if id(bias) in self.probes:
-                path = self._file()
-                np.save(path, np.stack(images))
-                self.probes[id(bias)][2] = path
+        """Zero every state after each sample and set the next sample's bias image: from the host, or by the Var's
+        probe (which a recorded Var has anyway)."""
+        if self.n == 1:
+            return
+        bias = net.in_layer.neuron.bias_mant if images else None
+        for var in [*_sample_states(net), *([bias] if images else [])]:
+            if not HOST_IO and (id(var) in self.probes or var.size * (self.n - 1) > HOST_SET_MAX):
+                entry = self.probes.setdefault(id(var), [var, None, None])
+                if var is bias:
+                    entry[2] = self._file()
+                    np.save(entry[2], np.stack(images))
+            elif var is bias:
+                self.host_bias = True
+            else:
+                self.host_zeroed.append(var)
+
+    def connect(self) -> None:
+        """Connect every Var's probe (the last step: ``state`` and ``between_samples`` decide what each does)."""
         if self.probes:
             from ._lava_procs.probes import probe_var
 
             for var, record, values in self.probes.values():
-                probe_var(var, total=self.total, record=record, period=self.period if self.n > 1 else 0,
-                          values=values)
+                probe_var(var, total=self.total, record=record, period=self.period, values=values)
 
 
 def _probed_states(layer, states: List[str]) -> List[Tuple[str, str]]:
