@@ -3,7 +3,6 @@
 For each step mode, rank r trains on shard r of a batch; a single process trains the same initial model on the
 whole batch. Prints one line per mode and 'ALL OK'; any difference beyond what is asserted raises.
 """
-import faulthandler
 import os
 import sys
 import tempfile
@@ -13,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from dist_ranks import leave, watch_for_hangs  # this script's folder is on sys.path
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -61,7 +61,7 @@ def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, step_mode: str, para
 
 
 def worker(rank: int, world: int, init: str, outdir: str, step_mode: str) -> None:
-    faulthandler.dump_traceback_later(240, exit=True)  # a rank that hangs says where, and ends
+    watch_for_hangs()
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     torch.set_num_threads(1)
     x, y = data()
@@ -72,10 +72,7 @@ def worker(rank: int, world: int, init: str, outdir: str, step_mode: str) -> Non
     torch.save({k: v.clone() for k, v in ddp.module.state_dict().items()}, Path(outdir) / f"rank{rank}.pt")
     if rank == 0:  # export from rank 0 only: every rank holds the same model
         sj2lava.export(ddp.module, Path(outdir) / "ddp.net", (1, 8, 8))
-    dist.barrier()
-    # torch 2.3's gloo teardown hangs (destroy_process_group) or aborts (none) in 7 of 81 two-rank runs on this
-    # project's Linux sandbox (gVisor, as CI); the files are written and every rank is past the barrier: leave
-    os._exit(0)
+    leave()
 
 
 def check(step_mode: str, world: int = 2) -> None:

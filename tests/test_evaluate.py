@@ -30,7 +30,7 @@ def test_torchrun_with_two_processes_returns_on_every_rank_what_one_process_retu
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           start_new_session=True) as p:
         try:
-            out, _ = p.communicate(timeout=240)  # a rank that hangs dumps its stacks and exits after 120 s
+            out, _ = p.communicate(timeout=240)  # a hung rank ends after dist_ranks.HANG_S (120 s)
         except subprocess.TimeoutExpired:  # take torchrun's workers down with it, and show what they printed
             os.killpg(p.pid, signal.SIGKILL)
             out = "torchrun did not return in 240 s\n" + p.communicate()[0]
